@@ -7,6 +7,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -245,6 +247,9 @@ func New(opts ...Option) (*Server, error) {
 
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.srv = httptest.NewUnstartedServer(s)
+	// Handshake failures are expected in TLS tests and resets are injected on purpose; logging
+	// them would only bury test output.
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	if cfg.listener != nil {
 		_ = s.srv.Listener.Close()
 		s.srv.Listener = cfg.listener
