@@ -1,0 +1,324 @@
+// Package release defines a verified cluster-stack release on disk: the
+// parsed metadata.yaml and the paths of the files later stages use (the
+// cluster-class chart, the addon archive and its configuration, the node
+// images). Load is the only way to get a Release, and it rejects a release
+// whole when any file is missing, malformed, unsafe or inconsistent with the
+// release name.
+package release
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+)
+
+// File names fixed by the release format.
+const (
+	HashesFile             = "hashes.json"
+	ClusterAddonConfigFile = "clusteraddon.yaml"
+	ClusterAddonValuesFile = "cluster-addon-values.yaml"
+	NodeImagesFile         = "node-images.yaml"
+)
+
+// Errors that classify why a release was rejected. They are wrapped in an
+// *InvalidError that names the file.
+var (
+	// ErrInvalid matches every *InvalidError.
+	ErrInvalid = errors.New("invalid release")
+	// ErrMissingFile: a required file is absent.
+	ErrMissingFile = errors.New("missing file")
+	// ErrInconsistent: the release name and metadata.yaml disagree.
+	ErrInconsistent = errors.New("release name and metadata disagree")
+	// ErrMalformedFile: a file is not what its name promises.
+	ErrMalformedFile = errors.New("malformed file")
+)
+
+// InvalidError says which file of which release failed verification and why.
+type InvalidError struct {
+	Release string
+	File    string
+	Err     error
+}
+
+func (e *InvalidError) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("release %q is invalid: %v", e.Release, e.Err)
+	}
+	return fmt.Sprintf("release %q is invalid: %s: %v", e.Release, e.File, e.Err)
+}
+
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrInvalid) true for every *InvalidError.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// AddonConvention tells how the addons of a release are packaged.
+type AddonConvention string
+
+const (
+	// AddonConventionConfig is the current convention: the addon archive is a
+	// directory of Helm charts and clusteraddon.yaml says what to apply when.
+	AddonConventionConfig AddonConvention = "clusteraddon.yaml"
+	// AddonConventionValues is the older convention: the addon archive is one
+	// umbrella Helm chart installed with cluster-addon-values.yaml.
+	AddonConventionValues AddonConvention = "cluster-addon-values.yaml"
+)
+
+// Release is a verified release directory. Paths are absolute.
+type Release struct {
+	// Name is the parsed release name.
+	Name name.Release
+	// Dir is the directory that holds the release files.
+	Dir string
+	// Digest is the content digest of the directory (see DirDigest); set by
+	// the cache, empty for a release loaded elsewhere.
+	Digest string
+	// Metadata is the parsed metadata.yaml.
+	Metadata Metadata
+	// ClusterClassChart is the packaged cluster-class Helm chart.
+	ClusterClassChart string
+	// ClusterAddonArchive is the addon archive (a directory of charts or one
+	// umbrella chart, see AddonConvention).
+	ClusterAddonArchive string
+	// AddonConvention tells which of the two addon files is set.
+	AddonConvention AddonConvention
+	// ClusterAddonConfig is clusteraddon.yaml; empty for the values convention.
+	ClusterAddonConfig string
+	// ClusterAddonValues is cluster-addon-values.yaml; empty for the config convention.
+	ClusterAddonValues string
+	// NodeImages is node-images.yaml; empty when the release has none.
+	NodeImages string
+}
+
+// Options tune verification.
+type Options struct {
+	// Limits bound the archives of the release; zero means archive.DefaultLimits.
+	Limits archive.Limits
+}
+
+// Load verifies the release directory dir for the release named releaseName
+// (dashed form) and returns it. It never changes dir.
+func Load(dir, releaseName string, opts Options) (*Release, error) {
+	invalid := func(file string, err error) (*Release, error) {
+		return nil, &InvalidError{Release: releaseName, File: file, Err: err}
+	}
+	limits := opts.Limits
+	if limits == (archive.Limits{}) {
+		limits = archive.DefaultLimits
+	}
+	n, err := name.Parse(releaseName)
+	if err != nil {
+		return invalid("", err)
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("resolving release directory: %w", err)
+	}
+	files, err := regularFiles(dir)
+	if err != nil {
+		return invalid("", err)
+	}
+	has := func(f string) bool { _, ok := slices.BinarySearch(files, f); return ok }
+
+	if !has(MetadataFile) {
+		return invalid(MetadataFile, ErrMissingFile)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, MetadataFile))
+	if err != nil {
+		return invalid(MetadataFile, err)
+	}
+	md, err := ParseMetadata(data)
+	if err != nil {
+		return invalid(MetadataFile, err)
+	}
+	stackVersion, _ := md.StackVersion()
+	addonVersion, _ := md.AddonVersion()
+	k8s, _ := md.KubernetesMinor()
+	if stackVersion.Compare(n.Version) != 0 {
+		return invalid(MetadataFile, fmt.Errorf("versions.clusterStack is %s but the release name says %s: %w", stackVersion, n.Version, ErrInconsistent))
+	}
+	if k8s != n.Kubernetes {
+		return invalid(MetadataFile, fmt.Errorf("versions.kubernetes %s is not Kubernetes %s as the release name says: %w", md.Versions.Kubernetes, n.Kubernetes, ErrInconsistent))
+	}
+
+	r := &Release{Name: n, Dir: dir, Metadata: md}
+	r.ClusterClassChart, err = versionedFile(dir, has, n.Prefix()+"-cluster-class-", stackVersion)
+	if err != nil {
+		return invalid(filepath.Base(r.ClusterClassChart), err)
+	}
+	r.ClusterAddonArchive, err = versionedFile(dir, has, n.Prefix()+"-cluster-addon-", addonVersion)
+	if err != nil {
+		return invalid(filepath.Base(r.ClusterAddonArchive), err)
+	}
+	switch {
+	case has(ClusterAddonConfigFile):
+		// A release built with the new convention may still carry an old
+		// values file; the config file decides.
+		r.AddonConvention = AddonConventionConfig
+		r.ClusterAddonConfig = filepath.Join(dir, ClusterAddonConfigFile)
+	case has(ClusterAddonValuesFile):
+		r.AddonConvention = AddonConventionValues
+		r.ClusterAddonValues = filepath.Join(dir, ClusterAddonValuesFile)
+	default:
+		return invalid(ClusterAddonConfigFile, fmt.Errorf("neither %s nor %s is present: %w", ClusterAddonConfigFile, ClusterAddonValuesFile, ErrMissingFile))
+	}
+	if has(NodeImagesFile) {
+		r.NodeImages = filepath.Join(dir, NodeImagesFile)
+		if err := checkYAML(r.NodeImages); err != nil {
+			return invalid(NodeImagesFile, err)
+		}
+	}
+
+	classEntries, err := archive.CheckFile(r.ClusterClassChart, limits)
+	if err != nil {
+		return invalid(filepath.Base(r.ClusterClassChart), err)
+	}
+	if len(chartDirs(classEntries)) != 1 {
+		return invalid(filepath.Base(r.ClusterClassChart), fmt.Errorf("not a packaged Helm chart (want exactly one <chart>/Chart.yaml): %w", ErrMalformedFile))
+	}
+	addonEntries, err := archive.CheckFile(r.ClusterAddonArchive, limits)
+	if err != nil {
+		return invalid(filepath.Base(r.ClusterAddonArchive), err)
+	}
+	charts := chartDirs(addonEntries)
+	if len(charts) == 0 {
+		return invalid(filepath.Base(r.ClusterAddonArchive), fmt.Errorf("holds no Helm chart: %w", ErrMalformedFile))
+	}
+	if r.AddonConvention == AddonConventionConfig {
+		if err := checkAddonConfig(r.ClusterAddonConfig, charts); err != nil {
+			return invalid(ClusterAddonConfigFile, err)
+		}
+	}
+	return r, nil
+}
+
+// regularFiles lists the top-level names of dir, refusing anything that is
+// not a regular file: a release is a flat set of files.
+func regularFiles(dir string) ([]string, error) {
+	list, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading release directory: %w", err)
+	}
+	var files []string
+	for _, e := range list {
+		if !e.Type().IsRegular() {
+			return nil, fmt.Errorf("%q is not a regular file: %w", e.Name(), ErrMalformedFile)
+		}
+		files = append(files, e.Name())
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+// versionedFile finds <stem><version>.tgz. The version is normally written
+// in its dotted form (it is the Helm chart version), but the dashed form is
+// accepted as well since both are unambiguous.
+func versionedFile(dir string, has func(string) bool, stem string, v name.Version) (string, error) {
+	dotted := stem + v.String() + ".tgz"
+	for _, f := range []string{dotted, stem + v.Dashed() + ".tgz"} {
+		if has(f) {
+			return filepath.Join(dir, f), nil
+		}
+	}
+	return filepath.Join(dir, dotted), ErrMissingFile
+}
+
+// chartDirs returns the top-level directories that hold a Chart.yaml.
+func chartDirs(entries []archive.Entry) []string {
+	var dirs []string
+	for _, e := range entries {
+		if e.Type != tar.TypeReg || path.Base(e.Name) != "Chart.yaml" {
+			continue
+		}
+		if d := path.Dir(e.Name); d != "." && !strings.Contains(d, "/") {
+			dirs = append(dirs, d)
+		}
+	}
+	slices.Sort(dirs)
+	return slices.Compact(dirs)
+}
+
+type addonConfig struct {
+	AddonStages map[string][]struct {
+		Name   string `json:"name"`
+		Action string `json:"action"`
+	} `json:"addonStages"`
+}
+
+// checkAddonConfig parses clusteraddon.yaml and checks that every step names
+// a chart of the addon archive and a known action, so a typo fails at fetch
+// time rather than halfway through a cluster upgrade.
+func checkAddonConfig(file string, charts []string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var c addonConfig
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		return fmt.Errorf("parsing YAML: %v: %w", err, ErrMalformedFile)
+	}
+	if len(c.AddonStages) == 0 {
+		return fmt.Errorf("addonStages is empty: %w", ErrMalformedFile)
+	}
+	for stage, steps := range c.AddonStages {
+		for i, s := range steps {
+			if _, ok := slices.BinarySearch(charts, s.Name); !ok {
+				return fmt.Errorf("addonStages.%s[%d]: %q is not a chart of the addon archive (have %v): %w", stage, i, s.Name, charts, ErrMalformedFile)
+			}
+			if s.Action != "apply" && s.Action != "delete" {
+				return fmt.Errorf("addonStages.%s[%d]: action %q is neither apply nor delete: %w", stage, i, s.Action, ErrMalformedFile)
+			}
+		}
+	}
+	return nil
+}
+
+func checkYAML(file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		return fmt.Errorf("parsing YAML: %v: %w", err, ErrMalformedFile)
+	}
+	return nil
+}
+
+// DirDigest returns the content digest of a flat release directory:
+// sha256 over the sorted list of "<name> <sha256 of file>\n" lines. Two
+// directories with the same files have the same digest wherever they came from.
+func DirDigest(dir string) (string, error) {
+	files, err := regularFiles(dir)
+	if err != nil {
+		return "", err
+	}
+	outer := sha256.New()
+	for _, f := range files {
+		h := sha256.New()
+		fh, err := os.Open(filepath.Join(dir, f))
+		if err != nil {
+			return "", err
+		}
+		_, err = io.Copy(h, fh)
+		fh.Close()
+		if err != nil {
+			return "", fmt.Errorf("hashing %q: %w", f, err)
+		}
+		fmt.Fprintf(outer, "%s %s\n", f, hex.EncodeToString(h.Sum(nil)))
+	}
+	return "sha256:" + hex.EncodeToString(outer.Sum(nil)), nil
+}
