@@ -42,7 +42,9 @@ type Fault struct {
 	// RetryAfter is sent as Retry-After (whole seconds, at least 1) with a Status of 429 or 503;
 	// 1s when zero.
 	RetryAfter time.Duration
-	// ResetConnection closes the connection without an answer (a TCP reset).
+	// ResetConnection closes the connection without an answer (a TCP reset). Note that net/http
+	// silently retries an idempotent request (GET, PUT with a rewindable body, DELETE) once when a
+	// reused connection is reset, so a fault with Times 1 may not reach the caller; POST does.
 	ResetConnection bool
 	// Import changes what a POST /v2/images/{id}/import started by this call does. The call itself
 	// is answered 202 as usual unless Status or ResetConnection is set.

@@ -1,6 +1,7 @@
 package openstack_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"os"
@@ -247,8 +248,9 @@ func TestTLS(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("login error = %v, want error: %t", err, tt.wantErr)
 			}
-			if err != nil && !strings.Contains(err.Error(), "certificate") {
-				t.Errorf("error %v does not name the certificate problem", err)
+			var cv *tls.CertificateVerificationError
+			if err != nil && !errors.As(err, &cv) {
+				t.Errorf("error %v is not a certificate verification error", err)
 			}
 		})
 	}
