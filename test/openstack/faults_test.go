@@ -65,6 +65,7 @@ func TestUnauthorizedFaultTriggersReauth(t *testing.T) {
 	s := newServer(t)
 	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
 	img := createImage(t, c, images.CreateOpts{Name: "a"})
+	oldToken := c.Token()
 	h := s.InjectFault(openstack.Fault{Method: http.MethodPut, Path: "/v2/images/{id}/file", Status: http.StatusUnauthorized, Times: 1})
 
 	data := []byte("payload")
@@ -73,6 +74,16 @@ func TestUnauthorizedFaultTriggersReauth(t *testing.T) {
 	}
 	if h.Hits() != 1 || s.Calls(openstack.CallAuthTokens) != 2 || s.Calls(openstack.CallUploadImage) != 2 {
 		t.Errorf("hits %d; calls:\n%s", h.Hits(), s)
+	}
+	// The faulted token is dead for good, as an expired one would be.
+	if c.Token() == oldToken {
+		t.Error("client still uses the old token")
+	}
+	if code := getWithToken(t, c.ServiceURL("images", img.ID), oldToken); code != http.StatusUnauthorized {
+		t.Errorf("old token: status %d, want 401", code)
+	}
+	if code := getWithToken(t, c.ServiceURL("images", img.ID), c.Token()); code != http.StatusOK {
+		t.Errorf("new token: status %d, want 200", code)
 	}
 	// The re-sent body was rewound: the stored hash is that of the whole payload.
 	_, wantSHA := hashes(data)
@@ -235,4 +246,19 @@ func TestCallCounts(t *testing.T) {
 	if s.TotalCalls() != 0 || s.Calls(openstack.CallGetImage) != 0 {
 		t.Errorf("after reset:\n%s", s)
 	}
+}
+
+func getWithToken(t *testing.T, url, token string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Auth-Token", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }
