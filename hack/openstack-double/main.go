@@ -47,6 +47,7 @@ func start(args []string, stdout io.Writer) (*openstack.Server, error) {
 	tokenLifetime := fs.Duration("token-lifetime", openstack.DefaultTokenLifetime, "how long tokens are valid")
 	webDownload := fs.Bool("web-download", true, "offer the web-download import method")
 	keepData := fs.Bool("keep-data", false, "keep image bytes in memory so they can be downloaded")
+	convertTo := fs.String("convert-to", "", "disk format Glance converts images to, changing their hashes (none when empty)")
 	useTLS := fs.Bool("tls", false, "serve HTTPS with a self-signed certificate (written next to the clouds.yaml)")
 	cloudsYAML := fs.String("clouds-yaml", "", "path to write a clouds.yaml to (nothing written when empty)")
 	cloudName := fs.String("cloud-name", openstack.DefaultCloudName, "name of the cloud entry in the clouds.yaml")
@@ -75,6 +76,9 @@ func start(args []string, stdout io.Writer) (*openstack.Server, error) {
 	}
 	if *useTLS {
 		opts = append(opts, openstack.WithTLS())
+	}
+	if *convertTo != "" {
+		opts = append(opts, openstack.WithFormatConversion(*convertTo))
 	}
 	s, err := openstack.New(opts...)
 	if err != nil {

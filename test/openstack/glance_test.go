@@ -447,3 +447,35 @@ func TestConcurrentClients(t *testing.T) {
 		t.Errorf("%d active images, want %d; calls:\n%s", active, n, s)
 	}
 }
+
+func TestFormatConversionChangesStoredHashes(t *testing.T) {
+	data := []byte("qcow2 bytes")
+	src := fileServer(t, data)
+	s := newServer(t, openstack.WithFormatConversion("raw"))
+	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	sentMD5, sentSHA := hashes(data)
+
+	uploaded := createImage(t, c, images.CreateOpts{Name: "up"})
+	if err := imagedata.Upload(t.Context(), c, uploaded.ID, bytes.NewReader(data)).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	imported := createImage(t, c, images.CreateOpts{Name: "imp"})
+	if err := imageimport.Create(t.Context(), c, imported.ID, imageimport.CreateOpts{Name: imageimport.WebDownloadMethod, URI: src.URL + "/image.qcow2"}).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitForStatus(t, s, imported.ID, openstack.StatusImporting)
+	alreadyRaw := createImage(t, c, images.CreateOpts{Name: "raw", DiskFormat: "raw"})
+	if err := imagedata.Upload(t.Context(), c, alreadyRaw.ID, bytes.NewReader(data)).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, id := range []string{uploaded.ID, imported.ID} {
+		got, _ := s.Image(id)
+		if got.Status != openstack.StatusActive || got.DiskFormat != "raw" || got.Checksum == sentMD5 || got.HashValue == sentSHA {
+			t.Errorf("converted image = %+v; want active raw with hashes different from the source", got)
+		}
+	}
+	if got, _ := s.Image(alreadyRaw.ID); got.HashValue != sentSHA {
+		t.Errorf("image already in the target format was changed: %+v", got)
+	}
+}

@@ -97,6 +97,7 @@ type config struct {
 	clock         func() time.Time
 	importClient  *http.Client
 	keepData      bool
+	convertTo     string
 }
 
 // WithRegion adds a region to the service catalog. The first region is the default of
@@ -163,6 +164,14 @@ func WithImportHTTPClient(hc *http.Client) Option {
 // return them. Off by default because node images are large and tests only need their hashes.
 func WithKeepImageData(keep bool) Option {
 	return func(c *config) { c.keepData = keep }
+}
+
+// WithFormatConversion makes Glance convert every image it receives to diskFormat (e.g. "raw"),
+// like Glance's image_conversion import plugin: disk_format changes and the stored bytes, hence
+// checksum and os_hash_value, no longer match what the client sent. Code that compares Glance's
+// hash with the source file's is wrong on such clouds, and this option lets tests prove it.
+func WithFormatConversion(diskFormat string) Option {
+	return func(c *config) { c.convertTo = diskFormat }
 }
 
 // Server is a running OpenStack double. All methods are safe for concurrent use.
