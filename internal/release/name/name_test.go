@@ -32,9 +32,9 @@ func TestParseVersion(t *testing.T) {
 		{in: "v1.0", wantErr: true},
 		{in: "v1-alpha", wantErr: true},
 		{in: "v1-alpha.01", wantErr: true},
-		{in: "v1-alpha-1", wantErr: true},                 // dashed form given to the dotted parser
-		{in: "v1-alpha.1", dashed: true, wantErr: true},   // and the reverse
-		{in: "v0-sha-abc1234", wantErr: true},             // dashed hash to the dotted parser
+		{in: "v1-alpha-1", wantErr: true},               // dashed form given to the dotted parser
+		{in: "v1-alpha.1", dashed: true, wantErr: true}, // and the reverse
+		{in: "v0-sha-abc1234", wantErr: true},           // dashed hash to the dotted parser
 		{in: "v0-sha.abc1234", dashed: true, wantErr: true},
 		{in: "v0-sha.abc123", wantErr: true},  // short hash
 		{in: "v0-sha.ABC1234", wantErr: true}, // upper case

@@ -1,0 +1,343 @@
+// Package cache materialises verified cluster-stack releases on local disk.
+// Entries are content-addressed (by release.DirDigest) and written
+// atomically: a release is fetched into a temporary directory inside the
+// cache root, verified, and only then renamed into place, so a crash never
+// leaves a directory that looks complete. A small index maps (source, release
+// name) to the content digest; it is written after the rename, which makes
+// completed entries reusable across restarts without refetching.
+//
+// Layout below the root:
+//
+//	objects/<sha256 hex>/   verified release files
+//	index/<sha256 hex>.json one per (source ID, release name)
+//	tmp/                    fetches in progress; emptied on New and Prune
+//
+// One Cache per root directory and process: New clears tmp/.
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+)
+
+// Fetcher is what the cache needs of a release source (source.Source
+// satisfies it). A fetcher with a Volatile() bool method returning true is
+// fetched on every Get (content addressing still deduplicates).
+type Fetcher interface {
+	ID() string
+	Fetch(ctx context.Context, releaseName, destDir string) error
+}
+
+// Key identifies a cached release by where it came from.
+type Key struct {
+	// Source is the Fetcher's ID.
+	Source string
+	// Release is the release name.
+	Release string
+}
+
+// Cache is safe for concurrent use.
+type Cache struct {
+	root string
+	opts release.Options
+
+	// mu is held for reading while an entry is looked up or materialised and
+	// for writing by Prune, so Prune never removes what a Get is returning.
+	mu    sync.RWMutex
+	group singleflight.Group
+}
+
+// New opens (creating if needed) the cache at root. Leftovers of fetches
+// interrupted by a crash are removed.
+func New(root string, opts release.Options) (*Cache, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("opening release cache: %w", err)
+	}
+	c := &Cache{root: root, opts: opts}
+	if err := os.RemoveAll(c.tmpDir()); err != nil {
+		return nil, fmt.Errorf("opening release cache: clearing temporary files: %w", err)
+	}
+	for _, d := range []string{c.objectsDir(), c.indexDir(), c.tmpDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("opening release cache: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Root returns the cache directory.
+func (c *Cache) Root() string { return c.root }
+
+func (c *Cache) objectsDir() string { return filepath.Join(c.root, "objects") }
+func (c *Cache) indexDir() string   { return filepath.Join(c.root, "index") }
+func (c *Cache) tmpDir() string     { return filepath.Join(c.root, "tmp") }
+
+type indexEntry struct {
+	Source  string `json:"source"`
+	Release string `json:"release"`
+	Digest  string `json:"digest"`
+}
+
+func (k Key) file() string {
+	h := sha256.Sum256([]byte(k.Source + "\x00" + k.Release))
+	return hex.EncodeToString(h[:]) + ".json"
+}
+
+func objectName(digest string) (string, error) {
+	hexPart, ok := strings.CutPrefix(digest, "sha256:")
+	if _, err := hex.DecodeString(hexPart); !ok || err != nil || len(hexPart) != 64 {
+		return "", fmt.Errorf("invalid digest %q", digest)
+	}
+	return hexPart, nil
+}
+
+// Get returns the verified release releaseName of src, fetching it unless a
+// completed entry exists. Concurrent calls for the same key share one fetch.
+func (c *Cache) Get(ctx context.Context, src Fetcher, releaseName string) (*release.Release, error) {
+	if _, err := name.Parse(releaseName); err != nil {
+		return nil, fmt.Errorf("getting release: %w", err)
+	}
+	key := Key{Source: src.ID(), Release: releaseName}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+
+	volatile := false
+	if v, ok := src.(interface{ Volatile() bool }); ok {
+		volatile = v.Volatile()
+	}
+	if !volatile {
+		if r, ok := c.lookup(key); ok {
+			return r, nil
+		}
+	}
+	v, err, _ := c.group.Do(key.file(), func() (any, error) {
+		// A caller that waited for another's fetch of the same key finds
+		// the entry here.
+		if !volatile {
+			if r, ok := c.lookup(key); ok {
+				return r, nil
+			}
+		}
+		return c.materialise(ctx, src, key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Each caller gets its own copy: Release is a plain struct callers may keep.
+	r := *v.(*release.Release)
+	return &r, nil
+}
+
+// Lookup returns the cached release for key without fetching.
+func (c *Cache) Lookup(key Key) (*release.Release, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.lookup(key)
+}
+
+func (c *Cache) lookup(key Key) (*release.Release, bool) {
+	data, err := os.ReadFile(filepath.Join(c.indexDir(), key.file()))
+	if err != nil {
+		return nil, false
+	}
+	var e indexEntry
+	if err := json.Unmarshal(data, &e); err != nil || e.Source != key.Source || e.Release != key.Release {
+		return nil, false
+	}
+	obj, err := objectName(e.Digest)
+	if err != nil {
+		return nil, false
+	}
+	// Loading re-verifies the entry (cheap: no network, small files), so a
+	// damaged entry is refetched rather than used.
+	r, err := release.Load(filepath.Join(c.objectsDir(), obj), key.Release, c.opts)
+	if err != nil {
+		return nil, false
+	}
+	r.Digest = e.Digest
+	return r, true
+}
+
+func (c *Cache) materialise(ctx context.Context, src Fetcher, key Key) (*release.Release, error) {
+	tmp, err := os.MkdirTemp(c.tmpDir(), "fetch-")
+	if err != nil {
+		return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
+	}
+	defer os.RemoveAll(tmp)
+	staging := filepath.Join(tmp, "release")
+	if err := os.Mkdir(staging, 0o755); err != nil {
+		return nil, err
+	}
+	if err := src.Fetch(ctx, key.Release, staging); err != nil {
+		return nil, err
+	}
+	if _, err := release.Load(staging, key.Release, c.opts); err != nil {
+		return nil, err
+	}
+	digest, err := release.DirDigest(staging)
+	if err != nil {
+		return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
+	}
+	obj, _ := objectName(digest)
+	final := filepath.Join(c.objectsDir(), obj)
+	if err := syncDir(staging); err != nil {
+		return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
+	}
+	r, err := release.Load(final, key.Release, c.opts)
+	switch {
+	case err == nil:
+		// The same content is already cached (from another source or name,
+		// or a volatile refetch): reuse it.
+	default:
+		// A damaged or foreign directory under the final name is replaced.
+		if rerr := os.RemoveAll(final); rerr != nil {
+			return nil, fmt.Errorf("materialising %q: removing damaged entry: %w", key.Release, rerr)
+		}
+		if err := os.Rename(staging, final); err != nil {
+			return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
+		}
+		if err := syncPath(c.objectsDir()); err != nil {
+			return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
+		}
+		if r, err = release.Load(final, key.Release, c.opts); err != nil {
+			return nil, err
+		}
+	}
+	r.Digest = digest
+	if err := c.writeIndex(key, digest); err != nil {
+		return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
+	}
+	return r, nil
+}
+
+// writeIndex writes the index entry through a temporary file and a rename,
+// so readers see the old entry or the new one, never a torn one.
+func (c *Cache) writeIndex(key Key, digest string) error {
+	data, err := json.Marshal(indexEntry{Source: key.Source, Release: key.Release, Digest: digest})
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(c.tmpDir(), "index-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), filepath.Join(c.indexDir(), key.file())); err != nil {
+		return err
+	}
+	return syncPath(c.indexDir())
+}
+
+// Prune removes the index entries not in keep, the objects no index entry
+// references any more, and leftovers of interrupted fetches. It returns the
+// number of objects removed.
+func (c *Cache) Prune(keep []Key) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wanted := map[string]bool{}
+	for _, k := range keep {
+		wanted[k.file()] = true
+	}
+	entries, err := os.ReadDir(c.indexDir())
+	if err != nil {
+		return 0, fmt.Errorf("pruning release cache: %w", err)
+	}
+	referenced := map[string]bool{}
+	var errs []error
+	for _, e := range entries {
+		p := filepath.Join(c.indexDir(), e.Name())
+		if !wanted[e.Name()] {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var ie indexEntry
+		if err := json.Unmarshal(data, &ie); err != nil {
+			// An unreadable entry references nothing; it will be rewritten.
+			errs = append(errs, os.Remove(p))
+			continue
+		}
+		if obj, err := objectName(ie.Digest); err == nil {
+			referenced[obj] = true
+		}
+	}
+	objects, err := os.ReadDir(c.objectsDir())
+	if err != nil {
+		return 0, fmt.Errorf("pruning release cache: %w", err)
+	}
+	removed := 0
+	for _, o := range objects {
+		if referenced[o.Name()] {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(c.objectsDir(), o.Name())); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	tmp, _ := os.ReadDir(c.tmpDir())
+	for _, t := range tmp {
+		errs = append(errs, os.RemoveAll(filepath.Join(c.tmpDir(), t.Name())))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return removed, fmt.Errorf("pruning release cache: %w", err)
+	}
+	return removed, nil
+}
+
+// syncDir flushes the files of a flat directory and the directory itself,
+// so that the rename that publishes it cannot reach the disk before its content.
+func syncDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := syncPath(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return syncPath(dir)
+}
+
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

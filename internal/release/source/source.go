@@ -1,0 +1,139 @@
+// Package source lists and downloads cluster-stack releases from where they
+// are published: an OCI registry (current SCS releases), GitHub releases
+// (older SCS releases) or a local directory (air-gapped and development use).
+// A Source only transfers files and checks their integrity in transit; the
+// release package verifies what they mean and the cache package decides when
+// to fetch.
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+)
+
+// Type names a kind of source; it is the value of the metrics' source label.
+type Type string
+
+const (
+	TypeOCI    Type = "oci"
+	TypeGitHub Type = "github"
+	TypeLocal  Type = "local"
+)
+
+// Source is where releases come from.
+type Source interface {
+	// Type returns the kind of source.
+	Type() Type
+	// ID identifies the source (kind and location, never credentials), so
+	// that a cache can tell two sources' releases of the same name apart.
+	ID() string
+	// List returns the names of the available releases, sorted. Entries that
+	// are not release names (other tags, stray directories) are left out.
+	List(ctx context.Context) ([]string, error)
+	// Fetch writes the files of the release releaseName into destDir, which
+	// must exist and be empty. On error destDir may hold partial content; the
+	// caller throws it away.
+	Fetch(ctx context.Context, releaseName, destDir string) error
+}
+
+// Errors wrapped by the sources, for callers that classify failures.
+var (
+	// ErrNotFound: the release does not exist in the source.
+	ErrNotFound = errors.New("release not found")
+	// ErrIntegrity: downloaded content does not match its digest or size.
+	ErrIntegrity = errors.New("content does not match its digest")
+	// ErrInvalidArtifact: the published release is not in the release format
+	// (wrong artifact type, unnamed or unsafe file names, duplicates).
+	ErrInvalidArtifact = errors.New("not a cluster-stack release")
+	// ErrTooLarge: the release is larger than the configured limit.
+	ErrTooLarge = errors.New("release too large")
+	// ErrUnauthorized: the source refused the credentials (or their absence).
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// DefaultMaxBytes bounds the total size of one release. Real releases are a
+// few hundred kilobytes.
+const DefaultMaxBytes int64 = 512 << 20
+
+// releaseNames keeps the entries that are release names, sorted and unique.
+func releaseNames(raw []string) []string {
+	out := make([]string, 0, len(raw))
+	for _, s := range raw {
+		if _, err := name.Parse(s); err == nil {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// checkReleaseName refuses anything but a release name before it is used in
+// a path, URL or tag.
+func checkReleaseName(releaseName string) error {
+	if _, err := name.Parse(releaseName); err != nil {
+		return fmt.Errorf("fetching release: %w", err)
+	}
+	return nil
+}
+
+// checkFileName accepts the name of a file of a release: a plain base name.
+// Published names (OCI title annotations, GitHub asset names) are outside
+// input and become paths.
+func checkFileName(file string) error {
+	if file == "" || file == "." || file == ".." || strings.ContainsAny(file, `/\`+"\x00") || filepath.Base(file) != file {
+		return fmt.Errorf("file name %q is not a plain file name: %w", file, ErrInvalidArtifact)
+	}
+	return nil
+}
+
+// budget tracks the bytes a release may still take.
+type budget struct {
+	left int64
+}
+
+func newBudget(maxBytes int64) *budget {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	return &budget{left: maxBytes}
+}
+
+// take reserves n announced bytes for file.
+func (b *budget) take(file string, n int64) error {
+	if n < 0 || n > b.left {
+		return fmt.Errorf("file %q of %d bytes: %w", file, n, ErrTooLarge)
+	}
+	b.left -= n
+	return nil
+}
+
+// writeFile creates destDir/file exclusively and copies at most size bytes
+// of r into it; more or fewer bytes than announced is an integrity error.
+func writeFile(destDir, file string, r io.Reader, size int64) error {
+	f, err := os.OpenFile(filepath.Join(destDir, file), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("writing %q: duplicate file: %w", file, ErrInvalidArtifact)
+		}
+		return fmt.Errorf("writing %q: %w", file, err)
+	}
+	n, err := io.Copy(f, io.LimitReader(r, size+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", file, err)
+	}
+	if n != size {
+		return fmt.Errorf("writing %q: got %d bytes, want %d: %w", file, n, size, ErrIntegrity)
+	}
+	return nil
+}
