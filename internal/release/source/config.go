@@ -222,7 +222,9 @@ func splitOCI(registry, repository string) (string, string, bool, error) {
 }
 
 func (c Config) validate() error {
-	missing := func(what string) error { return fmt.Errorf("%s source: %s is empty: %w", c.Type, what, ErrInvalidConfig) }
+	missing := func(what string) error {
+		return fmt.Errorf("%s source: %s is empty: %w", c.Type, what, ErrInvalidConfig)
+	}
 	switch c.Type {
 	case TypeOCI:
 		if c.OCI.Registry == "" {

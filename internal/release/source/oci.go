@@ -55,7 +55,9 @@ func NewOCI(cfg OCIConfig, httpClient *http.Client, maxBytes int64) (*OCI, error
 
 func (o *OCI) Type() Type { return TypeOCI }
 
-func (o *OCI) ID() string { return "oci://" + o.repo.Reference.Registry + "/" + o.repo.Reference.Repository }
+func (o *OCI) ID() string {
+	return "oci://" + o.repo.Reference.Registry + "/" + o.repo.Reference.Repository
+}
 
 // List returns the release names among the repository's tags, following the
 // registry's pagination to the end.
