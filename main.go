@@ -1,0 +1,116 @@
+// Command manager runs the ClusterStack operator for OpenStack: it makes the cluster-stack
+// releases that ClusterStack objects ask for available as Cluster API ClusterClasses, makes sure
+// their node images exist in Glance, and installs and upgrades the addons of every workload
+// cluster.
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(clusterv1.AddToScheme(scheme))
+	utilruntime.Must(clusterstackv1alpha1.AddToScheme(scheme))
+	utilruntime.Must(infrav1alpha1.AddToScheme(scheme))
+}
+
+// options are the operator's command-line settings.
+type options struct {
+	metricsAddr          string
+	probeAddr            string
+	leaderElect          bool
+	webhookPort          int
+	webhookCertDir       string
+	releaseCacheDir      string
+	releaseCheckInterval time.Duration
+}
+
+func main() {
+	var opts options
+	flag.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	flag.BoolVar(&opts.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
+	flag.IntVar(&opts.webhookPort, "webhook-port", 9443, "Port of the webhook and runtime-extension server.")
+	flag.StringVar(&opts.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook server; empty means the controller-runtime default.")
+	flag.StringVar(&opts.releaseCacheDir, "release-cache-dir", filepath.Join(".cache", "releases"), "Directory where verified cluster-stack releases are cached; relative to the working directory.")
+	flag.DurationVar(&opts.releaseCheckInterval, "release-check-interval", 5*time.Minute, "How often release sources are asked for new releases (autoSubscribe); a ClusterStack may override it.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: opts.metricsAddr},
+		HealthProbeBindAddress: opts.probeAddr,
+		LeaderElection:         opts.leaderElect,
+		LeaderElectionID:       "clusterstack-operator.clusterstack.x-k8s.io",
+		WebhookServer:          webhook.NewServer(webhook.Options{Port: opts.webhookPort, CertDir: opts.webhookCertDir}),
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Credentials Secrets are read one by one when needed: the operator neither watches
+			// nor caches every Secret of the management cluster.
+			DisableFor: []client.Object{&corev1.Secret{}},
+		}},
+	})
+	if err != nil {
+		log.Error(err, "Unable to create the manager")
+		os.Exit(1)
+	}
+
+	if err := setupControllers(mgr, opts); err != nil {
+		log.Error(err, "Unable to set up the controllers")
+		os.Exit(1)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "Unable to set up the health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "Unable to set up the readiness check")
+		os.Exit(1)
+	}
+
+	log.Info("Starting the manager")
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "The manager stopped with an error")
+		os.Exit(1)
+	}
+}
+
+// setupControllers registers every controller and webhook with the manager. Each area keeps its
+// own block so that they can evolve independently.
+func setupControllers(mgr ctrl.Manager, opts options) error {
+	_ = mgr
+	_ = opts
+	// ClusterStack and ClusterStackRelease controllers.
+
+	// OpenStack node image controllers.
+
+	// ClusterAddon controller and runtime hooks.
+
+	return nil
+}
