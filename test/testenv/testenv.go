@@ -22,6 +22,9 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	// The Cluster API CRDs are read from the sigs.k8s.io/cluster-api module in the module cache;
+	// this import keeps that module (not only its api module) in go.mod, so `go list -m` finds it.
+	_ "sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
