@@ -313,7 +313,7 @@ func TestNextLink(t *testing.T) {
 	tests := map[string]string{
 		`<https://api.example/r?page=2>; rel="next", <https://api.example/r?page=5>; rel="last"`: "https://api.example/r?page=2",
 		`<https://api.example/r?page=1>; rel="prev", <https://api.example/r?page=3>; rel=next`:   "https://api.example/r?page=3",
-		`<https://api.example/r?page=1>; rel="first"`:                                             "",
+		`<https://api.example/r?page=1>; rel="first"`:                                            "",
 		``:         "",
 		`garbage`:  "",
 		`<x>; rel`: "",
