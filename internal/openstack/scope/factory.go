@@ -1,0 +1,161 @@
+package scope
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
+)
+
+// userAgent is prepended to gophercloud's, so that cloud operators can tell our calls apart.
+const userAgent = "clusterstack-operator"
+
+// Factory hands out service clients for identityRefs. It is safe for concurrent use and meant to
+// live as long as the manager.
+type Factory struct {
+	// reader reads Secrets; it should go to the API server (the manager's API reader), because the
+	// operator does not cache Secrets.
+	reader client.Reader
+
+	mu      sync.Mutex
+	entries map[cacheKey]*entry
+}
+
+// cacheKey identifies one set of credentials. A changed Secret has a new resourceVersion, so the
+// next reconcile logs in with the new content; a Secret deleted and re-created has a new UID.
+type cacheKey struct {
+	uid             types.UID
+	resourceVersion string
+	cloud           string
+}
+
+type entry struct {
+	// mu serialises the login so that concurrent reconciles with the same credentials log in once.
+	mu    sync.Mutex
+	image clients.ImageClient
+}
+
+// NewFactory returns a Factory reading Secrets with reader.
+func NewFactory(reader client.Reader) *Factory {
+	return &Factory{reader: reader, entries: map[cacheKey]*entry{}}
+}
+
+// ImageClient returns a Glance client logged in with the credentials of ref in namespace.
+// Problems with the Secret or the login are *CredentialsError.
+func (f *Factory) ImageClient(ctx context.Context, namespace string, ref *infrav1.OpenStackIdentityReference) (clients.ImageClient, error) {
+	secretRef := types.NamespacedName{Namespace: namespace, Name: DefaultCloudName}
+	if ref != nil && ref.Name != "" {
+		secretRef.Name = ref.Name
+	}
+	if ref != nil && ref.Kind != "" && ref.Kind != "Secret" {
+		return nil, credErr(secretRef, ErrInvalidCloud, "identityRef kind %q is not supported; use Secret", ref.Kind)
+	}
+	secret := &corev1.Secret{}
+	if err := f.reader.Get(ctx, secretRef, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, credErr(secretRef, ErrSecretNotFound, "not found in namespace %s", namespace)
+		}
+		return nil, fmt.Errorf("reading credentials Secret %s: %w", secretRef, err)
+	}
+	key := cacheKey{uid: secret.UID, resourceVersion: secret.ResourceVersion, cloud: CloudName(secret)}
+
+	f.mu.Lock()
+	e, ok := f.entries[key]
+	if !ok {
+		e = &entry{}
+		f.entries[key] = e
+		// Older versions of the same Secret are never asked for again.
+		for k := range f.entries {
+			if k.uid == key.uid && k.resourceVersion != key.resourceVersion {
+				delete(f.entries, k)
+			}
+		}
+	}
+	f.mu.Unlock()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.image != nil {
+		return e.image, nil
+	}
+	creds, err := ParseSecret(secret)
+	if err != nil {
+		return nil, err
+	}
+	provider, err := authenticate(ctx, creds)
+	if err != nil {
+		return nil, loginError(secretRef, creds, err)
+	}
+	svc, err := openstack.NewImageV2(provider, creds.EndpointOpts)
+	if err != nil {
+		return nil, credErr(secretRef, ErrNoEndpoint, "the service catalog of cloud %q has no image endpoint for region %q and interface %q",
+			creds.CloudName, creds.EndpointOpts.Region, creds.EndpointOpts.Availability)
+	}
+	e.image = clients.NewImageClient(svc)
+	return e.image, nil
+}
+
+// Forget drops every cached client, e.g. in tests that simulate an operator restart.
+func (f *Factory) Forget() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.entries = map[cacheKey]*entry{}
+}
+
+func authenticate(ctx context.Context, creds *Credentials) (*gophercloud.ProviderClient, error) {
+	provider, err := openstack.NewClient(creds.AuthOptions.IdentityEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.TLSClientConfig = creds.TLSConfig
+	provider.HTTPClient = http.Client{Transport: clients.InstrumentedTransport(transport)}
+	provider.UserAgent.Prepend(userAgent)
+	if err := openstack.Authenticate(ctx, provider, creds.AuthOptions); err != nil {
+		return nil, err
+	}
+	return provider, nil
+}
+
+// loginError turns a failed login into a message that says what to fix, without echoing the
+// response body (Keystone may repeat the user name) or any credential.
+func loginError(secret types.NamespacedName, creds *Credentials, err error) error {
+	authURL := creds.AuthOptions.IdentityEndpoint
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid):
+		return credErr(secret, ErrTLS, "the TLS certificate of %s cannot be verified; add the CA as key %s or set verify in clouds.yaml", authURL, CACertKey)
+	}
+	if code := clients.StatusCode(err); code != 0 {
+		switch code {
+		case http.StatusUnauthorized:
+			return credErr(secret, ErrAuthenticationFailed, "Keystone at %s rejected the credentials of cloud %q (HTTP 401); check user, password or application credential, project and domain", authURL, creds.CloudName)
+		case http.StatusForbidden, http.StatusNotFound, http.StatusBadRequest:
+			return credErr(secret, ErrAuthenticationFailed, "Keystone at %s refused the login for cloud %q (HTTP %d); check project, domain and auth_url", authURL, creds.CloudName, code)
+		}
+		if clients.IsRetryable(err) {
+			return credErr(secret, ErrUnreachable, "Keystone at %s is unavailable (HTTP %d)", authURL, code)
+		}
+		return credErr(secret, ErrAuthenticationFailed, "Keystone at %s answered the login with HTTP %d", authURL, code)
+	}
+	var gcErr gophercloud.BaseError
+	if errors.As(err, &gcErr) || !clients.IsRetryable(err) {
+		// gophercloud's own validation (e.g. a user name without a domain) or an unknown failure.
+		return credErr(secret, ErrInvalidCloud, "logging in to %s with cloud %q failed: the auth section is incomplete or inconsistent (e.g. missing user or project domain)", authURL, creds.CloudName)
+	}
+	return credErr(secret, ErrUnreachable, "cannot reach Keystone at %s", authURL)
+}

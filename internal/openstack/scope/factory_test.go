@@ -1,0 +1,107 @@
+package scope
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+)
+
+// secrets is the smallest client.Reader that serves Secrets from a map; the factory only Gets.
+type secrets map[string]*corev1.Secret
+
+func (s secrets) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	sec, ok := s[key.String()]
+	if !ok {
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, key.Name)
+	}
+	sec.DeepCopyInto(obj.(*corev1.Secret))
+	return nil
+}
+
+func (s secrets) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return errors.New("not used")
+}
+
+func TestFactoryCachesLogins(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	srv, err := openstack.New(openstack.WithClock(clock), openstack.WithTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx := t.Context()
+	cloudsYAML, _ := srv.CloudsYAML(openstack.CloudsYAMLOptions{})
+	sec := secretWith(map[string]string{CloudsYAMLKey: cloudsYAML, CACertKey: string(srv.CACertPEM())})
+	sec.UID, sec.ResourceVersion = "uid-1", "1"
+	store := secrets{"ns/creds": sec}
+	f := NewFactory(store)
+	ref := &infrav1.OpenStackIdentityReference{Kind: "Secret", Name: "creds"}
+
+	list := func() {
+		t.Helper()
+		c, err := f.ImageClient(ctx, "ns", ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ListImages(ctx, images.ListOpts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		list()
+	}
+	if got := srv.Calls(openstack.CallAuthTokens); got != 1 {
+		t.Fatalf("logins after 5 uses of the same Secret = %d, want 1", got)
+	}
+
+	// An expired token is renewed once by gophercloud, on the same cached client.
+	srv.ExpireTokens()
+	list()
+	list()
+	if got := srv.Calls(openstack.CallAuthTokens); got != 2 {
+		t.Fatalf("logins after token expiry = %d, want 2", got)
+	}
+
+	// A changed Secret is a new resourceVersion: one new login.
+	sec.ResourceVersion = "2"
+	list()
+	list()
+	if got := srv.Calls(openstack.CallAuthTokens); got != 3 {
+		t.Fatalf("logins after the Secret changed = %d, want 3", got)
+	}
+
+	// Wrong credentials: a readable, value-free error naming the Secret.
+	bad, _ := srv.CloudsYAML(openstack.CloudsYAMLOptions{Password: "wrong-" + testPassword})
+	store["ns/bad"] = secretWith(map[string]string{CloudsYAMLKey: bad, CACertKey: string(srv.CACertPEM())})
+	store["ns/bad"].Name, store["ns/bad"].UID = "bad", "uid-2"
+	_, err = f.ImageClient(ctx, "ns", &infrav1.OpenStackIdentityReference{Name: "bad"})
+	if !errors.Is(err, ErrAuthenticationFailed) || !strings.Contains(err.Error(), "ns/bad") || strings.Contains(err.Error(), testPassword) {
+		t.Fatalf("wrong password: %v", err)
+	}
+
+	// No CA: TLS verification fails with a hint.
+	store["ns/noca"] = secretWith(map[string]string{CloudsYAMLKey: cloudsYAML})
+	store["ns/noca"].Name, store["ns/noca"].UID = "noca", "uid-3"
+	_, err = f.ImageClient(ctx, "ns", &infrav1.OpenStackIdentityReference{Name: "noca"})
+	if !errors.Is(err, ErrTLS) {
+		t.Fatalf("missing CA: %v", err)
+	}
+
+	// Missing Secret.
+	_, err = f.ImageClient(ctx, "ns", &infrav1.OpenStackIdentityReference{Name: "absent"})
+	if !errors.Is(err, ErrSecretNotFound) || !strings.Contains(err.Error(), "ns/absent") {
+		t.Fatalf("missing Secret: %v", err)
+	}
+}
