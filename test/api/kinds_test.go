@@ -106,6 +106,7 @@ func TestOpenStackNodeImageReleaseValidation(t *testing.T) {
 		{name: "bad id", obj: obj("id", strings.Replace(nodeImageSpec, "1bea47ed-f6a9-463b-b423-14b9cca9ad27", "image-1", 1)), wantErr: []string{"id must be a UUID"}},
 		{name: "negative min_disk", obj: obj("mindisk", strings.Replace(nodeImageSpec, "min_disk: 20", "min_disk: -1", 1)), wantErr: []string{"spec.image.createOpts.min_disk"}},
 		{name: "hash length", obj: obj("hashlen", nodeImageSpec+"    hash:\n      algorithm: sha256\n      value: "+sha512+"\n"), wantErr: []string{"a sha256 hash value has 64 hexadecimal characters"}},
+		{name: "sha512 hash length", obj: obj("hashlen512", nodeImageSpec+"    hash:\n      algorithm: sha512\n      value: "+sha256+"\n"), wantErr: []string{"a sha512 hash value has 128 hexadecimal characters"}},
 		{name: "hash case", obj: obj("hashcase", nodeImageSpec+"    hash:\n      algorithm: sha256\n      value: "+strings.ToUpper(sha256)+"\n"), wantErr: []string{"hash value must be lowercase hexadecimal"}},
 		{name: "hash algorithm", obj: obj("hashalgo", nodeImageSpec+"    hash:\n      algorithm: md5\n      value: "+sha256[:32]+"\n"), wantErr: []string{"spec.image.hash.algorithm: Unsupported value"}},
 		{name: "deletion policy", obj: obj("policy", nodeImageSpec+"  deletionPolicy: purge\n"), wantErr: []string{"spec.deletionPolicy: Unsupported value"}},

@@ -134,6 +134,8 @@ func TestClusterStackValidation(t *testing.T) {
 		{name: "relative local path", spec: clusterStackSpec + "  source:\n    local:\n      path: releases\n", wantErr: []string{"path must be absolute"}},
 		{name: "secret with local", spec: clusterStackSpec + "  source:\n    local:\n      path: /releases\n    secretRef:\n      name: creds\n", wantErr: []string{"source.secretRef is not used with source.local"}},
 		{name: "tight check interval", spec: clusterStackSpec + "  source:\n    local:\n      path: /releases\n    checkInterval: 5s\n", wantErr: []string{"checkInterval must be at least 30s"}},
+		{name: "github owner", spec: clusterStackSpec + "  source:\n    github:\n      owner: -org-\n      repository: r\n", wantErr: []string{"owner must be a GitHub organisation or user name"}},
+		{name: "github repository", spec: clusterStackSpec + "  source:\n    github:\n      owner: org\n      repository: a/b\n", wantErr: []string{"repository must be a GitHub repository name"}},
 		{name: "github api url not a url", spec: clusterStackSpec + "  source:\n    github:\n      owner: o\n      repository: r\n      apiURL: github.example.org\n", wantErr: []string{"apiURL must be an http(s) URL"}},
 	}
 	for i, tc := range cases {
