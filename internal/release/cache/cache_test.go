@@ -357,4 +357,3 @@ func TestGetRejectsBadName(t *testing.T) {
 		}
 	}
 }
-
