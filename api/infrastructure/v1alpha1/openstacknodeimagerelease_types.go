@@ -170,6 +170,29 @@ type OpenStackNodeImageReleaseStatus struct {
 	// +kubebuilder:validation:MaxLength=32
 	ImageStatus string `json:"imageStatus,omitempty"`
 
+	// createdImage is true when this operator created the Glance image (then an unset
+	// deletionPolicy means delete); false when it found the image already there. Added by this
+	// project.
+	// +optional
+	CreatedImage bool `json:"createdImage,omitempty"`
+
+	// transferAttempts counts the attempts to bring the image's bytes into Glance (web-download
+	// imports or uploads) that were started for the current image; bounded, then the object is
+	// Stalled. Unset means none yet. Added by this project.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TransferAttempts int32 `json:"transferAttempts,omitempty"`
+
+	// transferStartedAt is when the running web-download import started; unset when none runs.
+	// An import running much longer than expected counts as failed. Added by this project.
+	// +optional
+	TransferStartedAt *metav1.Time `json:"transferStartedAt,omitempty"`
+
+	// retryAt is the earliest time the next transfer attempt starts after a failed one (backoff).
+	// Unset means no wait. Added by this project.
+	// +optional
+	RetryAt *metav1.Time `json:"retryAt,omitempty"`
+
 	// ready is true when the image is active in Glance; kept for tools written against the
 	// reference.
 	// +optional

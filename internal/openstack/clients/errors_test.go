@@ -56,13 +56,13 @@ func TestClassify(t *testing.T) {
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	tests := map[string]time.Duration{
-		"":                              0,
-		"0":                             0,
-		"-3":                            0,
-		"120":                           2 * time.Minute,
+		"":    0,
+		"0":   0,
+		"-3":  0,
+		"120": 2 * time.Minute,
 		now.Add(30 * time.Second).Format(http.TimeFormat): 30 * time.Second,
 		now.Add(-time.Minute).Format(http.TimeFormat):     0,
-		"tomorrow":                      0,
+		"tomorrow": 0,
 	}
 	for in, want := range tests {
 		if got := parseRetryAfter(in, now); got != want {

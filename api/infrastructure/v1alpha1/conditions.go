@@ -1,0 +1,39 @@
+package v1alpha1
+
+// Reasons of the conditions of OpenStackNodeImageRelease and OpenStackClusterStackRelease
+// (condition types are the shared Ready, Reconciling and Stalled). They are part of the API:
+// tools may match on them.
+const (
+	// CreatingImageReason: the Glance image record is being created.
+	CreatingImageReason = "CreatingImage"
+	// ImportingReason: Glance is fetching the image file itself (web-download).
+	ImportingReason = "Importing"
+	// UploadingReason: the operator streams the image file into Glance.
+	UploadingReason = "Uploading"
+	// RetryingReason: a transfer failed and will be retried after a backoff.
+	RetryingReason = "Retrying"
+	// ImageActiveReason: the image is active in Glance.
+	ImageActiveReason = "ImageActive"
+	// HashMismatchReason: the downloaded file does not have the expected hash; the image was
+	// refused and its Glance record deleted.
+	HashMismatchReason = "HashMismatch"
+	// TransferFailedReason: bringing the bytes into Glance failed more often than allowed.
+	TransferFailedReason = "TransferFailed"
+	// ImageUnusableReason: Glance holds the image in a state the operator cannot fix
+	// (deactivated, killed and not ours).
+	ImageUnusableReason = "ImageUnusable"
+	// InvalidCredentialsReason: the credentials Secret is missing, malformed or refused.
+	InvalidCredentialsReason = "InvalidCredentials"
+	// CloudErrorReason: Glance refused a call for a reason retrying does not fix (policy, quota).
+	CloudErrorReason = "CloudError"
+	// ProtectedReason: Glance refused to delete the image (protected or policy).
+	ProtectedReason = "Protected"
+	// ImageInUseReason: the image is not deleted because machines still use it.
+	ImageInUseReason = "ImageInUse"
+	// WaitingForImagesReason (OpenStackClusterStackRelease): node images are not active yet.
+	WaitingForImagesReason = "WaitingForImages"
+	// ReleaseUnavailableReason (OpenStackClusterStackRelease): the release files cannot be read.
+	ReleaseUnavailableReason = "ReleaseUnavailable"
+	// InvalidNodeImagesReason (OpenStackClusterStackRelease): node-images.yaml cannot be used.
+	InvalidNodeImagesReason = "InvalidNodeImages"
+)

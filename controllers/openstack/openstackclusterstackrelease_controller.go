@@ -1,0 +1,262 @@
+package openstack
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/cluster-api/util/patch"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+
+	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+)
+
+// OpenStackClusterStackReleaseReconciler turns a release's node-images.yaml into
+// OpenStackNodeImageReleases and reports Ready when all their images are active.
+type OpenStackClusterStackReleaseReconciler struct {
+	Client   client.Client
+	Releases ReleaseFiles
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=infrastructure.clusterstack.x-k8s.io,resources=openstackclusterstackreleases,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=infrastructure.clusterstack.x-k8s.io,resources=openstackclusterstackreleases/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=infrastructure.clusterstack.x-k8s.io,resources=openstackclusterstackreleases/finalizers,verbs=update
+
+// SetupWithManager registers the controller. Node image objects are shared by several releases
+// (non-controller owner references), so every owner is told when one changes.
+func (r *OpenStackClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("openstackclusterstackrelease").
+		For(&infrav1.OpenStackClusterStackRelease{}).
+		Watches(&infrav1.OpenStackNodeImageRelease{},
+			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &infrav1.OpenStackClusterStackRelease{})).
+		Complete(r)
+}
+
+// Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete
+// or normal.
+func (r *OpenStackClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	obj := &infrav1.OpenStackClusterStackRelease{}
+	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("OpenStackClusterStackRelease", klog.KObj(obj))
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	if obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, infrav1.OpenStackClusterStackReleaseFinalizer) {
+		base := client.MergeFrom(obj.DeepCopy())
+		controllerutil.AddFinalizer(obj, infrav1.OpenStackClusterStackReleaseFinalizer)
+		if err := r.Client.Patch(ctx, obj, base); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
+		}
+	}
+	helper, err := patch.NewHelper(obj, r.Client)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	defer func() {
+		obj.Status.Ready = conditions.IsTrue(obj, csv1alpha1.ReadyCondition)
+		opts := []patch.Option{patch.WithOwnedConditions{Conditions: nodeImageConditions}}
+		if reterr == nil {
+			opts = append(opts, patch.WithStatusObservedGeneration{})
+		}
+		if err := helper.Patch(ctx, obj, opts...); err != nil && !apierrors.IsNotFound(err) {
+			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patching OpenStackClusterStackRelease: %w", err)})
+		}
+	}()
+
+	if !obj.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
+	}
+	return ctrl.Result{}, r.reconcileNormal(ctx, obj)
+}
+
+func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
+	rel, err := r.Releases.ReleaseFor(ctx, obj.Namespace, obj.Name)
+	if err != nil {
+		if errors.Is(err, release.ErrInvalid) || errors.Is(err, name.ErrInvalidName) {
+			setReleaseStalled(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Release %s cannot be used: %v", obj.Name, err))
+			return nil
+		}
+		setReleaseProgress(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Waiting for release %s: %v", obj.Name, err))
+		return fmt.Errorf("getting release %s: %w", obj.Name, err)
+	}
+	if rel.NodeImages == "" {
+		setReleaseReady(obj, "The release has no node images")
+		return nil
+	}
+	data, err := os.ReadFile(rel.NodeImages)
+	if err != nil {
+		return fmt.Errorf("reading node-images.yaml of %s: %w", obj.Name, err)
+	}
+	imgs, err := nodeimage.ParseNodeImages(data)
+	if err != nil {
+		setReleaseStalled(obj, infrav1.InvalidNodeImagesReason, fmt.Sprintf("node-images.yaml of release %s: %v", obj.Name, err))
+		return nil
+	}
+	if len(imgs) == 0 {
+		setReleaseReady(obj, "The release has no node images")
+		return nil
+	}
+	version := rel.Metadata.Versions.Components.NodeImage
+	if version == "" {
+		version = rel.Metadata.Versions.ClusterStack
+	}
+	if v, err := name.ParseAnyVersion(version); err == nil {
+		version = v.Dashed()
+	}
+
+	var notReady, stalled []string
+	for _, img := range imgs {
+		nir, err := r.ensureNodeImage(ctx, obj, rel.Name.Prefix(), version, img)
+		if err != nil {
+			return err
+		}
+		switch {
+		case conditions.IsTrue(nir, csv1alpha1.StalledCondition):
+			stalled = append(stalled, fmt.Sprintf("%s: %s", nir.Name, conditions.GetMessage(nir, csv1alpha1.StalledCondition)))
+		case !nir.Status.Ready:
+			notReady = append(notReady, nir.Name)
+		}
+	}
+	switch {
+	case len(stalled) > 0:
+		setReleaseStalled(obj, infrav1.WaitingForImagesReason, "Node images failed: "+strings.Join(stalled, "; "))
+	case len(notReady) > 0:
+		setReleaseProgress(obj, infrav1.WaitingForImagesReason, "Waiting for node images: "+strings.Join(notReady, ", "))
+	default:
+		setReleaseReady(obj, fmt.Sprintf("All %d node images are active in Glance", len(imgs)))
+	}
+	return nil
+}
+
+// ensureNodeImage creates the shared OpenStackNodeImageRelease of one image or adds this release
+// to its owners. An existing object's spec is left alone: releases sharing a node-image version
+// ask for the same image.
+func (r *OpenStackClusterStackReleaseReconciler) ensureNodeImage(ctx context.Context, owner *infrav1.OpenStackClusterStackRelease, prefix, version string, img infrav1.NodeImage) (*infrav1.OpenStackNodeImageRelease, error) {
+	nir := &infrav1.OpenStackNodeImageRelease{}
+	key := client.ObjectKey{Namespace: owner.Namespace, Name: NodeImageReleaseName(prefix, img.CreateOpts.Name, version)}
+	err := r.Client.Get(ctx, key, nir)
+	if apierrors.IsNotFound(err) {
+		identity := owner.Spec.IdentityRef
+		if identity == nil {
+			identity = &infrav1.OpenStackIdentityReference{Kind: "Secret", Name: "openstack"}
+		}
+		nir = &infrav1.OpenStackNodeImageRelease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+			Spec:       infrav1.OpenStackNodeImageReleaseSpec{IdentityRef: identity.DeepCopy(), Image: img.DeepCopy()},
+		}
+		if err := controllerutil.SetOwnerReference(owner, nir, r.Client.Scheme()); err != nil {
+			return nil, err
+		}
+		if err := r.Client.Create(ctx, nir); err != nil {
+			return nil, fmt.Errorf("creating OpenStackNodeImageRelease %s: %w", key.Name, err)
+		}
+		r.Recorder.Eventf(owner, nir, corev1.EventTypeNormal, "NodeImageCreated", "Create", "Created OpenStackNodeImageRelease %s", key.Name)
+		return nir, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("getting OpenStackNodeImageRelease %s: %w", key.Name, err)
+	}
+	if !nir.DeletionTimestamp.IsZero() {
+		return nil, fmt.Errorf("OpenStackNodeImageRelease %s is being deleted; waiting to recreate it", key.Name)
+	}
+	if !slices.ContainsFunc(nir.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == owner.UID }) {
+		base := client.MergeFromWithOptions(nir.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		if err := controllerutil.SetOwnerReference(owner, nir, r.Client.Scheme()); err != nil {
+			return nil, err
+		}
+		if err := r.Client.Patch(ctx, nir, base); err != nil {
+			return nil, fmt.Errorf("adding release %s to the owners of %s: %w", owner.Name, key.Name, err)
+		}
+	}
+	return nir, nil
+}
+
+// reconcileDelete removes this release from the owners of its node images and deletes those it
+// owned alone. Owner references would let the garbage collector do the same, but doing it here
+// keeps the finalizer meaningful and works where no garbage collector runs.
+func (r *OpenStackClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
+	list := &infrav1.OpenStackNodeImageReleaseList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(obj.Namespace)); err != nil {
+		return fmt.Errorf("listing OpenStackNodeImageReleases: %w", err)
+	}
+	for i := range list.Items {
+		nir := &list.Items[i]
+		if !slices.ContainsFunc(nir.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == obj.UID }) {
+			continue
+		}
+		others := slices.ContainsFunc(nir.OwnerReferences, func(o metav1.OwnerReference) bool {
+			return o.UID != obj.UID && o.Kind == "OpenStackClusterStackRelease"
+		})
+		if !others {
+			if err := r.Client.Delete(ctx, nir); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("deleting OpenStackNodeImageRelease %s: %w", nir.Name, err)
+			}
+			continue
+		}
+		base := client.MergeFromWithOptions(nir.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		nir.OwnerReferences = slices.DeleteFunc(nir.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == obj.UID })
+		if err := r.Client.Patch(ctx, nir, base); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("removing release %s from the owners of %s: %w", obj.Name, nir.Name, err)
+		}
+	}
+	controllerutil.RemoveFinalizer(obj, infrav1.OpenStackClusterStackReleaseFinalizer)
+	return nil
+}
+
+var invalidNameChars = regexp.MustCompile(`[^a-z0-9.-]+`)
+
+// NodeImageReleaseName is the reference's name of a node image object,
+// <provider>-<stack>-<maj>-<min>-<image name>-<nodeImage version>, made a valid object name.
+func NodeImageReleaseName(prefix, imageName, version string) string {
+	n := invalidNameChars.ReplaceAllString(strings.ToLower(fmt.Sprintf("%s-%s-%s", prefix, imageName, version)), "-")
+	n = strings.Trim(n, "-.")
+	if len(n) > 253 {
+		sum := sha256.Sum256([]byte(n))
+		n = strings.Trim(n[:240], "-.") + "-" + hex.EncodeToString(sum[:])[:8]
+	}
+	return n
+}
+
+func setReleaseReady(obj *infrav1.OpenStackClusterStackRelease, msg string) {
+	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: csv1alpha1.ReadyReason, Message: msg})
+	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionFalse, Reason: csv1alpha1.ReadyReason})
+	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: csv1alpha1.ReadyReason})
+}
+
+func setReleaseProgress(obj *infrav1.OpenStackClusterStackRelease, reason, msg string) {
+	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
+	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
+	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: csv1alpha1.ProgressingReason})
+}
+
+func setReleaseStalled(obj *infrav1.OpenStackClusterStackRelease, reason, msg string) {
+	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
+	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionFalse, Reason: reason})
+	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
+}

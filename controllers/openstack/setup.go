@@ -1,0 +1,85 @@
+// Package openstack holds the OpenStack node image controllers: the OpenStackClusterStackRelease
+// controller, which turns a release's node-images.yaml into OpenStackNodeImageReleases, and the
+// OpenStackNodeImageRelease controller, which makes each image exist in Glance and removes it
+// again. Cloud access goes through internal/openstack; main.go and the demo set both up with
+// Setup.
+package openstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+)
+
+// ReleaseFiles gives the verified files of a release; internal/releasestore.Store implements it.
+type ReleaseFiles interface {
+	ReleaseFor(ctx context.Context, namespace, releaseName string) (*release.Release, error)
+}
+
+// ImageClients hands out Glance clients for an identityRef; scope.Factory implements it.
+type ImageClients interface {
+	ImageClient(ctx context.Context, namespace string, ref *infrav1.OpenStackIdentityReference) (clients.ImageClient, error)
+}
+
+// Options configure Setup.
+type Options struct {
+	// Releases serves release files; required.
+	Releases ReleaseFiles
+	// ImageClients overrides the client factory (nil: a scope.Factory on the manager's API
+	// reader, so Secrets are read uncached).
+	ImageClients ImageClients
+	// NodeImage tunes transfers (download client, attempts, timeouts, backoff).
+	NodeImage nodeimage.Options
+	// RecheckInterval re-reads converged images from Glance this often; zero (the default)
+	// means never: a converged image costs no OpenStack call.
+	RecheckInterval time.Duration
+	// HTTPClient downloads image files; shorthand for NodeImage.HTTPClient.
+	HTTPClient *http.Client
+	// InUseRecheckInterval is how often a deletion held back by machines using the image looks
+	// again (machines are not watched); zero means one minute.
+	InUseRecheckInterval time.Duration
+}
+
+// Setup registers both controllers with mgr.
+func Setup(mgr ctrl.Manager, opts Options) error {
+	if opts.Releases == nil {
+		return errors.New("setting up the OpenStack controllers: Options.Releases is required")
+	}
+	if opts.ImageClients == nil {
+		opts.ImageClients = scope.NewFactory(mgr.GetAPIReader())
+	}
+	if opts.HTTPClient != nil && opts.NodeImage.HTTPClient == nil {
+		opts.NodeImage.HTTPClient = opts.HTTPClient
+	}
+	nir := &OpenStackNodeImageReleaseReconciler{
+		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
+		ImageClients:    opts.ImageClients,
+		NodeImage:       opts.NodeImage,
+		RecheckInterval: opts.RecheckInterval,
+		InUseRecheck:    opts.InUseRecheckInterval,
+		Recorder:        mgr.GetEventRecorder("openstacknodeimagerelease-controller"),
+	}
+	if err := nir.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the OpenStackNodeImageRelease controller: %w", err)
+	}
+	csr := &OpenStackClusterStackReleaseReconciler{
+		Client:   mgr.GetClient(),
+		Releases: opts.Releases,
+		Recorder: mgr.GetEventRecorder("openstackclusterstackrelease-controller"),
+	}
+	if err := csr.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the OpenStackClusterStackRelease controller: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,432 @@
+package nodeimage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imageimport"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxTransferAttempts = 3
+	DefaultImportTimeout       = 30 * time.Minute
+	DefaultRetryBackoff        = 30 * time.Second
+	DefaultPollInterval        = 10 * time.Second
+	// maxRetryBackoff caps the exponential backoff between transfer attempts.
+	maxRetryBackoff = 15 * time.Minute
+)
+
+// SCS image metadata properties (scs-0102), stamped on images the operator creates.
+const (
+	PropertyPurpose          = "os_purpose"
+	PropertyBuildDate        = "image_build_date"
+	PropertySource           = "image_source"
+	PropertyReplaceFrequency = "replace_frequency"
+	PropertyProvidedUntil    = "provided_until"
+	// propertyFailedImport is all Glance says about a failed import.
+	propertyFailedImport = "os_glance_failed_import"
+)
+
+// Options tune the service; zero values take the defaults.
+type Options struct {
+	// HTTPClient downloads image files for uploads; http.DefaultClient when nil.
+	HTTPClient *http.Client
+	// MaxTransferAttempts bounds imports and uploads per object before it is Stalled.
+	MaxTransferAttempts int32
+	// ImportTimeout is how long an import may stay importing (or queued without a failure
+	// flag) before it counts as failed.
+	ImportTimeout time.Duration
+	// RetryBackoff is the wait after the first failed attempt; it doubles with each attempt.
+	RetryBackoff time.Duration
+	// PollInterval is how often a running import is looked at.
+	PollInterval time.Duration
+	// Now replaces time.Now in tests.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.HTTPClient == nil {
+		o.HTTPClient = http.DefaultClient
+	}
+	if o.MaxTransferAttempts <= 0 {
+		o.MaxTransferAttempts = DefaultMaxTransferAttempts
+	}
+	if o.ImportTimeout <= 0 {
+		o.ImportTimeout = DefaultImportTimeout
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = DefaultRetryBackoff
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Outcome is the state an Ensure left the image in, when no error stopped it.
+type Outcome struct {
+	// Ready is true when the image is active.
+	Ready bool
+	// Reason and Message describe the progress for conditions (see the reasons in the API).
+	Reason  string
+	Message string
+	// RequeueAfter says when to look again while the image is not ready.
+	RequeueAfter time.Duration
+}
+
+// TerminalError means the image cannot become ready without a change by a user: a hash
+// mismatch, transfers that failed too often, an unusable image, a call Glance refuses for good.
+type TerminalError struct {
+	Reason  string
+	Message string
+}
+
+func (e *TerminalError) Error() string { return e.Message }
+
+// Persist writes the object's status to the API server at once. Ensure calls it right after
+// creating an image, so that a crash before the upload adopts the image instead of creating a
+// second one.
+type Persist func(ctx context.Context) error
+
+// Service ensures node images in one project.
+type Service struct {
+	images clients.ImageClient
+	opts   Options
+}
+
+// NewService returns a service working with the Glance client of one project.
+func NewService(imageClient clients.ImageClient, opts Options) *Service {
+	return &Service{images: imageClient, opts: opts.withDefaults()}
+}
+
+// Ensure moves the image of obj one step towards active and records what it saw in obj.Status
+// (imageID, imageStatus, createdImage and the transfer bookkeeping). Errors are either
+// *TerminalError or cloud errors to be classified with clients.Classify.
+func (s *Service) Ensure(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, persist Persist) (Outcome, error) {
+	log := ctrl.LoggerFrom(ctx)
+	st := &obj.Status
+	img, err := s.find(ctx, obj)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if img == nil {
+		if img, err = s.images.CreateImage(ctx, createOpts(obj, s.opts.Now())); err != nil {
+			if clients.Classify(err).Kind == clients.KindTerminal {
+				return Outcome{}, &TerminalError{Reason: infrav1.CloudErrorReason, Message: fmt.Sprintf("Glance refused to create image %q (HTTP %d)", obj.Spec.Image.CreateOpts.Name, clients.StatusCode(err))}
+			}
+			return Outcome{}, fmt.Errorf("creating image %q: %w", obj.Spec.Image.CreateOpts.Name, err)
+		}
+		log.Info("Created Glance image", "imageID", img.ID, "imageName", img.Name)
+		st.ImageID, st.CreatedImage, st.ImageStatus = img.ID, true, string(img.Status)
+		st.TransferStartedAt, st.RetryAt = nil, nil
+		if err := persist(ctx); err != nil {
+			return Outcome{}, fmt.Errorf("recording image ID %s: %w", img.ID, err)
+		}
+	} else if st.ImageID != img.ID {
+		log.Info("Adopted existing Glance image", "imageID", img.ID, "imageName", img.Name, "imageStatus", img.Status)
+		st.ImageID, st.CreatedImage = img.ID, false
+		st.TransferStartedAt, st.RetryAt = nil, nil
+	}
+	st.ImageStatus = string(img.Status)
+
+	switch img.Status {
+	case images.ImageStatusActive:
+		st.TransferStartedAt, st.RetryAt = nil, nil
+		return Outcome{Ready: true, Reason: infrav1.ImageActiveReason, Message: fmt.Sprintf("Image %s is active in Glance", img.ID)}, nil
+	case images.ImageStatusQueued:
+		return s.queued(ctx, obj, img)
+	case images.ImageStatusImporting:
+		if st.TransferStartedAt != nil && s.opts.Now().Sub(st.TransferStartedAt.Time) > s.opts.ImportTimeout {
+			return s.replaceStuck(ctx, obj, fmt.Sprintf("the import of image %s did not finish within %s", img.ID, s.opts.ImportTimeout))
+		}
+		return Outcome{Reason: infrav1.ImportingReason, Message: fmt.Sprintf("Glance is importing image %s from %s", img.ID, obj.Spec.Image.URL), RequeueAfter: s.opts.PollInterval}, nil
+	case images.ImageStatusSaving, images.ImageStatusUploading:
+		// Someone (or a crashed earlier run of ours, until Glance notices) is sending data.
+		return Outcome{Reason: infrav1.UploadingReason, Message: fmt.Sprintf("Glance is receiving data for image %s", img.ID), RequeueAfter: s.opts.PollInterval}, nil
+	case images.ImageStatusKilled:
+		if st.CreatedImage {
+			return s.replaceStuck(ctx, obj, fmt.Sprintf("Glance killed image %s", img.ID))
+		}
+		return Outcome{}, &TerminalError{Reason: infrav1.ImageUnusableReason, Message: fmt.Sprintf("image %s found by name is killed and was not created by the operator; delete it or set createOpts.id", img.ID)}
+	case images.ImageStatusDeactivated:
+		return Outcome{}, &TerminalError{Reason: infrav1.ImageUnusableReason, Message: fmt.Sprintf("image %s is deactivated in Glance; reactivate it", img.ID)}
+	default:
+		// deleted, pending_delete: forget it; the next reconcile creates a new one.
+		st.ImageID, st.CreatedImage = "", false
+		return Outcome{Reason: infrav1.CreatingImageReason, Message: fmt.Sprintf("Image %s is being deleted in Glance; creating a new one", img.ID), RequeueAfter: s.opts.PollInterval}, nil
+	}
+}
+
+// queued handles an image without data: a transfer failed, is waiting for its backoff, is
+// starting, or has to be started.
+func (s *Service) queued(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, img *images.Image) (Outcome, error) {
+	st := &obj.Status
+	now := s.opts.Now()
+	if st.TransferStartedAt != nil {
+		if failed, _ := img.Properties[propertyFailedImport].(string); failed != "" {
+			return s.attemptFailed(obj, fmt.Sprintf("Glance reported the web-download import of image %s as failed (os_glance_failed_import=%s)", img.ID, failed))
+		}
+		if now.Sub(st.TransferStartedAt.Time) > s.opts.ImportTimeout {
+			return s.attemptFailed(obj, fmt.Sprintf("image %s stayed queued for %s after its import was started", img.ID, s.opts.ImportTimeout))
+		}
+		return Outcome{Reason: infrav1.ImportingReason, Message: fmt.Sprintf("Waiting for Glance to start importing image %s", img.ID), RequeueAfter: s.opts.PollInterval}, nil
+	}
+	if st.RetryAt != nil && now.Before(st.RetryAt.Time) {
+		return Outcome{Reason: infrav1.RetryingReason, Message: fmt.Sprintf("Retrying the transfer of image %s after a failure (attempt %d of %d)", img.ID, st.TransferAttempts+1, s.opts.MaxTransferAttempts), RequeueAfter: st.RetryAt.Sub(now)}, nil
+	}
+	if st.TransferAttempts >= s.opts.MaxTransferAttempts {
+		return Outcome{}, &TerminalError{Reason: infrav1.TransferFailedReason, Message: fmt.Sprintf("gave up bringing the data of image %s into Glance after %d attempts", img.ID, st.TransferAttempts)}
+	}
+
+	webDownload, err := s.useWebDownload(ctx, obj)
+	if err != nil {
+		return Outcome{}, err
+	}
+	st.RetryAt = nil
+	st.TransferAttempts++
+	if webDownload {
+		err := s.images.ImportImage(ctx, img.ID, imageimport.CreateOpts{Name: imageimport.WebDownloadMethod, URI: obj.Spec.Image.URL})
+		if err != nil {
+			st.TransferAttempts--
+			if clients.IsConflict(err) {
+				// The image moved on (e.g. an import we started before a crash); look again.
+				return Outcome{Reason: infrav1.ImportingReason, Message: fmt.Sprintf("Image %s is changing state", img.ID), RequeueAfter: s.opts.PollInterval}, nil
+			}
+			if clients.Classify(err).Kind == clients.KindTerminal {
+				return Outcome{}, &TerminalError{Reason: infrav1.CloudErrorReason, Message: fmt.Sprintf("Glance refused the web-download import of image %s (HTTP %d)", img.ID, clients.StatusCode(err))}
+			}
+			return Outcome{}, fmt.Errorf("starting the import of image %s: %w", img.ID, err)
+		}
+		st.TransferStartedAt = &metav1.Time{Time: now}
+		st.ImageStatus = string(images.ImageStatusImporting)
+		return Outcome{Reason: infrav1.ImportingReason, Message: fmt.Sprintf("Glance is importing image %s from %s", img.ID, obj.Spec.Image.URL), RequeueAfter: s.opts.PollInterval}, nil
+	}
+
+	if err := s.upload(ctx, obj, img.ID); err != nil {
+		var mismatch *HashMismatchError
+		var download *DownloadError
+		switch {
+		case errors.As(err, &mismatch):
+			return s.refuse(ctx, obj, mismatch)
+		case errors.As(err, &download):
+			return s.attemptFailed(obj, download.Error())
+		case clients.Classify(err).Kind == clients.KindTerminal && clients.StatusCode(err) != 0:
+			return Outcome{}, &TerminalError{Reason: infrav1.CloudErrorReason, Message: fmt.Sprintf("Glance refused the upload of image %s (HTTP %d)", img.ID, clients.StatusCode(err))}
+		default:
+			// Transient (connection reset, 503, re-authentication mid-stream): not the image's
+			// fault, so it does not use up an attempt.
+			st.TransferAttempts--
+			return Outcome{}, fmt.Errorf("uploading image %s: %w", img.ID, err)
+		}
+	}
+	got, err := s.images.GetImage(ctx, img.ID)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("getting image %s after the upload: %w", img.ID, err)
+	}
+	st.ImageStatus = string(got.Status)
+	if got.Status == images.ImageStatusActive {
+		return Outcome{Ready: true, Reason: infrav1.ImageActiveReason, Message: fmt.Sprintf("Image %s is active in Glance", img.ID)}, nil
+	}
+	return Outcome{Reason: infrav1.UploadingReason, Message: fmt.Sprintf("Glance is processing the upload of image %s", img.ID), RequeueAfter: s.opts.PollInterval}, nil
+}
+
+// attemptFailed records a failed transfer and schedules the next one, or gives up.
+func (s *Service) attemptFailed(obj *infrav1.OpenStackNodeImageRelease, why string) (Outcome, error) {
+	st := &obj.Status
+	st.TransferStartedAt = nil
+	if st.TransferAttempts >= s.opts.MaxTransferAttempts {
+		st.RetryAt = nil
+		return Outcome{}, &TerminalError{Reason: infrav1.TransferFailedReason, Message: fmt.Sprintf("gave up after %d attempts: %s", st.TransferAttempts, why)}
+	}
+	backoff := s.backoff(st.TransferAttempts)
+	st.RetryAt = &metav1.Time{Time: s.opts.Now().Add(backoff).Truncate(time.Second)}
+	return Outcome{Reason: infrav1.RetryingReason, Message: fmt.Sprintf("Attempt %d of %d failed: %s", st.TransferAttempts, s.opts.MaxTransferAttempts, why), RequeueAfter: backoff}, nil
+}
+
+// replaceStuck deletes an image of ours that can no longer receive data, so that the next
+// reconcile creates a fresh one; the attempt counts.
+func (s *Service) replaceStuck(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, why string) (Outcome, error) {
+	st := &obj.Status
+	if !st.CreatedImage {
+		return Outcome{}, &TerminalError{Reason: infrav1.ImageUnusableReason, Message: why + "; the image was not created by the operator, so it is left alone"}
+	}
+	if err := s.images.DeleteImage(ctx, st.ImageID); err != nil && !clients.IsNotFound(err) {
+		return Outcome{}, fmt.Errorf("deleting stuck image %s: %w", st.ImageID, err)
+	}
+	st.ImageID, st.CreatedImage, st.ImageStatus = "", false, ""
+	return s.attemptFailed(obj, why)
+}
+
+// refuse handles a hash mismatch: the upload was aborted before its last byte, so Glance never
+// made the image active; its record is deleted (when ours) so that nothing can boot from it.
+func (s *Service) refuse(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, mismatch *HashMismatchError) (Outcome, error) {
+	st := &obj.Status
+	id := st.ImageID
+	action := "the upload was aborted"
+	if st.CreatedImage {
+		if err := s.images.DeleteImage(ctx, id); err != nil && !clients.IsNotFound(err) {
+			return Outcome{}, fmt.Errorf("deleting image %s after a hash mismatch: %w", id, err)
+		}
+		st.ImageID, st.CreatedImage, st.ImageStatus = "", false, ""
+		action = "the upload was aborted and the image deleted"
+	}
+	st.TransferStartedAt, st.RetryAt = nil, nil
+	return Outcome{}, &TerminalError{Reason: infrav1.HashMismatchReason, Message: fmt.Sprintf("%s; %s (image %s)", mismatch.Error(), action, id)}
+}
+
+func (s *Service) backoff(attempts int32) time.Duration {
+	d := s.opts.RetryBackoff
+	for i := int32(1); i < attempts && d < maxRetryBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxRetryBackoff)
+}
+
+// useWebDownload says whether Glance should fetch the file itself: only when no hash is asked
+// for (Glance's own hash describes the stored, possibly converted bytes, so it cannot verify the
+// download) and the cloud offers the method.
+func (s *Service) useWebDownload(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) (bool, error) {
+	if obj.Spec.Image.Hash != nil {
+		return false, nil
+	}
+	info, err := s.images.GetImportInfo(ctx)
+	if err != nil {
+		if clients.IsNotFound(err) {
+			// A Glance without the interoperable import API.
+			return false, nil
+		}
+		return false, fmt.Errorf("getting the import methods: %w", err)
+	}
+	return slices.Contains(info.ImportMethods.Value, string(imageimport.WebDownloadMethod)), nil
+}
+
+// find looks the image up by the ID in status, by createOpts.id, then by name and tags in every
+// listing Glance has (default, hidden, community, hidden community): a lookup that misses hidden
+// or community images would create the same image on every reconcile.
+func (s *Service) find(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) (*images.Image, error) {
+	st := &obj.Status
+	opts := obj.Spec.Image.CreateOpts
+	for _, id := range []string{st.ImageID, opts.ID} {
+		if id == "" {
+			continue
+		}
+		img, err := s.images.GetImage(ctx, id)
+		switch {
+		case err == nil:
+			return img, nil
+		case clients.IsNotFound(err):
+			if id == st.ImageID {
+				// Deleted behind our back: forget it.
+				st.ImageID, st.CreatedImage, st.ImageStatus = "", false, ""
+				st.TransferStartedAt, st.RetryAt = nil, nil
+			}
+		default:
+			return nil, fmt.Errorf("getting image %s: %w", id, err)
+		}
+	}
+	if opts.ID != "" {
+		// Glance is asked for this exact ID: create it with it.
+		return nil, nil
+	}
+	queries := []images.ListOpts{
+		{},
+		{Hidden: true},
+		{Visibility: images.ImageVisibilityCommunity},
+		{Visibility: images.ImageVisibilityCommunity, Hidden: true},
+	}
+	var found []images.Image
+	for _, q := range queries {
+		q.Name, q.Tags = opts.Name, opts.Tags
+		list, err := s.images.ListImages(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("listing images named %q: %w", opts.Name, err)
+		}
+		for _, img := range list {
+			if img.Name == opts.Name && !slices.ContainsFunc(found, func(f images.Image) bool { return f.ID == img.ID }) {
+				found = append(found, img)
+			}
+		}
+	}
+	return pick(found), nil
+}
+
+// pick prefers an active image, then one receiving data, then a queued one, and ignores images
+// on their way out; Glance lists newest first, so ties go to the newest.
+func pick(found []images.Image) *images.Image {
+	rank := map[images.ImageStatus]int{
+		images.ImageStatusActive: 4, images.ImageStatusImporting: 3, images.ImageStatusSaving: 3,
+		images.ImageStatusUploading: 3, images.ImageStatusQueued: 2,
+	}
+	var best *images.Image
+	for i := range found {
+		if r := rank[found[i].Status]; r > 0 && (best == nil || r > rank[best.Status]) {
+			best = &found[i]
+		}
+	}
+	return best
+}
+
+// createOpts maps the spec to Glance and stamps the SCS image metadata properties. Properties
+// given in the spec win, so that a release can say provided_until or its real build date.
+func createOpts(obj *infrav1.OpenStackNodeImageRelease, now time.Time) images.CreateOpts {
+	o := obj.Spec.Image.CreateOpts
+	props := map[string]string{
+		PropertyPurpose: "k8snode",
+		PropertySource:  obj.Spec.Image.URL,
+		// The build date is not in node-images.yaml; the day the image entered this cloud is
+		// the closest fact the operator has.
+		PropertyBuildDate: now.UTC().Format("2006-01-02"),
+		// A node image version is immutable: a new version is a new image, never a replacement.
+		PropertyReplaceFrequency: "never",
+	}
+	maps.Copy(props, o.Properties)
+	opts := images.CreateOpts{
+		Name: o.Name, ID: o.ID, Hidden: o.Hidden, Tags: o.Tags,
+		ContainerFormat: o.ContainerFormat, DiskFormat: o.DiskFormat,
+		MinDisk: o.MinDisk, MinRAM: o.MinRAM, Protected: o.Protected, Properties: props,
+	}
+	if o.Visibility != nil {
+		v := images.ImageVisibility(*o.Visibility)
+		opts.Visibility = &v
+	}
+	return opts
+}
+
+// Delete deletes the image of obj; an image that is already gone is success.
+func (s *Service) Delete(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) error {
+	if obj.Status.ImageID == "" {
+		return nil
+	}
+	if err := s.images.DeleteImage(ctx, obj.Status.ImageID); err != nil && !clients.IsNotFound(err) {
+		return fmt.Errorf("deleting image %s: %w", obj.Status.ImageID, err)
+	}
+	return nil
+}
+
+// Check returns the Glance status of the recorded image, for a slow re-check of converged
+// objects; "" when it is gone.
+func (s *Service) Check(ctx context.Context, id string) (string, error) {
+	img, err := s.images.GetImage(ctx, id)
+	if clients.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("getting image %s: %w", id, err)
+	}
+	return string(img.Status), nil
+}
