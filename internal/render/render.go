@@ -1,0 +1,308 @@
+// Package render turns Helm charts and the SCS values templates into Kubernetes objects in-process,
+// with the Helm v4 SDK and without any network access: a release's charts carry their dependencies
+// in charts/, and rendering must behave the same on an air-gapped management cluster. It renders the
+// way `helm template` does (same engine, values coalescing, dependency conditions and import-values,
+// schema validation, install order) but returns objects instead of text and never installs anything.
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"helm.sh/helm/v4/pkg/chart/common"
+	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// Options describe one rendering of a chart.
+type Options struct {
+	// ReleaseName is the Helm release name (.Release.Name).
+	ReleaseName string
+	// Namespace is .Release.Namespace. With Mapper set, namespaced objects without a namespace get
+	// it; without Mapper the caller sets namespaces with SetDefaultNamespace.
+	Namespace string
+	// KubeVersion, e.g. "v1.32.5", is .Capabilities.KubeVersion and is checked against the chart's
+	// kubeVersion constraint. Empty means Helm's default version.
+	KubeVersion string
+	// Values are merged over the chart's values.yaml.
+	Values map[string]any
+	// IncludeCRDs also returns the objects of the chart's (and sub-charts') crds/ directories, first.
+	IncludeCRDs bool
+	// APIVersions are extra .Capabilities.APIVersions ("group/version" or "group/version/Kind").
+	APIVersions []string
+	// Mapper, when set, decides which objects are namespaced: Chart then calls SetDefaultNamespace
+	// with Namespace and returns its *NoKindError for kinds the mapper (and the rendered CRDs) do
+	// not know.
+	Mapper meta.RESTMapper
+}
+
+// ErrIncompatibleKubeVersion is returned (wrapped) when the chart's kubeVersion constraint does not
+// accept Options.KubeVersion.
+var ErrIncompatibleKubeVersion = errors.New("chart does not support this Kubernetes version")
+
+// Chart renders the chart at path (a packaged .tgz or a chart directory) and returns its objects in
+// a stable order: the crds/ objects (with IncludeCRDs), then CustomResourceDefinitions and
+// Namespaces from the templates, then everything else in Helm's install order.
+//
+// Hooks (templates with a helm.sh/hook annotation) are returned as ordinary objects after the
+// other templates: the operator has no install/upgrade events to run them on, and SCS charts use
+// hooks only for objects that must simply exist. NOTES.txt, partials and empty documents are
+// skipped. Template errors name the chart and the template file.
+func Chart(ctx context.Context, chartPath string, opts Options) ([]*unstructured.Unstructured, error) {
+	ch, err := loader.Load(chartPath)
+	if err != nil {
+		return nil, fmt.Errorf("loading chart %s: %w", chartPath, err)
+	}
+	objs, err := renderChart(ctx, ch, opts)
+	if err != nil {
+		return nil, fmt.Errorf("rendering chart %s: %w", ch.Name(), err)
+	}
+	if opts.Mapper != nil {
+		if err := SetDefaultNamespace(objs, opts.Namespace, opts.Mapper); err != nil {
+			return objs, fmt.Errorf("rendering chart %s: %w", ch.Name(), err)
+		}
+	}
+	return objs, nil
+}
+
+func renderChart(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstructured.Unstructured, error) {
+	caps := common.DefaultCapabilities.Copy()
+	if opts.KubeVersion != "" {
+		kv, err := common.ParseKubeVersion(opts.KubeVersion)
+		if err != nil {
+			return nil, fmt.Errorf("parsing Kubernetes version %q: %w", opts.KubeVersion, err)
+		}
+		caps.KubeVersion = *kv
+	}
+	caps.APIVersions = append(caps.APIVersions, opts.APIVersions...)
+	if c := ch.Metadata.KubeVersion; c != "" && !chartutil.IsCompatibleRange(c, caps.KubeVersion.String()) {
+		return nil, fmt.Errorf("%w: chart requires kubeVersion %s, rendering for %s", ErrIncompatibleKubeVersion, c, caps.KubeVersion.Version)
+	}
+
+	// ProcessDependencies and the coalescing below write into the values they are given; the
+	// caller's map must stay untouched (callers reuse it for several charts).
+	vals := deepCopyMap(opts.Values)
+	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
+		return nil, fmt.Errorf("processing dependencies: %w", err)
+	}
+	renderVals, err := commonutil.ToRenderValuesWithSchemaValidation(ch, vals, common.ReleaseOptions{
+		Name:      opts.ReleaseName,
+		Namespace: opts.Namespace,
+		Revision:  1,
+		IsInstall: true,
+	}, caps, false)
+	if err != nil {
+		return nil, fmt.Errorf("preparing values: %w", err)
+	}
+
+	// The zero Engine has no REST config: `lookup` returns empty results and nothing reaches a
+	// cluster or DNS, as in `helm template`.
+	var e engine.Engine
+	files, err := e.RenderWithContext(ctx, ch, renderVals)
+	if err != nil {
+		return nil, err
+	}
+	for name := range files {
+		if strings.HasSuffix(name, "NOTES.txt") {
+			delete(files, name)
+		}
+	}
+	hooks, manifests, err := releaseutil.SortManifests(files, caps.APIVersions, releaseutil.InstallOrder)
+	if err != nil {
+		return nil, fmt.Errorf("splitting rendered manifests: %w", err)
+	}
+
+	var crds, rest []*unstructured.Unstructured
+	if opts.IncludeCRDs {
+		for _, crd := range ch.CRDObjects() {
+			objs, err := decodeDocuments(crd.Filename, crd.File.Data)
+			if err != nil {
+				return nil, err
+			}
+			crds = append(crds, objs...)
+		}
+	}
+	for _, m := range manifests {
+		objs, err := decodeDocuments(m.Name, []byte(m.Content))
+		if err != nil {
+			return nil, err
+		}
+		rest = append(rest, objs...)
+	}
+	for _, h := range hooks {
+		objs, err := decodeDocuments(h.Path, []byte(h.Manifest))
+		if err != nil {
+			return nil, err
+		}
+		rest = append(rest, objs...)
+	}
+	// Kinds that others depend on go first even when they come from templates or hooks.
+	sort.SliceStable(rest, func(i, j int) bool { return firstRank(rest[i]) < firstRank(rest[j]) })
+	return append(crds, rest...), nil
+}
+
+func firstRank(u *unstructured.Unstructured) int {
+	gvk := u.GroupVersionKind()
+	switch {
+	case gvk.Group == "apiextensions.k8s.io" && gvk.Kind == "CustomResourceDefinition":
+		return 0
+	case gvk.Group == "" && gvk.Kind == "Namespace":
+		return 1
+	default:
+		return 2
+	}
+}
+
+// decodeDocuments parses a (multi-document) YAML file into objects, skipping empty documents.
+func decodeDocuments(file string, data []byte) ([]*unstructured.Unstructured, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var objs []*unstructured.Unstructured
+	for i := 0; ; i++ {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return objs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", file, err)
+		}
+		j, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s (document %d): %w", file, i+1, err)
+		}
+		j = bytes.TrimSpace(j)
+		if len(j) == 0 || string(j) == "null" || string(j) == "{}" {
+			continue
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(j); err != nil {
+			return nil, fmt.Errorf("parsing %s (document %d): %w", file, i+1, err)
+		}
+		if u.GetName() == "" && u.GetGenerateName() == "" {
+			return nil, fmt.Errorf("parsing %s (document %d): %s has no metadata.name", file, i+1, u.GroupVersionKind().Kind)
+		}
+		if u.IsList() {
+			return nil, fmt.Errorf("parsing %s (document %d): lists are not supported", file, i+1)
+		}
+		objs = append(objs, u)
+	}
+}
+
+// ErrUnknownKind is matched (errors.Is) by a *NoKindError.
+var ErrUnknownKind = errors.New("unknown kind")
+
+// NoKindError names the kinds whose scope could not be decided: neither the RESTMapper nor a
+// CustomResourceDefinition among the objects knows them (typically: a CRD is not installed).
+type NoKindError struct {
+	Kinds []schema.GroupVersionKind
+}
+
+func (e *NoKindError) Error() string {
+	names := make([]string, len(e.Kinds))
+	for i, k := range e.Kinds {
+		names[i] = GVKString(k)
+	}
+	return fmt.Sprintf("unknown kind (CRD not installed?): %s", strings.Join(names, ", "))
+}
+
+// Is makes errors.Is(err, ErrUnknownKind) true.
+func (e *NoKindError) Is(target error) bool { return target == ErrUnknownKind }
+
+// GVKString formats a GroupVersionKind as "Kind.version.group" ("Kind.v1" for the core group),
+// the form kubectl users recognise.
+func GVKString(k schema.GroupVersionKind) string {
+	if k.Group == "" {
+		return k.Kind + "." + k.Version
+	}
+	return k.Kind + "." + k.Version + "." + k.Group
+}
+
+// SetDefaultNamespace sets namespace on every object that has none and whose kind is namespaced,
+// according to mapper or to a CustomResourceDefinition among objs (so that a chart's own CRDs and
+// their objects work before the CRDs are installed). It clears nothing: an explicit namespace
+// stays, and so does one on a cluster-scoped object (the API server rejects it, which is the
+// chart's bug to report). Objects of unknown kinds are left alone and reported together in one
+// *NoKindError.
+func SetDefaultNamespace(objs []*unstructured.Unstructured, namespace string, mapper meta.RESTMapper) error {
+	crdScope := map[schema.GroupKind]bool{} // true = namespaced
+	for _, o := range objs {
+		if gvk := o.GroupVersionKind(); gvk.Group != "apiextensions.k8s.io" || gvk.Kind != "CustomResourceDefinition" {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+		scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
+		crdScope[schema.GroupKind{Group: group, Kind: kind}] = scope == "Namespaced"
+	}
+	var unknown []schema.GroupVersionKind
+	seen := map[schema.GroupVersionKind]bool{}
+	for _, o := range objs {
+		if o.GetNamespace() != "" {
+			continue
+		}
+		gvk := o.GroupVersionKind()
+		namespaced, ok := crdScope[gvk.GroupKind()]
+		if !ok {
+			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				if !meta.IsNoMatchError(err) {
+					return fmt.Errorf("finding the scope of %s: %w", GVKString(gvk), err)
+				}
+				if !seen[gvk] {
+					seen[gvk] = true
+					unknown = append(unknown, gvk)
+				}
+				continue
+			}
+			namespaced = m.Scope.Name() == meta.RESTScopeNameNamespace
+		}
+		if namespaced {
+			o.SetNamespace(namespace)
+		}
+	}
+	if len(unknown) > 0 {
+		return &NoKindError{Kinds: unknown}
+	}
+	return nil
+}
+
+// deepCopyMap copies the maps and slices of a values tree; leaves are shared (they are immutable
+// scalars in values).
+func deepCopyMap(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = deepCopyValue(v)
+	}
+	return out
+}
+
+func deepCopyValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		return deepCopyMap(t)
+	case common.Values:
+		return deepCopyMap(t)
+	case []any:
+		out := make([]any, len(t))
+		for i := range t {
+			out[i] = deepCopyValue(t[i])
+		}
+		return out
+	default:
+		return v
+	}
+}

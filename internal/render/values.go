@@ -1,0 +1,110 @@
+package render
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/Masterminds/sprig/v3"
+	"sigs.k8s.io/yaml"
+)
+
+// ErrValuesTemplate is matched (errors.Is) by every error of ValuesTemplate.
+var ErrValuesTemplate = errors.New("invalid values template")
+
+// ValuesTemplate renders a values file that is itself a Go template (cluster-addon-values.yaml,
+// overwrite.yaml) over data, e.g. {"Cluster": ..., "ControlPlane": ..., "InfraCluster": ...} with
+// the objects' unstructured content, and returns the values.
+//
+// The functions are those of Helm templates that make sense without a chart: sprig, toYaml,
+// fromYaml, toJson, fromJson and required. Sprig's env, expandenv and getHostByName are removed:
+// release files are outside input and must neither read the operator's environment (which holds
+// credentials) nor reach the network. A missing key renders as an empty string, as in Helm.
+//
+// When the result is a single top-level key `values` holding a string (the SCS convention), that
+// string is parsed as the values YAML. The result is never nil.
+func ValuesTemplate(content []byte, data map[string]any) (map[string]any, error) {
+	tpl, err := template.New("values").Option("missingkey=zero").Funcs(valuesFuncs).Parse(string(content))
+	if err != nil {
+		return nil, fmt.Errorf("%w: parsing: %w", ErrValuesTemplate, err)
+	}
+	var buf bytes.Buffer
+	if err := tpl.Execute(&buf, data); err != nil {
+		return nil, fmt.Errorf("%w: executing: %w", ErrValuesTemplate, err)
+	}
+	// text/template prints a missing map key as "<no value>" even with missingkey=zero; Helm
+	// replaces it the same way.
+	out := strings.ReplaceAll(buf.String(), "<no value>", "")
+
+	vals, err := parseValues([]byte(out))
+	if err != nil {
+		return nil, fmt.Errorf("%w: rendered values: %w", ErrValuesTemplate, err)
+	}
+	if inner, ok := vals["values"].(string); ok && len(vals) == 1 {
+		vals, err = parseValues([]byte(inner))
+		if err != nil {
+			return nil, fmt.Errorf("%w: rendered values (the string under values:): %w", ErrValuesTemplate, err)
+		}
+	}
+	return vals, nil
+}
+
+func parseValues(data []byte) (map[string]any, error) {
+	vals := map[string]any{}
+	// sigs.k8s.io/yaml goes through JSON, so the values have the JSON types Helm's own values have.
+	if err := yaml.Unmarshal(data, &vals); err != nil {
+		return nil, err
+	}
+	if vals == nil { // a document that is only "null" or comments
+		vals = map[string]any{}
+	}
+	return vals, nil
+}
+
+var valuesFuncs = func() template.FuncMap {
+	f := sprig.TxtFuncMap()
+	for _, name := range []string{"env", "expandenv", "getHostByName"} {
+		delete(f, name)
+	}
+	f["toYaml"] = func(v any) string {
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSuffix(string(b), "\n")
+	}
+	f["fromYaml"] = func(s string) map[string]any {
+		m := map[string]any{}
+		if err := yaml.Unmarshal([]byte(s), &m); err != nil {
+			m["Error"] = err.Error()
+		}
+		return m
+	}
+	f["toJson"] = func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return ""
+		}
+		return string(b)
+	}
+	f["fromJson"] = func(s string) map[string]any {
+		m := map[string]any{}
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			m["Error"] = err.Error()
+		}
+		return m
+	}
+	f["required"] = func(msg string, v any) (any, error) {
+		if v == nil {
+			return nil, errors.New(msg)
+		}
+		if s, ok := v.(string); ok && s == "" {
+			return nil, errors.New(msg)
+		}
+		return v, nil
+	}
+	return f
+}()
