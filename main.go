@@ -5,7 +5,9 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -24,6 +26,9 @@ import (
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 )
 
 var scheme = runtime.NewScheme()
@@ -109,6 +114,21 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	// ClusterStack and ClusterStackRelease controllers.
 
 	// OpenStack node image controllers.
+	{
+		// Served from the same on-disk cache as the ClusterStack controllers' store, so a release
+		// is downloaded once; a separate Store value keeps this block independent of the others.
+		defaultSource, err := source.FromEnv(os.Getenv)
+		if err != nil && !errors.Is(err, source.ErrNoSource) {
+			return fmt.Errorf("reading the default release source: %w", err)
+		}
+		nodeImageReleases, err := releasestore.New(mgr.GetClient(), defaultSource, opts.releaseCacheDir)
+		if err != nil {
+			return fmt.Errorf("creating the release store of the node image controllers: %w", err)
+		}
+		if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: nodeImageReleases}); err != nil {
+			return err
+		}
+	}
 
 	// ClusterAddon controller and runtime hooks.
 
