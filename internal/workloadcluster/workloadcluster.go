@@ -1,0 +1,178 @@
+// Package workloadcluster gives the operator a client for a workload cluster, built from the Cluster
+// API kubeconfig Secret (`<cluster>-kubeconfig`, key `value`). Clients are cached per Cluster and
+// rebuilt only when the Secret changes (UID or resourceVersion), so a reconcile neither parses the
+// kubeconfig nor rediscovers the API again; the owner drops a Cluster's client when the Cluster goes.
+package workloadcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+)
+
+// KubeconfigKey is the key of the kubeconfig in the Cluster API kubeconfig Secret.
+const KubeconfigKey = "value"
+
+// DefaultTimeout bounds every request to a workload cluster, so that an unreachable cluster costs
+// a reconcile seconds, not minutes.
+const DefaultTimeout = 15 * time.Second
+
+var (
+	// ErrKubeconfigMissing means the kubeconfig Secret or its `value` key does not exist (yet).
+	ErrKubeconfigMissing = errors.New("kubeconfig secret missing")
+	// ErrKubeconfigInvalid means the kubeconfig Secret does not hold a usable kubeconfig.
+	ErrKubeconfigInvalid = errors.New("kubeconfig invalid")
+	// ErrUnreachable means the workload cluster's API server did not answer.
+	ErrUnreachable = errors.New("workload cluster unreachable")
+)
+
+// SecretName returns the name of the Cluster API kubeconfig Secret of a Cluster.
+func SecretName(cluster string) string { return cluster + "-kubeconfig" }
+
+// Cluster is a connection to one workload cluster.
+type Cluster struct {
+	// Client reads and writes objects in the workload cluster, uncached.
+	Client client.Client
+	// Mapper maps kinds to resources of the workload cluster; it rediscovers lazily when it meets
+	// an unknown kind (a CRD applied by an earlier stage).
+	Mapper meta.RESTMapper
+	// Config is the REST config built from the kubeconfig.
+	Config *rest.Config
+
+	discovery discovery.ServerVersionInterface
+}
+
+// Ping asks the API server for its version: a cheap read that tells whether it answers.
+func (c *Cluster) Ping(ctx context.Context) error {
+	errc := make(chan error, 1)
+	// ServerVersion takes no context; the REST config's timeout bounds it.
+	go func() { _, err := c.discovery.ServerVersion(); errc <- err }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnreachable, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %v", ErrUnreachable, ctx.Err())
+	}
+}
+
+type entry struct {
+	secretUID types.UID
+	secretRV  string
+	cluster   *Cluster
+}
+
+// Cache builds and caches one Cluster per workload cluster. It is safe for concurrent use.
+type Cache struct {
+	// Reader reads kubeconfig Secrets in the management cluster; use an uncached reader (the
+	// manager does not cache Secrets).
+	Reader client.Reader
+	// Scheme is the scheme of the workload cluster clients.
+	Scheme *runtime.Scheme
+	// Timeout bounds each request to a workload cluster; zero means DefaultTimeout.
+	Timeout time.Duration
+	// ConfigHook, when set, may adjust each REST config before use (tests count requests with it).
+	ConfigHook func(cluster types.NamespacedName, cfg *rest.Config)
+
+	mu      sync.Mutex
+	entries map[types.NamespacedName]entry
+}
+
+// Get returns the connection to the workload cluster of the Cluster named cluster. It reads the
+// kubeconfig Secret on every call (one GET) and reuses the cached connection while the Secret is
+// unchanged.
+func (c *Cache) Get(ctx context.Context, cluster types.NamespacedName) (*Cluster, error) {
+	secret := &corev1.Secret{}
+	key := types.NamespacedName{Namespace: cluster.Namespace, Name: SecretName(cluster.Name)}
+	if err := c.Reader.Get(ctx, key, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.Drop(cluster)
+			return nil, fmt.Errorf("secret %s: %w", key, ErrKubeconfigMissing)
+		}
+		return nil, fmt.Errorf("reading kubeconfig secret %s: %w", key, err)
+	}
+	c.mu.Lock()
+	e, ok := c.entries[cluster]
+	c.mu.Unlock()
+	if ok && e.secretUID == secret.UID && e.secretRV == secret.ResourceVersion {
+		return e.cluster, nil
+	}
+	data, ok := secret.Data[KubeconfigKey]
+	if !ok || len(data) == 0 {
+		return nil, fmt.Errorf("secret %s has no key %q: %w", key, KubeconfigKey, ErrKubeconfigMissing)
+	}
+	wc, err := c.build(cluster, data)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: %w", key, err)
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[types.NamespacedName]entry{}
+	}
+	c.entries[cluster] = entry{secretUID: secret.UID, secretRV: secret.ResourceVersion, cluster: wc}
+	c.mu.Unlock()
+	return wc, nil
+}
+
+// Drop forgets the connection of a Cluster; call it when the Cluster is gone.
+func (c *Cache) Drop(cluster types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, cluster)
+}
+
+// Len returns the number of cached connections.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+func (c *Cache) build(cluster types.NamespacedName, kubeconfig []byte) (*Cluster, error) {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
+	}
+	cfg.Timeout = c.Timeout
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	// Addon objects come in bursts (a chart at a time); the defaults of 5 QPS would make a
+	// 50-object chart take ten seconds.
+	cfg.QPS, cfg.Burst = 50, 100
+	if c.ConfigHook != nil {
+		c.ConfigHook(cluster, cfg)
+	}
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
+	}
+	cl, err := client.New(cfg, client.Options{HTTPClient: httpClient, Scheme: c.Scheme, Mapper: mapper})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
+	}
+	return &Cluster{Client: cl, Mapper: mapper, Config: cfg, discovery: dc}, nil
+}
