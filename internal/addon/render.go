@@ -1,0 +1,167 @@
+package addon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
+)
+
+// DefaultNamespace is where namespaced addon objects without a namespace go, as with the
+// reference operator.
+const DefaultNamespace = "kube-system"
+
+// HelmReleaseName is the Helm release name addon charts are rendered with; the reference renders
+// with the same name, so objects named after `.Release.Name` keep their names.
+const HelmReleaseName = "cluster-addon"
+
+// OverwriteFile is the per-chart values template of the clusteraddon.yaml convention.
+const OverwriteFile = "overwrite.yaml"
+
+// ErrRender matches errors of rendering a chart or its values: the release is at fault, not the
+// cluster, so retrying without a new release does not help.
+var ErrRender = errors.New("rendering addons")
+
+// Input is what rendering needs besides the chart.
+type Input struct {
+	// KubeVersion is the Kubernetes version of the release (metadata versions.kubernetes).
+	KubeVersion string
+	// Data is the data of the values templates: Cluster, ControlPlane, InfraCluster.
+	Data map[string]any
+	// Mapper of the workload cluster, to tell namespaced kinds from cluster-scoped ones.
+	Mapper meta.RESTMapper
+}
+
+// Renderer renders the addons of releases. It extracts each addon archive once into its own
+// directory under Dir and reuses it; it is safe for concurrent use.
+type Renderer struct {
+	// Dir holds the extracted addon archives, one directory per archive content.
+	Dir string
+
+	mu   sync.Mutex
+	dirs map[string]string // archive path -> extracted directory
+}
+
+// Extract returns the directory the addon archive of rel is extracted to, extracting it on first
+// use. The directory is named by the archive's content hash, so a re-published release with the
+// same name never reuses stale charts.
+func (r *Renderer) Extract(rel *release.Release) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d, ok := r.dirs[rel.ClusterAddonArchive]; ok {
+		if _, err := os.Stat(d); err == nil {
+			return d, nil
+		}
+	}
+	sum, err := fileHash(rel.ClusterAddonArchive)
+	if err != nil {
+		return "", fmt.Errorf("hashing addon archive: %w", err)
+	}
+	dir := filepath.Join(r.Dir, rel.Name.String()+"-"+sum[:16])
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+			return "", fmt.Errorf("creating addon cache directory: %w", err)
+		}
+		tmp, err := os.MkdirTemp(r.Dir, ".extract-")
+		if err != nil {
+			return "", fmt.Errorf("creating addon cache directory: %w", err)
+		}
+		if _, err := archive.ExtractFile(rel.ClusterAddonArchive, tmp, archive.DefaultLimits); err != nil {
+			_ = os.RemoveAll(tmp)
+			return "", fmt.Errorf("extracting addon archive %s: %w", filepath.Base(rel.ClusterAddonArchive), err)
+		}
+		// Rename makes the directory appear complete or not at all, also for another process
+		// sharing the cache.
+		if err := os.Rename(tmp, dir); err != nil {
+			_ = os.RemoveAll(tmp)
+			if _, statErr := os.Stat(dir); statErr != nil {
+				return "", fmt.Errorf("moving extracted addon archive into place: %w", err)
+			}
+		}
+	} else if err != nil {
+		return "", err
+	}
+	if r.dirs == nil {
+		r.dirs = map[string]string{}
+	}
+	r.dirs[rel.ClusterAddonArchive] = dir
+	return dir, nil
+}
+
+func fileHash(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// RenderChart renders one chart of an extracted addon archive (clusteraddon.yaml convention) with
+// its overwrite.yaml, if any, rendered over in.Data as values.
+func (r *Renderer) RenderChart(ctx context.Context, addonDir, chart string, in Input) ([]*unstructured.Unstructured, error) {
+	if err := checkChartName(chart); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRender, err)
+	}
+	chartDir := filepath.Join(addonDir, chart)
+	values := map[string]any{}
+	data, err := os.ReadFile(filepath.Join(chartDir, OverwriteFile))
+	switch {
+	case err == nil:
+		if values, err = render.ValuesTemplate(data, in.Data); err != nil {
+			return nil, fmt.Errorf("%w: chart %s: %s: %w", ErrRender, chart, OverwriteFile, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("reading %s of chart %s: %w", OverwriteFile, chart, err)
+	}
+	return r.render(ctx, chartDir, values, in)
+}
+
+// RenderUmbrella renders the umbrella chart of the cluster-addon-values.yaml convention with that
+// file rendered over in.Data as values.
+func (r *Renderer) RenderUmbrella(ctx context.Context, rel *release.Release, in Input) ([]*unstructured.Unstructured, error) {
+	data, err := os.ReadFile(rel.ClusterAddonValues)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", filepath.Base(rel.ClusterAddonValues), err)
+	}
+	values, err := render.ValuesTemplate(data, in.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrRender, filepath.Base(rel.ClusterAddonValues), err)
+	}
+	return r.render(ctx, rel.ClusterAddonArchive, values, in)
+}
+
+func (r *Renderer) render(ctx context.Context, chartPath string, values map[string]any, in Input) ([]*unstructured.Unstructured, error) {
+	objs, err := render.Chart(ctx, chartPath, render.Options{
+		ReleaseName: HelmReleaseName,
+		Namespace:   DefaultNamespace,
+		KubeVersion: in.KubeVersion,
+		Values:      values,
+		IncludeCRDs: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRender, err)
+	}
+	// An unknown kind is not the release's fault yet: its CRD may come with a later stage.
+	if err := render.SetDefaultNamespace(objs, DefaultNamespace, in.Mapper); err != nil {
+		return nil, err
+	}
+	return objs, nil
+}
