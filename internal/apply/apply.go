@@ -1,0 +1,574 @@
+// Package apply makes a set of rendered objects live with server-side apply, under the operator's
+// own field manager and never by force, and keeps an inventory of what it applied so that objects
+// that are no longer rendered are pruned. It writes only what differs, so that a converged set
+// costs zero API writes however often it is reconciled.
+//
+// # Drift detection
+//
+// A rendered object is applied when it is missing, when the annotation HashAnnotation on the live
+// object differs from the hash of the rendered content (the chart output changed), or when it
+// drifted: a rendered field whose live value differs AND that our field manager no longer owns.
+//
+// The ownership test is what keeps this free of hot loops without a dry-run request: the API
+// server normalises what it stores (quantities such as "1000m" become "1", empty values are
+// dropped, defaults are filled in), so a plain "rendered is a subset of live" comparison would
+// see a difference after every apply and re-apply forever. But normalisation never takes a field
+// away from the manager that applied it, whereas every real change by someone else does: an
+// update by another client that changes or removes a field moves that field out of our entry in
+// metadata.managedFields. So a difference in a field we still own is normalisation of what we
+// applied (the hash proves we applied exactly this content), and a difference in a field we no
+// longer own is drift.
+//
+// Drift repair is an apply without force. A field that another manager removed is simply
+// restored; a field that another manager changed is now owned by that manager, so the apply fails
+// with a *ConflictError naming it, and nothing is overwritten: the operator reports the conflict
+// instead of fighting another controller or a person.
+package apply
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// HashAnnotation holds, on every applied object, the hash of the rendered content last applied.
+const HashAnnotation = "clusterstack.x-k8s.io/applied-hash"
+
+// crdEstablishTimeout bounds the wait for a CRD applied in this call to be served, so that
+// objects of its kind later in the same call can be applied.
+const crdEstablishTimeout = 30 * time.Second
+
+// Ref identifies one applied object. The inventory key is Group, Kind, Namespace and Name;
+// Version is the version it was applied in.
+type Ref struct {
+	Group, Version, Kind, Namespace, Name string
+}
+
+// RefOf returns the Ref of obj.
+func RefOf(obj *unstructured.Unstructured) Ref {
+	gvk := obj.GroupVersionKind()
+	return Ref{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+}
+
+// GroupVersionKind returns the Ref's group, version and kind.
+func (r Ref) GroupVersionKind() schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind}
+}
+
+// Key returns the Ref without its version: two Refs with the same Key are the same object.
+func (r Ref) Key() Ref {
+	r.Version = ""
+	return r
+}
+
+// String formats the Ref as "Kind.group namespace/name" ("Kind namespace/name" for the core group).
+func (r Ref) String() string {
+	kind := r.Kind
+	if r.Group != "" {
+		kind += "." + r.Group
+	}
+	if r.Namespace == "" {
+		return kind + " " + r.Name
+	}
+	return kind + " " + r.Namespace + "/" + r.Name
+}
+
+func (r Ref) object() *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(r.GroupVersionKind())
+	u.SetNamespace(r.Namespace)
+	u.SetName(r.Name)
+	return u
+}
+
+// Applier applies object sets. The zero value is not usable: Client and FieldManager are required.
+type Applier struct {
+	// Client reaches the API server the objects go to. Reads may come from a cache.
+	Client client.Client
+	// FieldManager is the operator's field manager, e.g. "clusterstack-operator".
+	FieldManager string
+	// KeepOnPrune, when set, protects objects of the previous inventory from pruning: objects for
+	// which it returns true are neither deleted nor dropped from the inventory (e.g. an ORC Image
+	// while a Cluster still uses the release).
+	KeepOnPrune func(Ref) bool
+}
+
+// Result is the outcome of Apply.
+type Result struct {
+	// Applied is the new inventory: every desired object in order, followed by the objects of the
+	// previous inventory that could not be pruned (failed or kept), so that they are not lost.
+	Applied []Ref
+	// Changed are the objects written in this call (created, changed or drift repaired).
+	Changed []Ref
+	// Pruned are the objects of the previous inventory that were deleted (or already gone).
+	Pruned []Ref
+	// Failed holds per-object errors; everything else was still applied.
+	Failed map[Ref]error
+}
+
+// Err joins the per-object errors in the order of Applied; nil when none failed.
+func (r Result) Err() error {
+	var errs []error
+	for _, ref := range r.Applied {
+		if err, ok := r.Failed[ref]; ok {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ConflictError is the error of an object whose apply was refused because fields it sets are
+// owned by other field managers. Nothing was forced.
+type ConflictError struct {
+	Ref Ref
+	// Managers are the field managers owning the conflicting fields.
+	Managers []string
+	// Fields are the conflicting field paths, e.g. ".data.key".
+	Fields []string
+	Err    error
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("applying %s: fields %s are owned by field manager(s) %s (not forced)",
+		e.Ref, strings.Join(e.Fields, ", "), strings.Join(quoteAll(e.Managers), ", "))
+}
+
+func (e *ConflictError) Unwrap() error { return e.Err }
+
+// ErrKindNotServed is matched (errors.Is) by a *MissingKindsError.
+var ErrKindNotServed = errors.New("kind not served by the API server")
+
+// MissingKindsError names the kinds the API server does not serve (typically: a CRD is not
+// installed).
+type MissingKindsError struct {
+	Kinds []schema.GroupVersionKind
+}
+
+func (e *MissingKindsError) Error() string {
+	names := make([]string, len(e.Kinds))
+	for i, k := range e.Kinds {
+		names[i] = gvkString(k)
+	}
+	return fmt.Sprintf("kinds not served by the API server (CRD not installed?): %s", strings.Join(names, ", "))
+}
+
+// Is makes errors.Is(err, ErrKindNotServed) true.
+func (e *MissingKindsError) Is(target error) bool { return target == ErrKindNotServed }
+
+func gvkString(k schema.GroupVersionKind) string {
+	if k.Group == "" {
+		return k.Kind + "." + k.Version
+	}
+	return k.Kind + "." + k.Version + "." + k.Group
+}
+
+// Apply makes the live objects match desired with server-side apply, writing only objects that
+// are missing, changed or drifted (see the package documentation), then deletes the objects of
+// previous that are not desired any more. A failure of one object does not stop the others; it
+// is recorded in Result.Failed. The error is only for failures of the whole call.
+func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructured, previous []Ref) (Result, error) {
+	if a.Client == nil || a.FieldManager == "" {
+		return Result{}, errors.New("applying objects: the Applier needs a Client and a FieldManager")
+	}
+	res := Result{Failed: map[Ref]error{}}
+	desiredKeys := map[Ref]bool{}
+	for _, d := range desired {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("applying objects: %w", err)
+		}
+		ref := RefOf(d)
+		if desiredKeys[ref.Key()] {
+			res.Failed[ref] = fmt.Errorf("applying %s: rendered twice", ref)
+			continue
+		}
+		desiredKeys[ref.Key()] = true
+		res.Applied = append(res.Applied, ref)
+		changed, err := a.applyOne(ctx, d, ref)
+		if err != nil {
+			res.Failed[ref] = err
+			continue
+		}
+		if changed {
+			res.Changed = append(res.Changed, ref)
+		}
+	}
+
+	// Prune in reverse order of the previous inventory: dependants before what they depend on
+	// (custom resources before their CRDs, objects before their Namespace).
+	seen := map[Ref]bool{}
+	for i := len(previous) - 1; i >= 0; i-- {
+		p := previous[i]
+		if desiredKeys[p.Key()] || seen[p.Key()] {
+			continue
+		}
+		seen[p.Key()] = true
+		if a.KeepOnPrune != nil && a.KeepOnPrune(p) {
+			res.Applied = append(res.Applied, p)
+			continue
+		}
+		if _, err := a.deleteOne(ctx, p); err != nil {
+			res.Failed[p] = fmt.Errorf("pruning %s: %w", p, err)
+			res.Applied = append(res.Applied, p)
+			continue
+		}
+		res.Pruned = append(res.Pruned, p)
+	}
+	return res, nil
+}
+
+// applyOne applies d when it differs from the live object and reports whether it wrote.
+func (a *Applier) applyOne(ctx context.Context, d *unstructured.Unstructured, ref Ref) (bool, error) {
+	obj, hash, err := prepare(d)
+	if err != nil {
+		return false, fmt.Errorf("applying %s: %w", ref, err)
+	}
+	live := &unstructured.Unstructured{}
+	live.SetGroupVersionKind(obj.GroupVersionKind())
+	err = a.Client.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, live)
+	switch {
+	case apierrors.IsNotFound(err):
+		live = nil
+	case meta.IsNoMatchError(err):
+		return false, fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
+	case err != nil:
+		return false, fmt.Errorf("reading %s: %w", ref, err)
+	}
+	if live != nil && live.GetAnnotations()[HashAnnotation] == hash && !drifted(obj.Object, live.Object, a.owned(live)) {
+		return false, nil
+	}
+
+	if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(a.FieldManager)); err != nil {
+		if apierrors.IsConflict(err) {
+			return false, conflictError(ref, err)
+		}
+		if meta.IsNoMatchError(err) {
+			return false, fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
+		}
+		return false, fmt.Errorf("applying %s: %w", ref, err)
+	}
+	if isCRD(ref) {
+		if err := a.waitEstablished(ctx, ref.Name); err != nil {
+			return true, fmt.Errorf("applying %s: %w", ref, err)
+		}
+	}
+	return true, nil
+}
+
+func isCRD(r Ref) bool {
+	return r.Group == "apiextensions.k8s.io" && r.Kind == "CustomResourceDefinition"
+}
+
+// waitEstablished waits until the CRD is served, so that objects of its kind later in the same
+// Apply do not fail with "no matches for kind".
+func (a *Applier) waitEstablished(ctx context.Context, name string) error {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, crdEstablishTimeout, true, func(ctx context.Context) (bool, error) {
+		crd := &unstructured.Unstructured{}
+		crd.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+		if err := a.Client.Get(ctx, client.ObjectKey{Name: name}, crd); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if m["type"] == "Established" && m["status"] == "True" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the CRD to be established: %w", err)
+	}
+	return nil
+}
+
+var conflictManager = regexp.MustCompile(`conflict with "([^"]*)"`)
+
+func conflictError(ref Ref, err error) error {
+	ce := &ConflictError{Ref: ref, Err: err}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Details != nil {
+		managers := map[string]bool{}
+		for _, c := range status.Status().Details.Causes {
+			if c.Type != metav1.CauseTypeFieldManagerConflict {
+				continue
+			}
+			ce.Fields = append(ce.Fields, c.Field)
+			if m := conflictManager.FindStringSubmatch(c.Message); m != nil && !managers[m[1]] {
+				managers[m[1]] = true
+				ce.Managers = append(ce.Managers, m[1])
+			}
+		}
+	}
+	if len(ce.Managers) == 0 { // no structured causes: take the names from the message
+		for _, m := range conflictManager.FindAllStringSubmatch(err.Error(), -1) {
+			ce.Managers = append(ce.Managers, m[1])
+		}
+	}
+	sort.Strings(ce.Managers)
+	return ce
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = fmt.Sprintf("%q", v)
+	}
+	return out
+}
+
+// prepare returns the object to apply, without the fields the server manages (a chart may carry
+// creationTimestamp: null or a status, which would otherwise never compare equal), with
+// HashAnnotation set to the hash of that content.
+func prepare(d *unstructured.Unstructured) (*unstructured.Unstructured, string, error) {
+	obj := d.DeepCopy()
+	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"} {
+		unstructured.RemoveNestedField(obj.Object, "metadata", f)
+	}
+	delete(obj.Object, "status")
+	if ann := obj.GetAnnotations(); ann != nil {
+		delete(ann, HashAnnotation)
+		if len(ann) == 0 {
+			unstructured.RemoveNestedField(obj.Object, "metadata", "annotations")
+		} else {
+			obj.SetAnnotations(ann)
+		}
+	}
+	// encoding/json sorts map keys, so the hash is stable.
+	data, err := json.Marshal(obj.Object)
+	if err != nil {
+		return nil, "", fmt.Errorf("hashing: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:16])
+	ann := obj.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[HashAnnotation] = hash
+	obj.SetAnnotations(ann)
+	return obj, hash, nil
+}
+
+// owned returns the union of the field sets (the fieldsV1 trees) that our field manager applied
+// to the main resource of live; nil when it owns nothing.
+func (a *Applier) owned(live *unstructured.Unstructured) map[string]any {
+	var tree map[string]any
+	for _, e := range live.GetManagedFields() {
+		if e.Manager != a.FieldManager || e.Operation != metav1.ManagedFieldsOperationApply || e.Subresource != "" || e.FieldsV1 == nil {
+			continue
+		}
+		var t map[string]any
+		if err := json.Unmarshal(e.FieldsV1.Raw, &t); err != nil {
+			continue
+		}
+		tree = mergeTrees(tree, t)
+	}
+	return tree
+}
+
+func mergeTrees(a, b map[string]any) map[string]any {
+	if a == nil {
+		return b
+	}
+	for k, bv := range b {
+		av, ok := a[k].(map[string]any)
+		bm, _ := bv.(map[string]any)
+		if ok {
+			a[k] = mergeTrees(av, bm)
+		} else {
+			a[k] = bm
+		}
+	}
+	return a
+}
+
+// drifted reports whether a field of desired differs from live and is not owned by us (owned is
+// our fieldsV1 subtree for this level, nil when we own nothing here).
+func drifted(desired, live map[string]any, owned map[string]any) bool {
+	for k, dv := range desired {
+		if isEmpty(dv) {
+			// The server drops empty and null values; they carry no intent to compare.
+			continue
+		}
+		lv, inLive := live[k]
+		childOwned, isOwned := ownedChild(owned, "f:"+k)
+		switch dv := dv.(type) {
+		case map[string]any:
+			lm, ok := lv.(map[string]any)
+			if !inLive || !ok {
+				if !isOwned {
+					return true
+				}
+				continue
+			}
+			if drifted(dv, lm, childOwned) {
+				return true
+			}
+		case []any:
+			ll, _ := lv.([]any)
+			if equalJSON(dv, ll) {
+				continue
+			}
+			if !isOwned || listDrifted(dv, ll, childOwned) {
+				return true
+			}
+		default:
+			if equalJSON(dv, lv) {
+				continue
+			}
+			if !isOwned {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// listDrifted compares a list that differs from live and whose field we own. An atomic list is
+// owned as a whole, so owning it means the difference is normalisation. A granular list records
+// one entry per item we applied ("k:{keys}" for maps with keys, "v:value" for sets, "i:index"):
+// fewer entries than items means someone took or removed items; for keyed items the comparison
+// goes on inside the item.
+func listDrifted(desired, live []any, owned map[string]any) bool {
+	var items []string
+	for k := range owned {
+		if strings.HasPrefix(k, "k:") || strings.HasPrefix(k, "v:") || strings.HasPrefix(k, "i:") {
+			items = append(items, k)
+		}
+	}
+	if len(items) == 0 {
+		return false // atomic
+	}
+	nonEmpty := 0
+	for _, d := range desired {
+		if !isEmpty(d) {
+			nonEmpty++
+		}
+	}
+	if len(items) < nonEmpty {
+		return true
+	}
+	for _, k := range items {
+		if !strings.HasPrefix(k, "k:") {
+			continue
+		}
+		var keyFields map[string]any
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(k, "k:")), &keyFields); err != nil {
+			continue
+		}
+		d := findItem(desired, keyFields)
+		if d == nil {
+			continue // an item we applied before; desired unchanged by hash, so it is normalisation
+		}
+		l := findItem(live, keyFields)
+		if l == nil {
+			return true
+		}
+		sub, _ := owned[k].(map[string]any)
+		if drifted(d, l, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func findItem(list []any, keyFields map[string]any) map[string]any {
+	for _, it := range list {
+		m, ok := it.(map[string]any)
+		if !ok {
+			continue
+		}
+		match := true
+		for kf, kv := range keyFields {
+			if !equalJSON(m[kf], kv) {
+				match = false
+				break
+			}
+		}
+		if match {
+			return m
+		}
+	}
+	return nil
+}
+
+func ownedChild(owned map[string]any, key string) (map[string]any, bool) {
+	if owned == nil {
+		return nil, false
+	}
+	v, ok := owned[key]
+	if !ok {
+		return nil, false
+	}
+	m, _ := v.(map[string]any)
+	return m, true
+}
+
+func isEmpty(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(t) == 0
+	case []any:
+		return len(t) == 0
+	default:
+		return false
+	}
+}
+
+// equalJSON compares two unstructured values after normalising numbers, which arrive as int64,
+// float64 or json.Number depending on the decoder.
+func equalJSON(a, b any) bool {
+	return reflect.DeepEqual(normalize(a), normalize(b))
+}
+
+func normalize(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = normalize(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = normalize(e)
+		}
+		return out
+	case int:
+		return float64(t)
+	case int32:
+		return float64(t)
+	case int64:
+		return float64(t)
+	case float32:
+		return float64(t)
+	case json.Number:
+		f, err := t.Float64()
+		if err != nil {
+			return t.String()
+		}
+		return f
+	default:
+		return v
+	}
+}
