@@ -19,8 +19,6 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	s, err := start(os.Args[1:], os.Stdout)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -29,6 +27,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "openstack-double:", err)
 		os.Exit(1)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	<-ctx.Done()
 	s.Close()
 }

@@ -46,7 +46,7 @@ var ErrMalformedMetadata = errors.New("malformed metadata")
 func ParseMetadata(data []byte) (Metadata, error) {
 	var m Metadata
 	if err := yaml.Unmarshal(data, &m); err != nil {
-		return Metadata{}, fmt.Errorf("parsing YAML: %v: %w", err, ErrMalformedMetadata)
+		return Metadata{}, fmt.Errorf("parsing YAML: %w: %w", err, ErrMalformedMetadata)
 	}
 	if _, err := m.StackVersion(); err != nil {
 		return Metadata{}, err
@@ -59,7 +59,7 @@ func ParseMetadata(data []byte) (Metadata, error) {
 	}
 	if m.Versions.Components.NodeImage != "" {
 		if _, err := name.ParseAnyVersion(m.Versions.Components.NodeImage); err != nil {
-			return Metadata{}, fmt.Errorf("versions.components.nodeImage: %v: %w", err, ErrMalformedMetadata)
+			return Metadata{}, fmt.Errorf("versions.components.nodeImage: %w: %w", err, ErrMalformedMetadata)
 		}
 	}
 	return m, nil
@@ -82,7 +82,7 @@ func (m Metadata) KubernetesMinor() (name.KubernetesMinor, error) {
 	}
 	k, err := name.KubernetesMinorOf(m.Versions.Kubernetes)
 	if err != nil {
-		return name.KubernetesMinor{}, fmt.Errorf("versions.kubernetes: %v: %w", err, ErrMalformedMetadata)
+		return name.KubernetesMinor{}, fmt.Errorf("versions.kubernetes: %w: %w", err, ErrMalformedMetadata)
 	}
 	return k, nil
 }

@@ -188,7 +188,7 @@ func TestImportFaults(t *testing.T) {
 	failing := createImage(t, c, images.CreateOpts{Name: "fails"})
 	s.InjectFault(openstack.Fault{Method: http.MethodPost, Path: "/v2/images/{id}/import", Import: openstack.ImportFails, Times: 1})
 	importInto(failing.ID)
-	got := waitForStatus(t, s, failing.ID, openstack.StatusImporting)
+	got := waitForImport(t, s, failing.ID)
 	if got.Status != openstack.StatusQueued || got.Properties["os_glance_failed_import"] != "file" {
 		t.Errorf("failed import: status %s, properties %v", got.Status, got.Properties)
 	}
@@ -200,7 +200,7 @@ func TestImportFaults(t *testing.T) {
 	// A normal import started after the hanging one finishes; the hanging one is still importing.
 	normal := createImage(t, c, images.CreateOpts{Name: "normal"})
 	importInto(normal.ID)
-	if got := waitForStatus(t, s, normal.ID, openstack.StatusImporting); got.Status != openstack.StatusActive {
+	if got := waitForImport(t, s, normal.ID); got.Status != openstack.StatusActive {
 		t.Errorf("normal import ended %s", got.Status)
 	}
 	if got, _ := s.Image(hanging.ID); got.Status != openstack.StatusImporting || got.Properties["os_glance_failed_import"] != "" {

@@ -87,7 +87,7 @@ func TestCreateRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := c.Post(t.Context(), c.ServiceURL("images"), tt.body, nil, &gophercloud.RequestOpts{OkCodes: []int{201}})
+			_, err := c.Post(t.Context(), c.ServiceURL("images"), tt.body, nil, &gophercloud.RequestOpts{OkCodes: []int{201}}) //nolint:bodyclose // gophercloud closes the body of a response it returns with an error, and a success fails the test
 			if !gophercloud.ResponseCodeIs(err, tt.want) {
 				t.Errorf("error = %v, want %d", err, tt.want)
 			}
@@ -317,7 +317,7 @@ func TestWebDownloadImport(t *testing.T) {
 			if err != nil {
 				t.Fatalf("starting import: %v", err)
 			}
-			got := waitForStatus(t, s, img.ID, openstack.StatusImporting)
+			got := waitForImport(t, s, img.ID)
 			if got.Status != tt.wantStatus || got.Properties["os_glance_failed_import"] != tt.wantFailed {
 				t.Fatalf("after import: status %s, os_glance_failed_import %q; want %s, %q", got.Status,
 					got.Properties["os_glance_failed_import"], tt.wantStatus, tt.wantFailed)
@@ -463,7 +463,7 @@ func TestFormatConversionChangesStoredHashes(t *testing.T) {
 	if err := imageimport.Create(t.Context(), c, imported.ID, imageimport.CreateOpts{Name: imageimport.WebDownloadMethod, URI: src.URL + "/image.qcow2"}).ExtractErr(); err != nil {
 		t.Fatal(err)
 	}
-	waitForStatus(t, s, imported.ID, openstack.StatusImporting)
+	waitForImport(t, s, imported.ID)
 	alreadyRaw := createImage(t, c, images.CreateOpts{Name: "raw", DiskFormat: "raw"})
 	if err := imagedata.Upload(t.Context(), c, alreadyRaw.ID, bytes.NewReader(data)).ExtractErr(); err != nil {
 		t.Fatal(err)

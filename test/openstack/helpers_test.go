@@ -94,9 +94,10 @@ func fileServer(t *testing.T, data []byte) *httptest.Server {
 	return srv
 }
 
-// waitForStatus polls the double until the image leaves status from, which imports do
+// waitForImport polls the double until the image leaves status importing, which imports do
 // asynchronously. The deadline only bounds a broken run; no assertion depends on timing.
-func waitForStatus(t *testing.T, s *openstack.Server, id, from string) openstack.Image {
+func waitForImport(t *testing.T, s *openstack.Server, id string) openstack.Image {
+	const from = openstack.StatusImporting
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

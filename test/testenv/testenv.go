@@ -6,8 +6,8 @@ package testenv
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +22,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+
 	// The Cluster API CRDs are read from the sigs.k8s.io/cluster-api module in the module cache;
 	// this import keeps that module (not only its api module) in go.mod, so `go list -m` finds it.
 	_ "sigs.k8s.io/cluster-api/util/conditions"

@@ -199,8 +199,8 @@ func (c *Cache) materialise(ctx context.Context, src Fetcher, key Key) (*release
 		return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
 	}
 	r, err := release.Load(final, key.Release, c.opts)
-	switch {
-	case err == nil:
+	switch err {
+	case nil:
 		// The same content is already cached (from another source or name,
 		// or a volatile refetch): reuse it.
 	default:

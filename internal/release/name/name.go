@@ -35,7 +35,7 @@ func KubernetesMinorOf(version string) (KubernetesMinor, error) {
 	patch, _, _ := strings.Cut(parts[2], "-")
 	patch, _, _ = strings.Cut(patch, "+")
 	if _, err := parseNumber(patch); err != nil {
-		return KubernetesMinor{}, fmt.Errorf("parsing kubernetes version %q: patch: %v: %w", version, err, ErrInvalidVersion)
+		return KubernetesMinor{}, fmt.Errorf("parsing kubernetes version %q: patch: %w: %w", version, err, ErrInvalidVersion)
 	}
 	m, err := parseMinor(parts[0]+"."+parts[1], ".")
 	if err != nil {
@@ -54,11 +54,11 @@ func parseMinor(s, sep string) (KubernetesMinor, error) {
 		err = errors.New("major must be at least 1")
 	}
 	if err != nil {
-		return KubernetesMinor{}, fmt.Errorf("parsing kubernetes minor version %q: major: %v: %w", s, err, ErrInvalidVersion)
+		return KubernetesMinor{}, fmt.Errorf("parsing kubernetes minor version %q: major: %w: %w", s, err, ErrInvalidVersion)
 	}
 	minor, err := parseNumber(minStr)
 	if err != nil {
-		return KubernetesMinor{}, fmt.Errorf("parsing kubernetes minor version %q: minor: %v: %w", s, err, ErrInvalidVersion)
+		return KubernetesMinor{}, fmt.Errorf("parsing kubernetes minor version %q: minor: %w: %w", s, err, ErrInvalidVersion)
 	}
 	return KubernetesMinor{Major: maj, Minor: minor}, nil
 }

@@ -71,8 +71,10 @@ func NewGitHub(cfg GitHubConfig, httpClient *http.Client, maxBytes int64) (*GitH
 	return &GitHub{cfg: cfg, client: httpClient, maxBytes: maxBytes, now: time.Now}, nil
 }
 
+// Type returns the kind of the source.
 func (g *GitHub) Type() Type { return TypeGitHub }
 
+// ID identifies the source (kind and location) in cache keys and messages.
 func (g *GitHub) ID() string {
 	return "github://" + strings.TrimPrefix(strings.TrimPrefix(g.cfg.APIURL, "https://"), "http://") + "/" + g.cfg.Owner + "/" + g.cfg.Repository
 }

@@ -24,8 +24,10 @@ func NewLocal(dir string, maxBytes int64) (*Local, error) {
 	return &Local{dir: abs, maxBytes: maxBytes}, nil
 }
 
+// Type returns the kind of the source.
 func (l *Local) Type() Type { return TypeLocal }
 
+// ID identifies the source (kind and location) in cache keys and messages.
 func (l *Local) ID() string { return "local://" + filepath.ToSlash(l.dir) }
 
 // Volatile tells the cache to copy a local release again on every use:
@@ -34,6 +36,7 @@ func (l *Local) ID() string { return "local://" + filepath.ToSlash(l.dir) }
 // cache entry.
 func (l *Local) Volatile() bool { return true }
 
+// List returns the names of the release directories.
 func (l *Local) List(ctx context.Context) ([]string, error) {
 	entries, err := os.ReadDir(l.dir)
 	if err != nil {

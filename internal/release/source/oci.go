@@ -53,8 +53,10 @@ func NewOCI(cfg OCIConfig, httpClient *http.Client, maxBytes int64) (*OCI, error
 	return &OCI{repo: repo, maxBytes: maxBytes}, nil
 }
 
+// Type returns the kind of the source.
 func (o *OCI) Type() Type { return TypeOCI }
 
+// ID identifies the source (kind and location) in cache keys and messages.
 func (o *OCI) ID() string {
 	return "oci://" + o.repo.Reference.Registry + "/" + o.repo.Reference.Repository
 }

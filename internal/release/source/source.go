@@ -22,10 +22,14 @@ import (
 // Type names a kind of source; it is the value of the metrics' source label.
 type Type string
 
+// The kinds of release sources.
 const (
-	TypeOCI    Type = "oci"
+	// TypeOCI is an OCI registry repository: one artifact per release, tagged with its name.
+	TypeOCI Type = "oci"
+	// TypeGitHub is the GitHub releases of a repository: one GitHub release per release.
 	TypeGitHub Type = "github"
-	TypeLocal  Type = "local"
+	// TypeLocal is a directory with one sub-directory per release.
+	TypeLocal Type = "local"
 )
 
 // Source is where releases come from.
