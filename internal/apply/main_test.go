@@ -1,0 +1,85 @@
+package apply_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
+)
+
+var (
+	env *testenv.Environment
+	// counted is a client whose non-GET requests are counted in writes.
+	counted client.Client
+	writes  atomic.Int64
+)
+
+// countingTransport counts the requests that can change something (every method but GET).
+type countingTransport struct{ next http.RoundTripper }
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodGet {
+		writes.Add(1)
+	}
+	return c.next.RoundTrip(r)
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	env, err = testenv.Start(testenv.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt} }
+	counted, err = client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+var nsCounter atomic.Int64
+
+// newNamespace creates a namespace of its own for a test (or benchmark) and returns its name.
+func newNamespace(tb testing.TB) string {
+	tb.Helper()
+	name := fmt.Sprintf("%s-%d", strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(tb.Name())), nsCounter.Add(1))
+	if len(name) > 63 {
+		name = name[len(name)-63:]
+		name = strings.TrimLeft(name, "-")
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		tb.Fatal(err)
+	}
+	return name
+}
+
+// countWrites returns the number of non-GET requests made by counted while f runs.
+func countWrites(f func()) int64 {
+	before := writes.Load()
+	f()
+	return writes.Load() - before
+}
