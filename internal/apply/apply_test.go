@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -231,9 +232,11 @@ func TestApplyRepairsDrift(t *testing.T) {
 			},
 		},
 		{
-			name:  "custom resource field removed",
-			ref:   omtRef,
-			drift: func(u *unstructured.Unstructured) { unstructured.RemoveNestedField(u.Object, "spec", "template", "spec", "rootVolume") },
+			name: "custom resource field removed",
+			ref:  omtRef,
+			drift: func(u *unstructured.Unstructured) {
+				unstructured.RemoveNestedField(u.Object, "spec", "template", "spec", "rootVolume")
+			},
 			check: func(u *unstructured.Unstructured) bool {
 				v, _, _ := unstructured.NestedInt64(u.Object, "spec", "template", "spec", "rootVolume", "sizeGiB")
 				return v == 50
@@ -348,7 +351,7 @@ func TestApplyConflictIsNotForced(t *testing.T) {
 
 func containsAll(s string, subs ...string) bool {
 	for _, sub := range subs {
-		if !stringsContains(s, sub) {
+		if !strings.Contains(s, sub) {
 			return false
 		}
 	}

@@ -9,8 +9,6 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 )
 
-func stringsContains(s, sub string) bool { return strings.Contains(s, sub) }
-
 func TestInventoryRoundTrip(t *testing.T) {
 	ok := apply.Ref{Group: "cluster.x-k8s.io", Version: "v1beta1", Kind: "ClusterClass", Namespace: "ns", Name: "cc"}
 	bad := apply.Ref{Version: "v1", Kind: "Namespace", Name: "n"}
