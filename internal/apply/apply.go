@@ -116,6 +116,10 @@ type Result struct {
 	Applied []Ref
 	// Changed are the objects written in this call (created, changed or drift repaired).
 	Changed []Ref
+	// Drifted is the part of Changed that was written only because someone else changed or
+	// deleted the live object (the rendered content was the same as last applied): what a
+	// controller reports as "drift repaired".
+	Drifted []Ref
 	// Pruned are the objects of the previous inventory that were deleted (or already gone).
 	Pruned []Ref
 	// Failed holds per-object errors; everything else was still applied.
@@ -188,6 +192,10 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 	}
 	res := Result{Failed: map[Ref]error{}}
 	desiredKeys := map[Ref]bool{}
+	inPrevious := map[Ref]bool{}
+	for _, p := range previous {
+		inPrevious[p.Key()] = true
+	}
 	for _, d := range desired {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("applying objects: %w", err)
@@ -199,13 +207,16 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 		}
 		desiredKeys[ref.Key()] = true
 		res.Applied = append(res.Applied, ref)
-		changed, err := a.applyOne(ctx, d, ref)
+		w, err := a.applyOne(ctx, d, ref)
 		if err != nil {
 			res.Failed[ref] = err
 			continue
 		}
-		if changed {
+		if w != unchanged {
 			res.Changed = append(res.Changed, ref)
+		}
+		if w == driftRepaired || (w == created && inPrevious[ref.Key()]) {
+			res.Drifted = append(res.Drifted, ref)
 		}
 	}
 
@@ -232,11 +243,21 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 	return res, nil
 }
 
-// applyOne applies d when it differs from the live object and reports whether it wrote.
-func (a *Applier) applyOne(ctx context.Context, d *unstructured.Unstructured, ref Ref) (bool, error) {
+// outcome says what applyOne did.
+type outcome int
+
+const (
+	unchanged     outcome = iota // nothing written: the live object matches
+	created                      // the object did not exist
+	updated                      // the rendered content changed
+	driftRepaired                // the rendered content is unchanged but the live object drifted
+)
+
+// applyOne applies d when it differs from the live object.
+func (a *Applier) applyOne(ctx context.Context, d *unstructured.Unstructured, ref Ref) (outcome, error) {
 	obj, hash, err := prepare(d)
 	if err != nil {
-		return false, fmt.Errorf("applying %s: %w", ref, err)
+		return unchanged, fmt.Errorf("applying %s: %w", ref, err)
 	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())
@@ -245,29 +266,36 @@ func (a *Applier) applyOne(ctx context.Context, d *unstructured.Unstructured, re
 	case apierrors.IsNotFound(err):
 		live = nil
 	case meta.IsNoMatchError(err):
-		return false, fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
+		return unchanged, fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
 	case err != nil:
-		return false, fmt.Errorf("reading %s: %w", ref, err)
+		return unchanged, fmt.Errorf("reading %s: %w", ref, err)
 	}
-	if live != nil && live.GetAnnotations()[HashAnnotation] == hash && !drifted(obj.Object, live.Object, a.owned(live)) {
-		return false, nil
+	out := created
+	if live != nil {
+		out = updated
+		if live.GetAnnotations()[HashAnnotation] == hash {
+			if !drifted(obj.Object, live.Object, a.owned(live)) {
+				return unchanged, nil
+			}
+			out = driftRepaired
+		}
 	}
 
 	if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(a.FieldManager)); err != nil {
 		if apierrors.IsConflict(err) {
-			return false, conflictError(ref, err)
+			return unchanged, conflictError(ref, err)
 		}
 		if meta.IsNoMatchError(err) {
-			return false, fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
+			return unchanged, fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
 		}
-		return false, fmt.Errorf("applying %s: %w", ref, err)
+		return unchanged, fmt.Errorf("applying %s: %w", ref, err)
 	}
 	if isCRD(ref) {
 		if err := a.waitEstablished(ctx, ref.Name); err != nil {
-			return true, fmt.Errorf("applying %s: %w", ref, err)
+			return out, fmt.Errorf("applying %s: %w", ref, err)
 		}
 	}
-	return true, nil
+	return out, nil
 }
 
 func isCRD(r Ref) bool {

@@ -158,8 +158,8 @@ func TestApplyCreateConvergeChange(t *testing.T) {
 	if !slices.Equal(res.Applied, refs(desired)) || !slices.Equal(res.Changed, refs(desired)) {
 		t.Errorf("first apply: applied %v changed %v, want all of %v", res.Applied, res.Changed, refs(desired))
 	}
-	if n != int64(len(desired)) {
-		t.Errorf("first apply made %d writes, want %d", n, len(desired))
+	if n != int64(len(desired)) || len(res.Drifted) != 0 {
+		t.Errorf("first apply made %d writes (want %d), drifted %v", n, len(desired), res.Drifted)
 	}
 	cm := get(t, res.Applied[1])
 	if cm.GetAnnotations()[apply.HashAnnotation] == "" {
@@ -177,8 +177,8 @@ func TestApplyCreateConvergeChange(t *testing.T) {
 
 	// One changed object: one write.
 	res, n = mustApply(t, a, mixed(t, ns1, ns2, "v2"), res.Applied)
-	if n != 1 || !slices.Equal(res.Changed, []apply.Ref{res.Applied[1]}) {
-		t.Fatalf("after a change: %d writes, changed %v; want 1 write of the ConfigMap", n, res.Changed)
+	if n != 1 || !slices.Equal(res.Changed, []apply.Ref{res.Applied[1]}) || len(res.Drifted) != 0 {
+		t.Fatalf("after a change: %d writes, changed %v, drifted %v; want 1 write of the ConfigMap, no drift", n, res.Changed, res.Drifted)
 	}
 	if v, _, _ := unstructured.NestedString(get(t, res.Applied[1]).Object, "data", "key"); v != "v2" {
 		t.Errorf("data.key = %q, want v2", v)
@@ -201,6 +201,8 @@ func TestApplyRepairsDrift(t *testing.T) {
 		ref   apply.Ref
 		drift func(u *unstructured.Unstructured) // another client's change, written with Update
 		check func(u *unstructured.Unstructured) bool
+		// notDrift: the change looks like a new rendering (our hash is gone), not like drift.
+		notDrift bool
 	}{
 		{
 			name:  "data key removed",
@@ -250,7 +252,8 @@ func TestApplyRepairsDrift(t *testing.T) {
 				delete(ann, apply.HashAnnotation)
 				u.SetAnnotations(ann)
 			},
-			check: func(u *unstructured.Unstructured) bool { return u.GetAnnotations()[apply.HashAnnotation] != "" },
+			check:    func(u *unstructured.Unstructured) bool { return u.GetAnnotations()[apply.HashAnnotation] != "" },
+			notDrift: true,
 		},
 	}
 	for _, tt := range tests {
@@ -270,6 +273,9 @@ func TestApplyRepairsDrift(t *testing.T) {
 			if !tt.check(get(t, tt.ref)) {
 				t.Error("drift not repaired")
 			}
+			if wantDrifted := !tt.notDrift; slices.Equal(r.Drifted, []apply.Ref{tt.ref}) != wantDrifted {
+				t.Errorf("drifted %v (want it reported: %v)", r.Drifted, wantDrifted)
+			}
 			if _, n := mustApply(t, a, mixed(t, ns1, ns2, "v1"), res.Applied); n != 0 {
 				t.Errorf("after the repair: %d writes, want 0", n)
 			}
@@ -281,8 +287,8 @@ func TestApplyRepairsDrift(t *testing.T) {
 			t.Fatal(err)
 		}
 		r, n := mustApply(t, a, mixed(t, ns1, ns2, "v1"), res.Applied)
-		if n != 1 || !slices.Equal(r.Changed, []apply.Ref{cmRef}) {
-			t.Errorf("%d writes, changed %v; want the ConfigMap re-created", n, r.Changed)
+		if n != 1 || !slices.Equal(r.Changed, []apply.Ref{cmRef}) || !slices.Equal(r.Drifted, []apply.Ref{cmRef}) {
+			t.Errorf("%d writes, changed %v, drifted %v; want the ConfigMap re-created as drift", n, r.Changed, r.Drifted)
 		}
 		get(t, cmRef)
 	})
