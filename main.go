@@ -26,6 +26,7 @@ import (
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
@@ -112,6 +113,23 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	_ = mgr
 	_ = opts
 	// ClusterStack and ClusterStackRelease controllers.
+	// releases is shared with every controller that needs release files (node images, addons):
+	// one cache directory, one download per release.
+	defaultSource, err := source.FromEnv(os.Getenv)
+	if err != nil && !errors.Is(err, source.ErrNoSource) {
+		return fmt.Errorf("reading the default release source from the environment: %w", err)
+	}
+	releases, err := releasestore.New(mgr.GetClient(), defaultSource, opts.releaseCacheDir)
+	if err != nil {
+		return err
+	}
+	if err := clusterstack.Setup(mgr, clusterstack.Options{
+		Releases:             releases,
+		ReleaseCheckInterval: opts.releaseCheckInterval,
+		Webhooks:             true,
+	}); err != nil {
+		return err
+	}
 
 	// OpenStack node image controllers.
 	{

@@ -1,0 +1,621 @@
+package clusterstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/cluster-api/util/patch"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+)
+
+const (
+	// DefaultReleaseCheckInterval is how often a source is asked for new releases when neither
+	// the operator flag nor the ClusterStack says otherwise.
+	DefaultReleaseCheckInterval = 5 * time.Minute
+	// checkJitter spreads the source checks of many ClusterStacks so that they do not hit the
+	// registry at the same moment after a restart.
+	checkJitter = 0.2
+	// deletionWaitInterval is how often a ClusterStack being deleted looks at releases whose own
+	// deletion it waits for, besides the watch on them.
+	deletionWaitInterval = 30 * time.Second
+	// providerKind is the kind of the provider objects made from templates.
+	providerKind = "OpenStackClusterStackRelease"
+	// providerTemplateKind is the kind spec.providerRef must point at.
+	providerTemplateKind = "OpenStackClusterStackReleaseTemplate"
+)
+
+// Reasons of the ClusterStack's conditions that are specific to this controller.
+const (
+	// ProviderTemplateErrorReason means spec.providerRef does not point at a usable template.
+	ProviderTemplateErrorReason = "ProviderTemplateError"
+	// ReleasesNotReadyReason means some desired releases exist but are not ready yet.
+	ReleasesNotReadyReason = "ReleasesNotReady"
+)
+
+// clusterStackConditions are the conditions the ClusterStack controller owns.
+var clusterStackConditions = []string{
+	clusterstackv1alpha1.ReadyCondition,
+	clusterstackv1alpha1.ReconcilingCondition,
+	clusterstackv1alpha1.StalledCondition,
+	clusterstackv1alpha1.ReleasesSyncedCondition,
+}
+
+// ClusterStackReconciler makes the ClusterStackReleases of a ClusterStack exist: the listed
+// versions, the newest release of the channel with autoSubscribe, and every release a Cluster of
+// the namespace uses; it removes the releases nobody wants any more.
+type ClusterStackReconciler struct {
+	Client   client.Client
+	Releases *releasestore.Store
+	Recorder events.EventRecorder
+	// CheckInterval is the default interval of source checks; zero means
+	// DefaultReleaseCheckInterval.
+	CheckInterval time.Duration
+
+	mu sync.Mutex
+	// checks remembers the last source check per ClusterStack. It lives in memory on purpose: a
+	// restarted operator checks every source once, which is what it should do anyway.
+	checks map[types.NamespacedName]*sourceCheck
+}
+
+// sourceCheck is the outcome of the last listing of a ClusterStack's source.
+type sourceCheck struct {
+	// uid tells a recreated ClusterStack of the same name from the old one.
+	uid        types.UID
+	generation int64
+	next       time.Time
+	// known is true once a listing succeeded; latest is only meaningful then, and stays at the
+	// last good value while the source fails, so that an outage never garbage-collects releases.
+	known  bool
+	latest string
+	err    error
+}
+
+// +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusterstacks,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusterstacks/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusterstacks/finalizers,verbs=update
+// +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusterstackreleases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=infrastructure.clusterstack.x-k8s.io,resources=openstackclusterstackreleasetemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=infrastructure.clusterstack.x-k8s.io,resources=openstackclusterstackreleases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the controller.
+func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.checks = map[types.NamespacedName]*sourceCheck{}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("clusterstack").
+		For(&clusterstackv1alpha1.ClusterStack{}).
+		Owns(&clusterstackv1alpha1.ClusterStackRelease{}).
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(r.clusterStacksOfCluster)).
+		Watches(&infrav1alpha1.OpenStackClusterStackReleaseTemplate{}, handler.EnqueueRequestsFromMapFunc(r.clusterStacksOfTemplate)).
+		Complete(r)
+}
+
+// clusterStacksOfCluster maps a Cluster to the ClusterStacks of its namespace that provide its
+// ClusterClass, so that a release a new Cluster uses is kept (and one no longer used collected).
+func (r *ClusterStackReconciler) clusterStacksOfCluster(ctx context.Context, obj client.Object) []reconcile.Request {
+	cl, ok := obj.(*clusterv1.Cluster)
+	if !ok {
+		return nil
+	}
+	n, ok := releaseOfCluster(cl)
+	if !ok {
+		return nil
+	}
+	var list clusterstackv1alpha1.ClusterStackList
+	if err := r.Client.List(ctx, &list, client.InNamespace(cl.Namespace)); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if ofStack(&list.Items[i], n) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return reqs
+}
+
+func (r *ClusterStackReconciler) clusterStacksOfTemplate(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list clusterstackv1alpha1.ClusterStackList
+	if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if ref := list.Items[i].Spec.ProviderRef; ref != nil && ref.Name == obj.GetName() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return reqs
+}
+
+// Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete or
+// normal.
+func (r *ClusterStackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	cs := &clusterstackv1alpha1.ClusterStack{}
+	if err := r.Client.Get(ctx, req.NamespacedName, cs); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("ClusterStack", klog.KObj(cs))
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	if cs.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(cs, clusterstackv1alpha1.ClusterStackFinalizer) {
+		// The finalizer lets the controller delete the releases itself: it must not rely on the
+		// garbage collector, which would delete releases in use if the webhook was bypassed.
+		patchBase := client.MergeFrom(cs.DeepCopy())
+		controllerutil.AddFinalizer(cs, clusterstackv1alpha1.ClusterStackFinalizer)
+		if err := r.Client.Patch(ctx, cs, patchBase); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
+		}
+	}
+
+	helper, err := patch.NewHelper(cs, r.Client)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	defer func() {
+		opts := []patch.Option{patch.WithOwnedConditions{Conditions: clusterStackConditions}}
+		if reterr == nil {
+			opts = append(opts, patch.WithStatusObservedGeneration{})
+		}
+		if err := helper.Patch(ctx, cs, opts...); err != nil && !apierrors.IsNotFound(err) {
+			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patching ClusterStack: %w", err)})
+		}
+	}()
+
+	if !cs.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, cs)
+	}
+	return r.reconcileNormal(ctx, cs)
+}
+
+func (r *ClusterStackReconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.checks, key)
+}
+
+// reconcileDelete deletes the ClusterStack's releases and waits until they are gone. Each release
+// keeps its own finalizer while a Cluster uses it, so nothing in use disappears even when the
+// delete webhook was bypassed.
+func (r *ClusterStackReconciler) reconcileDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
+	owned, err := r.ownedReleases(ctx, cs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(owned) == 0 {
+		r.forget(client.ObjectKeyFromObject(cs))
+		controllerutil.RemoveFinalizer(cs, clusterstackv1alpha1.ClusterStackFinalizer)
+		return ctrl.Result{}, nil
+	}
+	inUse, err := clustersByRelease(ctx, r.Client, cs.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var waiting, blocked []string
+	for _, csr := range owned {
+		waiting = append(waiting, csr.Name)
+		if users := inUse[csr.Name]; len(users) > 0 {
+			blocked = append(blocked, fmt.Sprintf("%s (Clusters %s)", csr.Name, strings.Join(users, ", ")))
+		}
+		if csr.DeletionTimestamp.IsZero() {
+			if err := r.Client.Delete(ctx, csr); err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, fmt.Errorf("deleting ClusterStackRelease %s: %w", csr.Name, err)
+			}
+		}
+	}
+	sort.Strings(waiting)
+	sort.Strings(blocked)
+	reason, msg := clusterstackv1alpha1.DeletingReason, "Waiting for releases to be deleted: "+strings.Join(waiting, ", ")
+	if len(blocked) > 0 {
+		reason, msg = clusterstackv1alpha1.InUseReason, "Releases in use, delete these Clusters first: "+strings.Join(blocked, "; ")
+	}
+	conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
+	conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
+	return ctrl.Result{RequeueAfter: deletionWaitInterval}, nil
+}
+
+// ownedReleases returns the ClusterStackReleases of the namespace that cs controls.
+func (r *ClusterStackReconciler) ownedReleases(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
+	all, err := r.releasesOfNamespace(ctx, cs.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*clusterstackv1alpha1.ClusterStackRelease{}
+	for n, csr := range all {
+		if metav1.IsControlledBy(csr, cs) {
+			out[n] = csr
+		}
+	}
+	return out, nil
+}
+
+func (r *ClusterStackReconciler) releasesOfNamespace(ctx context.Context, namespace string) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
+	var list clusterstackv1alpha1.ClusterStackReleaseList
+	if err := r.Client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("listing the ClusterStackReleases of namespace %s: %w", namespace, err)
+	}
+	out := make(map[string]*clusterstackv1alpha1.ClusterStackRelease, len(list.Items))
+	for i := range list.Items {
+		out[list.Items[i].Name] = &list.Items[i]
+	}
+	return out, nil
+}
+
+func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	k8s, err := name.ParseKubernetesMinor(cs.Spec.KubernetesVersion)
+	if err != nil {
+		// CEL refuses such a spec; only an object stored before the rule existed gets here.
+		setStalled(cs, clusterstackv1alpha1.ReleasesSyncedCondition, "InvalidSpec", fmt.Sprintf("spec.kubernetesVersion: %v", err))
+		return ctrl.Result{}, nil
+	}
+
+	// The source is consulted first: its answer decides the desired set.
+	check, requeue := r.checkSource(ctx, cs, k8s)
+
+	inUse, err := clustersByRelease(ctx, r.Client, cs.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	desired, badVersions := desiredReleases(cs, k8s, check, inUse)
+
+	all, err := r.releasesOfNamespace(ctx, cs.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	var tmpl *infrav1alpha1.OpenStackClusterStackReleaseTemplate
+	var tmplErr error
+	if !cs.Spec.NoProvider {
+		tmpl, tmplErr = r.providerTemplate(ctx, cs)
+	}
+
+	var syncErrs []error
+	for _, n := range desired {
+		csr, err := r.ensureRelease(ctx, cs, n, all[n.String()], !cs.Spec.NoProvider)
+		if err != nil {
+			syncErrs = append(syncErrs, err)
+			continue
+		}
+		all[n.String()] = csr
+		if tmpl != nil && metav1.IsControlledBy(csr, cs) {
+			if err := r.ensureProvider(ctx, csr, tmpl); err != nil {
+				syncErrs = append(syncErrs, err)
+			}
+		}
+	}
+
+	// Garbage collection only runs when the desired set is complete: without a successful
+	// source listing the newest release is unknown, and deleting on a guess could remove the
+	// release autoSubscribe provided a moment ago.
+	var deleting []string
+	gcAllowed := !cs.Spec.AutoSubscribe || check.known
+	wanted := map[string]bool{}
+	for _, n := range desired {
+		wanted[n.String()] = true
+	}
+	for n, csr := range all {
+		if wanted[n] || !metav1.IsControlledBy(csr, cs) {
+			continue
+		}
+		if !gcAllowed || len(inUse[n]) > 0 {
+			continue
+		}
+		deleting = append(deleting, n)
+		if !csr.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if err := r.Client.Delete(ctx, csr); err != nil && !apierrors.IsNotFound(err) {
+			syncErrs = append(syncErrs, fmt.Errorf("deleting ClusterStackRelease %s: %w", n, err))
+			continue
+		}
+		log.Info("Deleted a release that is no longer desired", "ClusterStackRelease", n)
+		r.Recorder.Eventf(cs, csr, corev1.EventTypeNormal, "ReleaseDeleted", "Delete", "Deleted release %s: no longer desired and not used by any Cluster", n)
+	}
+	sort.Strings(deleting)
+
+	setClusterStackStatus(cs, statusInput{
+		desired:     desired,
+		releases:    all,
+		check:       check,
+		badVersions: badVersions,
+		templateErr: tmplErr,
+		syncErrs:    syncErrs,
+		deleting:    deleting,
+	})
+
+	if len(syncErrs) > 0 {
+		return ctrl.Result{}, kerrors.NewAggregate(syncErrs)
+	}
+	if check.err != nil && !terminalSourceError(check.err) {
+		// Backoff comes from the returned error; the condition already says what failed.
+		return ctrl.Result{}, check.err
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// checkSource lists the ClusterStack's source when a check is due (first reconcile, a new
+// generation, the interval elapsed, or the last check failed) and returns the last outcome and
+// how long until the next check.
+func (r *ClusterStackReconciler) checkSource(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (sourceCheck, time.Duration) {
+	if !cs.Spec.AutoSubscribe {
+		return sourceCheck{known: true}, 0
+	}
+	now := time.Now()
+	key := client.ObjectKeyFromObject(cs)
+	r.mu.Lock()
+	st, ok := r.checks[key]
+	if ok && st.uid != cs.UID {
+		ok = false
+	}
+	if !ok {
+		st = &sourceCheck{uid: cs.UID}
+		r.checks[key] = st
+	}
+	due := !ok || st.err != nil || st.generation != cs.Generation || !now.Before(st.next)
+	cur := *st
+	r.mu.Unlock()
+	if !due {
+		return cur, cur.next.Sub(now)
+	}
+
+	interval := r.interval(cs)
+	next := sourceCheck{uid: cs.UID, generation: cs.Generation, next: now.Add(wait.Jitter(interval, checkJitter)), known: cur.known, latest: cur.latest}
+	latest, err := r.latestRelease(ctx, cs, k8s)
+	if err != nil {
+		next.err = err
+		ctrl.LoggerFrom(ctx).Error(err, "Checking the release source failed")
+	} else {
+		next.known, next.latest = true, latest
+	}
+	r.mu.Lock()
+	r.checks[key] = &next
+	r.mu.Unlock()
+	return next, next.next.Sub(now)
+}
+
+func (r *ClusterStackReconciler) interval(cs *clusterstackv1alpha1.ClusterStack) time.Duration {
+	if cs.Spec.Source != nil && cs.Spec.Source.CheckInterval != nil && cs.Spec.Source.CheckInterval.Duration > 0 {
+		return cs.Spec.Source.CheckInterval.Duration
+	}
+	if r.CheckInterval > 0 {
+		return r.CheckInterval
+	}
+	return DefaultReleaseCheckInterval
+}
+
+// latestRelease returns the name of the newest release of cs's stack in its channel, "" when the
+// source holds none. Hash versions carry no order, so the custom channel has no newest release
+// and autoSubscribe adds nothing there.
+func (r *ClusterStackReconciler) latestRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (string, error) {
+	src, err := r.Releases.SourceFor(ctx, cs)
+	if err != nil {
+		return "", err
+	}
+	names, err := src.List(ctx)
+	if err != nil {
+		return "", fmt.Errorf("listing releases at %s: %w", src.ID(), err)
+	}
+	ch := channelOf(cs)
+	if ch == name.ChannelCustom {
+		return "", nil
+	}
+	found := name.Select(names, cs.Spec.Provider, cs.Spec.Name, k8s, ch)
+	if len(found) == 0 {
+		return "", nil
+	}
+	return found[len(found)-1].String(), nil
+}
+
+// terminalSourceError reports errors that retrying cannot fix without a change by a user.
+func terminalSourceError(err error) bool {
+	return errors.Is(err, source.ErrNoSource) || errors.Is(err, source.ErrInvalidConfig) || errors.Is(err, source.ErrUnauthorized)
+}
+
+func channelOf(cs *clusterstackv1alpha1.ClusterStack) name.Channel {
+	if cs.Spec.Channel == "" {
+		return name.ChannelStable
+	}
+	return name.Channel(cs.Spec.Channel)
+}
+
+// ofStack reports whether n is a release of cs's provider, stack and Kubernetes minor.
+func ofStack(cs *clusterstackv1alpha1.ClusterStack, n name.Release) bool {
+	k, err := name.ParseKubernetesMinor(cs.Spec.KubernetesVersion)
+	return err == nil && n.Provider == cs.Spec.Provider && n.Stack == cs.Spec.Name && n.Kubernetes.Compare(k) == 0
+}
+
+// desiredReleases returns the releases cs must provide, ascending, and the spec versions that do
+// not parse. Releases used by Clusters are desired whatever their channel: a Cluster must never
+// lose its ClusterClass.
+func desiredReleases(cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor, check sourceCheck, inUse map[string][]string) ([]name.Release, []string) {
+	set := map[string]name.Release{}
+	var bad []string
+	for _, v := range cs.Spec.Versions {
+		ver, err := name.ParseVersion(v)
+		if err != nil {
+			bad = append(bad, v)
+			continue
+		}
+		n := name.Release{Provider: cs.Spec.Provider, Stack: cs.Spec.Name, Kubernetes: k8s, Version: ver}
+		set[n.String()] = n
+	}
+	if cs.Spec.AutoSubscribe && check.latest != "" {
+		if n, err := name.Parse(check.latest); err == nil {
+			set[n.String()] = n
+		}
+	}
+	for rel := range inUse {
+		n, err := name.Parse(rel)
+		if err == nil && ofStack(cs, n) && n.Version.Channel() == channelOf(cs) {
+			set[n.String()] = n
+		}
+	}
+	out := make([]name.Release, 0, len(set))
+	for _, n := range set {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Compare(out[j]) < 0 })
+	return out, bad
+}
+
+// ensureRelease creates the ClusterStackRelease n when it is missing and adopts an orphan of the
+// same name (created by hand or left by the reference operator).
+func (r *ClusterStackReconciler) ensureRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, n name.Release, existing *clusterstackv1alpha1.ClusterStackRelease, withProvider bool) (*clusterstackv1alpha1.ClusterStackRelease, error) {
+	var providerRef *corev1.ObjectReference
+	if withProvider {
+		providerRef = &corev1.ObjectReference{
+			APIVersion: infrav1alpha1.GroupVersion.String(),
+			Kind:       providerKind,
+			Namespace:  cs.Namespace,
+			Name:       n.String(),
+		}
+	}
+	if existing != nil {
+		if !existing.DeletionTimestamp.IsZero() {
+			// Recreated once the old one is gone; its deletion triggers a reconcile (Owns).
+			return existing, nil
+		}
+		owner := metav1.GetControllerOf(existing)
+		if owner != nil && owner.UID != cs.UID {
+			// Another ClusterStack of the namespace provides the same release; share it.
+			return existing, nil
+		}
+		base := existing.DeepCopy()
+		if owner == nil {
+			if err := controllerutil.SetControllerReference(cs, existing, r.Client.Scheme()); err != nil {
+				return nil, err
+			}
+		}
+		if withProvider && !equality.Semantic.DeepEqual(existing.Spec.ProviderRef, providerRef) {
+			existing.Spec.ProviderRef = providerRef
+		}
+		if equality.Semantic.DeepEqual(base, existing) {
+			return existing, nil
+		}
+		if err := r.Client.Patch(ctx, existing, client.MergeFrom(base)); err != nil {
+			return nil, fmt.Errorf("updating ClusterStackRelease %s: %w", n, err)
+		}
+		return existing, nil
+	}
+	csr := &clusterstackv1alpha1.ClusterStackRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: cs.Namespace, Name: n.String()},
+		Spec:       clusterstackv1alpha1.ClusterStackReleaseSpec{ProviderRef: providerRef},
+	}
+	if err := controllerutil.SetControllerReference(cs, csr, r.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, csr); err != nil {
+		return nil, fmt.Errorf("creating ClusterStackRelease %s: %w", n, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Created a release", "ClusterStackRelease", klog.KObj(csr))
+	r.Recorder.Eventf(cs, csr, corev1.EventTypeNormal, "ReleaseCreated", "Create", "Created release %s", n)
+	return csr, nil
+}
+
+// providerTemplate reads the template spec.providerRef points at.
+func (r *ClusterStackReconciler) providerTemplate(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (*infrav1alpha1.OpenStackClusterStackReleaseTemplate, error) {
+	ref := cs.Spec.ProviderRef
+	if ref == nil {
+		return nil, errors.New("spec.providerRef is not set: point it at an OpenStackClusterStackReleaseTemplate, or set noProvider: true")
+	}
+	if ref.Kind != "" && ref.Kind != providerTemplateKind {
+		return nil, fmt.Errorf("spec.providerRef has kind %s: only %s is supported", ref.Kind, providerTemplateKind)
+	}
+	ns := ref.Namespace
+	if ns == "" {
+		ns = cs.Namespace
+	}
+	var tmpl infrav1alpha1.OpenStackClusterStackReleaseTemplate
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &tmpl); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%s %s/%s of spec.providerRef not found: create it", providerTemplateKind, ns, ref.Name)
+		}
+		return nil, fmt.Errorf("reading %s %s/%s: %w", providerTemplateKind, ns, ref.Name, err)
+	}
+	return &tmpl, nil
+}
+
+// ensureProvider creates or updates the provider object of csr from the template, owned by the
+// release so that it goes when the release goes.
+func (r *ClusterStackReconciler) ensureProvider(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, tmpl *infrav1alpha1.OpenStackClusterStackReleaseTemplate) error {
+	obj := &infrav1alpha1.OpenStackClusterStackRelease{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: csr.Namespace, Name: csr.Name}, obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		obj = &infrav1alpha1.OpenStackClusterStackRelease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: csr.Namespace, Name: csr.Name},
+			Spec:       *tmpl.Spec.Template.Spec.DeepCopy(),
+		}
+		if err := controllerutil.SetControllerReference(csr, obj, r.Client.Scheme()); err != nil {
+			return err
+		}
+		if err := r.Client.Create(ctx, obj); err != nil {
+			return fmt.Errorf("creating %s %s: %w", providerKind, csr.Name, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading %s %s: %w", providerKind, csr.Name, err)
+	}
+	base := obj.DeepCopy()
+	want := tmpl.Spec.Template.Spec.DeepCopy()
+	// The API server defaults identityRef; compare against the defaulted form so that a
+	// template without identityRef does not cause an update on every reconcile.
+	if want.IdentityRef == nil {
+		want.IdentityRef = obj.Spec.IdentityRef
+	} else if want.IdentityRef.Kind == "" && obj.Spec.IdentityRef != nil {
+		want.IdentityRef.Kind = obj.Spec.IdentityRef.Kind
+	}
+	obj.Spec = *want
+	if metav1.GetControllerOf(obj) == nil {
+		if err := controllerutil.SetControllerReference(csr, obj, r.Client.Scheme()); err != nil {
+			return err
+		}
+	}
+	if equality.Semantic.DeepEqual(base, obj) {
+		return nil
+	}
+	if err := r.Client.Patch(ctx, obj, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("updating %s %s: %w", providerKind, csr.Name, err)
+	}
+	return nil
+}
+
+func setStalled(cs *clusterstackv1alpha1.ClusterStack, condType, reason, msg string) {
+	conditions.Set(cs, metav1.Condition{Type: condType, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
+	conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
+	conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
+	conditions.Delete(cs, clusterstackv1alpha1.ReconcilingCondition)
+}

@@ -1,0 +1,65 @@
+// Package clusterstack holds the operator's main loop: the ClusterStack controller, which decides
+// which releases of a cluster stack must exist in a namespace, and the ClusterStackRelease
+// controller, which installs one release (its ClusterClass and templates) with server-side apply
+// and removes it again; plus the validating webhooks that refuse deleting what Clusters use.
+// main.go and the demo command set both up with Setup.
+package clusterstack
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+)
+
+// Options configure Setup.
+type Options struct {
+	// Releases resolves sources and materialises releases; required.
+	Releases *releasestore.Store
+	// ReleaseCheckInterval is how often sources are asked for new releases; zero means
+	// DefaultReleaseCheckInterval. A ClusterStack's spec.source.checkInterval overrides it.
+	ReleaseCheckInterval time.Duration
+	// DriftCheckInterval is how often converged releases compare their objects with the live
+	// ones; zero means DefaultDriftCheckInterval.
+	DriftCheckInterval time.Duration
+	// Webhooks also registers the validating webhooks with the manager's webhook server.
+	Webhooks bool
+}
+
+// Setup registers the ClusterStack and ClusterStackRelease controllers (and, with
+// opts.Webhooks, their webhooks) with mgr.
+func Setup(mgr ctrl.Manager, opts Options) error {
+	if opts.Releases == nil {
+		return errors.New("setting up the ClusterStack controllers: Options.Releases is required")
+	}
+	cs := &ClusterStackReconciler{
+		Client:        mgr.GetClient(),
+		Releases:      opts.Releases,
+		Recorder:      mgr.GetEventRecorder("clusterstack-controller"),
+		CheckInterval: opts.ReleaseCheckInterval,
+	}
+	if err := cs.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ClusterStack controller: %w", err)
+	}
+	csr := &ClusterStackReleaseReconciler{
+		Client:             mgr.GetClient(),
+		Releases:           opts.Releases,
+		Applier:            &apply.Applier{Client: mgr.GetClient(), FieldManager: FieldManager},
+		Mapper:             mgr.GetRESTMapper(),
+		Recorder:           mgr.GetEventRecorder("clusterstackrelease-controller"),
+		DriftCheckInterval: opts.DriftCheckInterval,
+	}
+	if err := csr.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ClusterStackRelease controller: %w", err)
+	}
+	if opts.Webhooks {
+		if err := SetupWebhooks(mgr); err != nil {
+			return err
+		}
+	}
+	return nil
+}

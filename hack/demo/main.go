@@ -1,0 +1,289 @@
+// Command demo is the embedded-default run (`make demo`): without a cloud account or a cluster it
+// starts a local control plane (envtest's kube-apiserver and etcd) with the operator's and Cluster
+// API's CRDs, an in-process OCI registry holding two releases of a sample OpenStack cluster
+// stack, and the operator's ClusterStack controllers; then it applies
+// config/samples/demo_clusterstack.yaml, prints progress until the ClusterClasses are ready,
+// prints kubectl-get-style tables and stops. It exits 1 with the reason when the timeout passes.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
+)
+
+// repository is where the demo registry holds the releases, as in the public SCS registry.
+const repository = "kaas/cluster-stacks"
+
+func main() {
+	timeout := flag.Duration("timeout", 5*time.Minute, "Give up (exit 1) when the ClusterClasses are not ready after this long.")
+	sample := flag.String("sample", filepath.Join(testenv.RepoRoot(), "config", "samples", "demo_clusterstack.yaml"), "ClusterStack manifest to apply.")
+	verbose := flag.Bool("v", false, "Show the operator's logs.")
+	flag.Parse()
+
+	var logOut io.Writer = io.Discard
+	if *verbose {
+		logOut = os.Stderr
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
+
+	if err := run(*sample, *timeout); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		os.Exit(1)
+	}
+}
+
+func run(samplePath string, timeout time.Duration) (reterr error) {
+	start := time.Now()
+	step := func(format string, args ...any) {
+		fmt.Printf("[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+
+	cs, err := readSample(samplePath)
+	if err != nil {
+		return err
+	}
+
+	step("Starting a local control plane (kube-apiserver, etcd) with the operator's and Cluster API's CRDs")
+	env, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step("Stopping the control plane")
+		if err := env.Stop(); err != nil && reterr == nil {
+			reterr = err
+		}
+	}()
+
+	srv := httptest.NewServer(fixtures.RegistryHandler())
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	work, err := os.MkdirTemp("", "clusterstack-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	step("Publishing two releases of the sample OpenStack cluster stack to the in-process OCI registry %s/%s", host, repository)
+	for _, v := range []string{"v1", "v2"} {
+		opts := fixtures.Options{StackVersion: v}
+		dir, err := fixtures.Build(filepath.Join(work, "build"), opts)
+		if err != nil {
+			return err
+		}
+		if _, err := fixtures.Push(context.Background(), dir, host+"/"+repository, opts.ReleaseName(), true); err != nil {
+			return err
+		}
+		step("  pushed %s", opts.ReleaseName())
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	})
+	if err != nil {
+		return err
+	}
+	// The registry is the operator's default source, as OCI_REGISTRY/OCI_REPOSITORY make it in
+	// a deployment; the sample ClusterStack names no source of its own.
+	defaultSource := source.Config{Type: source.TypeOCI, OCI: source.OCIConfig{Registry: host, Repository: repository, PlainHTTP: true}}
+	releases, err := releasestore.New(mgr.GetClient(), defaultSource, filepath.Join(work, "cache"))
+	if err != nil {
+		return err
+	}
+	// Webhooks are left out: the demo's API server has no webhook configuration.
+	if err := clusterstack.Setup(mgr, clusterstack.Options{Releases: releases}); err != nil {
+		return err
+	}
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-mgrDone; err != nil && reterr == nil {
+			reterr = fmt.Errorf("the operator stopped with an error: %w", err)
+		}
+	}()
+	step("Operator started (ClusterStack and ClusterStackRelease controllers)")
+
+	c := env.Client
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cs.Namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := c.Create(ctx, cs); err != nil {
+		return fmt.Errorf("applying %s: %w", samplePath, err)
+	}
+	step("Applied ClusterStack %s/%s (versions %v, autoSubscribe %t)", cs.Namespace, cs.Name, cs.Spec.Versions, cs.Spec.AutoSubscribe)
+
+	deadline := time.After(timeout)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	seen := map[string]string{}
+	for {
+		done, lastReason, err := progress(ctx, c, cs, seen, step)
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+		select {
+		case <-deadline:
+			return fmt.Errorf("timed out after %s: ClusterStack not ready: %s", timeout, lastReason)
+		case err := <-mgrDone:
+			mgrDone <- err
+			return fmt.Errorf("the operator stopped: %v", err)
+		case <-tick.C:
+		}
+	}
+	step("ClusterClasses ready")
+	fmt.Println()
+	return printTables(ctx, c, cs.Namespace, os.Stdout)
+}
+
+func readSample(path string) (*clusterstackv1alpha1.ClusterStack, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the sample ClusterStack: %w", err)
+	}
+	cs := &clusterstackv1alpha1.ClusterStack{}
+	if err := yaml.UnmarshalStrict(data, cs); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	if cs.Namespace == "" {
+		cs.Namespace = "demo"
+	}
+	return cs, nil
+}
+
+// progress prints what changed since the last call and reports whether the ClusterStack is
+// ready with every ClusterClass of its releases present.
+func progress(ctx context.Context, c client.Client, want *clusterstackv1alpha1.ClusterStack, seen map[string]string, step func(string, ...any)) (bool, string, error) {
+	report := func(key, line string) {
+		if seen[key] != line {
+			seen[key] = line
+			step("  %s", line)
+		}
+	}
+	cs := &clusterstackv1alpha1.ClusterStack{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(want), cs); err != nil {
+		return false, "", err
+	}
+	ready := readyOf(cs.Status.Conditions)
+	report("cs", fmt.Sprintf("ClusterStack %s: Ready=%s %s %s", cs.Name, ready.Status, ready.Reason, ready.Message))
+
+	var csrs clusterstackv1alpha1.ClusterStackReleaseList
+	if err := c.List(ctx, &csrs, client.InNamespace(cs.Namespace)); err != nil {
+		return false, "", err
+	}
+	for _, r := range csrs.Items {
+		rc := readyOf(r.Status.Conditions)
+		report("csr/"+r.Name, fmt.Sprintf("ClusterStackRelease %s: Ready=%s %s %s", r.Name, rc.Status, rc.Reason, rc.Message))
+	}
+	var classes clusterv1.ClusterClassList
+	if err := c.List(ctx, &classes, client.InNamespace(cs.Namespace)); err != nil {
+		return false, "", err
+	}
+	have := map[string]bool{}
+	for _, cc := range classes.Items {
+		have[cc.Name] = true
+		report("cc/"+cc.Name, fmt.Sprintf("ClusterClass %s applied", cc.Name))
+	}
+	if ready.Status != metav1.ConditionTrue || cs.Status.ObservedGeneration != cs.Generation || len(csrs.Items) == 0 {
+		return false, ready.Reason + ": " + ready.Message, nil
+	}
+	for _, r := range csrs.Items {
+		if !r.Status.Ready || !have[classNameOf(r.Name)] {
+			return false, "waiting for ClusterClass of " + r.Name, nil
+		}
+	}
+	return true, "", nil
+}
+
+func classNameOf(release string) string {
+	if n, err := name.Parse(release); err == nil {
+		return n.ClusterClassName()
+	}
+	return release
+}
+
+func readyOf(conds []metav1.Condition) metav1.Condition {
+	for _, c := range conds {
+		if c.Type == clusterstackv1alpha1.ReadyCondition {
+			return c
+		}
+	}
+	return metav1.Condition{Status: metav1.ConditionUnknown, Reason: "NotYetReported"}
+}
+
+// printTables prints what `kubectl get clusterstacks,clusterstackreleases,clusterclasses` shows.
+func printTables(ctx context.Context, c client.Client, namespace string, out io.Writer) error {
+	w := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
+	var stacks clusterstackv1alpha1.ClusterStackList
+	if err := c.List(ctx, &stacks, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "CLUSTERSTACK\tPROVIDER\tSTACK\tK8S\tCHANNEL\tAUTOSUBSCRIBE\tUSABLE\tLATEST\tREADY\tREASON")
+	for _, s := range stacks.Items {
+		r := readyOf(s.Status.Conditions)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\t%s\n", s.Name, s.Spec.Provider, s.Spec.Name, s.Spec.KubernetesVersion, s.Spec.Channel, s.Spec.AutoSubscribe, s.Status.UsableVersions, s.Status.LatestRelease, r.Status, r.Reason)
+	}
+	fmt.Fprintln(w)
+
+	var releases clusterstackv1alpha1.ClusterStackReleaseList
+	if err := c.List(ctx, &releases, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	sort.Slice(releases.Items, func(i, j int) bool { return releases.Items[i].Name < releases.Items[j].Name })
+	readyByClass := map[string]string{}
+	fmt.Fprintln(w, "CLUSTERSTACKRELEASE\tK8S VERSION\tREADY\tREASON\tRESOURCES")
+	for _, r := range releases.Items {
+		rc := readyOf(r.Status.Conditions)
+		readyByClass[classNameOf(r.Name)] = fmt.Sprintf("%t\t%s (release %s)", r.Status.Ready, rc.Reason, r.Name)
+		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%d\n", r.Name, r.Status.KubernetesVersion, r.Status.Ready, rc.Reason, len(r.Status.Resources))
+	}
+	fmt.Fprintln(w)
+
+	var classes clusterv1.ClusterClassList
+	if err := c.List(ctx, &classes, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "CLUSTERCLASS\tVARIABLES\tREADY\tREASON")
+	for _, cc := range classes.Items {
+		state, ok := readyByClass[cc.Name]
+		if !ok {
+			state = "false\tNo release"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\n", cc.Name, len(cc.Spec.Variables), state)
+	}
+	return w.Flush()
+}
