@@ -404,8 +404,6 @@ func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusters
 			return ref.Group == orcImage.Group && ref.Kind == orcImage.Kind
 		}
 	}
-	wasApplied := conditions.IsTrue(csr, clusterstackv1alpha1.ResourcesAppliedCondition)
-
 	res, err := applier.Apply(ctx, objs, apply.FromResources(csr.Status.Resources))
 	if err != nil {
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ApplyFailedReason, Message: err.Error()})
@@ -413,10 +411,10 @@ func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusters
 	}
 	csr.Status.Resources = apply.ToResources(res)
 
-	if len(res.Changed) > 0 && wasApplied {
+	if len(res.Drifted) > 0 {
 		// Reported once: the repair converges, and a converged release writes nothing.
 		var changed []string
-		for _, ref := range res.Changed {
+		for _, ref := range res.Drifted {
 			changed = append(changed, ref.Kind+"/"+ref.Name)
 		}
 		sort.Strings(changed)
