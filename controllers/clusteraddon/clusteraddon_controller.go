@@ -1,0 +1,560 @@
+package clusteraddon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/cluster-api/util/patch"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
+)
+
+// Default waits of the ClusterAddon controller. Each bounds how late something the operator does
+// not watch is noticed.
+const (
+	// DefaultClusterRetryInterval: kubeconfig Secrets are not watched (the operator does not cache
+	// Secrets) and an unreachable API server sends no events.
+	DefaultClusterRetryInterval = 20 * time.Second
+	// DefaultConditionPollInterval: objects of workload clusters are not watched, so CEL
+	// conditions are evaluated again this often.
+	DefaultConditionPollInterval = 10 * time.Second
+	// DefaultReleaseRetryInterval: a release that is not available yet (being downloaded).
+	DefaultReleaseRetryInterval = 30 * time.Second
+	// DefaultApplyRetryInterval: an apply that failed in the workload cluster.
+	DefaultApplyRetryInterval = 30 * time.Second
+	// DefaultDriftCheckInterval: converged addons are compared with the live objects this often,
+	// to repair drift in workload clusters that are not watched.
+	DefaultDriftCheckInterval = 5 * time.Minute
+)
+
+// clusterAddonConditions are the conditions this controller owns.
+var clusterAddonConditions = []string{
+	csv1alpha1.ReadyCondition, csv1alpha1.ReconcilingCondition, csv1alpha1.StalledCondition,
+	csv1alpha1.ClusterReachableCondition, csv1alpha1.ResourcesAppliedCondition,
+}
+
+// ClusterAddonReconciler renders the addons of a Cluster's release and applies them into its
+// workload cluster, running the stages of the current hook first.
+type ClusterAddonReconciler struct {
+	Client client.Client
+	// APIReader reads ClusterAddons from the API server: stage progress written by the last
+	// reconcile must never be read back stale, or a stage would run twice.
+	APIReader client.Reader
+	// Mapper of the management cluster, to find the control plane and infrastructure objects.
+	Mapper   meta.RESTMapper
+	Releases Releases
+	Renderer *addon.Renderer
+	Workload *workloadcluster.Cache
+	Recorder events.EventRecorder
+
+	ClusterRetryInterval  time.Duration
+	ConditionPollInterval time.Duration
+	ReleaseRetryInterval  time.Duration
+	ApplyRetryInterval    time.Duration
+	DriftCheckInterval    time.Duration
+}
+
+// +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusteraddons,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusteraddons/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusteraddons/finalizers,verbs=update
+// +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=controlplane.cluster.x-k8s.io;infrastructure.cluster.x-k8s.io,resources=*,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the controller. It watches Clusters for what changes the addons:
+// the class (a release change), the initialized control plane, deletion.
+func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("clusteraddon").
+		For(&csv1alpha1.ClusterAddon{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: addon.ClusterAddonName(o.GetName())}}}
+		}), builder.WithPredicates(clusterChanged)).
+		Complete(r)
+}
+
+// clusterChanged passes Cluster events that matter to addons, and not the frequent status
+// updates of a running Cluster.
+var clusterChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*clusterv1.Cluster)
+		n, ok2 := e.ObjectNew.(*clusterv1.Cluster)
+		if !ok1 || !ok2 {
+			return false
+		}
+		return o.Generation != n.Generation || controlPlaneInitialized(o) != controlPlaneInitialized(n) ||
+			!n.DeletionTimestamp.IsZero()
+	},
+}
+
+func controlPlaneInitialized(c *clusterv1.Cluster) bool {
+	if p := c.Status.Initialization.ControlPlaneInitialized; p != nil {
+		return *p
+	}
+	return conditions.IsTrue(c, clusterv1.ClusterControlPlaneInitializedCondition)
+}
+
+func (r *ClusterAddonReconciler) interval(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Reconcile follows STYLE.md: get, logger, patch helper, deferred patch, then delete or normal.
+func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	ca := &csv1alpha1.ClusterAddon{}
+	if err := r.APIReader.Get(ctx, req.NamespacedName, ca); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("ClusterAddon", klog.KObj(ca))
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	if !ca.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, ca)
+	}
+
+	helper, err := patch.NewHelper(ca, r.Client)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	defer func() {
+		ca.Status.Ready = conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
+		opts := []patch.Option{patch.WithOwnedConditions{Conditions: clusterAddonConditions}}
+		if reterr == nil {
+			opts = append(opts, patch.WithStatusObservedGeneration{})
+		}
+		if err := helper.Patch(ctx, ca, opts...); err != nil {
+			reterr = errors.Join(reterr, fmt.Errorf("patching ClusterAddon: %w", err))
+		}
+	}()
+	return r.reconcileNormal(ctx, ca)
+}
+
+// reconcileDelete removes the reference operator's finalizer, if any. Addons are not deleted from
+// the workload cluster: a ClusterAddon goes away with its Cluster, and removing a CNI from a
+// live cluster because someone deleted the ClusterAddon would break it (the Cluster controller
+// re-creates the ClusterAddon, which adopts the objects again). This controller does not add the
+// finalizer for the same reason.
+func (r *ClusterAddonReconciler) reconcileDelete(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
+	if ca.Spec.ClusterRef != nil {
+		r.Workload.Drop(types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name})
+	}
+	if !controllerutil.ContainsFinalizer(ca, csv1alpha1.ClusterAddonFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	base := client.MergeFrom(ca.DeepCopy())
+	controllerutil.RemoveFinalizer(ca, csv1alpha1.ClusterAddonFinalizer)
+	if err := r.Client.Patch(ctx, ca, base); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("removing finalizer: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// plan is the addon plan of one release.
+type plan struct {
+	rel *release.Release
+	// cfg is clusteraddon.yaml; nil for the cluster-addon-values.yaml convention.
+	cfg *addon.Config
+	// addonDir is the extracted addon archive (clusteraddon.yaml convention).
+	addonDir string
+}
+
+// umbrellaStage is the one stage of the cluster-addon-values.yaml convention.
+const umbrellaStage = "cluster-addon"
+
+// stages returns the stages of a hook.
+func (p *plan) stages(hook string) []addon.Stage {
+	if p.cfg == nil {
+		return []addon.Stage{{Name: umbrellaStage, Action: addon.ActionApply}}
+	}
+	return p.cfg.Stages(hook)
+}
+
+func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input) ([]*unstructured.Unstructured, error) {
+	if p.cfg == nil {
+		return r.Renderer.RenderUmbrella(ctx, p.rel, in)
+	}
+	return r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
+}
+
+// renderSteady renders every addon a Cluster of this release runs once installed.
+func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in addon.Input) ([]*unstructured.Unstructured, error) {
+	if p.cfg == nil {
+		return r.Renderer.RenderUmbrella(ctx, p.rel, in)
+	}
+	var all []*unstructured.Unstructured
+	for _, chart := range p.cfg.SteadyCharts() {
+		objs, err := r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, objs...)
+	}
+	return all, nil
+}
+
+func (r *ClusterAddonReconciler) loadPlan(rel *release.Release) (*plan, error) {
+	p := &plan{rel: rel}
+	if rel.AddonConvention != release.AddonConventionConfig {
+		return p, nil
+	}
+	data, err := os.ReadFile(rel.ClusterAddonConfig)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", filepath.Base(rel.ClusterAddonConfig), err)
+	}
+	if p.cfg, err = addon.Parse(data); err != nil {
+		return nil, err
+	}
+	if p.addonDir, err = r.Renderer.Extract(rel); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	if ca.Spec.ClusterRef == nil {
+		markStalled(ca, csv1alpha1.InvalidReleaseReason, "spec.clusterRef is not set")
+		return ctrl.Result{}, nil
+	}
+	clusterKey := types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name}
+	cluster := &clusterv1.Cluster{}
+	if err := r.Client.Get(ctx, clusterKey, cluster); err != nil {
+		if apierrors.IsNotFound(err) {
+			// The ClusterAddon is garbage collected with its Cluster.
+			r.Workload.Drop(clusterKey)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	rn, ok := addon.ReleaseOf(cluster)
+	if !ok {
+		markStalled(ca, csv1alpha1.InvalidReleaseReason, fmt.Sprintf("Cluster %s does not use a cluster-stack ClusterClass (class %q)", cluster.Name, cluster.Spec.Topology.ClassRef.Name))
+		return ctrl.Result{}, nil
+	}
+	class := cluster.Spec.Topology.ClassRef.Name
+
+	if ca.Spec.ClusterStack == "" && ca.Spec.Hook != csv1alpha1.HookAfterControlPlaneInitialized && !controlPlaneInitialized(cluster) {
+		markProgressing(ca, csv1alpha1.ControlPlaneNotInitializedReason, fmt.Sprintf("Waiting for the control plane of Cluster %s to be initialized", cluster.Name))
+		return ctrl.Result{}, nil
+	}
+	if ca.Spec.ClusterStack != class {
+		// A new release: start its hook from the first stage. Whatever the previous release was
+		// doing is abandoned, which is how a Cluster leaves a faulty release. The same path
+		// serves class changes that keep the Kubernetes version, for which Cluster API calls no
+		// hook.
+		hook := csv1alpha1.HookBeforeClusterUpgrade
+		if ca.Spec.ClusterStack == "" {
+			hook = csv1alpha1.HookAfterControlPlaneInitialized
+		}
+		log.Info("Installing the addons of a release", "ClusterClass", class, "Hook", hook, "Previous", ca.Spec.ClusterStack)
+		ca.Spec.ClusterStack = class
+		ca.Spec.Hook = hook
+		ca.Spec.Version = ""
+		ca.Status.Stages = nil
+	}
+
+	rel, err := r.Releases.ReleaseFor(ctx, ca.Namespace, rn.String())
+	if err != nil {
+		if errors.Is(err, release.ErrInvalid) {
+			markStalled(ca, csv1alpha1.InvalidReleaseReason, fmt.Sprintf("Release %s is invalid: %v", rn, err))
+			return ctrl.Result{}, nil
+		}
+		markProgressing(ca, csv1alpha1.ReleaseNotAvailableReason, fmt.Sprintf("Release %s is not available yet: %v", rn, err))
+		return ctrl.Result{RequeueAfter: r.interval(r.ReleaseRetryInterval, DefaultReleaseRetryInterval)}, nil
+	}
+	p, err := r.loadPlan(rel)
+	if err != nil {
+		if errors.Is(err, addon.ErrInvalidConfig) {
+			markStalled(ca, csv1alpha1.InvalidReleaseReason, fmt.Sprintf("Release %s: %v", rn, err))
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("loading the addons of release %s: %w", rn, err)
+	}
+
+	wc, res, ok := r.connect(ctx, ca, clusterKey)
+	if !ok {
+		return res, nil
+	}
+
+	data, err := r.templateData(ctx, cluster)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	in := addon.Input{KubeVersion: rel.Metadata.Versions.Kubernetes, Data: data, Mapper: wc.Mapper}
+	applier := &apply.Applier{Client: wc.Client, FieldManager: FieldManager}
+
+	if ca.Spec.Hook != "" {
+		stages := p.stages(ca.Spec.Hook)
+		if !sameStages(ca.Status.Stages, stages) {
+			ca.Status.Stages = make([]csv1alpha1.StageStatus, len(stages))
+			for i, s := range stages {
+				ca.Status.Stages[i] = csv1alpha1.StageStatus{Name: s.Name, Action: csv1alpha1.StageAction(s.Action), Phase: csv1alpha1.StagePhasePending}
+			}
+		}
+		for i := range stages {
+			done, res, err := r.runStage(ctx, ca, p, stages[i], &ca.Status.Stages[i], wc, applier, in)
+			if !done || err != nil {
+				return res, err
+			}
+		}
+		log.Info("Finished the stages of a hook", "Hook", ca.Spec.Hook, "ClusterClass", class)
+		r.Recorder.Eventf(ca, nil, corev1.EventTypeNormal, "HookDone", ca.Spec.Hook, "Ran the %d %s stages of %s", len(stages), ca.Spec.Hook, class)
+		ca.Spec.Hook = ""
+	}
+
+	// Steady state: everything the release runs, applied; what it no longer renders, pruned.
+	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
+	desired, err := r.renderSteady(ctx, p, in)
+	if err != nil {
+		return r.renderFailed(ca, rn.String(), err)
+	}
+	result, err := applier.Apply(ctx, desired, toRefs(ca.Status.Resources))
+	if err != nil {
+		markApplyFailed(ca, csv1alpha1.ApplyFailedReason, fmt.Sprintf("Applying addons: %v", err))
+		return ctrl.Result{}, fmt.Errorf("applying addons of %s: %w", class, err)
+	}
+	ca.Status.Resources = inventory(result.Applied, result.Failed)
+	if err := result.Err(); err != nil {
+		reason := csv1alpha1.ApplyFailedReason
+		if errors.Is(err, apply.ErrKindNotServed) {
+			reason = csv1alpha1.MissingAPIReason
+		}
+		r.warnOnce(ca, reason, err)
+		markApplyFailed(ca, reason, fmt.Sprintf("Applying addons of %s: %v", class, err))
+		return ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
+	}
+	if len(result.Changed) > 0 || len(result.Pruned) > 0 {
+		if wasReady {
+			r.Recorder.Eventf(ca, nil, corev1.EventTypeWarning, "DriftRepaired", "Apply", "Re-applied %s; pruned %s", refList(result.Changed), refList(result.Pruned))
+		} else {
+			r.Recorder.Eventf(ca, nil, corev1.EventTypeNormal, "AddonsApplied", "Apply", "Applied %d objects of %s, pruned %d", len(result.Changed), class, len(result.Pruned))
+		}
+	}
+	if v, err := rel.Metadata.AddonVersion(); err == nil {
+		ca.Spec.Version = v.String()
+	}
+	markReady(ca, fmt.Sprintf("%d addon objects of %s applied", len(result.Applied), class))
+	return ctrl.Result{RequeueAfter: r.interval(r.DriftCheckInterval, DefaultDriftCheckInterval)}, nil
+}
+
+// connect returns the workload cluster, or records why it cannot be reached.
+func (r *ClusterAddonReconciler) connect(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster types.NamespacedName) (*workloadcluster.Cluster, ctrl.Result, bool) {
+	retry := ctrl.Result{RequeueAfter: r.interval(r.ClusterRetryInterval, DefaultClusterRetryInterval)}
+	wc, err := r.Workload.Get(ctx, cluster)
+	if err == nil {
+		err = wc.Ping(ctx)
+	}
+	if err != nil {
+		reason := csv1alpha1.ClusterUnreachableReason
+		msg := fmt.Sprintf("The API server of workload cluster %s does not answer", cluster.Name)
+		switch {
+		case errors.Is(err, workloadcluster.ErrKubeconfigMissing):
+			reason = csv1alpha1.KubeconfigMissingReason
+			msg = fmt.Sprintf("Waiting for the kubeconfig Secret %s (key %q)", workloadcluster.SecretName(cluster.Name), workloadcluster.KubeconfigKey)
+		case errors.Is(err, workloadcluster.ErrKubeconfigInvalid):
+			reason = csv1alpha1.KubeconfigInvalidReason
+			msg = fmt.Sprintf("The kubeconfig Secret %s holds no usable kubeconfig", workloadcluster.SecretName(cluster.Name))
+		}
+		// The error text of an unreachable server carries no timestamps, but it may carry a
+		// changing port or request ID; the message stays fixed so that a waiting ClusterAddon
+		// costs no writes.
+		ctrl.LoggerFrom(ctx).V(4).Info("Workload cluster not reachable", "Reason", reason, "Error", err.Error())
+		conditions.Set(ca, metaCondition(csv1alpha1.ClusterReachableCondition, false, reason, msg))
+		markProgressing(ca, reason, msg)
+		return nil, retry, false
+	}
+	conditions.Set(ca, metaCondition(csv1alpha1.ClusterReachableCondition, true, csv1alpha1.ReadyReason, ""))
+	return wc, ctrl.Result{}, true
+}
+
+// runStage advances one stage as far as it goes now. done is true when the stage is finished.
+func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addon.Stage, status *csv1alpha1.StageStatus,
+	wc *workloadcluster.Cluster, applier *apply.Applier, in addon.Input) (bool, ctrl.Result, error) {
+	poll := ctrl.Result{RequeueAfter: r.interval(r.ConditionPollInterval, DefaultConditionPollInterval)}
+	for {
+		switch status.Phase {
+		case csv1alpha1.StagePhasePending, "":
+			status.Phase = csv1alpha1.StagePhaseApplyingOrDeleting
+			if st.WaitForPreCondition != nil {
+				status.Phase = csv1alpha1.StagePhaseWaitingForPreCondition
+			}
+		case csv1alpha1.StagePhaseWaitingForPreCondition:
+			res, err := st.WaitForPreCondition.Evaluate(ctx, wc.Client)
+			if err != nil {
+				return false, ctrl.Result{}, fmt.Errorf("evaluating the pre-condition of stage %s: %w", st.Name, err)
+			}
+			if !res.Met {
+				markProgressing(ca, csv1alpha1.WaitingForPreConditionReason, fmt.Sprintf("%s stage %s: waiting for its pre-condition: %s", ca.Spec.Hook, st.Name, res.Reason))
+				return false, poll, nil
+			}
+			status.Phase = csv1alpha1.StagePhaseApplyingOrDeleting
+		case csv1alpha1.StagePhaseApplyingOrDeleting:
+			objs, err := r.renderStage(ctx, p, st.Name, in)
+			if err != nil {
+				res, err := r.renderFailed(ca, p.rel.Name.String(), err)
+				return false, res, err
+			}
+			if st.Action == addon.ActionDelete {
+				refs := make([]apply.Ref, 0, len(objs))
+				for _, o := range objs {
+					refs = append(refs, apply.RefOf(o))
+				}
+				remaining, err := applier.Delete(ctx, refs)
+				ca.Status.Resources = withoutDeleted(ca.Status.Resources, refs, remaining)
+				if err != nil || len(remaining) > 0 {
+					markApplyFailed(ca, csv1alpha1.ApplyFailedReason, fmt.Sprintf("%s stage %s: deleting: %d objects remain: %v", ca.Spec.Hook, st.Name, len(remaining), err))
+					return false, ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
+				}
+			} else {
+				result, err := applier.Apply(ctx, objs, nil)
+				if err != nil {
+					return false, ctrl.Result{}, fmt.Errorf("applying stage %s: %w", st.Name, err)
+				}
+				ca.Status.Resources = merge(ca.Status.Resources, inventory(result.Applied, result.Failed))
+				if err := result.Err(); err != nil {
+					reason := csv1alpha1.ApplyFailedReason
+					if errors.Is(err, apply.ErrKindNotServed) {
+						reason = csv1alpha1.MissingAPIReason
+					}
+					r.warnOnce(ca, reason, err)
+					markApplyFailed(ca, reason, fmt.Sprintf("%s stage %s: %v", ca.Spec.Hook, st.Name, err))
+					return false, ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
+				}
+			}
+			status.Phase = csv1alpha1.StagePhaseDone
+			if st.WaitForPostCondition != nil {
+				status.Phase = csv1alpha1.StagePhaseWaitingForPostCondition
+			}
+		case csv1alpha1.StagePhaseWaitingForPostCondition:
+			res, err := st.WaitForPostCondition.Evaluate(ctx, wc.Client)
+			if err != nil {
+				return false, ctrl.Result{}, fmt.Errorf("evaluating the post-condition of stage %s: %w", st.Name, err)
+			}
+			if !res.Met {
+				markProgressing(ca, csv1alpha1.WaitingForPostConditionReason, fmt.Sprintf("%s stage %s: waiting for its post-condition: %s", ca.Spec.Hook, st.Name, res.Reason))
+				return false, poll, nil
+			}
+			status.Phase = csv1alpha1.StagePhaseDone
+		case csv1alpha1.StagePhaseDone:
+			return true, ctrl.Result{}, nil
+		default:
+			status.Phase = csv1alpha1.StagePhasePending
+		}
+	}
+}
+
+// renderFailed records a rendering error. A chart or values template that fails is the release's
+// fault: the ClusterAddon is stalled until the Cluster moves to another release. A kind the
+// workload cluster does not serve yet may come with a later CRD, so that one is retried.
+func (r *ClusterAddonReconciler) renderFailed(ca *csv1alpha1.ClusterAddon, rel string, err error) (ctrl.Result, error) {
+	if errors.Is(err, render.ErrUnknownKind) {
+		markApplyFailed(ca, csv1alpha1.MissingAPIReason, fmt.Sprintf("Release %s: %v", rel, err))
+		return ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
+	}
+	if errors.Is(err, addon.ErrRender) {
+		r.warnOnce(ca, csv1alpha1.InvalidReleaseReason, err)
+		markStalled(ca, csv1alpha1.InvalidReleaseReason, fmt.Sprintf("Release %s: %v", rel, err))
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, fmt.Errorf("rendering addons of release %s: %w", rel, err)
+}
+
+// warnOnce emits a warning event unless the same problem is already reported, so a retried
+// failure does not flood events.
+func (r *ClusterAddonReconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason string, err error) {
+	if conditions.GetReason(ca, csv1alpha1.ReadyCondition) == reason {
+		return
+	}
+	r.Recorder.Eventf(ca, nil, corev1.EventTypeWarning, reason, "Apply", "%v", err)
+}
+
+// templateData returns the objects the values templates see: the Cluster, its control plane and
+// its infrastructure cluster, as unstructured content. A referenced object that does not exist
+// (yet) is left out rather than failing: templates that use it render empty values.
+func (r *ClusterAddonReconciler) templateData(ctx context.Context, cluster *clusterv1.Cluster) (map[string]any, error) {
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(cluster)
+	if err != nil {
+		return nil, fmt.Errorf("converting Cluster %s: %w", cluster.Name, err)
+	}
+	content["apiVersion"] = clusterv1.GroupVersion.String()
+	content["kind"] = "Cluster"
+	data := map[string]any{"Cluster": content}
+	for key, ref := range map[string]clusterv1.ContractVersionedObjectReference{
+		"ControlPlane": cluster.Spec.ControlPlaneRef,
+		"InfraCluster": cluster.Spec.InfrastructureRef,
+	} {
+		if ref.Kind == "" || ref.Name == "" {
+			continue
+		}
+		mapping, err := r.Mapper.RESTMapping(schema.GroupKind{Group: ref.APIGroup, Kind: ref.Kind})
+		if err != nil {
+			if meta.IsNoMatchError(err) {
+				continue
+			}
+			return nil, fmt.Errorf("finding the API of %s %s: %w", ref.Kind, ref.Name, err)
+		}
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(mapping.GroupVersionKind)
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: cluster.Namespace, Name: ref.Name}, u); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("reading %s %s: %w", ref.Kind, ref.Name, err)
+		}
+		data[key] = u.Object
+	}
+	return data, nil
+}
+
+func sameStages(status []csv1alpha1.StageStatus, stages []addon.Stage) bool {
+	return slices.EqualFunc(status, stages, func(s csv1alpha1.StageStatus, st addon.Stage) bool {
+		return s.Name == st.Name && string(s.Action) == string(st.Action)
+	})
+}
+
+func refList(refs []apply.Ref) string {
+	if len(refs) == 0 {
+		return "nothing"
+	}
+	s := make([]string, len(refs))
+	for i, r := range refs {
+		s[i] = r.String()
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,106 @@
+package clusteraddon
+
+import (
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cluster-api/util/conditions"
+
+	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
+)
+
+// The functions below keep the kstatus triple consistent: Ready summarises, Reconciling is True
+// while work goes on, Stalled is True when only a user can help. Messages carry no timestamps or
+// counters that change between identical reconciles, so a waiting ClusterAddon costs no writes.
+
+func metaCondition(t string, ok bool, reason, msg string) metav1.Condition {
+	s := metav1.ConditionFalse
+	if ok {
+		s = metav1.ConditionTrue
+	}
+	return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg}
+}
+
+func markReady(ca *csv1alpha1.ClusterAddon, msg string) {
+	conditions.Set(ca, metaCondition(csv1alpha1.ResourcesAppliedCondition, true, csv1alpha1.ReadyReason, ""))
+	conditions.Set(ca, metaCondition(csv1alpha1.ReadyCondition, true, csv1alpha1.ReadyReason, msg))
+	conditions.Set(ca, metaCondition(csv1alpha1.ReconcilingCondition, false, csv1alpha1.ReadyReason, ""))
+	conditions.Set(ca, metaCondition(csv1alpha1.StalledCondition, false, csv1alpha1.ReadyReason, ""))
+}
+
+func markProgressing(ca *csv1alpha1.ClusterAddon, reason, msg string) {
+	conditions.Set(ca, metaCondition(csv1alpha1.ReadyCondition, false, reason, msg))
+	conditions.Set(ca, metaCondition(csv1alpha1.ReconcilingCondition, true, reason, msg))
+	conditions.Set(ca, metaCondition(csv1alpha1.StalledCondition, false, csv1alpha1.ProgressingReason, ""))
+}
+
+func markApplyFailed(ca *csv1alpha1.ClusterAddon, reason, msg string) {
+	conditions.Set(ca, metaCondition(csv1alpha1.ResourcesAppliedCondition, false, reason, msg))
+	markProgressing(ca, reason, msg)
+}
+
+func markStalled(ca *csv1alpha1.ClusterAddon, reason, msg string) {
+	conditions.Set(ca, metaCondition(csv1alpha1.ReadyCondition, false, reason, msg))
+	conditions.Set(ca, metaCondition(csv1alpha1.ReconcilingCondition, false, reason, ""))
+	conditions.Set(ca, metaCondition(csv1alpha1.StalledCondition, true, reason, msg))
+}
+
+// toRefs converts the inventory in status to apply references.
+func toRefs(rs []csv1alpha1.Resource) []apply.Ref {
+	refs := make([]apply.Ref, len(rs))
+	for i, r := range rs {
+		refs[i] = apply.Ref{Group: r.Group, Version: r.Version, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+	}
+	return refs
+}
+
+// inventory converts applied references and their failures to the inventory in status.
+func inventory(refs []apply.Ref, failed map[apply.Ref]error) []csv1alpha1.Resource {
+	rs := make([]csv1alpha1.Resource, 0, len(refs))
+	for _, ref := range refs {
+		r := csv1alpha1.Resource{Group: ref.Group, Version: ref.Version, Kind: ref.Kind, Namespace: ref.Namespace, Name: ref.Name, Status: csv1alpha1.ResourceStatusSynced}
+		if err, ok := failed[ref]; ok && err != nil {
+			r.Status = csv1alpha1.ResourceStatusNotSynced
+			r.Error = truncate(err.Error(), 1024)
+		}
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func resourceKey(r csv1alpha1.Resource) apply.Ref {
+	return apply.Ref{Group: r.Group, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+}
+
+// merge adds (or updates) the resources of add to inv, keeping inv's order.
+func merge(inv, add []csv1alpha1.Resource) []csv1alpha1.Resource {
+	out := slices.Clone(inv)
+	for _, a := range add {
+		if i := slices.IndexFunc(out, func(r csv1alpha1.Resource) bool { return resourceKey(r) == resourceKey(a) }); i >= 0 {
+			out[i] = a
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// withoutDeleted drops from inv the objects of deleted that are not among remaining.
+func withoutDeleted(inv []csv1alpha1.Resource, deleted, remaining []apply.Ref) []csv1alpha1.Resource {
+	gone := map[apply.Ref]bool{}
+	for _, d := range deleted {
+		gone[d.Key()] = true
+	}
+	for _, r := range remaining {
+		delete(gone, r.Key())
+	}
+	return slices.DeleteFunc(slices.Clone(inv), func(r csv1alpha1.Resource) bool { return gone[resourceKey(r)] })
+}

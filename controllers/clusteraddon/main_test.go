@@ -1,0 +1,403 @@
+package clusteraddon
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	runtimecatalog "sigs.k8s.io/cluster-api/api/runtime/catalog"
+	runtimehooksv1 "sigs.k8s.io/cluster-api/api/runtime/hooks/v1alpha1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/hooks"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
+)
+
+// Two API servers: mgmt holds Clusters and ClusterAddons, workload is where addons go.
+var (
+	mgmt, workload *testenv.Environment
+	releases       = &fixtureReleases{dirs: map[string]string{}}
+	hooksPort      int
+	hooksClient    *http.Client
+	certDir        string
+	addonCacheDir  string
+	workloadWrites = &writeCounter{}
+
+	mgrMu     sync.Mutex
+	mgrCancel context.CancelFunc
+	mgrDone   chan error
+)
+
+// Fixture releases of the tests, all of stack openstack-scs-1-32.
+var fixtureOptions = []fixtures.Options{
+	{},                                                          // v1: config convention
+	{StackVersion: "v2", Source: "openstack-scs-v2", KubernetesVersion: "v1.32.8"}, // upgrade with a hook
+	{StackVersion: "v3", Source: "openstack-scs-v2"},            // same Kubernetes version as v1
+	{StackVersion: "v4", Convention: release.AddonConventionValues}, // old convention
+	{StackVersion: "v5", Source: "openstack-scs-broken"},        // a chart that fails
+	{StackVersion: "v6", Source: "openstack-scs-badconfig"},     // a clusteraddon.yaml that does not compile
+}
+
+// fixtureReleases serves fixture releases the way the release store does: verified by
+// release.Load, from a directory per release.
+type fixtureReleases struct {
+	mu   sync.Mutex
+	dirs map[string]string
+}
+
+func (f *fixtureReleases) ReleaseFor(_ context.Context, _, releaseName string) (*release.Release, error) {
+	f.mu.Lock()
+	dir, ok := f.dirs[releaseName]
+	f.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("release %s: not found", releaseName)
+	}
+	return release.Load(dir, releaseName, release.Options{})
+}
+
+// writeCounter counts write requests to workload clusters.
+type writeCounter struct {
+	mu     sync.Mutex
+	writes int
+}
+
+func (w *writeCounter) Count() int { w.mu.Lock(); defer w.mu.Unlock(); return w.writes }
+
+func (w *writeCounter) wrap(_ types.NamespacedName, cfg *rest.Config) {
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.mu.Lock()
+				w.writes++
+				w.mu.Unlock()
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	if mgmt, err = testenv.Start(testenv.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer mgmt.Stop()
+	if workload, err = testenv.Start(testenv.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer workload.Stop()
+
+	tmp, err := os.MkdirTemp("", "clusteraddon-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	for _, o := range fixtureOptions {
+		dir, err := fixtures.Build(filepath.Join(tmp, "releases"), o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		releases.dirs[o.ReleaseName()] = dir
+	}
+	addonCacheDir = filepath.Join(tmp, "addons")
+	certDir = filepath.Join(tmp, "certs")
+	pool, err := writeServingCert(certDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	hooksClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if hooksPort, err = freePort(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := startManager(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stopManager()
+	return m.Run()
+}
+
+// startManager starts a manager running the controllers and the hooks server, as main.go does.
+func startManager() error {
+	mgrMu.Lock()
+	defer mgrMu.Unlock()
+	mgr, err := ctrl.NewManager(mgmt.Config, ctrl.Options{
+		Scheme:                 mgmt.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		// The restart test starts a second manager in the same process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return err
+	}
+	if err := Setup(mgr, Options{
+		Releases:              releases,
+		AddonCacheDir:         addonCacheDir,
+		HooksPort:             hooksPort,
+		HooksCertDir:          certDir,
+		ClusterRetryInterval:  time.Second,
+		ConditionPollInterval: time.Second,
+		ReleaseRetryInterval:  time.Second,
+		ApplyRetryInterval:    time.Second,
+		DriftCheckInterval:    2 * time.Second,
+		HookRetryAfter:        time.Second,
+		WorkloadConfigHook:    workloadWrites.wrap,
+	}); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	mgrCancel, mgrDone = cancel, done
+	return nil
+}
+
+func stopManager() {
+	mgrMu.Lock()
+	defer mgrMu.Unlock()
+	if mgrCancel != nil {
+		mgrCancel()
+		<-mgrDone
+		mgrCancel = nil
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// writeServingCert writes a self-signed certificate for 127.0.0.1 as tls.crt/tls.key.
+func writeServingCert(dir string) (*x509.CertPool, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "clusterstack-operator-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return pool, nil
+}
+
+// --- helpers ---
+
+func newNamespace(t testing.TB) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "addon-"}}
+	if err := mgmt.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+func className(version string) string { return "openstack-scs-1-32-" + version }
+
+// createCluster creates a Cluster of a fixture class, optionally with an initialized control
+// plane, and (with kubeconfig) the kubeconfig Secret pointing at the workload API server.
+func createCluster(t testing.TB, ns, name, version, k8s string, initialized, kubeconfig bool) *clusterv1.Cluster {
+	t.Helper()
+	ctx := context.Background()
+	c := &clusterv1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: clusterv1.ClusterSpec{Topology: clusterv1.Topology{
+			ClassRef: clusterv1.ClusterClassRef{Name: className(version)},
+			Version:  k8s,
+		}},
+	}
+	if err := mgmt.Client.Create(ctx, c); err != nil {
+		t.Fatalf("creating Cluster: %v", err)
+	}
+	if kubeconfig {
+		createKubeconfig(t, ns, name, workload.Config)
+	}
+	if initialized {
+		setInitialized(t, c)
+	}
+	t.Cleanup(func() { _ = mgmt.Client.Delete(context.Background(), c) })
+	return c
+}
+
+func setInitialized(t testing.TB, c *clusterv1.Cluster) {
+	t.Helper()
+	base := c.DeepCopy()
+	c.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
+	if err := mgmt.Client.Status().Patch(context.Background(), c, client.MergeFrom(base)); err != nil {
+		t.Fatalf("setting the control plane initialized: %v", err)
+	}
+}
+
+func createKubeconfig(t testing.TB, ns, cluster string, cfg *rest.Config) {
+	t.Helper()
+	kc, err := workloadcluster.Kubeconfig(cfg, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: workloadcluster.SecretName(cluster)}, Data: map[string][]byte{workloadcluster.KubeconfigKey: kc}}
+	if err := mgmt.Client.Create(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// resetWorkload deletes what the fixture addons create in the shared workload cluster. Tests
+// run one after another; a test's Cluster is deleted first, which leaves its ClusterAddon idle.
+func resetWorkload(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	for _, o := range []client.Object{
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "fixture-cni"}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "fixture-cni-defaults"}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "upgrade-gate"}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "fixture-cni-system", Name: "fixture-cni-agent"}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "fixture-metrics-server"}},
+	} {
+		if err := workload.Client.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+	}
+	if err := workload.Client.DeleteAllOf(ctx, &appsv1.Deployment{}, client.InNamespace("kube-system")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// isolate gives a test a clean workload cluster and deletes its Cluster before the next test.
+func isolate(t *testing.T) {
+	resetWorkload(t)
+	t.Cleanup(func() { resetWorkload(t) })
+}
+
+func getAddon(g Gomega, ns, cluster string) *csv1alpha1.ClusterAddon {
+	ca := &csv1alpha1.ClusterAddon{}
+	g.Expect(mgmt.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: addon.ClusterAddonName(cluster)}, ca)).To(Succeed())
+	return ca
+}
+
+func condition(ca *csv1alpha1.ClusterAddon, t string) metav1.Condition {
+	for _, c := range ca.Status.Conditions {
+		if c.Type == t {
+			return c
+		}
+	}
+	return metav1.Condition{}
+}
+
+// callHook calls a hook handler over HTTPS exactly as Cluster API does: a POST of the request
+// type as JSON to the handler's path.
+func callHookRaw(t testing.TB, hook runtimecatalog.Hook, req any, resp any) {
+	t.Helper()
+	cat, err := hooks.NewCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gvh, err := cat.GroupVersionHook(hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", hooksPort, runtimecatalog.GVHToPath(gvh, hooks.HandlerName))
+	var r *http.Response
+	// The server may still be starting (or restarting) right after a manager start.
+	NewWithT(t).Eventually(func() error {
+		r, err = hooksClient.Post(url, "application/json", bytes.NewReader(body))
+		return err
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("hook %s: HTTP %d", runtimecatalog.HookName(hook), r.StatusCode)
+	}
+	if err := json.NewDecoder(r.Body).Decode(resp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func beforeClusterUpgrade(t testing.TB, c *clusterv1.Cluster, from, to string) *runtimehooksv1.BeforeClusterUpgradeResponse {
+	t.Helper()
+	req := &runtimehooksv1.BeforeClusterUpgradeRequest{
+		TypeMeta:              metav1.TypeMeta{APIVersion: runtimehooksv1.GroupVersion.String(), Kind: "BeforeClusterUpgradeRequest"},
+		Cluster:               *c,
+		FromKubernetesVersion: from,
+		ToKubernetesVersion:   to,
+	}
+	resp := &runtimehooksv1.BeforeClusterUpgradeResponse{}
+	callHookRaw(t, runtimehooksv1.BeforeClusterUpgrade, req, resp)
+	return resp
+}

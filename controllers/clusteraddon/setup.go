@@ -1,0 +1,113 @@
+// Package clusteraddon installs and upgrades the addons (CNI, cloud controller manager, CSI,
+// metrics) of every workload Cluster that uses a cluster-stack ClusterClass: the Cluster
+// controller keeps one ClusterAddon per such Cluster, the ClusterAddon controller renders the
+// release's addons and applies them into the workload cluster stage by stage, the Cluster
+// webhooks keep class changes sane, and the runtime hooks let Cluster API wait for the addons of
+// a new release before it upgrades anything. Every bit of upgrade progress lives in the
+// ClusterAddon, so a restart resumes where it stopped.
+package clusteraddon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/hooks"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
+)
+
+// FieldManager is the server-side apply field manager of addon objects in workload clusters.
+const FieldManager = "clusterstack-operator"
+
+// Releases gives the verified release a Cluster's class names; *releasestore.Store implements it.
+type Releases interface {
+	ReleaseFor(ctx context.Context, namespace, releaseName string) (*release.Release, error)
+}
+
+// Options configure Setup. Zero durations mean the defaults of the same name.
+type Options struct {
+	// Releases resolves releases; required.
+	Releases Releases
+	// AddonCacheDir is where addon archives are extracted, one directory per archive; required.
+	AddonCacheDir string
+	// Webhooks registers the Cluster webhooks with the manager's webhook server.
+	Webhooks bool
+	// HooksPort, when not zero, serves the Cluster API runtime extension on this port, with the
+	// certificate in HooksCertDir.
+	HooksPort    int
+	HooksCertDir string
+
+	ClusterRetryInterval  time.Duration
+	ConditionPollInterval time.Duration
+	ReleaseRetryInterval  time.Duration
+	ApplyRetryInterval    time.Duration
+	DriftCheckInterval    time.Duration
+	// WorkloadConfigHook, when set, adjusts the REST config of each workload cluster client
+	// (tests count requests with it).
+	WorkloadConfigHook func(cluster types.NamespacedName, cfg *rest.Config)
+	// HookRetryAfter is what a blocking hook answers while the addons are not done; zero means
+	// hooks.DefaultRetryAfter.
+	HookRetryAfter time.Duration
+}
+
+// Setup registers the Cluster and ClusterAddon controllers, and optionally the Cluster webhooks
+// and the runtime extension server, with mgr.
+func Setup(mgr ctrl.Manager, opts Options) error {
+	if opts.Releases == nil || opts.AddonCacheDir == "" {
+		return errors.New("setting up the ClusterAddon controllers: Options.Releases and Options.AddonCacheDir are required")
+	}
+	workload := &workloadcluster.Cache{Reader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), ConfigHook: opts.WorkloadConfigHook}
+	cr := &ClusterReconciler{
+		Client:   mgr.GetClient(),
+		Workload: workload,
+		Recorder: mgr.GetEventRecorder("clusteraddon-create-controller"),
+	}
+	if err := cr.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Cluster controller of addons: %w", err)
+	}
+	ar := &ClusterAddonReconciler{
+		Client:                mgr.GetClient(),
+		APIReader:             mgr.GetAPIReader(),
+		Mapper:                mgr.GetRESTMapper(),
+		Releases:              opts.Releases,
+		Renderer:              &addon.Renderer{Dir: opts.AddonCacheDir},
+		Workload:              workload,
+		Recorder:              mgr.GetEventRecorder("clusteraddon-controller"),
+		ClusterRetryInterval:  opts.ClusterRetryInterval,
+		ConditionPollInterval: opts.ConditionPollInterval,
+		ReleaseRetryInterval:  opts.ReleaseRetryInterval,
+		ApplyRetryInterval:    opts.ApplyRetryInterval,
+		DriftCheckInterval:    opts.DriftCheckInterval,
+	}
+	if err := ar.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ClusterAddon controller: %w", err)
+	}
+	if opts.Webhooks {
+		if err := SetupWebhooks(mgr); err != nil {
+			return err
+		}
+	}
+	if opts.HooksPort != 0 {
+		srv, err := hooks.NewServer(hooks.ServerOptions{
+			Port:       opts.HooksPort,
+			CertDir:    opts.HooksCertDir,
+			Client:     mgr.GetAPIReader(),
+			Writer:     mgr.GetClient(),
+			RetryAfter: opts.HookRetryAfter,
+		})
+		if err != nil {
+			return fmt.Errorf("setting up the runtime extension: %w", err)
+		}
+		if err := mgr.Add(srv); err != nil {
+			return fmt.Errorf("adding the runtime extension server: %w", err)
+		}
+	}
+	return nil
+}
