@@ -394,3 +394,5 @@ func condition(conds []metav1.Condition, t string) metav1.Condition {
 	}
 	return metav1.Condition{Type: t, Status: metav1.ConditionUnknown, Reason: "Absent"}
 }
+
+func nsName(ns string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: "scs"} }
