@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha512"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,8 +67,10 @@ const imagePath = "/images/ubuntu-capi-image.qcow2"
 // fixture is one test's world: a namespace, an OpenStack double, a web server with image files
 // and a credentials Secret.
 type fixture struct {
-	t      testing.TB
-	ns     string
+	t  testing.TB
+	ns string
+	// more are further namespaces the manager reconciles.
+	more   []string
 	cloud  *openstack.Server
 	files  *httptest.Server
 	data   []byte
@@ -81,20 +85,25 @@ func newFixture(t testing.TB, opts ...openstack.Option) *fixture {
 	t.Helper()
 	f := &fixture{t: t, data: make([]byte, 256<<10)}
 	_, _ = rand.Read(f.data)
-	f.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	serve := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.gets.Add(1)
-		if r.URL.Path == "/missing.qcow2" {
-			http.NotFound(w, r)
-			return
-		}
 		_, _ = w.Write(f.data)
-	}))
+	})
+	f.files = httptest.NewServer(serve)
 	t.Cleanup(f.files.Close)
-	target := f.files.Listener.Addr().String()
+	tlsFiles := httptest.NewTLSServer(serve)
+	t.Cleanup(tlsFiles.Close)
+	plain, secure := f.files.Listener.Addr().String(), tlsFiles.Listener.Addr().String()
 	f.redirect = &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			target := plain
+			if strings.HasSuffix(addr, ":443") {
+				target = secure
+			}
 			return (&net.Dialer{}).DialContext(ctx, network, target)
 		},
+		// Test only: the https URLs of fixture releases land on the test TLS server.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // test server with a throwaway certificate
 	}}
 	var err error
 	f.cloud, err = openstack.New(append([]openstack.Option{openstack.WithImportHTTPClient(f.redirect)}, opts...)...)
@@ -113,9 +122,13 @@ func newFixture(t testing.TB, opts ...openstack.Option) *fixture {
 }
 
 func (f *fixture) addSecret(name string, o openstack.CloudsYAMLOptions) string {
+	return f.addSecretIn(f.ns, name, o)
+}
+
+func (f *fixture) addSecretIn(ns, name string, o openstack.CloudsYAMLOptions) string {
 	f.t.Helper()
 	content, cloud := f.cloud.CloudsYAML(o)
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name},
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		StringData: map[string]string{scope.CloudsYAMLKey: content, scope.CloudNameKey: cloud}}
 	if err := env.Client.Create(context.Background(), s); err != nil {
 		f.t.Fatal(err)
@@ -152,7 +165,7 @@ func (f *fixture) startManager(opts Options) (stop func()) {
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{f.ns: {}}},
+		Cache:                  cache.Options{DefaultNamespaces: f.cacheNamespaces()},
 		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -182,6 +195,25 @@ func (f *fixture) startManager(opts Options) (stop func()) {
 	}
 	f.t.Cleanup(stop)
 	return stop
+}
+
+func (f *fixture) cacheNamespaces() map[string]cache.Config {
+	m := map[string]cache.Config{f.ns: {}}
+	for _, ns := range f.more {
+		m[ns] = cache.Config{}
+	}
+	return m
+}
+
+// newNamespace creates another namespace the manager (started afterwards) reconciles.
+func (f *fixture) newNamespace() string {
+	f.t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "osimg-"}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		f.t.Fatal(err)
+	}
+	f.more = append(f.more, ns.Name)
+	return ns.Name
 }
 
 func (f *fixture) nodeImage(name string, mutate func(*infrav1.OpenStackNodeImageRelease)) *infrav1.OpenStackNodeImageRelease {

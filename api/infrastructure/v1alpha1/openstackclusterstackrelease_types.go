@@ -5,8 +5,11 @@ import (
 )
 
 // OpenStackClusterStackReleaseFinalizer holds the provider object of a release until the node
-// images it asked for are released. The name is the reference's.
-const OpenStackClusterStackReleaseFinalizer = "openstackclusterstackrelease.infrastructure.clusterstack.x-k8s.io"
+// images it asked for are released. The reference's name,
+// "openstackclusterstackrelease.infrastructure.clusterstack.x-k8s.io", is 65 bytes without a
+// "/" and the API server refuses it (a finalizer's name part has at most 63), so no stored
+// object can carry it; this one is the same words in prefix/name form.
+const OpenStackClusterStackReleaseFinalizer = "infrastructure.clusterstack.x-k8s.io/openstackclusterstackrelease"
 
 // OpenStackIdentityReference names the Secret with the OpenStack credentials, in the namespace of
 // the referring object. The Secret holds `clouds.yaml` (required), `cloudName` (optional, default
