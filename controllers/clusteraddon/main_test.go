@@ -63,12 +63,12 @@ var (
 
 // Fixture releases of the tests, all of stack openstack-scs-1-32.
 var fixtureOptions = []fixtures.Options{
-	{},                                                          // v1: config convention
+	{}, // v1: config convention
 	{StackVersion: "v2", Source: "openstack-scs-v2", KubernetesVersion: "v1.32.8"}, // upgrade with a hook
-	{StackVersion: "v3", Source: "openstack-scs-v2"},            // same Kubernetes version as v1
-	{StackVersion: "v4", Convention: release.AddonConventionValues}, // old convention
-	{StackVersion: "v5", Source: "openstack-scs-broken"},        // a chart that fails
-	{StackVersion: "v6", Source: "openstack-scs-badconfig"},     // a clusteraddon.yaml that does not compile
+	{StackVersion: "v3", Source: "openstack-scs-v2"},                               // same Kubernetes version as v1
+	{StackVersion: "v4", Convention: release.AddonConventionValues},                // old convention
+	{StackVersion: "v5", Source: "openstack-scs-broken"},                           // a chart that fails
+	{StackVersion: "v6", Source: "openstack-scs-badconfig"},                        // a clusteraddon.yaml that does not compile
 }
 
 // fixtureReleases serves fixture releases the way the release store does: verified by
