@@ -26,6 +26,7 @@ import (
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
@@ -50,6 +51,8 @@ type options struct {
 	webhookCertDir       string
 	releaseCacheDir      string
 	releaseCheckInterval time.Duration
+	// runtimeExtensionPort serves the Cluster API runtime extension (lifecycle hooks).
+	runtimeExtensionPort int
 }
 
 func main() {
@@ -61,6 +64,7 @@ func main() {
 	flag.StringVar(&opts.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook server; empty means the controller-runtime default.")
 	flag.StringVar(&opts.releaseCacheDir, "release-cache-dir", filepath.Join(".cache", "releases"), "Directory where verified cluster-stack releases are cached; relative to the working directory.")
 	flag.DurationVar(&opts.releaseCheckInterval, "release-check-interval", 5*time.Minute, "How often release sources are asked for new releases (autoSubscribe); a ClusterStack may override it.")
+	flag.IntVar(&opts.runtimeExtensionPort, "runtime-extension-port", 9444, "Port of the Cluster API runtime extension (lifecycle hooks) server; it uses the certificate in --webhook-cert-dir; 0 disables it.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -149,6 +153,15 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	}
 
 	// ClusterAddon controller and runtime hooks.
+	if err := clusteraddon.Setup(mgr, clusteraddon.Options{
+		Releases:      releases,
+		AddonCacheDir: filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
+		Webhooks:      true,
+		HooksPort:     opts.runtimeExtensionPort,
+		HooksCertDir:  opts.webhookCertDir,
+	}); err != nil {
+		return err
+	}
 
 	return nil
 }
