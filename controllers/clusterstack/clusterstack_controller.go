@@ -227,7 +227,10 @@ func (r *ClusterStackReconciler) reconcileDelete(ctx context.Context, cs *cluste
 	for _, csr := range owned {
 		waiting = append(waiting, csr.Name)
 		if users := inUse[csr.Name]; len(users) > 0 {
+			// Not even asked to go: the delete webhook would refuse, and retrying that in a loop
+			// helps nobody. The Cluster watch brings the ClusterStack back when a Cluster goes.
 			blocked = append(blocked, fmt.Sprintf("%s (Clusters %s)", csr.Name, strings.Join(users, ", ")))
+			continue
 		}
 		if csr.DeletionTimestamp.IsZero() {
 			if err := r.Client.Delete(ctx, csr); err != nil && !apierrors.IsNotFound(err) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -441,4 +442,117 @@ func TestClusterAPIv1beta1Stack(t *testing.T) {
 	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "openstack-scs-1-32-v1"}, cc)).To(Succeed())
 	g.Expect(cc.Spec.ControlPlane.TemplateRef.Name).To(Equal("openstack-scs-1-32-v1-control-plane"))
 	g.Expect(cc.Spec.Workers.MachineDeployments[0].Bootstrap.TemplateRef.Kind).To(Equal("KubeadmConfigTemplate"))
+}
+
+// TestORCImageKeptWhileInUse rebuilds a release in place (a local source is re-read on every
+// use, as during development) so that its chart no longer renders the ORC Image: the Image must
+// stay while a Cluster uses the release, and go once none does.
+func TestORCImageKeptWhileInUse(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	dir := t.TempDir()
+	build := func(stack string) {
+		g.Expect(os.RemoveAll(filepath.Join(dir, "openstack-scs-1-32-v1"))).To(Succeed())
+		_, err := fixtures.Build(dir, fixtures.Options{StackVersion: "v1", Source: stack})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	build("openstack-scs-orc")
+	newClusterStack(t, ns, "", func(cs *clusterstackv1alpha1.ClusterStack) {
+		cs.Spec.Versions = []string{"v1"}
+		cs.Spec.Source = &clusterstackv1alpha1.ReleaseSource{Local: &clusterstackv1alpha1.LocalSource{Path: dir}}
+	})
+	img := &unstructured.Unstructured{}
+	img.SetGroupVersionKind(schema.GroupVersionKind{Group: "openstack.k-orc.cloud", Version: "v1alpha1", Kind: "Image"})
+	img.SetNamespace(ns)
+	img.SetName("openstack-scs-1-32-v1")
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(img), img)).To(Succeed())
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	cl := newCluster(t, ns, "workload", "openstack-scs-1-32-v1")
+
+	// Rebuild without the Image and make the release look again.
+	build("openstack-scs")
+	touch := func() {
+		csr := getCSR(g, ns, "openstack-scs-1-32-v1")
+		base := csr.DeepCopy()
+		if csr.Annotations == nil {
+			csr.Annotations = map[string]string{}
+		}
+		csr.Annotations["test/touched"] = time.Now().String()
+		g.Expect(k8s.Patch(ctx, csr, client.MergeFrom(base))).To(Succeed())
+	}
+	touch()
+	g.Eventually(func(g Gomega) {
+		csr := getCSR(g, ns, "openstack-scs-1-32-v1")
+		// Re-rendered: the Image's hash annotation and label are still ours, and it is still in
+		// the inventory although the chart no longer renders it.
+		var kinds []string
+		for _, r := range csr.Status.Resources {
+			kinds = append(kinds, r.Kind)
+		}
+		g.Expect(kinds).To(ContainElement("Image"))
+		g.Expect(csr.Status.ObservedGeneration).To(Equal(csr.Generation))
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(img), img)).To(Succeed())
+	}).WithTimeout(2 * time.Second).WithPolling(poll).Should(Succeed())
+
+	// Without the Cluster the Image is pruned.
+	g.Expect(k8s.Delete(ctx, cl)).To(Succeed())
+	touch()
+	g.Eventually(func(g Gomega) {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(img), img)
+		g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "Image still there: %v", err)
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+}
+
+// TestSourceSuccessKeepsOtherFailures checks that a working source does not paper over a
+// failure it did not fix (the reference set ReleasesSynced True after any successful listing).
+func TestSourceSuccessKeepsOtherFailures(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns, repo := newNamespace(t), repoFor(t)
+	publish(t, repo, v("v1"))
+	newClusterStack(t, ns, repo, func(cs *clusterstackv1alpha1.ClusterStack) {
+		cs.Spec.AutoSubscribe = true
+		cs.Spec.NoProvider = false
+		cs.Spec.ProviderRef = &corev1.ObjectReference{Kind: "OpenStackClusterStackReleaseTemplate", Name: "absent"}
+	})
+	synced := func(g Gomega) metav1.Condition {
+		return condition(getCS(g, ns).Status.Conditions, clusterstackv1alpha1.ReleasesSyncedCondition)
+	}
+	g.Eventually(func(g Gomega) {
+		c := synced(g)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal("ProviderTemplateError"))
+		g.Expect(c.Message).To(ContainSubstring("absent"))
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	// The source keeps answering (checked every second): the failure stays.
+	g.Consistently(func(g Gomega) {
+		g.Expect(synced(g).Reason).To(Equal("ProviderTemplateError"))
+	}).WithTimeout(3 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+
+	// A source outage on top is reported with it, and its recovery leaves the other failure.
+	registry.setBroken(repo, http.StatusServiceUnavailable)
+	t.Cleanup(func() { registry.setBroken(repo, 0) })
+	g.Eventually(func(g Gomega) {
+		c := synced(g)
+		g.Expect(c.Message).To(ContainSubstring("503"))
+		g.Expect(c.Message).To(ContainSubstring("absent"))
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	registry.setBroken(repo, 0)
+	g.Eventually(func(g Gomega) {
+		c := synced(g)
+		g.Expect(c.Message).NotTo(ContainSubstring("503"))
+		g.Expect(c.Reason).To(Equal("ProviderTemplateError"))
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+
+	// Creating the template fixes it: the provider object appears (and waits for its controller).
+	tmpl := &infrav1alpha1.OpenStackClusterStackReleaseTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "absent"}}
+	g.Expect(k8s.Create(ctx, tmpl)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(synced(g).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "openstack-scs-1-32-v1"}, &infrav1alpha1.OpenStackClusterStackRelease{})).To(Succeed())
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
 }
