@@ -66,10 +66,10 @@ var clusterStackConditions = []string{
 	clusterstackv1alpha1.ReleasesSyncedCondition,
 }
 
-// ClusterStackReconciler makes the ClusterStackReleases of a ClusterStack exist: the listed
+// Reconciler makes the ClusterStackReleases of a ClusterStack exist: the listed
 // versions, the newest release of the channel with autoSubscribe, and every release a Cluster of
 // the namespace uses; it removes the releases nobody wants any more.
-type ClusterStackReconciler struct {
+type Reconciler struct {
 	Client   client.Client
 	Releases *releasestore.Store
 	Recorder events.EventRecorder
@@ -107,7 +107,7 @@ type sourceCheck struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the controller.
-func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.checks = map[types.NamespacedName]*sourceCheck{}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusterstack").
@@ -120,7 +120,7 @@ func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // clusterStacksOfCluster maps a Cluster to the ClusterStacks of its namespace that provide its
 // ClusterClass, so that a release a new Cluster uses is kept (and one no longer used collected).
-func (r *ClusterStackReconciler) clusterStacksOfCluster(ctx context.Context, obj client.Object) []reconcile.Request {
+func (r *Reconciler) clusterStacksOfCluster(ctx context.Context, obj client.Object) []reconcile.Request {
 	cl, ok := obj.(*clusterv1.Cluster)
 	if !ok {
 		return nil
@@ -142,7 +142,7 @@ func (r *ClusterStackReconciler) clusterStacksOfCluster(ctx context.Context, obj
 	return reqs
 }
 
-func (r *ClusterStackReconciler) clusterStacksOfTemplate(ctx context.Context, obj client.Object) []reconcile.Request {
+func (r *Reconciler) clusterStacksOfTemplate(ctx context.Context, obj client.Object) []reconcile.Request {
 	var list clusterstackv1alpha1.ClusterStackList
 	if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
 		return nil
@@ -158,7 +158,7 @@ func (r *ClusterStackReconciler) clusterStacksOfTemplate(ctx context.Context, ob
 
 // Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete or
 // normal.
-func (r *ClusterStackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	cs := &clusterstackv1alpha1.ClusterStack{}
 	if err := r.Client.Get(ctx, req.NamespacedName, cs); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -200,7 +200,7 @@ func (r *ClusterStackReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	return r.reconcileNormal(ctx, cs)
 }
 
-func (r *ClusterStackReconciler) forget(key types.NamespacedName) {
+func (r *Reconciler) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.checks, key)
@@ -209,7 +209,7 @@ func (r *ClusterStackReconciler) forget(key types.NamespacedName) {
 // reconcileDelete deletes the ClusterStack's releases and waits until they are gone. Each release
 // keeps its own finalizer while a Cluster uses it, so nothing in use disappears even when the
 // delete webhook was bypassed.
-func (r *ClusterStackReconciler) reconcileDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
+func (r *Reconciler) reconcileDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
 	owned, err := r.ownedReleases(ctx, cs)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -250,7 +250,7 @@ func (r *ClusterStackReconciler) reconcileDelete(ctx context.Context, cs *cluste
 }
 
 // ownedReleases returns the ClusterStackReleases of the namespace that cs controls.
-func (r *ClusterStackReconciler) ownedReleases(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
+func (r *Reconciler) ownedReleases(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
 	all, err := r.releasesOfNamespace(ctx, cs.Namespace)
 	if err != nil {
 		return nil, err
@@ -264,7 +264,7 @@ func (r *ClusterStackReconciler) ownedReleases(ctx context.Context, cs *clusters
 	return out, nil
 }
 
-func (r *ClusterStackReconciler) releasesOfNamespace(ctx context.Context, namespace string) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
+func (r *Reconciler) releasesOfNamespace(ctx context.Context, namespace string) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
 	var list clusterstackv1alpha1.ClusterStackReleaseList
 	if err := r.Client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing the ClusterStackReleases of namespace %s: %w", namespace, err)
@@ -276,7 +276,7 @@ func (r *ClusterStackReconciler) releasesOfNamespace(ctx context.Context, namesp
 	return out, nil
 }
 
-func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
+func (r *Reconciler) reconcileNormal(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	k8s, err := name.ParseKubernetesMinor(cs.Spec.KubernetesVersion)
 	if err != nil {
@@ -372,7 +372,7 @@ func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *cluste
 // checkSource lists the ClusterStack's source when a check is due (first reconcile, a new
 // generation, the interval elapsed, or the last check failed) and returns the last outcome and
 // how long until the next check.
-func (r *ClusterStackReconciler) checkSource(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (sourceCheck, time.Duration) {
+func (r *Reconciler) checkSource(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (sourceCheck, time.Duration) {
 	if !cs.Spec.AutoSubscribe {
 		return sourceCheck{known: true}, 0
 	}
@@ -409,7 +409,7 @@ func (r *ClusterStackReconciler) checkSource(ctx context.Context, cs *clustersta
 	return next, next.next.Sub(now)
 }
 
-func (r *ClusterStackReconciler) interval(cs *clusterstackv1alpha1.ClusterStack) time.Duration {
+func (r *Reconciler) interval(cs *clusterstackv1alpha1.ClusterStack) time.Duration {
 	if cs.Spec.Source != nil && cs.Spec.Source.CheckInterval != nil && cs.Spec.Source.CheckInterval.Duration > 0 {
 		return cs.Spec.Source.CheckInterval.Duration
 	}
@@ -422,7 +422,7 @@ func (r *ClusterStackReconciler) interval(cs *clusterstackv1alpha1.ClusterStack)
 // latestRelease returns the name of the newest release of cs's stack in its channel, "" when the
 // source holds none. Hash versions carry no order, so the custom channel has no newest release
 // and autoSubscribe adds nothing there.
-func (r *ClusterStackReconciler) latestRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (string, error) {
+func (r *Reconciler) latestRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (string, error) {
 	src, err := r.Releases.SourceFor(ctx, cs)
 	if err != nil {
 		return "", err
@@ -496,7 +496,7 @@ func desiredReleases(cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesM
 
 // ensureRelease creates the ClusterStackRelease n when it is missing and adopts an orphan of the
 // same name (created by hand or left by the reference operator).
-func (r *ClusterStackReconciler) ensureRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, n name.Release, existing *clusterstackv1alpha1.ClusterStackRelease, withProvider bool) (*clusterstackv1alpha1.ClusterStackRelease, error) {
+func (r *Reconciler) ensureRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, n name.Release, existing *clusterstackv1alpha1.ClusterStackRelease, withProvider bool) (*clusterstackv1alpha1.ClusterStackRelease, error) {
 	var providerRef *corev1.ObjectReference
 	if withProvider {
 		providerRef = &corev1.ObjectReference{
@@ -549,7 +549,7 @@ func (r *ClusterStackReconciler) ensureRelease(ctx context.Context, cs *clusters
 }
 
 // providerTemplate reads the template spec.providerRef points at.
-func (r *ClusterStackReconciler) providerTemplate(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (*infrav1alpha1.OpenStackClusterStackReleaseTemplate, error) {
+func (r *Reconciler) providerTemplate(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (*infrav1alpha1.OpenStackClusterStackReleaseTemplate, error) {
 	ref := cs.Spec.ProviderRef
 	if ref == nil {
 		return nil, errors.New("spec.providerRef is not set: point it at an OpenStackClusterStackReleaseTemplate, or set noProvider: true")
@@ -573,7 +573,7 @@ func (r *ClusterStackReconciler) providerTemplate(ctx context.Context, cs *clust
 
 // ensureProvider creates or updates the provider object of csr from the template, owned by the
 // release so that it goes when the release goes.
-func (r *ClusterStackReconciler) ensureProvider(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, tmpl *infrav1alpha1.OpenStackClusterStackReleaseTemplate) error {
+func (r *Reconciler) ensureProvider(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, tmpl *infrav1alpha1.OpenStackClusterStackReleaseTemplate) error {
 	obj := &infrav1alpha1.OpenStackClusterStackRelease{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: csr.Namespace, Name: csr.Name}, obj)
 	switch {

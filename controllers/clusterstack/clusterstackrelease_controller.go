@@ -82,9 +82,9 @@ var releaseConditions = []string{
 	clusterstackv1alpha1.ResourcesAppliedCondition,
 }
 
-// ClusterStackReleaseReconciler installs one release: it materialises it, waits for its provider
+// ReleaseReconciler installs one release: it materialises it, waits for its provider
 // object, renders its cluster-class chart and applies the objects with server-side apply.
-type ClusterStackReleaseReconciler struct {
+type ReleaseReconciler struct {
 	Client   client.Client
 	Releases *releasestore.Store
 	Applier  *apply.Applier
@@ -109,7 +109,7 @@ type ClusterStackReleaseReconciler struct {
 
 // SetupWithManager registers the controller. ORC Images are only watched when their CRD is
 // installed at start; without it a release that renders one reports the missing CRD instead.
-func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("clusterstackrelease").
 		For(&clusterstackv1alpha1.ClusterStackRelease{}).
@@ -154,7 +154,7 @@ func releaseOfClusterRequest(_ context.Context, obj client.Object) []reconcile.R
 
 // Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete or
 // normal.
-func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	csr := &clusterstackv1alpha1.ClusterStackRelease{}
 	if err := r.Client.Get(ctx, req.NamespacedName, csr); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -193,7 +193,7 @@ func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.
 	return r.reconcileNormal(ctx, csr)
 }
 
-func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
+func (r *ReleaseReconciler) reconcileNormal(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
 	st := &releaseStatus{}
 	defer setReleaseStatus(csr, st)
 
@@ -241,7 +241,7 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr
 
 // materialise gets the verified release. A nil release means the reconcile ends with the
 // returned result and error; the conditions say why.
-func (r *ClusterStackReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, st *releaseStatus) (*release.Release, ctrl.Result, error) {
+func (r *ReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, st *releaseStatus) (*release.Release, ctrl.Result, error) {
 	rel, err := r.Releases.ReleaseFor(ctx, csr.Namespace, csr.Name)
 	if err == nil {
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReleaseAvailableCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason})
@@ -274,7 +274,7 @@ func (r *ClusterStackReleaseReconciler) materialise(ctx context.Context, csr *cl
 
 // providerReady reports whether the provider object is ready (true when there is none) and sets
 // ProviderReady.
-func (r *ClusterStackReleaseReconciler) providerReady(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (bool, error) {
+func (r *ReleaseReconciler) providerReady(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (bool, error) {
 	ref := csr.Spec.ProviderRef
 	if ref == nil {
 		conditions.Delete(csr, clusterstackv1alpha1.ProviderReadyCondition)
@@ -315,7 +315,7 @@ func (r *ClusterStackReleaseReconciler) providerReady(ctx context.Context, csr *
 // render renders the cluster-class chart the way csctl's users expect: Helm release name
 // <provider>-<stack>-<maj>-<min>, the release's namespace, the release's Kubernetes version. A
 // nil result ends the reconcile; the conditions say why.
-func (r *ClusterStackReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release, st *releaseStatus) ([]*unstructured.Unstructured, ctrl.Result, error) {
+func (r *ReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release, st *releaseStatus) ([]*unstructured.Unstructured, ctrl.Result, error) {
 	objs, err := render.Chart(ctx, rel.ClusterClassChart, render.Options{
 		ReleaseName: rel.Name.Prefix(),
 		Namespace:   csr.Namespace,
@@ -350,7 +350,7 @@ func (r *ClusterStackReleaseReconciler) render(ctx context.Context, csr *cluster
 }
 
 // missingAPI sets ResourcesApplied False naming the missing kinds and what provides them.
-func (r *ClusterStackReleaseReconciler) missingAPI(csr *clusterstackv1alpha1.ClusterStackRelease, err error, kinds []schema.GroupVersionKind, st *releaseStatus) {
+func (r *ReleaseReconciler) missingAPI(csr *clusterstackv1alpha1.ClusterStackRelease, err error, kinds []schema.GroupVersionKind, st *releaseStatus) {
 	msg := "Nothing applied: " + err.Error()
 	if hints := installHints(kinds); hints != "" {
 		msg += ". " + hints
@@ -397,7 +397,7 @@ func installHints(kinds []schema.GroupVersionKind) string {
 // inventory. ORC Images are never pruned while a Cluster uses the release: machines that exist
 // still boot from them. It reports whether the failures (if any) need a human: a conflict with
 // another field manager is not retried in a loop, since the operator never forces.
-func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured, inUse bool) (bool, error) {
+func (r *ReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured, inUse bool) (bool, error) {
 	applier := *r.Applier
 	if inUse {
 		applier.KeepOnPrune = func(ref apply.Ref) bool {
@@ -444,7 +444,7 @@ func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusters
 }
 
 // imagesWaiting returns descriptions of the release's ORC Images that are not Available.
-func (r *ClusterStackReleaseReconciler) imagesWaiting(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) ([]string, error) {
+func (r *ReleaseReconciler) imagesWaiting(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) ([]string, error) {
 	var waiting []string
 	for _, res := range csr.Status.Resources {
 		if res.Group != orcImage.Group || res.Kind != orcImage.Kind {
@@ -474,7 +474,7 @@ func (r *ClusterStackReleaseReconciler) imagesWaiting(ctx context.Context, csr *
 }
 
 // reconcileDelete removes what the release applied, once no Cluster uses its ClusterClass.
-func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
+func (r *ReleaseReconciler) reconcileDelete(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer) {
 		return ctrl.Result{}, nil
 	}

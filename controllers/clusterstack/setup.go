@@ -36,7 +36,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.Releases == nil {
 		return errors.New("setting up the ClusterStack controllers: Options.Releases is required")
 	}
-	cs := &ClusterStackReconciler{
+	cs := &Reconciler{
 		Client:        mgr.GetClient(),
 		Releases:      opts.Releases,
 		Recorder:      mgr.GetEventRecorder("clusterstack-controller"),
@@ -45,7 +45,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := cs.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ClusterStack controller: %w", err)
 	}
-	csr := &ClusterStackReleaseReconciler{
+	csr := &ReleaseReconciler{
 		Client:             mgr.GetClient(),
 		Releases:           opts.Releases,
 		Applier:            &apply.Applier{Client: mgr.GetClient(), FieldManager: FieldManager},

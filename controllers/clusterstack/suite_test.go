@@ -21,11 +21,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
-	bootstrapv1beta1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta1"
+	bootstrapv1beta1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta1" //nolint:staticcheck // v1beta1 is what SCS stacks render; the tests serve its conversion
 	bootstrapv1 "sigs.k8s.io/cluster-api/api/bootstrap/kubeadm/v1beta2"
-	controlplanev1beta1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta1"
+	controlplanev1beta1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta1" //nolint:staticcheck // v1beta1 is what SCS stacks render; the tests serve its conversion
 	controlplanev1 "sigs.k8s.io/cluster-api/api/controlplane/kubeadm/v1beta2"
-	clusterv1beta1 "sigs.k8s.io/cluster-api/api/core/v1beta1"
+	clusterv1beta1 "sigs.k8s.io/cluster-api/api/core/v1beta1" //nolint:staticcheck // v1beta1 is what SCS stacks render; the tests serve its conversion
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	bootstrapconversion "sigs.k8s.io/cluster-api/bootstrap/kubeadm/webhooks/conversion"
 	controlplaneconversion "sigs.k8s.io/cluster-api/controlplane/kubeadm/webhooks/conversion"
@@ -286,14 +286,13 @@ func repoFor(t testing.TB) string {
 }
 
 // publish builds a fixture release and pushes it to repo.
-func publish(t testing.TB, repo string, opts fixtures.Options) string {
+func publish(t testing.TB, repo string, opts fixtures.Options) {
 	t.Helper()
 	dir, err := fixtures.Build(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	publishDir(t, repo, dir, opts.ReleaseName())
-	return opts.ReleaseName()
 }
 
 func publishDir(t testing.TB, repo, dir, tag string) {

@@ -24,11 +24,11 @@ import (
 // SetupWebhooks registers the delete-validating webhooks of ClusterStack and ClusterStackRelease.
 func SetupWebhooks(mgr ctrl.Manager) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &clusterstackv1alpha1.ClusterStack{}).
-		WithValidator(&ClusterStackValidator{Client: mgr.GetClient()}).Complete(); err != nil {
+		WithValidator(&Validator{Client: mgr.GetClient()}).Complete(); err != nil {
 		return fmt.Errorf("setting up the ClusterStack webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &clusterstackv1alpha1.ClusterStackRelease{}).
-		WithValidator(&ClusterStackReleaseValidator{Client: mgr.GetClient()}).Complete(); err != nil {
+		WithValidator(&ReleaseValidator{Client: mgr.GetClient()}).Complete(); err != nil {
 		return fmt.Errorf("setting up the ClusterStackRelease webhook: %w", err)
 	}
 	return nil
@@ -36,26 +36,26 @@ func SetupWebhooks(mgr ctrl.Manager) error {
 
 // +kubebuilder:webhook:path=/validate-clusterstack-x-k8s-io-v1alpha1-clusterstack,mutating=false,failurePolicy=fail,sideEffects=None,groups=clusterstack.x-k8s.io,resources=clusterstacks,verbs=delete,versions=v1alpha1,name=vclusterstack.clusterstack.x-k8s.io,admissionReviewVersions=v1
 
-// ClusterStackValidator refuses to delete a ClusterStack while a Cluster of its namespace uses
+// Validator refuses to delete a ClusterStack while a Cluster of its namespace uses
 // one of its releases.
-type ClusterStackValidator struct {
+type Validator struct {
 	Client client.Reader
 }
 
-var _ admission.Validator[*clusterstackv1alpha1.ClusterStack] = &ClusterStackValidator{}
+var _ admission.Validator[*clusterstackv1alpha1.ClusterStack] = &Validator{}
 
 // ValidateCreate allows everything: the CRD's CEL rules validate the fields.
-func (v *ClusterStackValidator) ValidateCreate(context.Context, *clusterstackv1alpha1.ClusterStack) (admission.Warnings, error) {
+func (v *Validator) ValidateCreate(context.Context, *clusterstackv1alpha1.ClusterStack) (admission.Warnings, error) {
 	return nil, nil
 }
 
 // ValidateUpdate allows everything: the CRD's CEL rules keep the identity fields immutable.
-func (v *ClusterStackValidator) ValidateUpdate(context.Context, *clusterstackv1alpha1.ClusterStack, *clusterstackv1alpha1.ClusterStack) (admission.Warnings, error) {
+func (v *Validator) ValidateUpdate(context.Context, *clusterstackv1alpha1.ClusterStack, *clusterstackv1alpha1.ClusterStack) (admission.Warnings, error) {
 	return nil, nil
 }
 
 // ValidateDelete refuses while Clusters use a release of the stack in the ClusterStack's channel.
-func (v *ClusterStackValidator) ValidateDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (admission.Warnings, error) {
+func (v *Validator) ValidateDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (admission.Warnings, error) {
 	inUse, err := clustersByRelease(ctx, v.Client, cs.Namespace)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
@@ -80,27 +80,27 @@ func (v *ClusterStackValidator) ValidateDelete(ctx context.Context, cs *clusters
 
 // +kubebuilder:webhook:path=/validate-clusterstack-x-k8s-io-v1alpha1-clusterstackrelease,mutating=false,failurePolicy=fail,sideEffects=None,groups=clusterstack.x-k8s.io,resources=clusterstackreleases,verbs=delete,versions=v1alpha1,name=vclusterstackrelease.clusterstack.x-k8s.io,admissionReviewVersions=v1
 
-// ClusterStackReleaseValidator refuses to delete a ClusterStackRelease whose ClusterClass a
+// ReleaseValidator refuses to delete a ClusterStackRelease whose ClusterClass a
 // Cluster uses. The release's finalizer holds it too; the webhook makes the refusal visible to
 // whoever deletes.
-type ClusterStackReleaseValidator struct {
+type ReleaseValidator struct {
 	Client client.Reader
 }
 
-var _ admission.Validator[*clusterstackv1alpha1.ClusterStackRelease] = &ClusterStackReleaseValidator{}
+var _ admission.Validator[*clusterstackv1alpha1.ClusterStackRelease] = &ReleaseValidator{}
 
 // ValidateCreate allows everything: the CRD's CEL rules validate the name.
-func (v *ClusterStackReleaseValidator) ValidateCreate(context.Context, *clusterstackv1alpha1.ClusterStackRelease) (admission.Warnings, error) {
+func (v *ReleaseValidator) ValidateCreate(context.Context, *clusterstackv1alpha1.ClusterStackRelease) (admission.Warnings, error) {
 	return nil, nil
 }
 
 // ValidateUpdate allows everything.
-func (v *ClusterStackReleaseValidator) ValidateUpdate(context.Context, *clusterstackv1alpha1.ClusterStackRelease, *clusterstackv1alpha1.ClusterStackRelease) (admission.Warnings, error) {
+func (v *ReleaseValidator) ValidateUpdate(context.Context, *clusterstackv1alpha1.ClusterStackRelease, *clusterstackv1alpha1.ClusterStackRelease) (admission.Warnings, error) {
 	return nil, nil
 }
 
 // ValidateDelete refuses while Clusters use the release's ClusterClass.
-func (v *ClusterStackReleaseValidator) ValidateDelete(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (admission.Warnings, error) {
+func (v *ReleaseValidator) ValidateDelete(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (admission.Warnings, error) {
 	inUse, err := clustersByRelease(ctx, v.Client, csr.Namespace)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)

@@ -47,11 +47,11 @@ func main() {
 	verbose := flag.Bool("v", false, "Show the operator's logs.")
 	flag.Parse()
 
-	var logOut io.Writer = io.Discard
 	if *verbose {
-		logOut = os.Stderr
+		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	} else {
+		ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
 
 	if err := run(*sample, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
