@@ -1,9 +1,13 @@
 // Command demo is the embedded-default run (`make demo`): without a cloud account or a cluster it
 // starts a local control plane (envtest's kube-apiserver and etcd) with the operator's and Cluster
 // API's CRDs, an in-process OCI registry holding two releases of a sample OpenStack cluster
-// stack, and the operator's ClusterStack controllers; then it applies
-// config/samples/demo_clusterstack.yaml, prints progress until the ClusterClasses are ready,
-// prints kubectl-get-style tables and stops. It exits 1 with the reason when the timeout passes.
+// stack (with node-images.yaml), an in-process OpenStack double (Keystone + Glance) with a web
+// server for the node image files, and the operator's ClusterStack and OpenStack node image
+// controllers; then it creates a credentials Secret and an OpenStackClusterStackReleaseTemplate,
+// applies config/samples/demo_clusterstack.yaml (whose providerRef names the template), prints
+// progress until the ClusterClasses and the node images are ready, prints kubectl-get-style
+// tables, the images in the double's Glance and the OpenStack calls made, and stops. It exits 1
+// with the reason when the timeout passes.
 package main
 
 import (
@@ -31,6 +35,7 @@ import (
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
+	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
@@ -82,6 +87,14 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 		}
 	}()
 
+	step("Starting the OpenStack double (Keystone + Glance, web-download off) and a web server for the node image files")
+	cloud, err := startCloud()
+	if err != nil {
+		return err
+	}
+	defer cloud.Close()
+	step("  Keystone at %s", cloud.server.AuthURL())
+
 	srv := httptest.NewServer(fixtures.RegistryHandler())
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
@@ -92,7 +105,7 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	defer os.RemoveAll(work)
 	step("Publishing two releases of the sample OpenStack cluster stack to the in-process OCI registry %s/%s", host, repository)
 	for _, v := range []string{"v1", "v2"} {
-		opts := fixtures.Options{StackVersion: v}
+		opts := fixtures.Options{StackVersion: v, NodeImages: true}
 		dir, err := fixtures.Build(filepath.Join(work, "build"), opts)
 		if err != nil {
 			return err
@@ -125,6 +138,15 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	if err := clusterstack.Setup(mgr, clusterstack.Options{Releases: releases}); err != nil {
 		return err
 	}
+	// The node image controllers get their own Store on the same cache, as in main.go, and a
+	// download client that sends the releases' image URLs (images.invalid) to the file server.
+	nodeImageReleases, err := releasestore.New(mgr.GetClient(), defaultSource, filepath.Join(work, "cache"))
+	if err != nil {
+		return err
+	}
+	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: nodeImageReleases, HTTPClient: cloud.redirect}); err != nil {
+		return err
+	}
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Start(ctx) }()
 	defer func() {
@@ -133,12 +155,17 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 			reterr = fmt.Errorf("the operator stopped with an error: %w", err)
 		}
 	}()
-	step("Operator started (ClusterStack and ClusterStackRelease controllers)")
+	step("Operator started (ClusterStack, ClusterStackRelease, OpenStackClusterStackRelease and OpenStackNodeImageRelease controllers)")
 
 	c := env.Client
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cs.Namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
+	secretName, err := cloud.createProvider(ctx, c, cs)
+	if err != nil {
+		return err
+	}
+	step("Created Secret %s/%s (clouds.yaml for the double) and OpenStackClusterStackReleaseTemplate %s (identityRef -> %s)", cs.Namespace, secretName, cs.Spec.ProviderRef.Name, secretName)
 	if err := c.Create(ctx, cs); err != nil {
 		return fmt.Errorf("applying %s: %w", samplePath, err)
 	}
@@ -153,21 +180,32 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 		if err != nil {
 			return err
 		}
-		if done {
+		imagesDone, imagesReason, err := nodeImageProgress(ctx, c, cs.Namespace, reporter(seen, step))
+		if err != nil {
+			return err
+		}
+		if done && imagesDone {
 			break
+		}
+		if done {
+			lastReason = imagesReason
 		}
 		select {
 		case <-deadline:
-			return fmt.Errorf("timed out after %s: ClusterStack not ready: %s", timeout, lastReason)
+			return fmt.Errorf("timed out after %s: not ready: %s", timeout, lastReason)
 		case err := <-mgrDone:
 			mgrDone <- err
 			return fmt.Errorf("the operator stopped: %v", err)
 		case <-tick.C:
 		}
 	}
-	step("ClusterClasses ready")
+	step("ClusterClasses and node images ready")
 	fmt.Println()
-	return printTables(ctx, c, cs.Namespace, os.Stdout)
+	if err := printTables(ctx, c, cs.Namespace, os.Stdout); err != nil {
+		return err
+	}
+	fmt.Println()
+	return cloud.printOpenStackTables(ctx, c, cs.Namespace, os.Stdout)
 }
 
 func readSample(path string) (*clusterstackv1alpha1.ClusterStack, error) {
@@ -188,12 +226,7 @@ func readSample(path string) (*clusterstackv1alpha1.ClusterStack, error) {
 // progress prints what changed since the last call and reports whether the ClusterStack is
 // ready with every ClusterClass of its releases present.
 func progress(ctx context.Context, c client.Client, want *clusterstackv1alpha1.ClusterStack, seen map[string]string, step func(string, ...any)) (bool, string, error) {
-	report := func(key, line string) {
-		if seen[key] != line {
-			seen[key] = line
-			step("  %s", line)
-		}
-	}
+	report := reporter(seen, step)
 	cs := &clusterstackv1alpha1.ClusterStack{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(want), cs); err != nil {
 		return false, "", err
@@ -227,6 +260,17 @@ func progress(ctx context.Context, c client.Client, want *clusterstackv1alpha1.C
 		}
 	}
 	return true, "", nil
+}
+
+// reporter returns a function that prints a line when it differs from the last one printed for
+// the same key.
+func reporter(seen map[string]string, step func(string, ...any)) func(key, line string) {
+	return func(key, line string) {
+		if seen[key] != line {
+			seen[key] = line
+			step("  %s", line)
+		}
+	}
 }
 
 func classNameOf(release string) string {
