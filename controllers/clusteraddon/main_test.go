@@ -69,6 +69,7 @@ var fixtureOptions = []fixtures.Options{
 	{StackVersion: "v4", Convention: release.AddonConventionValues},                // old convention
 	{StackVersion: "v5", Source: "openstack-scs-broken"},                           // a chart that fails
 	{StackVersion: "v6", Source: "openstack-scs-badconfig"},                        // a clusteraddon.yaml that does not compile
+	{StackVersion: "v7", Source: "openstack-scs-bench"},                            // addons in a namespace per Cluster (benchmark)
 }
 
 // fixtureReleases serves fixture releases the way the release store does: verified by
