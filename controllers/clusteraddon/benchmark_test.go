@@ -7,7 +7,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 )
@@ -35,25 +34,35 @@ func BenchmarkInstall50Clusters(b *testing.B) {
 		elapsed := time.Since(start)
 		b.ReportMetric(elapsed.Seconds(), "s/50-clusters")
 
-		// Converged: count writes to the workload API server over 3 drift-check periods (2 s each
-		// in these tests), in which every ClusterAddon re-renders and compares its objects.
-		before := workloadWrites.Count()
-		addonRVs := map[string]string{}
-		list := &csv1alpha1.ClusterAddonList{}
-		NewWithT(b).Expect(mgmt.Client.List(context.Background(), list)).To(Succeed())
-		for _, ca := range list.Items {
-			addonRVs[ca.Namespace+"/"+ca.Name] = ca.ResourceVersion
-		}
-		NewWithT(b).Consistently(func() int { return workloadWrites.Count() - before }).
-			WithTimeout(6 * time.Second).WithPolling(500 * time.Millisecond).Should(BeZero())
-		b.ReportMetric(float64(workloadWrites.Count()-before), "workload-writes-converged")
-		changed := 0
-		NewWithT(b).Expect(mgmt.Client.List(context.Background(), list, client.MatchingFields{})).To(Succeed())
-		for _, ca := range list.Items {
-			if rv, ok := addonRVs[ca.Namespace+"/"+ca.Name]; ok && rv != ca.ResourceVersion {
-				changed++
-			}
-		}
-		b.ReportMetric(float64(changed), "clusteraddon-writes-converged")
+		// Ready is not yet converged: a ClusterAddon that turned Ready may still record its
+		// finished hook and observedGeneration. Count those writes in a first window, then the
+		// writes of a converged system in a second one, each over 3 drift-check periods (2 s each
+		// in these tests) in which every ClusterAddon re-renders and compares its objects.
+		settling, _ := countWindow(b)
+		b.ReportMetric(float64(settling), "clusteraddon-writes-settling")
+		addonWrites, workloadWritesConverged := countWindow(b)
+		b.ReportMetric(float64(workloadWritesConverged), "workload-writes-converged")
+		b.ReportMetric(float64(addonWrites), "clusteraddon-writes-converged")
 	}
+}
+
+// countWindow returns how many ClusterAddons changed (resourceVersion) and how many writes reached
+// the workload API server during a 6 s window.
+func countWindow(b *testing.B) (addonWrites, workloadWritesInWindow int) {
+	b.Helper()
+	before := workloadWrites.Count()
+	rvs := map[string]string{}
+	list := &csv1alpha1.ClusterAddonList{}
+	NewWithT(b).Expect(mgmt.Client.List(context.Background(), list)).To(Succeed())
+	for _, ca := range list.Items {
+		rvs[ca.Namespace+"/"+ca.Name] = ca.ResourceVersion
+	}
+	time.Sleep(6 * time.Second) // a measurement window, not a wait for a condition
+	NewWithT(b).Expect(mgmt.Client.List(context.Background(), list)).To(Succeed())
+	for _, ca := range list.Items {
+		if rv, ok := rvs[ca.Namespace+"/"+ca.Name]; ok && rv != ca.ResourceVersion {
+			addonWrites++
+		}
+	}
+	return addonWrites, workloadWrites.Count() - before
 }
