@@ -344,12 +344,12 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	if err != nil {
 		return r.renderFailed(ca, rn.String(), err)
 	}
-	result, err := applier.Apply(ctx, desired, toRefs(ca.Status.Resources))
+	result, err := applier.Apply(ctx, desired, apply.FromResources(ca.Status.Resources))
 	if err != nil {
 		markApplyFailed(ca, csv1alpha1.ApplyFailedReason, fmt.Sprintf("Applying addons: %v", err))
 		return ctrl.Result{}, fmt.Errorf("applying addons of %s: %w", class, err)
 	}
-	ca.Status.Resources = inventory(result.Applied, result.Failed)
+	ca.Status.Resources = apply.ToResources(result)
 	if err := result.Err(); err != nil {
 		reason := csv1alpha1.ApplyFailedReason
 		if errors.Is(err, apply.ErrKindNotServed) {
@@ -446,7 +446,7 @@ func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.Cl
 				if err != nil {
 					return false, ctrl.Result{}, fmt.Errorf("applying stage %s: %w", st.Name, err)
 				}
-				ca.Status.Resources = merge(ca.Status.Resources, inventory(result.Applied, result.Failed))
+				ca.Status.Resources = merge(ca.Status.Resources, apply.ToResources(result))
 				if err := result.Err(); err != nil {
 					reason := csv1alpha1.ApplyFailedReason
 					if errors.Is(err, apply.ErrKindNotServed) {

@@ -46,36 +46,6 @@ func markStalled(ca *csv1alpha1.ClusterAddon, reason, msg string) {
 	conditions.Set(ca, metaCondition(csv1alpha1.StalledCondition, true, reason, msg))
 }
 
-// toRefs converts the inventory in status to apply references.
-func toRefs(rs []csv1alpha1.Resource) []apply.Ref {
-	refs := make([]apply.Ref, len(rs))
-	for i, r := range rs {
-		refs[i] = apply.Ref{Group: r.Group, Version: r.Version, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
-	}
-	return refs
-}
-
-// inventory converts applied references and their failures to the inventory in status.
-func inventory(refs []apply.Ref, failed map[apply.Ref]error) []csv1alpha1.Resource {
-	rs := make([]csv1alpha1.Resource, 0, len(refs))
-	for _, ref := range refs {
-		r := csv1alpha1.Resource{Group: ref.Group, Version: ref.Version, Kind: ref.Kind, Namespace: ref.Namespace, Name: ref.Name, Status: csv1alpha1.ResourceStatusSynced}
-		if err, ok := failed[ref]; ok && err != nil {
-			r.Status = csv1alpha1.ResourceStatusNotSynced
-			r.Error = truncate(err.Error(), 1024)
-		}
-		rs = append(rs, r)
-	}
-	return rs
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
 func resourceKey(r csv1alpha1.Resource) apply.Ref {
 	return apply.Ref{Group: r.Group, Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
 }
