@@ -8,6 +8,7 @@ package release
 
 import (
 	"archive/tar"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -253,8 +254,10 @@ func chartDirs(entries []archive.Entry) []string {
 
 type addonConfig struct {
 	AddonStages map[string][]struct {
-		Name   string `json:"name"`
-		Action string `json:"action"`
+		Name string `json:"name"`
+		// HelmChartName is the reference operator's spelling of name; releases use either.
+		HelmChartName string `json:"helmChartName"`
+		Action        string `json:"action"`
 	} `json:"addonStages"`
 }
 
@@ -275,8 +278,9 @@ func checkAddonConfig(file string, charts []string) error {
 	}
 	for stage, steps := range c.AddonStages {
 		for i, s := range steps {
-			if _, ok := slices.BinarySearch(charts, s.Name); !ok {
-				return fmt.Errorf("addonStages.%s[%d]: %q is not a chart of the addon archive (have %v): %w", stage, i, s.Name, charts, ErrMalformedFile)
+			chart := cmp.Or(s.Name, s.HelmChartName)
+			if _, ok := slices.BinarySearch(charts, chart); !ok {
+				return fmt.Errorf("addonStages.%s[%d]: %q is not a chart of the addon archive (have %v): %w", stage, i, chart, charts, ErrMalformedFile)
 			}
 			if s.Action != "apply" && s.Action != "delete" {
 				return fmt.Errorf("addonStages.%s[%d]: action %q is neither apply nor delete: %w", stage, i, s.Action, ErrMalformedFile)

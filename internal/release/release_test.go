@@ -110,6 +110,8 @@ func TestLoad(t *testing.T) {
 		{name: "symlink out of addons", mutate: writeBytes(addonTgz, tgz(t, map[string]string{"cni/Chart.yaml": "name: c"}, map[string]string{"cni/x": "../../../etc/passwd"})), wantFile: addonTgz, wantErr: archive.ErrUnsafePath},
 		{name: "oversized archive", limits: archive.Limits{MaxBytes: 100, MaxFiles: 1000}, wantFile: classChart, wantErr: archive.ErrLimitExceeded},
 		{name: "too many files", limits: archive.Limits{MaxBytes: 1 << 20, MaxFiles: 3}, wantFile: classChart, wantErr: archive.ErrLimitExceeded},
+		{name: "addon config in the reference's helmChartName spelling", mutate: write("clusteraddon.yaml", "addonStages:\n  AfterControlPlaneInitialized:\n    - helmChartName: cni\n      action: apply\n")},
+		{name: "addon config with unknown helmChartName", mutate: write("clusteraddon.yaml", "addonStages:\n  AfterControlPlaneInitialized:\n    - helmChartName: ccm\n      action: apply\n"), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
 		{name: "addon config names unknown chart", mutate: write("clusteraddon.yaml", "addonStages:\n  AfterControlPlaneInitialized:\n    - name: ccm\n      action: apply\n"), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
 		{name: "addon config bad action", mutate: write("clusteraddon.yaml", "addonStages:\n  AfterControlPlaneInitialized:\n    - name: cni\n      action: install\n"), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
 		{name: "addon config broken YAML", mutate: write("clusteraddon.yaml", "addonStages: ["), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
