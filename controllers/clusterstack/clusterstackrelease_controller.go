@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -55,6 +56,8 @@ const (
 	// missingAPIRetryInterval is when a release waiting for a CRD looks again; CRDs are not
 	// watched (the operator may not list them).
 	missingAPIRetryInterval = time.Minute
+	// releaseWorkers is how many releases are reconciled at the same time.
+	releaseWorkers = 4
 	// deleteWaitInterval is how often a release being deleted looks at objects whose deletion
 	// is still in progress (finalizers of other controllers).
 	deleteWaitInterval = 5 * time.Second
@@ -112,6 +115,9 @@ type ReleaseReconciler struct {
 func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("clusterstackrelease").
+		// Releases are independent and a reconcile mostly waits for the registry and the API
+		// server, so a few run side by side; rendering is the only CPU-heavy step.
+		WithOptions(controller.Options{MaxConcurrentReconciles: releaseWorkers}).
 		For(&clusterstackv1alpha1.ClusterStackRelease{}).
 		Owns(&infrav1alpha1.OpenStackClusterStackRelease{}).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(releaseOfClusterRequest)).
