@@ -114,11 +114,9 @@ func main() {
 // setupControllers registers every controller and webhook with the manager. Each area keeps its
 // own block so that they can evolve independently.
 func setupControllers(mgr ctrl.Manager, opts options) error {
-	_ = mgr
-	_ = opts
 	// ClusterStack and ClusterStackRelease controllers.
 	// releases is shared with every controller that needs release files (node images, addons):
-	// one cache directory, one download per release.
+	// the cache allows one instance per directory, and a release is downloaded once.
 	defaultSource, err := source.FromEnv(os.Getenv)
 	if err != nil && !errors.Is(err, source.ErrNoSource) {
 		return fmt.Errorf("reading the default release source from the environment: %w", err)
@@ -136,20 +134,8 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	}
 
 	// OpenStack node image controllers.
-	{
-		// Served from the same on-disk cache as the ClusterStack controllers' store, so a release
-		// is downloaded once; a separate Store value keeps this block independent of the others.
-		defaultSource, err := source.FromEnv(os.Getenv)
-		if err != nil && !errors.Is(err, source.ErrNoSource) {
-			return fmt.Errorf("reading the default release source: %w", err)
-		}
-		nodeImageReleases, err := releasestore.New(mgr.GetClient(), defaultSource, opts.releaseCacheDir)
-		if err != nil {
-			return fmt.Errorf("creating the release store of the node image controllers: %w", err)
-		}
-		if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: nodeImageReleases}); err != nil {
-			return err
-		}
+	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: releases}); err != nil {
+		return err
 	}
 
 	// ClusterAddon controller and runtime hooks.

@@ -138,13 +138,10 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	if err := clusterstack.Setup(mgr, clusterstack.Options{Releases: releases}); err != nil {
 		return err
 	}
-	// The node image controllers get their own Store on the same cache, as in main.go, and a
-	// download client that sends the releases' image URLs (images.invalid) to the file server.
-	nodeImageReleases, err := releasestore.New(mgr.GetClient(), defaultSource, filepath.Join(work, "cache"))
-	if err != nil {
-		return err
-	}
-	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: nodeImageReleases, HTTPClient: cloud.redirect}); err != nil {
+	// The node image controllers share the Store (one cache instance per directory), as in
+	// main.go, and get a download client that sends the releases' image URLs (images.invalid) to
+	// the file server.
+	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: releases, HTTPClient: cloud.redirect}); err != nil {
 		return err
 	}
 	mgrDone := make(chan error, 1)
