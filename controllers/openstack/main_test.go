@@ -216,7 +216,7 @@ func (f *fixture) newNamespace() string {
 	return ns.Name
 }
 
-func (f *fixture) nodeImage(name string, mutate func(*infrav1.OpenStackNodeImageRelease)) *infrav1.OpenStackNodeImageRelease {
+func (f *fixture) nodeImage(name string, mutate func(*infrav1.OpenStackNodeImageRelease)) {
 	f.t.Helper()
 	nir := &infrav1.OpenStackNodeImageRelease{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name},
@@ -237,7 +237,6 @@ func (f *fixture) nodeImage(name string, mutate func(*infrav1.OpenStackNodeImage
 	if err := env.Client.Create(context.Background(), nir); err != nil {
 		f.t.Fatal(err)
 	}
-	return nir
 }
 
 func (f *fixture) get(name string) *infrav1.OpenStackNodeImageRelease {

@@ -31,9 +31,9 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
 
-// OpenStackClusterStackReleaseReconciler turns a release's node-images.yaml into
+// ClusterStackReleaseReconciler turns a release's node-images.yaml into
 // OpenStackNodeImageReleases and reports Ready when all their images are active.
-type OpenStackClusterStackReleaseReconciler struct {
+type ClusterStackReleaseReconciler struct {
 	Client   client.Client
 	Releases ReleaseFiles
 	Recorder events.EventRecorder
@@ -45,7 +45,7 @@ type OpenStackClusterStackReleaseReconciler struct {
 
 // SetupWithManager registers the controller. Node image objects are shared by several releases
 // (non-controller owner references), so every owner is told when one changes.
-func (r *OpenStackClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openstackclusterstackrelease").
 		For(&infrav1.OpenStackClusterStackRelease{}).
@@ -56,7 +56,7 @@ func (r *OpenStackClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manag
 
 // Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete
 // or normal.
-func (r *OpenStackClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	obj := &infrav1.OpenStackClusterStackRelease{}
 	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -95,7 +95,7 @@ func (r *OpenStackClusterStackReleaseReconciler) Reconcile(ctx context.Context, 
 	return ctrl.Result{}, r.reconcileNormal(ctx, obj)
 }
 
-func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
+func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
 	rel, err := r.Releases.ReleaseFor(ctx, obj.Namespace, obj.Name)
 	if err != nil {
 		if errors.Is(err, release.ErrInvalid) || errors.Is(err, name.ErrInvalidName) {
@@ -157,7 +157,7 @@ func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Con
 // ensureNodeImage creates the shared OpenStackNodeImageRelease of one image or adds this release
 // to its owners. An existing object's spec is left alone: releases sharing a node-image version
 // ask for the same image.
-func (r *OpenStackClusterStackReleaseReconciler) ensureNodeImage(ctx context.Context, owner *infrav1.OpenStackClusterStackRelease, prefix, version string, img infrav1.NodeImage) (*infrav1.OpenStackNodeImageRelease, error) {
+func (r *ClusterStackReleaseReconciler) ensureNodeImage(ctx context.Context, owner *infrav1.OpenStackClusterStackRelease, prefix, version string, img infrav1.NodeImage) (*infrav1.OpenStackNodeImageRelease, error) {
 	nir := &infrav1.OpenStackNodeImageRelease{}
 	key := client.ObjectKey{Namespace: owner.Namespace, Name: NodeImageReleaseName(prefix, img.CreateOpts.Name, version)}
 	err := r.Client.Get(ctx, key, nir)
@@ -200,7 +200,7 @@ func (r *OpenStackClusterStackReleaseReconciler) ensureNodeImage(ctx context.Con
 // reconcileDelete removes this release from the owners of its node images and deletes those it
 // owned alone. Owner references would let the garbage collector do the same, but doing it here
 // keeps the finalizer meaningful and works where no garbage collector runs.
-func (r *OpenStackClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
+func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
 	list := &infrav1.OpenStackNodeImageReleaseList{}
 	if err := r.Client.List(ctx, list, client.InNamespace(obj.Namespace)); err != nil {
 		return fmt.Errorf("listing OpenStackNodeImageReleases: %w", err)

@@ -50,7 +50,7 @@ func createRelease(tb testing.TB, ns, name, secret string) *infrav1.OpenStackClu
 	return obj
 }
 
-func waitReleaseReady(g Gomega, ns, name string) *infrav1.OpenStackClusterStackRelease {
+func waitReleaseReady(g Gomega, ns, name string) {
 	obj := &infrav1.OpenStackClusterStackRelease{}
 	g.Eventually(func(g Gomega) {
 		g.Expect(env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)).To(Succeed())
@@ -58,7 +58,6 @@ func waitReleaseReady(g Gomega, ns, name string) *infrav1.OpenStackClusterStackR
 		g.Expect(obj.Status.Ready).To(BeTrue())
 		g.Expect(obj.Status.ObservedGeneration).To(Equal(obj.Generation))
 	}).WithTimeout(60 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
-	return obj
 }
 
 func TestClusterStackReleaseNodeImages(t *testing.T) {

@@ -52,8 +52,8 @@ var (
 	machineListGVK         = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "OpenStackMachineList"}
 )
 
-// OpenStackNodeImageReleaseReconciler makes one node image exist in one Glance project.
-type OpenStackNodeImageReleaseReconciler struct {
+// NodeImageReleaseReconciler makes one node image exist in one Glance project.
+type NodeImageReleaseReconciler struct {
 	Client client.Client
 	// APIReader reads the namespace of an object whose credentials are gone.
 	APIReader       client.Reader
@@ -74,7 +74,7 @@ type OpenStackNodeImageReleaseReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the controller.
-func (r *OpenStackNodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *NodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openstacknodeimagerelease").
 		For(&infrav1.OpenStackNodeImageRelease{}).
@@ -83,7 +83,7 @@ func (r *OpenStackNodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager)
 
 // Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete
 // or normal.
-func (r *OpenStackNodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *NodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	obj := &infrav1.OpenStackNodeImageRelease{}
 	// Read from the API server, not the cache: this controller writes its status in the middle of
 	// a reconcile (the image ID right after creating) and a reconcile started from a cache that
@@ -146,7 +146,7 @@ func (r *OpenStackNodeImageReleaseReconciler) Reconcile(ctx context.Context, req
 	return r.reconcileNormal(ctx, obj, persist, &converged)
 }
 
-func (r *OpenStackNodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, persistStatus nodeimage.Persist, converged *bool) (ctrl.Result, error) {
+func (r *NodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, persistStatus nodeimage.Persist, converged *bool) (ctrl.Result, error) {
 	upToDate := obj.Status.ObservedGeneration == obj.Generation
 	// A converged image costs no OpenStack call (and no Secret read) unless a re-check is asked.
 	if upToDate && obj.Status.Ready && obj.Status.ImageID != "" && obj.Status.ImageStatus == "active" && r.RecheckInterval == 0 {
@@ -212,7 +212,7 @@ func (r *OpenStackNodeImageReleaseReconciler) reconcileNormal(ctx context.Contex
 
 // imageClient returns the Glance client, or nil with the result to return when the credentials
 // cannot be used.
-func (r *OpenStackNodeImageReleaseReconciler) imageClient(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, converged *bool) (clients.ImageClient, ctrl.Result, error) {
+func (r *NodeImageReleaseReconciler) imageClient(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, converged *bool) (clients.ImageClient, ctrl.Result, error) {
 	images, err := r.ImageClients.ImageClient(ctx, obj.Namespace, obj.Spec.IdentityRef)
 	if err == nil {
 		return images, ctrl.Result{}, nil
@@ -236,7 +236,7 @@ func (r *OpenStackNodeImageReleaseReconciler) imageClient(ctx context.Context, o
 // cloudError turns an error of the service into conditions and a result: terminal errors stall
 // the object, transient ones are retried without touching conditions (a 409 or a 503 is no news
 // for a user), honouring Retry-After.
-func (r *OpenStackNodeImageReleaseReconciler) cloudError(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, err error, converged *bool) (ctrl.Result, error) {
+func (r *NodeImageReleaseReconciler) cloudError(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, err error, converged *bool) (ctrl.Result, error) {
 	var terminal *nodeimage.TerminalError
 	if errors.As(err, &terminal) {
 		if !conditions.IsTrue(obj, csv1alpha1.StalledCondition) || conditions.GetMessage(obj, csv1alpha1.StalledCondition) != terminal.Message {
@@ -265,7 +265,7 @@ func (r *OpenStackNodeImageReleaseReconciler) cloudError(ctx context.Context, ob
 	return ctrl.Result{}, err
 }
 
-func (r *OpenStackNodeImageReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) (ctrl.Result, error) {
+func (r *NodeImageReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	if !controllerutil.ContainsFinalizer(obj, infrav1.OpenStackNodeImageReleaseFinalizer) {
 		return ctrl.Result{}, nil
@@ -340,7 +340,7 @@ func (r *OpenStackNodeImageReleaseReconciler) reconcileDelete(ctx context.Contex
 // imageUsers lists what still uses the image: OpenStackMachineTemplates and OpenStackMachines of
 // the namespace naming it by ID or name, and other OpenStackNodeImageReleases (any namespace)
 // that adopted the same Glance image. Kinds whose CRD is not installed use nothing.
-func (r *OpenStackNodeImageReleaseReconciler) imageUsers(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) ([]string, error) {
+func (r *NodeImageReleaseReconciler) imageUsers(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) ([]string, error) {
 	id, name := obj.Status.ImageID, obj.Spec.Image.CreateOpts.Name
 	var users []string
 	for _, gvk := range []schema.GroupVersionKind{machineTemplateListGVK, machineListGVK} {
@@ -388,7 +388,7 @@ func usesImage(obj map[string]any, id, name string) bool {
 	return v != "" && v == id
 }
 
-func (r *OpenStackNodeImageReleaseReconciler) namespaceTerminating(ctx context.Context, namespace string) bool {
+func (r *NodeImageReleaseReconciler) namespaceTerminating(ctx context.Context, namespace string) bool {
 	ns := &corev1.Namespace{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
 		return false

@@ -61,7 +61,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.HTTPClient != nil && opts.NodeImage.HTTPClient == nil {
 		opts.NodeImage.HTTPClient = opts.HTTPClient
 	}
-	nir := &OpenStackNodeImageReleaseReconciler{
+	nir := &NodeImageReleaseReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
 		ImageClients:    opts.ImageClients,
@@ -73,7 +73,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := nir.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the OpenStackNodeImageRelease controller: %w", err)
 	}
-	csr := &OpenStackClusterStackReleaseReconciler{
+	csr := &ClusterStackReleaseReconciler{
 		Client:   mgr.GetClient(),
 		Releases: opts.Releases,
 		Recorder: mgr.GetEventRecorder("openstackclusterstackrelease-controller"),

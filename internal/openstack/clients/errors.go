@@ -97,14 +97,13 @@ func StatusCode(err error) int {
 }
 
 func classifyStatus(status int) Kind {
-	switch {
-	case status == http.StatusNotFound:
+	switch status {
+	case http.StatusNotFound:
 		return KindNotFound
-	case status == http.StatusConflict:
+	case http.StatusConflict:
 		return KindConflict
-	case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout,
-		status == http.StatusBadGateway, status == http.StatusServiceUnavailable,
-		status == http.StatusGatewayTimeout, status == http.StatusInternalServerError:
+	case http.StatusTooManyRequests, http.StatusRequestTimeout, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusInternalServerError:
 		return KindRetryable
 	default:
 		// 400, 401 after a failed re-authentication, 403 (policy, protected), 413 (quota).

@@ -40,12 +40,12 @@ func NewImageClient(client *gophercloud.ServiceClient) ImageClient {
 }
 
 func (c imageClient) GetImage(ctx context.Context, id string) (img *images.Image, err error) {
-	defer func(start time.Time) { observe(ServiceImage, "GetImage", start, err) }(time.Now())
+	defer func(start time.Time) { observeImage("GetImage", start, err) }(time.Now())
 	return images.Get(ctx, c.client, id).Extract()
 }
 
 func (c imageClient) ListImages(ctx context.Context, opts images.ListOpts) (list []images.Image, err error) {
-	defer func(start time.Time) { observe(ServiceImage, "ListImages", start, err) }(time.Now())
+	defer func(start time.Time) { observeImage("ListImages", start, err) }(time.Now())
 	pages, err := images.List(c.client, opts).AllPages(ctx)
 	if err != nil {
 		return nil, err
@@ -54,26 +54,26 @@ func (c imageClient) ListImages(ctx context.Context, opts images.ListOpts) (list
 }
 
 func (c imageClient) CreateImage(ctx context.Context, opts images.CreateOptsBuilder) (img *images.Image, err error) {
-	defer func(start time.Time) { observe(ServiceImage, "CreateImage", start, err) }(time.Now())
+	defer func(start time.Time) { observeImage("CreateImage", start, err) }(time.Now())
 	return images.Create(ctx, c.client, opts).Extract()
 }
 
 func (c imageClient) UploadData(ctx context.Context, id string, data io.Reader) (err error) {
-	defer func(start time.Time) { observe(ServiceImage, "UploadData", start, err) }(time.Now())
+	defer func(start time.Time) { observeImage("UploadData", start, err) }(time.Now())
 	return imagedata.Upload(ctx, c.client, id, data).ExtractErr()
 }
 
 func (c imageClient) ImportImage(ctx context.Context, id string, opts imageimport.CreateOptsBuilder) (err error) {
-	defer func(start time.Time) { observe(ServiceImage, "ImportImage", start, err) }(time.Now())
+	defer func(start time.Time) { observeImage("ImportImage", start, err) }(time.Now())
 	return imageimport.Create(ctx, c.client, id, opts).ExtractErr()
 }
 
 func (c imageClient) GetImportInfo(ctx context.Context) (info *imageimport.ImportInfo, err error) {
-	defer func(start time.Time) { observe(ServiceImage, "GetImportInfo", start, err) }(time.Now())
+	defer func(start time.Time) { observeImage("GetImportInfo", start, err) }(time.Now())
 	return imageimport.Get(ctx, c.client).Extract()
 }
 
 func (c imageClient) DeleteImage(ctx context.Context, id string) (err error) {
-	defer func(start time.Time) { observe(ServiceImage, "DeleteImage", start, err) }(time.Now())
+	defer func(start time.Time) { observeImage("DeleteImage", start, err) }(time.Now())
 	return images.Delete(ctx, c.client, id).ExtractErr()
 }

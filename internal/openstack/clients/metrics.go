@@ -35,9 +35,11 @@ func init() {
 	metrics.Registry.MustRegister(requestsTotal, requestErrorsTotal, requestDuration)
 }
 
-// observe records one call. It is called with the call's error so that the error class is the
-// one Classify gives, the same the controllers act on.
-func observe(service, operation string, start time.Time, err error) {
+// observeImage records one Glance call. It is called with the call's error so that the error
+// class is the one Classify gives, the same the controllers act on. (Keystone logins are recorded
+// by InstrumentedTransport; another service gets its own observe function.)
+func observeImage(operation string, start time.Time, err error) {
+	const service = ServiceImage
 	requestsTotal.WithLabelValues(service, operation).Inc()
 	requestDuration.WithLabelValues(service, operation).Observe(time.Since(start).Seconds())
 	if err != nil {
