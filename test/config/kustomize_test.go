@@ -1,0 +1,138 @@
+// Package config_test renders the kustomize overlays under config/ the way `kubectl apply -k`
+// does and checks that what they install fits together: every CRD, the manager with its
+// certificate, and webhook and runtime-extension services that match the certificate's names.
+package config_test
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
+)
+
+func render(t *testing.T, overlay string) resmap.ResMap {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(testenv.RepoRoot(), "config", overlay))
+	if err != nil {
+		t.Fatalf("rendering config/%s: %v", overlay, err)
+	}
+	return m
+}
+
+// find returns the one object of kind and name, as a map.
+func find(t *testing.T, m resmap.ResMap, kind, name string) map[string]any {
+	t.Helper()
+	for _, r := range m.Resources() {
+		if r.GetKind() == kind && r.GetName() == name {
+			obj, err := r.Map()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return obj
+		}
+	}
+	t.Fatalf("no %s %s in the rendered manifests", kind, name)
+	return nil
+}
+
+func get(obj map[string]any, path ...any) any {
+	var cur any = obj
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := cur.(map[string]any)
+			cur = m[k]
+		case int:
+			l, _ := cur.([]any)
+			if k >= len(l) {
+				return nil
+			}
+			cur = l[k]
+		}
+	}
+	return cur
+}
+
+func strings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}
+
+func TestDefaultOverlay(t *testing.T) {
+	m := render(t, "default")
+
+	crds := 0
+	for _, r := range m.Resources() {
+		if r.GetKind() == "CustomResourceDefinition" {
+			crds++
+		}
+		if ns := r.GetNamespace(); ns != "" && ns != "clusterstack-system" {
+			t.Errorf("%s %s is in namespace %q, want clusterstack-system", r.GetKind(), r.GetName(), ns)
+		}
+	}
+	if crds != 6 {
+		t.Errorf("rendered %d CRDs, want the 6 of the API", crds)
+	}
+
+	cert := find(t, m, "Certificate", "clusterstack-serving-cert")
+	dnsNames := strings(get(cert, "spec", "dnsNames"))
+	secret := get(cert, "spec", "secretName")
+
+	deploy := find(t, m, "Deployment", "clusterstack-controller-manager")
+	pod := get(deploy, "spec", "template", "spec").(map[string]any)
+	mounted := false
+	for _, v := range get(pod, "volumes").([]any) {
+		if get(v.(map[string]any), "secret", "secretName") == secret {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Errorf("the manager does not mount the certificate's Secret %v", secret)
+	}
+	args := strings(get(pod, "containers", 0, "args"))
+	for _, want := range []string{"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs", "--webhook-port=9443", "--runtime-extension-port=9444"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("manager args %v lack %s", args, want)
+		}
+	}
+
+	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
+		name := map[string]string{"ValidatingWebhookConfiguration": "clusterstack-validating-webhook-configuration", "MutatingWebhookConfiguration": "clusterstack-mutating-webhook-configuration"}[kind]
+		wh := find(t, m, kind, name)
+		if got := get(wh, "metadata", "annotations", "cert-manager.io/inject-ca-from"); got != "clusterstack-system/clusterstack-serving-cert" {
+			t.Errorf("%s CA injection from %v, want the serving certificate", kind, got)
+		}
+		for i, w := range get(wh, "webhooks").([]any) {
+			svc := get(w.(map[string]any), "clientConfig", "service").(map[string]any)
+			host := svc["name"].(string) + "." + svc["namespace"].(string) + ".svc"
+			if !slices.Contains(dnsNames, host) {
+				t.Errorf("%s webhook %d calls %s, which the certificate (%v) does not name", kind, i, host, dnsNames)
+			}
+			find(t, m, "Service", svc["name"].(string))
+		}
+	}
+}
+
+func TestRuntimeExtensionOverlay(t *testing.T) {
+	m := render(t, "runtime-extension")
+	ext := find(t, m, "ExtensionConfig", "clusterstack-operator")
+	if got := get(ext, "metadata", "annotations", "cert-manager.io/inject-ca-from"); got != "clusterstack-system/clusterstack-serving-cert" {
+		t.Errorf("ExtensionConfig CA injection from %v, want the serving certificate of config/default", got)
+	}
+	svc := get(ext, "spec", "clientConfig", "service").(map[string]any)
+	host := svc["name"].(string) + "." + svc["namespace"].(string) + ".svc"
+	cert := find(t, render(t, "default"), "Certificate", "clusterstack-serving-cert")
+	if !slices.Contains(strings(get(cert, "spec", "dnsNames")), host) {
+		t.Errorf("the ExtensionConfig calls %s, which the serving certificate does not name", host)
+	}
+	find(t, m, "Service", svc["name"].(string))
+}
