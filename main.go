@@ -60,7 +60,7 @@ func main() {
 	flag.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&opts.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
-	flag.IntVar(&opts.webhookPort, "webhook-port", 9443, "Port of the webhook and runtime-extension server.")
+	flag.IntVar(&opts.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	flag.StringVar(&opts.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook server; empty means the controller-runtime default.")
 	flag.StringVar(&opts.releaseCacheDir, "release-cache-dir", filepath.Join(".cache", "releases"), "Directory where verified cluster-stack releases are cached; relative to the working directory.")
 	flag.DurationVar(&opts.releaseCheckInterval, "release-check-interval", 5*time.Minute, "How often release sources are asked for new releases (autoSubscribe); a ClusterStack may override it.")
