@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
@@ -72,4 +75,142 @@ func TestClusterWebhook(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newWebhookNamespace returns a namespace in which the test API server calls the Cluster webhooks,
+// with ClusterStackReleases of three Kubernetes minors.
+func newWebhookNamespace(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "addon-webhook-", Labels: map[string]string{webhookNamespaceLabel: "true"}}}
+	if err := mgmt.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	for name, k8s := range map[string]string{"openstack-scs-1-32-v1": "v1.32.5", "openstack-scs-1-33-v1": "v1.33.2", "openstack-scs-1-34-v1": "v1.34.1"} {
+		csr := &csv1alpha1.ClusterStackRelease{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name}}
+		if err := mgmt.Client.Create(ctx, csr); err != nil {
+			t.Fatal(err)
+		}
+		csr.Status.KubernetesVersion = k8s
+		if err := mgmt.Client.Status().Update(ctx, csr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns.Name
+}
+
+// TestClusterWebhooksThroughAPIServer sends Cluster writes through the test API server, which
+// calls the webhooks as installed from config/webhook/manifests.yaml on the manager's webhook
+// server: paths, rules, the order of defaulting and validation and the decoding of admission
+// requests all take part.
+func TestClusterWebhooksThroughAPIServer(t *testing.T) {
+	ctx := context.Background()
+	ns := newWebhookNamespace(t)
+	cluster := func(name, class, version string) *clusterv1.Cluster {
+		return &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: clusterv1.ClusterSpec{Topology: clusterv1.Topology{ClassRef: clusterv1.ClusterClassRef{Name: class}, Version: version}}}
+	}
+	get := func(t *testing.T, name string) *clusterv1.Cluster {
+		t.Helper()
+		c := &clusterv1.Cluster{}
+		if err := mgmt.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// refused checks that the API server refused a write because the webhook denied it, with
+	// the webhook's message.
+	refused := func(t *testing.T, err error, want string) {
+		t.Helper()
+		switch {
+		case err == nil:
+			t.Fatalf("the write was accepted; want it refused with %q", want)
+		case !strings.Contains(err.Error(), "denied the request"):
+			t.Fatalf("the write failed, but not by a webhook denial: %v", err)
+		case !strings.Contains(err.Error(), want):
+			t.Fatalf("refused with %v; want %q", err, want)
+		}
+	}
+
+	t.Run("empty version is defaulted from the release", func(t *testing.T) {
+		c := cluster("defaulted", "openstack-scs-1-32-v1", "")
+		if err := mgmt.Client.Create(ctx, c); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		if got := get(t, c.Name).Spec.Topology.Version; got != "v1.32.5" {
+			t.Errorf("stored spec.topology.version %q, want v1.32.5 from ClusterStackRelease openstack-scs-1-32-v1", got)
+		}
+	})
+
+	t.Run("create with a version that does not match the release", func(t *testing.T) {
+		err := mgmt.Client.Create(ctx, cluster("mismatch", "openstack-scs-1-32-v1", "v1.32.4"))
+		refused(t, err, `spec.topology.version: "v1.32.4" does not match Kubernetes v1.32.5 of release openstack-scs-1-32-v1`)
+	})
+
+	t.Run("create with a release whose version is not known", func(t *testing.T) {
+		// With an empty version the CRD schema refuses it before the validating webhook sees it.
+		err := mgmt.Client.Create(ctx, cluster("unknown", "openstack-scs-1-32-v9", "v1.32.5"))
+		refused(t, err, "the Kubernetes version of release openstack-scs-1-32-v9 is not known yet")
+	})
+
+	t.Run("a foreign class is accepted untouched", func(t *testing.T) {
+		// A version no release has and a class no ClusterStackRelease names: neither webhook
+		// may look at it.
+		c := cluster("foreign", "my-own-class", "v1.20.0")
+		if err := mgmt.Client.Create(ctx, c); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		stored := get(t, c.Name)
+		if diff := cmp.Diff(c.Spec, stored.Spec); diff != "" {
+			t.Errorf("the webhooks changed the spec of a Cluster of a foreign class (-sent +stored):\n%s", diff)
+		}
+		// Updates between foreign classes are not limited to one minor either.
+		stored.Spec.Topology.ClassRef.Name, stored.Spec.Topology.Version = "other-class", "v1.22.0"
+		if err := mgmt.Client.Update(ctx, stored); err != nil {
+			t.Errorf("update between foreign classes: %v", err)
+		}
+	})
+
+	// Updates of a Cluster on the 1.33 release.
+	base := cluster("upgraded", "openstack-scs-1-33-v1", "v1.33.2")
+	if err := mgmt.Client.Create(ctx, base); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	for _, tc := range []struct {
+		name, class, version, want string
+	}{
+		{name: "version mismatch", class: "openstack-scs-1-34-v1", version: "v1.34.0", want: `spec.topology.version: "v1.34.0" does not match Kubernetes v1.34.1 of release openstack-scs-1-34-v1`},
+		{name: "downgrade", class: "openstack-scs-1-32-v1", version: "v1.32.5", want: "openstack-scs-1-32-v1 would take Kubernetes from 1.33 to 1.32; Kubernetes cannot be downgraded"},
+		{name: "other stack", class: "openstack-scs2-1-33-v1", version: "v1.33.2", want: "changes the cluster stack from openstack-scs to openstack-scs2; provider and stack name cannot change"},
+		{name: "other provider", class: "docker-scs-1-33-v1", version: "v1.33.2", want: "changes the cluster stack from openstack-scs to docker-scs; provider and stack name cannot change"},
+		{name: "foreign class", class: "my-own-class", version: "v1.33.2", want: `"my-own-class" is not a cluster-stack ClusterClass`},
+	} {
+		t.Run("update refused: "+tc.name, func(t *testing.T) {
+			c := get(t, base.Name)
+			c.Spec.Topology.ClassRef.Name, c.Spec.Topology.Version = tc.class, tc.version
+			refused(t, mgmt.Client.Update(ctx, c), tc.want)
+			if got := get(t, base.Name).Spec.Topology; got.ClassRef.Name != "openstack-scs-1-33-v1" || got.Version != "v1.33.2" {
+				t.Errorf("a refused update changed the Cluster: class %s, version %s", got.ClassRef.Name, got.Version)
+			}
+		})
+	}
+
+	t.Run("update refused: minor jump of 2", func(t *testing.T) {
+		c := cluster("jump", "openstack-scs-1-32-v1", "v1.32.5")
+		if err := mgmt.Client.Create(ctx, c); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		c.Spec.Topology.ClassRef.Name, c.Spec.Topology.Version = "openstack-scs-1-34-v1", "v1.34.1"
+		refused(t, mgmt.Client.Update(ctx, c), "openstack-scs-1-34-v1 would take Kubernetes from 1.32 to 1.34; upgrade one minor version at a time (to a 1.33 release first)")
+	})
+
+	t.Run("update to the next minor with the version left empty is defaulted", func(t *testing.T) {
+		c := get(t, "jump")
+		c.Spec.Topology.ClassRef.Name, c.Spec.Topology.Version = "openstack-scs-1-33-v1", ""
+		if err := mgmt.Client.Update(ctx, c); err != nil {
+			t.Fatalf("update: %v", err)
+		}
+		if got := get(t, c.Name).Spec.Topology.Version; got != "v1.33.2" {
+			t.Errorf("stored spec.topology.version %q, want v1.33.2", got)
+		}
+	})
 }

@@ -11,17 +11,20 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,7 +38,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/yaml"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
@@ -119,17 +125,21 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	var err error
-	if mgmt, err = testenv.Start(testenv.Options{}); err != nil {
+	webhooks, err := clusterWebhooks(filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"))
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer mgmt.Stop()
+	if mgmt, err = testenv.Start(testenv.Options{WebhookInstallOptions: webhooks}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stopEnv(mgmt)
 	if workload, err = testenv.Start(testenv.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer workload.Stop()
+	defer stopEnv(workload)
 
 	tmp, err := os.MkdirTemp("", "clusteraddon-test-")
 	if err != nil {
@@ -169,11 +179,15 @@ func run(m *testing.M) int {
 func startManager() error {
 	mgrMu.Lock()
 	defer mgrMu.Unlock()
+	wio := mgmt.WebhookInstallOptions()
 	mgr, err := ctrl.NewManager(mgmt.Config, ctrl.Options{
 		Scheme:                 mgmt.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir,
+		}),
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 		// The restart test starts a second manager in the same process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -183,6 +197,7 @@ func startManager() error {
 	if err := Setup(mgr, Options{
 		Releases:              releases,
 		AddonCacheDir:         addonCacheDir,
+		Webhooks:              true,
 		HooksPort:             hooksPort,
 		HooksCertDir:          certDir,
 		ClusterRetryInterval:  time.Second,
@@ -199,7 +214,85 @@ func startManager() error {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	mgrCancel, mgrDone = cancel, done
+	// The API server refuses Cluster writes in webhook namespaces until the webhook server answers.
+	deadline := time.Now().Add(time.Minute)
+	for mgr.GetWebhookServer().StartedChecker()(nil) != nil {
+		select {
+		case err := <-done:
+			return fmt.Errorf("the manager stopped before its webhook server started: %w", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the webhook server did not start within a minute")
+		}
+		time.Sleep(50 * time.Millisecond) // polling a readiness check, not waiting for a condition of the tests
+	}
 	return nil
+}
+
+func stopEnv(env *testenv.Environment) {
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the test API server:", err)
+	}
+}
+
+// webhookNamespaceLabel marks the namespaces in which the test API server calls the Cluster
+// webhooks. Only the webhook tests label their namespaces: the other tests create Clusters
+// without ClusterStackReleases, which the validating webhook rightly refuses.
+const webhookNamespaceLabel = "clusteraddon-test/webhooks"
+
+// clusterWebhooks returns this package's Cluster webhooks from the generated manifests, limited
+// to namespaces with webhookNamespaceLabel. The file also holds other packages' webhooks, which
+// this package's manager does not serve.
+func clusterWebhooks(path string) (envtest.WebhookInstallOptions, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return envtest.WebhookInstallOptions{}, err
+	}
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{webhookNamespaceLabel: "true"}}
+	ours := func(cc admissionregistrationv1.WebhookClientConfig, prefix string) bool {
+		return cc.Service != nil && cc.Service.Path != nil && strings.HasPrefix(*cc.Service.Path, prefix)
+	}
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "clusteraddon-mutating"}}
+	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "clusteraddon-validating"}}
+	for _, doc := range strings.Split(string(data), "\n---") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			return envtest.WebhookInstallOptions{}, fmt.Errorf("%s: %w", path, err)
+		}
+		switch meta.Kind {
+		case "MutatingWebhookConfiguration":
+			var cfg admissionregistrationv1.MutatingWebhookConfiguration
+			if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
+				return envtest.WebhookInstallOptions{}, fmt.Errorf("%s: %w", path, err)
+			}
+			for _, w := range cfg.Webhooks {
+				if ours(w.ClientConfig, "/mutate-cluster-x-k8s-io-") {
+					w.NamespaceSelector = selector
+					mutating.Webhooks = append(mutating.Webhooks, w)
+				}
+			}
+		case "ValidatingWebhookConfiguration":
+			var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+			if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
+				return envtest.WebhookInstallOptions{}, fmt.Errorf("%s: %w", path, err)
+			}
+			for _, w := range cfg.Webhooks {
+				if ours(w.ClientConfig, "/validate-cluster-x-k8s-io-") {
+					w.NamespaceSelector = selector
+					validating.Webhooks = append(validating.Webhooks, w)
+				}
+			}
+		}
+	}
+	if len(mutating.Webhooks) != 1 || len(validating.Webhooks) != 1 {
+		return envtest.WebhookInstallOptions{}, fmt.Errorf("%s: found %d mutating and %d validating Cluster webhooks, want 1 each (run make manifests)",
+			path, len(mutating.Webhooks), len(validating.Webhooks))
+	}
+	return envtest.WebhookInstallOptions{
+		MutatingWebhooks:   []*admissionregistrationv1.MutatingWebhookConfiguration{mutating},
+		ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{validating},
+	}, nil
 }
 
 func stopManager() {

@@ -49,6 +49,10 @@ type Environment struct {
 type Options struct {
 	// ExtraCRDDirs are more directories of CRD manifests to install.
 	ExtraCRDDirs []string
+	// WebhookInstallOptions, when it holds webhook configurations, installs them pointing at a
+	// local webhook server; serve them from a manager whose webhook server uses the host, port and
+	// certificate directory of Environment.WebhookInstallOptions. Empty installs no webhooks.
+	WebhookInstallOptions envtest.WebhookInstallOptions
 }
 
 // Start starts the API server and installs the CRDs. The caller must Stop it.
@@ -78,6 +82,7 @@ func Start(opts Options) (*Environment, error) {
 		CRDDirectoryPaths:     dirs,
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
+		WebhookInstallOptions: opts.WebhookInstallOptions,
 		// Generous: the first start on a busy 2-core machine is slow.
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
@@ -101,6 +106,24 @@ func Start(opts Options) (*Environment, error) {
 // Stop stops the API server and etcd.
 func (e *Environment) Stop() error {
 	return e.env.Stop()
+}
+
+// AddUser provisions a user of the API server with the given name and groups and returns a
+// config that authenticates as that user. The API server authorises with RBAC: the user may do
+// what its groups and the RBAC objects the test creates allow (every authenticated user may ask
+// SelfSubjectAccessReviews and read discovery).
+func (e *Environment) AddUser(name string, groups []string) (*rest.Config, error) {
+	u, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding user %s to the test API server: %w", name, err)
+	}
+	return u.Config(), nil
+}
+
+// WebhookInstallOptions returns the webhook options after start: LocalServingHost,
+// LocalServingPort and LocalServingCertDir are where the API server expects the webhook server.
+func (e *Environment) WebhookInstallOptions() *envtest.WebhookInstallOptions {
+	return &e.env.WebhookInstallOptions
 }
 
 // CRDs returns the CRDs installed at start.
