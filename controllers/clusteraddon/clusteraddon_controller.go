@@ -1,6 +1,7 @@
 package clusteraddon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -21,7 +23,6 @@ import (
 	"k8s.io/klog/v2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/conditions"
-	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,12 +57,6 @@ const (
 	// to repair drift in workload clusters that are not watched.
 	DefaultDriftCheckInterval = 5 * time.Minute
 )
-
-// clusterAddonConditions are the conditions this controller owns.
-var clusterAddonConditions = []string{
-	csv1alpha1.ReadyCondition, csv1alpha1.ReconcilingCondition, csv1alpha1.StalledCondition,
-	csv1alpha1.ClusterReachableCondition, csv1alpha1.ResourcesAppliedCondition,
-}
 
 // ClusterAddonReconciler renders the addons of a Cluster's release and applies them into its
 // workload cluster, running the stages of the current hook first.
@@ -148,21 +143,72 @@ func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return r.reconcileDelete(ctx, ca)
 	}
 
-	helper, err := patch.NewHelper(ca, r.Client)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	before := ca.DeepCopy()
 	defer func() {
-		ca.Status.Ready = conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
-		opts := []patch.Option{patch.WithOwnedConditions{Conditions: clusterAddonConditions}}
-		if reterr == nil {
-			opts = append(opts, patch.WithStatusObservedGeneration{})
-		}
-		if err := helper.Patch(ctx, ca, opts...); err != nil {
-			reterr = errors.Join(reterr, fmt.Errorf("patching ClusterAddon: %w", err))
+		if err := r.patch(ctx, before, ca, reterr == nil); err != nil {
+			reterr = errors.Join(reterr, err)
 		}
 	}()
 	return r.reconcileNormal(ctx, ca)
+}
+
+// patch writes what a reconcile changed in at most two requests: spec and metadata first, then
+// the whole status. It replaces Cluster API's patch helper, which sends the conditions in a
+// request of their own (to merge them with other controllers' conditions, with retries on
+// conflicts) and so costs a third write whenever conditions and other status fields change
+// together. This controller is the only writer of a ClusterAddon's status, so one status patch
+// is enough.
+//
+// A spec change made by a reconcile is its own decision (the release it installs, a finished
+// hook), taken from the state the status describes. So the status records the generation of
+// that spec write: recording the generation read would leave status.observedGeneration one
+// behind, and the watch event of the spec write would cost another status write that only moves
+// it. observedGeneration moves only when the reconcile succeeded (STYLE.md 5).
+func (r *ClusterAddonReconciler) patch(ctx context.Context, before, ca *csv1alpha1.ClusterAddon, succeeded bool) error {
+	ca.Status.Ready = conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
+	var errs []error
+	if !equality.Semantic.DeepEqual(before.ObjectMeta, ca.ObjectMeta) || !equality.Semantic.DeepEqual(before.Spec, ca.Spec) {
+		// The status of a custom resource with a status subresource is ignored here; leaving it
+		// out keeps the request small.
+		written := ca.DeepCopy()
+		written.Status = before.Status
+		if err := r.Client.Patch(ctx, written, client.MergeFrom(before)); err != nil {
+			errs = append(errs, fmt.Errorf("patching the spec of ClusterAddon: %w", err))
+			succeeded = false
+		} else {
+			read := ca.Generation
+			ca.ObjectMeta = written.ObjectMeta
+			// Another writer's spec change that landed in between (the hooks server sets
+			// spec.hook) was not seen by this reconcile: then its generation is not observed,
+			// and the event of that change brings the next reconcile.
+			if equality.Semantic.DeepEqual(written.Spec, ca.Spec) {
+				for i := range ca.Status.Conditions {
+					if ca.Status.Conditions[i].ObservedGeneration == read {
+						ca.Status.Conditions[i].ObservedGeneration = written.Generation
+					}
+				}
+			} else {
+				ca.Generation = read
+				succeeded = false
+			}
+		}
+	}
+	if succeeded {
+		ca.Status.ObservedGeneration = ca.Generation
+	}
+
+	base := ca.DeepCopy()
+	base.Status = before.Status
+	data, err := client.MergeFrom(base).Data(ca)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("computing the status patch of ClusterAddon: %w", err))...)
+	}
+	if !bytes.Equal(data, []byte("{}")) {
+		if err := r.Client.Status().Patch(ctx, ca, client.RawPatch(types.MergePatchType, data)); err != nil {
+			errs = append(errs, fmt.Errorf("patching the status of ClusterAddon: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // reconcileDelete removes the reference operator's finalizer, if any. Addons are not deleted from

@@ -293,3 +293,49 @@ func TestRestartMidUpgrade(t *testing.T) {
 }
 
 var _ = addon.ClusterAddonName
+
+// TestFirstReadyWriteIsSettled watches a ClusterAddon being installed: the write that first
+// says Ready already records the generation of the spec the same reconcile wrote, in
+// status.observedGeneration and in every condition. A status one generation behind would be
+// fixed by one more write per install when the event of the controller's own spec write comes
+// back.
+func TestFirstReadyWriteIsSettled(t *testing.T) {
+	isolate(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	wc, err := client.NewWithWatch(mgmt.Config, client.Options{Scheme: mgmt.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(ctx, &csv1alpha1.ClusterAddonList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	c := createCluster(t, ns, "delta", "v1", "v1.32.5", true, true)
+
+	deadline := time.After(timeout)
+	for {
+		select {
+		case <-deadline:
+			t.Fatalf("ClusterAddon of Cluster %s did not turn Ready within %s", c.Name, timeout)
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("the watch of ClusterAddons ended")
+			}
+			ca, isAddon := ev.Object.(*csv1alpha1.ClusterAddon)
+			if !isAddon || !ca.Status.Ready {
+				continue
+			}
+			g := NewWithT(t)
+			g.Expect(ca.Spec.ClusterStack).To(Equal(className("v1")))
+			g.Expect(ca.Spec.Hook).To(BeEmpty())
+			g.Expect(ca.Spec.Version).To(Equal("v1"))
+			g.Expect(ca.Status.ObservedGeneration).To(Equal(ca.Generation), "status.observedGeneration of the first Ready write")
+			for _, cond := range ca.Status.Conditions {
+				g.Expect(cond.ObservedGeneration).To(Equal(ca.Generation), "observedGeneration of condition %s in the first Ready write", cond.Type)
+			}
+			return
+		}
+	}
+}
