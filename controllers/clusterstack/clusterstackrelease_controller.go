@@ -56,6 +56,9 @@ const (
 	// missingAPIRetryInterval is when a release waiting for a CRD looks again; CRDs are not
 	// watched (the operator may not list them).
 	missingAPIRetryInterval = time.Minute
+	// forbiddenRetryInterval is when a release the operator may not write (RBAC) tries again;
+	// RBAC objects are not watched.
+	forbiddenRetryInterval = time.Minute
 	// releaseWorkers is how many releases are reconciled at the same time.
 	releaseWorkers = 4
 	// deleteWaitInterval is how often a release being deleted looks at objects whose deletion
@@ -109,6 +112,7 @@ type ReleaseReconciler struct {
 // +kubebuilder:rbac:groups=bootstrap.cluster.x-k8s.io,resources=kubeadmconfigtemplates,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=infrastructure.cluster.x-k8s.io,resources=*,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=openstack.k-orc.cloud,resources=images,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=selfsubjectaccessreviews,verbs=create
 
 // SetupWithManager registers the controller. ORC Images are only watched when their CRD is
 // installed at start; without it a release that renders one reports the missing CRD instead.
@@ -226,11 +230,18 @@ func (r *ReleaseReconciler) reconcileNormal(ctx context.Context, csr *clustersta
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	conflicts, err := r.apply(ctx, csr, objs, len(inUse[csr.Name]) > 0)
+	outcome, err := r.apply(ctx, csr, objs, len(inUse[csr.Name]) > 0)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	st.stalled = st.stalled || conflicts
+	switch outcome {
+	case applyConflicts:
+		st.stalled = true
+	case applyForbidden:
+		st.stalled = true
+		// RBAC is not watched: look again after a while, as for a missing CRD.
+		return ctrl.Result{RequeueAfter: forbiddenRetryInterval}, nil
+	}
 
 	waiting, err := r.imagesWaiting(ctx, csr)
 	if err != nil {
@@ -399,21 +410,36 @@ func installHints(kinds []schema.GroupVersionKind) string {
 	return strings.Join(hints, "; ")
 }
 
+// applyOutcome says what apply left for a human to fix.
+type applyOutcome int
+
+const (
+	applyDone      applyOutcome = iota // applied, or failed in a way worth retrying with backoff
+	applyConflicts                     // only conflicts with other field managers: not forced, not retried
+	applyForbidden                     // the operator may not write some objects: nothing applied
+)
+
 // apply applies the rendered objects, prunes what an earlier apply left behind, and records the
 // inventory. ORC Images are never pruned while a Cluster uses the release: machines that exist
 // still boot from them. It reports whether the failures (if any) need a human: a conflict with
-// another field manager is not retried in a loop, since the operator never forces.
-func (r *ReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured, inUse bool) (bool, error) {
-	applier := *r.Applier
+// another field manager is not retried in a loop, since the operator never forces, and objects
+// the operator may not write (RBAC) are not applied at all, nor any other object of the release.
+func (r *ReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured, inUse bool) (applyOutcome, error) {
+	applier := r.Applier
 	if inUse {
-		applier.KeepOnPrune = func(ref apply.Ref) bool {
+		applier = r.Applier.WithKeepOnPrune(func(ref apply.Ref) bool {
 			return ref.Group == orcImage.Group && ref.Kind == orcImage.Kind
-		}
+		})
 	}
 	res, err := applier.Apply(ctx, objs, apply.FromResources(csr.Status.Resources))
+	var forbidden *apply.ForbiddenError
+	if errors.As(err, &forbidden) {
+		r.forbidden(csr, forbidden)
+		return applyForbidden, nil
+	}
 	if err != nil {
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ApplyFailedReason, Message: err.Error()})
-		return false, fmt.Errorf("applying release %s: %w", csr.Name, err)
+		return applyDone, fmt.Errorf("applying release %s: %w", csr.Name, err)
 	}
 	csr.Status.Resources = apply.ToResources(res)
 
@@ -429,7 +455,7 @@ func (r *ReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1
 	}
 	if len(res.Failed) == 0 {
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason})
-		return false, nil
+		return applyDone, nil
 	}
 	var failed []string
 	conflictsOnly := true
@@ -444,9 +470,40 @@ func (r *ReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1
 	msg := "Applying: " + strings.Join(failed, "; ")
 	conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ApplyFailedReason, Message: msg})
 	if conflictsOnly {
-		return true, nil
+		return applyConflicts, nil
 	}
-	return false, fmt.Errorf("applying release %s: %w", csr.Name, res.Err())
+	return applyDone, fmt.Errorf("applying release %s: %w", csr.Name, res.Err())
+}
+
+// forbidden sets ResourcesApplied False naming the kinds the operator may not write and the
+// rules its ClusterRole lacks. The message depends only on the denied permissions, so a release
+// that keeps being refused costs no status writes; the event is sent when the refusal starts.
+func (r *ReleaseReconciler) forbidden(csr *clusterstackv1alpha1.ClusterStackRelease, fe *apply.ForbiddenError) {
+	var kinds, grants []string
+	seen := map[string]bool{}
+	for _, rule := range fe.Rules() {
+		for _, k := range rule.Kinds {
+			kind := k
+			if rule.Group != "" {
+				kind += "." + rule.Group
+			}
+			if !seen[kind] {
+				seen[kind] = true
+				kinds = append(kinds, kind)
+			}
+		}
+		group := fmt.Sprintf("API group %q", rule.Group)
+		if rule.Group == "" {
+			group = `the core API group ("")`
+		}
+		grants = append(grants, fmt.Sprintf("verbs %s on resource %s in %s", strings.Join(rule.Verbs, ", "), rule.Resource, group))
+	}
+	msg := fmt.Sprintf("Nothing applied: the operator is not allowed to write %s. Its ClusterRole needs %s",
+		strings.Join(kinds, ", "), strings.Join(grants, "; "))
+	if prev := conditions.Get(csr, clusterstackv1alpha1.ResourcesAppliedCondition); prev == nil || prev.Reason != clusterstackv1alpha1.ForbiddenReason || prev.Message != msg {
+		r.Recorder.Eventf(csr, nil, corev1.EventTypeWarning, clusterstackv1alpha1.ForbiddenReason, "Apply", "%s", msg)
+	}
+	conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ForbiddenReason, Message: msg})
 }
 
 // imagesWaiting returns descriptions of the release's ORC Images that are not Available.

@@ -107,6 +107,19 @@ type Applier struct {
 	// which it returns true are neither deleted nor dropped from the inventory (e.g. an ORC Image
 	// while a Cluster still uses the release).
 	KeepOnPrune func(Ref) bool
+
+	// cache remembers allowed SelfSubjectAccessReview answers; created on first use and shared
+	// by copies made with WithKeepOnPrune.
+	cache *accessCache
+}
+
+// WithKeepOnPrune returns a copy of a with KeepOnPrune set to keep, sharing a's memory of
+// permissions. Use it rather than copying an Applier by value before its first use.
+func (a *Applier) WithKeepOnPrune(keep func(Ref) bool) *Applier {
+	a.access()
+	c := *a
+	c.KeepOnPrune = keep
+	return &c
 }
 
 // Result is the outcome of Apply.
@@ -184,8 +197,16 @@ func gvkString(k schema.GroupVersionKind) string {
 
 // Apply makes the live objects match desired with server-side apply, writing only objects that
 // are missing, changed or drifted (see the package documentation), then deletes the objects of
-// previous that are not desired any more. A failure of one object does not stop the others; it
-// is recorded in Result.Failed. The error is only for failures of the whole call.
+// previous that are not desired any more.
+//
+// It works in two phases. First it reads every desired object and decides what needs a write;
+// a set that needs none returns here, having made no write and no SelfSubjectAccessReview. If
+// something must be written or pruned, it checks with SelfSubjectAccessReviews that the
+// client's user may do all of it (patch, create for objects that do not exist, delete for
+// pruning) and, if any permission is denied, returns a *ForbiddenError (errors.Is ErrForbidden)
+// and an empty Result without writing or deleting anything: a set is not half-applied for want
+// of permissions. Otherwise it writes and prunes; a failure of one object does not stop the
+// others, it is recorded in Result.Failed. The error is only for failures of the whole call.
 func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructured, previous []Ref) (Result, error) {
 	if a.Client == nil || a.FieldManager == "" {
 		return Result{}, errors.New("applying objects: the Applier needs a Client and a FieldManager")
@@ -196,9 +217,14 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 	for _, p := range previous {
 		inPrevious[p.Key()] = true
 	}
+	crds := definedByCRDs(desired)
+
+	// Read and decide.
+	var writes []*pending
+	var needed, denied []Permission
 	for _, d := range desired {
 		if err := ctx.Err(); err != nil {
-			return res, fmt.Errorf("applying objects: %w", err)
+			return Result{}, fmt.Errorf("applying objects: %w", err)
 		}
 		ref := RefOf(d)
 		if desiredKeys[ref.Key()] {
@@ -207,21 +233,38 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 		}
 		desiredKeys[ref.Key()] = true
 		res.Applied = append(res.Applied, ref)
-		w, err := a.applyOne(ctx, d, ref)
+		p, err := a.decide(ctx, d, ref, crds)
 		if err != nil {
 			res.Failed[ref] = err
 			continue
 		}
-		if w != unchanged {
-			res.Changed = append(res.Changed, ref)
+		if p.out == unchanged {
+			continue
 		}
-		if w == driftRepaired || (w == created && inPrevious[ref.Key()]) {
-			res.Drifted = append(res.Drifted, ref)
+		verbs := []string{"patch"}
+		if p.out == created {
+			verbs = append(verbs, "create")
 		}
+		perms, err := a.permissionsFor(ref, verbs, crds)
+		if err != nil {
+			res.Failed[ref] = fmt.Errorf("applying %s: %w", ref, err)
+			continue
+		}
+		if p.unreadable {
+			// The API server refused the read itself: that is part of what to grant.
+			denied = append(denied, Permission{Group: perms[0].Group, Resource: perms[0].Resource, Namespace: perms[0].Namespace, Verb: "get", Kind: ref.Kind})
+		}
+		needed = append(needed, perms...)
+		writes = append(writes, p)
 	}
 
 	// Prune in reverse order of the previous inventory: dependants before what they depend on
 	// (custom resources before their CRDs, objects before their Namespace).
+	type prune struct {
+		ref  Ref
+		keep bool
+	}
+	var prunes []prune
 	seen := map[Ref]bool{}
 	for i := len(previous) - 1; i >= 0; i-- {
 		p := previous[i]
@@ -229,21 +272,60 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 			continue
 		}
 		seen[p.Key()] = true
-		if a.KeepOnPrune != nil && a.KeepOnPrune(p) {
-			res.Applied = append(res.Applied, p)
+		keep := a.KeepOnPrune != nil && a.KeepOnPrune(p)
+		prunes = append(prunes, prune{ref: p, keep: keep})
+		if keep {
 			continue
 		}
-		if _, err := a.deleteOne(ctx, p); err != nil {
-			res.Failed[p] = fmt.Errorf("pruning %s: %w", p, err)
-			res.Applied = append(res.Applied, p)
+		perms, err := a.permissionsFor(p, []string{"delete"}, nil)
+		if meta.IsNoMatchError(err) {
+			continue // the kind is not served any more: there is nothing to delete
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("pruning %s: %w", p, err)
+		}
+		needed = append(needed, perms...)
+	}
+
+	if len(needed) > 0 || len(denied) > 0 {
+		if err := a.authorize(ctx, needed, denied); err != nil {
+			return Result{}, fmt.Errorf("applying objects: %w", err)
+		}
+	}
+
+	// Write.
+	for _, p := range writes {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("applying objects: %w", err)
+		}
+		out, err := a.write(ctx, p, crds)
+		if err != nil {
+			res.Failed[p.ref] = err
 			continue
 		}
-		res.Pruned = append(res.Pruned, p)
+		if out != unchanged {
+			res.Changed = append(res.Changed, p.ref)
+		}
+		if out == driftRepaired || (out == created && inPrevious[p.ref.Key()]) {
+			res.Drifted = append(res.Drifted, p.ref)
+		}
+	}
+	for _, p := range prunes {
+		if p.keep {
+			res.Applied = append(res.Applied, p.ref)
+			continue
+		}
+		if _, err := a.deleteOne(ctx, p.ref); err != nil {
+			res.Failed[p.ref] = fmt.Errorf("pruning %s: %w", p.ref, err)
+			res.Applied = append(res.Applied, p.ref)
+			continue
+		}
+		res.Pruned = append(res.Pruned, p.ref)
 	}
 	return res, nil
 }
 
-// outcome says what applyOne did.
+// outcome says what applying one object does.
 type outcome int
 
 const (
@@ -253,35 +335,71 @@ const (
 	driftRepaired                // the rendered content is unchanged but the live object drifted
 )
 
-// applyOne applies d when it differs from the live object.
-func (a *Applier) applyOne(ctx context.Context, d *unstructured.Unstructured, ref Ref) (outcome, error) {
+// pending is the decision about one desired object.
+type pending struct {
+	ref Ref
+	obj *unstructured.Unstructured // prepared: server fields dropped, hash annotation set
+	out outcome
+	// deferred: the kind is defined by a CRD of the same call and not served yet, so the object
+	// was not read; it is read again once the CRD is established.
+	deferred bool
+	// unreadable: the API server refused to let us read the object.
+	unreadable bool
+}
+
+// decide reads the live object of d and decides whether it needs a write, writing nothing.
+func (a *Applier) decide(ctx context.Context, d *unstructured.Unstructured, ref Ref, crds map[schema.GroupVersionKind]crdResource) (*pending, error) {
 	obj, hash, err := prepare(d)
 	if err != nil {
-		return unchanged, fmt.Errorf("applying %s: %w", ref, err)
+		return nil, fmt.Errorf("applying %s: %w", ref, err)
 	}
+	p := &pending{ref: ref, obj: obj}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())
 	err = a.Client.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, live)
 	switch {
 	case apierrors.IsNotFound(err):
-		live = nil
+		p.out = created
+		return p, nil
 	case meta.IsNoMatchError(err):
-		return unchanged, fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
-	case err != nil:
-		return unchanged, fmt.Errorf("reading %s: %w", ref, err)
-	}
-	out := created
-	if live != nil {
-		out = updated
-		if live.GetAnnotations()[HashAnnotation] == hash {
-			if !drifted(obj.Object, live.Object, a.owned(live)) {
-				return unchanged, nil
-			}
-			out = driftRepaired
+		if _, ok := crds[ref.GroupVersionKind()]; ok {
+			p.out, p.deferred = created, true
+			return p, nil
 		}
+		return nil, fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
+	case apierrors.IsForbidden(err):
+		// Whether it exists is unknown: it needs whatever a create needs.
+		p.out, p.unreadable = created, true
+		return p, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading %s: %w", ref, err)
 	}
+	p.out = updated
+	if live.GetAnnotations()[HashAnnotation] == hash {
+		if !drifted(obj.Object, live.Object, a.owned(live)) {
+			p.out = unchanged
+			return p, nil
+		}
+		p.out = driftRepaired
+	}
+	return p, nil
+}
 
-	if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(a.FieldManager)); err != nil {
+// write applies a pending object.
+func (a *Applier) write(ctx context.Context, p *pending, crds map[schema.GroupVersionKind]crdResource) (outcome, error) {
+	ref, out := p.ref, p.out
+	if p.deferred {
+		// Its CRD was applied earlier in this call: now it can be read.
+		again, err := a.decide(ctx, p.obj, ref, nil)
+		if err != nil {
+			return unchanged, err
+		}
+		if again.out == unchanged {
+			return unchanged, nil
+		}
+		out = again.out
+	}
+	if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj), client.FieldOwner(a.FieldManager)); err != nil {
 		if apierrors.IsConflict(err) {
 			return unchanged, conflictError(ref, err)
 		}

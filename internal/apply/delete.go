@@ -74,21 +74,7 @@ func (a *Applier) Preflight(ctx context.Context, desired []*unstructured.Unstruc
 	if a.Client == nil {
 		return errors.New("checking kinds: the Applier needs a Client")
 	}
-	defined := map[schema.GroupVersionKind]bool{}
-	for _, d := range desired {
-		if !isCRD(RefOf(d)) {
-			continue
-		}
-		group, _, _ := unstructured.NestedString(d.Object, "spec", "group")
-		kind, _, _ := unstructured.NestedString(d.Object, "spec", "names", "kind")
-		versions, _, _ := unstructured.NestedSlice(d.Object, "spec", "versions")
-		for _, v := range versions {
-			if m, ok := v.(map[string]any); ok {
-				name, _ := m["name"].(string)
-				defined[schema.GroupVersionKind{Group: group, Version: name, Kind: kind}] = true
-			}
-		}
-	}
+	defined := definedByCRDs(desired)
 	mapper := a.Client.RESTMapper()
 	var missing []schema.GroupVersionKind
 	seen := map[schema.GroupVersionKind]bool{}
@@ -97,7 +83,7 @@ func (a *Applier) Preflight(ctx context.Context, desired []*unstructured.Unstruc
 			return fmt.Errorf("checking kinds: %w", err)
 		}
 		gvk := d.GroupVersionKind()
-		if seen[gvk] || defined[gvk] {
+		if _, ok := defined[gvk]; seen[gvk] || ok {
 			continue
 		}
 		seen[gvk] = true

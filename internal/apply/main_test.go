@@ -19,19 +19,32 @@ import (
 
 var (
 	env *testenv.Environment
-	// counted is a client whose non-GET requests are counted in writes.
+	// counted is a client whose non-GET requests are counted in writes, except
+	// SelfSubjectAccessReviews (which store nothing), counted in reviews.
 	counted client.Client
 	writes  atomic.Int64
+	reviews atomic.Int64
 )
 
-// countingTransport counts the requests that can change something (every method but GET).
+// countingTransport counts the requests that can change something (every method but GET), and
+// apart from them the SelfSubjectAccessReviews.
 type countingTransport struct{ next http.RoundTripper }
 
 func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method != http.MethodGet {
+	switch {
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/selfsubjectaccessreviews"):
+		reviews.Add(1)
+	case r.Method != http.MethodGet:
 		writes.Add(1)
 	}
 	return c.next.RoundTrip(r)
+}
+
+// countingConfig returns a copy of cfg whose requests are counted by countingTransport.
+func countingConfig(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt} }
+	return cfg
 }
 
 func TestMain(m *testing.M) {
@@ -50,9 +63,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
-	cfg := rest.CopyConfig(env.Config)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt} }
-	counted, err = client.New(cfg, client.Options{Scheme: env.Scheme})
+	counted, err = client.New(countingConfig(env.Config), client.Options{Scheme: env.Scheme})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -77,9 +88,17 @@ func newNamespace(tb testing.TB) string {
 	return name
 }
 
-// countWrites returns the number of non-GET requests made by counted while f runs.
+// countWrites returns the number of writes (non-GET requests but SelfSubjectAccessReviews) made
+// by counting clients while f runs.
 func countWrites(f func()) int64 {
-	before := writes.Load()
+	n, _ := countRequests(f)
+	return n
+}
+
+// countRequests returns the number of writes and of SelfSubjectAccessReviews made by counting
+// clients while f runs.
+func countRequests(f func()) (writesMade, reviewsMade int64) {
+	w, r := writes.Load(), reviews.Load()
 	f()
-	return writes.Load() - before
+	return writes.Load() - w, reviews.Load() - r
 }

@@ -41,6 +41,9 @@ const (
 	ApplyFailedReason = "ApplyFailed"
 	// MissingAPIReason means the release renders a kind whose CRD is not installed.
 	MissingAPIReason = "MissingAPI"
+	// ForbiddenReason means the operator is not allowed (RBAC) to write some of the objects to
+	// apply; nothing was applied and the message names the kinds and the permissions to grant.
+	ForbiddenReason = "Forbidden"
 	// ProviderNotReadyReason means the provider object is not ready yet.
 	ProviderNotReadyReason = "ProviderNotReady"
 	// InUseReason means an object is kept because a Cluster uses it.

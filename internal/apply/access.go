@@ -1,0 +1,315 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// allowedTTL is how long an "allowed" answer of a SelfSubjectAccessReview is remembered by an
+// Applier. Releases of one namespace reconciled side by side, and the backoff retries of a
+// release whose apply failed, ask the same questions; remembering the answers for a short time
+// saves those round trips. It is short because a permission revoked within it is only noticed by
+// the write itself (a per-object Forbidden). Denials are never remembered: permissions granted
+// after a denial take effect at the next Apply.
+const allowedTTL = 2 * time.Minute
+
+// ErrForbidden is matched (errors.Is) by a *ForbiddenError.
+var ErrForbidden = errors.New("forbidden")
+
+// Permission is one thing the Applier's user must be allowed to do: Verb on Resource of Group,
+// in Namespace ("" for cluster-scoped resources, or when a ClusterRole is what is checked).
+type Permission struct {
+	Group, Resource, Namespace, Verb string
+	// Kind is the kind whose objects needed the permission; it is for messages and not part of
+	// what is checked.
+	Kind string
+}
+
+// key is the question asked of the API server.
+func (p Permission) key() Permission {
+	p.Kind = ""
+	return p
+}
+
+// ForbiddenError lists the permissions the API server denied the Applier's user. Apply returns
+// it before writing or deleting anything.
+type ForbiddenError struct {
+	// Denied are the denied permissions, sorted, each once.
+	Denied []Permission
+}
+
+func (e *ForbiddenError) Error() string {
+	var parts []string
+	for _, r := range e.Rules() {
+		where := "cluster-wide"
+		if len(r.Namespaces) > 0 {
+			where = "in namespace " + strings.Join(r.Namespaces, ", ")
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (%s) %s", strings.Join(r.Verbs, ", "), r.resourceString(), strings.Join(r.Kinds, ", "), where))
+	}
+	return "not allowed to " + strings.Join(parts, "; ")
+}
+
+// Is makes errors.Is(err, ErrForbidden) true.
+func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
+
+// Rule is the part of a ForbiddenError about one resource: what a ClusterRole (or Role) must
+// grant for the Apply to go through.
+type Rule struct {
+	Group, Resource string
+	// Kinds are the kinds stored in Resource that needed it.
+	Kinds []string
+	// Verbs are the denied verbs, sorted.
+	Verbs []string
+	// Namespaces are the namespaces the verbs were denied in, sorted; empty for a
+	// cluster-scoped resource.
+	Namespaces []string
+}
+
+func (r Rule) resourceString() string {
+	if r.Group == "" {
+		return r.Resource
+	}
+	return r.Resource + "." + r.Group
+}
+
+// Rules groups the denied permissions by group and resource, in the order of Denied.
+func (e *ForbiddenError) Rules() []Rule {
+	var out []Rule
+	index := map[schema.GroupResource]int{}
+	for _, p := range e.Denied {
+		gr := schema.GroupResource{Group: p.Group, Resource: p.Resource}
+		i, ok := index[gr]
+		if !ok {
+			i = len(out)
+			index[gr] = i
+			out = append(out, Rule{Group: p.Group, Resource: p.Resource})
+		}
+		r := &out[i]
+		r.Kinds = addSorted(r.Kinds, p.Kind)
+		r.Verbs = addSorted(r.Verbs, p.Verb)
+		r.Namespaces = addSorted(r.Namespaces, p.Namespace)
+	}
+	return out
+}
+
+func addSorted(list []string, v string) []string {
+	if v == "" {
+		return list
+	}
+	i := sort.SearchStrings(list, v)
+	if i < len(list) && list[i] == v {
+		return list
+	}
+	list = append(list, "")
+	copy(list[i+1:], list[i:])
+	list[i] = v
+	return list
+}
+
+// accessCache remembers allowed answers of one Applier (and its copies made with
+// WithKeepOnPrune).
+type accessCache struct {
+	mu      sync.Mutex
+	allowed map[Permission]time.Time // when the answer expires
+	now     func() time.Time
+}
+
+// cacheInit guards the lazy creation of an Applier's cache, so that the zero value of the
+// cache field stays usable and concurrent first calls share one cache.
+var cacheInit sync.Mutex
+
+func (a *Applier) access() *accessCache {
+	cacheInit.Lock()
+	defer cacheInit.Unlock()
+	if a.cache == nil {
+		a.cache = &accessCache{allowed: map[Permission]time.Time{}, now: time.Now}
+	}
+	return a.cache
+}
+
+func (c *accessCache) isAllowed(p Permission) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.allowed[p]
+	if ok && c.now().After(exp) {
+		delete(c.allowed, p)
+		return false
+	}
+	return ok
+}
+
+func (c *accessCache) allow(p Permission) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.allowed[p] = c.now().Add(allowedTTL)
+}
+
+var ssarGVK = schema.GroupVersionKind{Group: "authorization.k8s.io", Version: "v1", Kind: "SelfSubjectAccessReview"}
+
+// authorize asks the API server, with one SelfSubjectAccessReview per distinct permission not
+// remembered as allowed, whether the Applier's user holds every permission of needed; denied
+// are permissions already known to be missing (a read the API server refused). It returns a
+// *ForbiddenError naming every denied permission.
+func (a *Applier) authorize(ctx context.Context, needed, denied []Permission) error {
+	cache := a.access()
+	asked := map[Permission]bool{}
+	deniedKeys := map[Permission]bool{}
+	seen := map[Permission]bool{}
+	var out []Permission
+	deny := func(p Permission) {
+		deniedKeys[p.key()] = true
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	for _, p := range denied {
+		deny(p)
+	}
+	for _, p := range needed {
+		k := p.key()
+		switch {
+		case deniedKeys[k]:
+			deny(p) // the same question for another kind: name that kind too
+			continue
+		case asked[k]:
+			continue
+		}
+		asked[k] = true
+		if cache.isAllowed(k) {
+			continue
+		}
+		allowed, err := a.review(ctx, k)
+		if err != nil {
+			if cannotAsk(err) {
+				log.FromContext(ctx).V(4).Info("Cannot ask SelfSubjectAccessReviews, writing without checking", "Error", err.Error())
+				break
+			}
+			return fmt.Errorf("asking whether %s on %s is allowed: %w", k.Verb, Rule{Group: k.Group, Resource: k.Resource}.resourceString(), err)
+		}
+		if allowed {
+			cache.allow(k)
+			continue
+		}
+		deny(p)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		if a.Resource != b.Resource {
+			return a.Resource < b.Resource
+		}
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Verb != b.Verb {
+			return a.Verb < b.Verb
+		}
+		return a.Kind < b.Kind
+	})
+	return &ForbiddenError{Denied: out}
+}
+
+// review asks one SelfSubjectAccessReview. It is sent unstructured so that it works with any
+// client scheme (workload cluster clients may carry small ones).
+func (a *Applier) review(ctx context.Context, p Permission) (bool, error) {
+	attrs := map[string]any{"verb": p.Verb, "group": p.Group, "resource": p.Resource}
+	if p.Namespace != "" {
+		attrs["namespace"] = p.Namespace
+	}
+	ssar := &unstructured.Unstructured{Object: map[string]any{
+		"spec": map[string]any{"resourceAttributes": attrs},
+	}}
+	ssar.SetGroupVersionKind(ssarGVK)
+	if err := a.Client.Create(ctx, ssar); err != nil {
+		return false, err
+	}
+	allowed, _, _ := unstructured.NestedBool(ssar.Object, "status", "allowed")
+	return allowed, nil
+}
+
+// permissionsFor returns what writing ref needs: patch (server-side apply) and, when the object
+// does not exist, create (the API server authorises an apply that creates as a create too).
+// crds holds the resources defined by CRDs of the same Apply call, not served yet.
+func (a *Applier) permissionsFor(ref Ref, verbs []string, crds map[schema.GroupVersionKind]crdResource) ([]Permission, error) {
+	resource, namespaced, err := a.resourceOf(ref.GroupVersionKind(), crds)
+	if err != nil {
+		return nil, err
+	}
+	ns := ""
+	if namespaced {
+		ns = ref.Namespace
+	}
+	out := make([]Permission, len(verbs))
+	for i, v := range verbs {
+		out[i] = Permission{Group: ref.Group, Resource: resource, Namespace: ns, Verb: v, Kind: ref.Kind}
+	}
+	return out, nil
+}
+
+// crdResource is the resource of a kind defined by a CRD among the desired objects.
+type crdResource struct {
+	resource   string
+	namespaced bool
+}
+
+func (a *Applier) resourceOf(gvk schema.GroupVersionKind, crds map[schema.GroupVersionKind]crdResource) (string, bool, error) {
+	m, err := a.Client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err == nil {
+		return m.Resource.Resource, m.Scope.Name() == meta.RESTScopeNameNamespace, nil
+	}
+	if c, ok := crds[gvk]; ok && meta.IsNoMatchError(err) {
+		return c.resource, c.namespaced, nil
+	}
+	return "", false, fmt.Errorf("mapping kind %s to its resource: %w", gvkString(gvk), err)
+}
+
+// definedByCRDs returns the kinds that CRDs among desired define, with their resources.
+func definedByCRDs(desired []*unstructured.Unstructured) map[schema.GroupVersionKind]crdResource {
+	var out map[schema.GroupVersionKind]crdResource
+	for _, d := range desired {
+		if !isCRD(RefOf(d)) {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(d.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(d.Object, "spec", "names", "kind")
+		plural, _, _ := unstructured.NestedString(d.Object, "spec", "names", "plural")
+		scope, _, _ := unstructured.NestedString(d.Object, "spec", "scope")
+		versions, _, _ := unstructured.NestedSlice(d.Object, "spec", "versions")
+		for _, v := range versions {
+			if m, ok := v.(map[string]any); ok {
+				name, _ := m["name"].(string)
+				if out == nil {
+					out = map[schema.GroupVersionKind]crdResource{}
+				}
+				out[schema.GroupVersionKind{Group: group, Version: name, Kind: kind}] = crdResource{resource: plural, namespaced: scope != "Cluster"}
+			}
+		}
+	}
+	return out
+}
+
+// cannotAsk reports whether err means the API server does not let this user ask
+// SelfSubjectAccessReviews at all (an API server without the authorization API, or RBAC that
+// took the right from system:basic-user); the writes are then attempted as before and their own
+// Forbidden errors reported per object.
+func cannotAsk(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsNotFound(err) || meta.IsNoMatchError(err) || apierrors.IsMethodNotSupported(err)
+}

@@ -1,0 +1,264 @@
+package apply_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
+)
+
+// restricted is a user of the test API server whose permissions in one namespace are the rules
+// of a Role the test sets.
+type restricted struct {
+	ns     string
+	cfg    *rest.Config
+	client client.Client // counted
+	plain  client.Client // not counted, for waiting on RBAC
+}
+
+func newRestricted(t *testing.T, ns string, rules []rbacv1.PolicyRule) *restricted {
+	t.Helper()
+	ctx := context.Background()
+	user := "applier-" + ns
+	cfg, err := env.AddUser(user, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &restricted{ns: ns, cfg: cfg}
+	if r.client, err = client.New(countingConfig(cfg), client.Options{Scheme: env.Scheme}); err != nil {
+		t.Fatal(err)
+	}
+	if r.plain, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "applier"}, Rules: rules}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "applier"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "applier"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	}
+	for _, o := range []client.Object{role, binding} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+// setRules replaces the Role's rules.
+func (r *restricted) setRules(t *testing.T, rules []rbacv1.PolicyRule) {
+	t.Helper()
+	role := &rbacv1.Role{}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: r.ns, Name: "applier"}, role); err != nil {
+		t.Fatal(err)
+	}
+	role.Rules = rules
+	if err := env.Client.Update(context.Background(), role); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitAllowed waits until the API server's RBAC authorizer (fed by an informer) answers want for
+// verb on resource in the user's namespace: Role changes reach it after a short delay.
+func (r *restricted) waitAllowed(t *testing.T, verb, resource string, want bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		ssar := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: r.ns, Verb: verb, Resource: resource},
+		}}
+		if err := r.plain.Create(ctx, ssar); err != nil {
+			return false, err
+		}
+		return ssar.Status.Allowed == want, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s %s to be allowed=%v: %v", verb, resource, want, err)
+	}
+}
+
+func (r *restricted) applier() *apply.Applier {
+	return &apply.Applier{Client: r.client, FieldManager: manager}
+}
+
+func rule(resource string, verbs ...string) rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{resource}, Verbs: verbs}
+}
+
+// exists reports whether ref exists, read as admin.
+func exists(t *testing.T, ref apply.Ref) bool {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(ref.GroupVersionKind())
+	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u)
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+func forbidden(t *testing.T, err error) *apply.ForbiddenError {
+	t.Helper()
+	var fe *apply.ForbiddenError
+	if !errors.Is(err, apply.ErrForbidden) || !errors.As(err, &fe) {
+		t.Fatalf("error %v, want a *apply.ForbiddenError", err)
+	}
+	return fe
+}
+
+func TestApplyForbiddenWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	cmRules := rule("configmaps", "get", "list", "watch", "create", "patch", "delete")
+	u := newRestricted(t, ns, []rbacv1.PolicyRule{cmRules, rule("secrets", "get")})
+	u.waitAllowed(t, "patch", "configmaps", true)
+	a := u.applier()
+	desired := func(v string) []*unstructured.Unstructured {
+		return []*unstructured.Unstructured{
+			obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: "+ns+"}\ndata: {key: "+v+"}\n"),
+			obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: "+ns+"}\ndata: {key: "+v+"}\n"),
+			obj(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: "+ns+"}\nstringData: {key: "+v+"}\n"),
+		}
+	}
+	all := refs(desired("v1"))
+
+	// ConfigMaps allowed, Secrets not: nothing is written, the error names what is missing.
+	var err error
+	var res apply.Result
+	w, r := countRequests(func() { res, err = a.Apply(ctx, desired("v1"), nil) })
+	fe := forbidden(t, err)
+	want := []apply.Permission{
+		{Resource: "secrets", Namespace: ns, Verb: "create", Kind: "Secret"},
+		{Resource: "secrets", Namespace: ns, Verb: "patch", Kind: "Secret"},
+	}
+	if !slices.Equal(fe.Denied, want) {
+		t.Errorf("denied %+v, want %+v", fe.Denied, want)
+	}
+	if msg := err.Error(); !containsAll(msg, "create, patch secrets (Secret) in namespace "+ns) {
+		t.Errorf("message %q does not name the verbs, resource, kind and namespace", msg)
+	}
+	if w != 0 || len(res.Changed) != 0 {
+		t.Errorf("%d writes, changed %v: nothing may be written", w, res.Changed)
+	}
+	if r != 4 {
+		t.Errorf("%d SelfSubjectAccessReviews, want 4 (create and patch of configmaps and secrets)", r)
+	}
+	for _, ref := range all {
+		if exists(t, ref) {
+			t.Errorf("%s was applied", ref)
+		}
+	}
+
+	// Granted: everything is applied; the allowed answers about ConfigMaps are remembered, the
+	// denials are not.
+	u.setRules(t, []rbacv1.PolicyRule{cmRules, rule("secrets", "get", "create", "patch")})
+	u.waitAllowed(t, "create", "secrets", true)
+	u.waitAllowed(t, "patch", "secrets", true)
+	w, r = countRequests(func() { res, err = a.Apply(ctx, desired("v1"), nil) })
+	if err != nil || res.Err() != nil {
+		t.Fatalf("apply with permissions: %v %v", err, res.Err())
+	}
+	if w != 3 || !slices.Equal(res.Changed, all) {
+		t.Errorf("%d writes, changed %v; want the 3 objects", w, res.Changed)
+	}
+	if r != 2 {
+		t.Errorf("%d SelfSubjectAccessReviews, want 2 (the secrets again, configmaps remembered)", r)
+	}
+
+	// Converged: no write, no review.
+	w, r = countRequests(func() { res, err = a.Apply(ctx, desired("v1"), res.Applied) })
+	if err != nil || w != 0 || r != 0 || len(res.Changed) != 0 {
+		t.Errorf("converged: error %v, %d writes, %d reviews, changed %v; want none", err, w, r, res.Changed)
+	}
+	// A change within the remembered time asks nothing again.
+	w, r = countRequests(func() { res, err = a.Apply(ctx, desired("v2"), res.Applied) })
+	if err != nil || w != 3 || r != 0 {
+		t.Errorf("changed: error %v, %d writes, %d reviews; want 3 writes and no review", err, w, r)
+	}
+
+	// Pruning a ConfigMap (allowed) and the Secret (no delete): refused before deleting either.
+	w, r = countRequests(func() { _, err = a.Apply(ctx, desired("v2")[:1], res.Applied) })
+	fe = forbidden(t, err)
+	if want := []apply.Permission{{Resource: "secrets", Namespace: ns, Verb: "delete", Kind: "Secret"}}; !slices.Equal(fe.Denied, want) {
+		t.Errorf("denied %+v, want %+v", fe.Denied, want)
+	}
+	if w != 0 || r != 2 {
+		t.Errorf("prune: %d writes, %d reviews; want no write and 2 reviews (delete of configmaps and secrets)", w, r)
+	}
+	for _, ref := range all {
+		if !exists(t, ref) {
+			t.Errorf("%s was pruned", ref)
+		}
+	}
+}
+
+// TestApplyCreateNeedsCreate checks what the API server authorises for server-side apply: patch
+// is enough for an object that exists, an apply that creates also needs create.
+func TestApplyCreateNeedsCreate(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	u := newRestricted(t, ns, []rbacv1.PolicyRule{rule("configmaps", "get", "patch")})
+	u.waitAllowed(t, "patch", "configmaps", true)
+	cm := func(name, v string) *unstructured.Unstructured {
+		return obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "+name+", namespace: "+ns+"}\ndata: {key: "+v+"}\n")
+	}
+
+	// The API server itself: an apply that would create is refused without create.
+	err := u.plain.Apply(ctx, client.ApplyConfigurationFromUnstructured(cm("raw", "v1")), client.FieldOwner(manager))
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("raw apply creating with only patch: %v, want Forbidden", err)
+	}
+
+	// The Applier asks first and names create.
+	a := u.applier()
+	var res apply.Result
+	w, _ := countRequests(func() { _, err = a.Apply(ctx, []*unstructured.Unstructured{cm("new", "v1")}, nil) })
+	fe := forbidden(t, err)
+	if want := []apply.Permission{{Resource: "configmaps", Namespace: ns, Verb: "create", Kind: "ConfigMap"}}; !slices.Equal(fe.Denied, want) || w != 0 {
+		t.Errorf("denied %+v with %d writes, want only create denied and no write", fe.Denied, w)
+	}
+
+	// An object that exists is changed with patch alone (allowed, and remembered from above).
+	if _, err := applier().Apply(ctx, []*unstructured.Unstructured{cm("existing", "v1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, r := countRequests(func() { res, err = a.Apply(ctx, []*unstructured.Unstructured{cm("existing", "v2")}, nil) })
+	if err != nil || res.Err() != nil || w != 1 || r != 0 {
+		t.Fatalf("changing an existing object with patch only: error %v %v, %d writes, %d reviews; want 1 write and no review", err, res.Err(), w, r)
+	}
+	if v, _, _ := unstructured.NestedString(get(t, apply.RefOf(cm("existing", ""))).Object, "data", "key"); v != "v2" {
+		t.Errorf("data.key = %q, want v2", v)
+	}
+
+	// An object the user may not even read needs get as well, and whatever a create needs.
+	_, err = a.Apply(ctx, []*unstructured.Unstructured{
+		cm("existing", "v2"),
+		obj(t, "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: "+ns+"}\nspec: {ports: [{port: 80}]}\n"),
+	}, nil)
+	fe = forbidden(t, err)
+	var verbs []string
+	for _, p := range fe.Denied {
+		if p.Resource != "services" || p.Kind != "Service" {
+			t.Errorf("denied %+v, want only services", p)
+		}
+		verbs = append(verbs, p.Verb)
+	}
+	if !slices.Equal(verbs, []string{"create", "get", "patch"}) {
+		t.Errorf("denied verbs %v, want create, get, patch", verbs)
+	}
+	rules := fe.Rules()
+	if len(rules) != 1 || rules[0].Resource != "services" || !slices.Equal(rules[0].Verbs, []string{"create", "get", "patch"}) || !slices.Equal(rules[0].Namespaces, []string{ns}) {
+		t.Errorf("rules %+v", rules)
+	}
+}
