@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// Timeouts only catch what never works; they are far above any figure seen.
+const (
+	readyLimit  = 5 * time.Minute
+	settleQuiet = 5 * time.Second
+	settleLimit = 2 * time.Minute
+)
+
+// BenchmarkManager20Clusters runs the manager binary and measures, in this order:
+//   - s/two-releases-ready: from creating a ClusterStack with versions [v1, v2] (autoSubscribe
+//     off, providerRef to an OpenStackClusterStackReleaseTemplate) until both its
+//     ClusterStackReleases are ready: listing and fetching from the registry, verification, node
+//     images downloaded and uploaded to Glance, ClusterClass rendered and applied;
+//   - s/20-clusters-addons: 20 tenant namespaces, each with a ClusterStack [v1] made ready first
+//     (s/20-stacks-ready), then from creating one Cluster per namespace (kubeconfig Secret for the
+//     workload API server, control plane initialized) until all 20 ClusterAddons are ready;
+//   - writes-converged (mgmt- and workload- split) and openstack-calls-converged in a window
+//     (BENCH_E2E_WINDOW, default 20s) after the manager has settled, from its own metrics
+//     (rest_client_requests_total, clusterstack_openstack_requests_total) and the double's
+//     counter (openstack-calls-converged-double);
+//   - MiB-peak-rss: VmHWM of the manager process at the end;
+//   - glance-uploads, glance-images and distinct-images: 21 namespaces share one Glance project.
+func BenchmarkManager20Clusters(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		run20Clusters(b)
+	}
+}
+
+func run20Clusters(b *testing.B) {
+	const tenants = 20
+	window := windowFromEnv(b, 20*time.Second)
+	s := newScenario(b)
+	defer s.close()
+	ctx := context.Background()
+
+	const releasesNS = "e2e-releases"
+	if err := s.prepareNamespace(ctx, releasesNS); err != nil {
+		b.Fatal(err)
+	}
+	watchCtx, stopWatches := context.WithCancel(ctx)
+	defer stopWatches()
+	tl, err := s.watchReleases(watchCtx, releasesNS, 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tl.begin()
+	if err := s.createClusterStack(ctx, releasesNS, []string{"v1", "v2"}); err != nil {
+		b.Fatal(err)
+	}
+	twoReleases := s.waitTimeline(tl, releasesNS)
+	stopWatches()
+	b.Logf("two releases: from creating the ClusterStack:%s", tl)
+	nodeImages := tl.last("OpenStackNodeImageRelease")
+
+	tenant := func(i int) string { return fmt.Sprintf("tenant-%02d", i) }
+	if err := inParallel(tenants, func(i int) error { return s.prepareNamespace(ctx, tenant(i)) }); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if err := inParallel(tenants, func(i int) error { return s.createClusterStack(ctx, tenant(i), []string{"v1"}) }); err != nil {
+		b.Fatal(err)
+	}
+	s.waitFor("20 tenant ClusterStacks ready", readyLimit, 20*time.Millisecond, s.releasesReady("", 2+tenants))
+	stacksReady := time.Since(start)
+
+	start = time.Now()
+	if err := inParallel(tenants, func(i int) error { return s.createCluster(ctx, tenant(i), "c0", "v1") }); err != nil {
+		b.Fatal(err)
+	}
+	s.waitFor("addons on 20 Clusters", readyLimit, 20*time.Millisecond, s.addonsReady(tenants))
+	addons := time.Since(start)
+	s.checkWorkloadObjects(tenants)
+
+	conv := s.converge(settleQuiet, settleLimit, window)
+	peak, current, err := s.mgr.memory()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.logMemory(peak, current)
+	uploads, imports, images := s.glance()
+	b.Logf("settled %.1fs after ready (%.0f API writes from start to settled); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
+		conv.settle.Seconds(), conv.writesBefore, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
+		conv.inWindow.openstack, conv.cloudCalls, uploads, imports, describeImages(images), s.fetches.Load())
+
+	suppressProcessMetrics(b)
+	b.ReportMetric(twoReleases.Seconds(), "s/two-releases-ready")
+	b.ReportMetric(nodeImages.Seconds(), "s/two-releases-node-images-ready")
+	b.ReportMetric(stacksReady.Seconds(), "s/20-stacks-ready")
+	b.ReportMetric(addons.Seconds(), "s/20-clusters-addons")
+	reportConvergence(b, conv)
+	b.ReportMetric(peak, "MiB-peak-rss")
+	b.ReportMetric(float64(uploads+imports), "glance-uploads")
+	b.ReportMetric(float64(len(images)), "glance-image-names")
+	b.ReportMetric(float64(countImages(images)), "glance-images")
+	b.ReportMetric(float64(distinctImages("v1", "v2")), "distinct-images")
+}
+
+// BenchmarkManager300Releases200Clusters runs the manager binary at scale: 100 namespaces, each
+// with a ClusterStack [v1, v2, v3] (providerRef, node images: 300 ClusterStackReleases, 300
+// ClusterClasses, 2 distinct images in one Glance project) and 2 Clusters (on v1 and v3, each
+// with its own addon namespace in the one workload API server: 200 ClusterAddons). It reports
+// s/300-releases-ready, s/200-clusters-addons, the converged window as in
+// BenchmarkManager20Clusters, MiB-peak-rss of the manager and the Glance figures.
+func BenchmarkManager300Releases200Clusters(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		run300Releases200Clusters(b)
+	}
+}
+
+func run300Releases200Clusters(b *testing.B) {
+	const stacks, clustersPerStack = 100, 2
+	versions := []string{"v1", "v2", "v3"}
+	clusterVersions := []string{"v1", "v3"}
+	window := windowFromEnv(b, 20*time.Second)
+	s := newScenario(b)
+	defer s.close()
+	ctx := context.Background()
+
+	ns := func(i int) string { return fmt.Sprintf("stack-%03d", i) }
+	if err := inParallel(stacks, func(i int) error { return s.prepareNamespace(ctx, ns(i)) }); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if err := inParallel(stacks, func(i int) error { return s.createClusterStack(ctx, ns(i), versions) }); err != nil {
+		b.Fatal(err)
+	}
+	s.waitFor("300 releases ready", 2*readyLimit, 100*time.Millisecond, s.releasesReady("", stacks*len(versions)))
+	releases := time.Since(start)
+
+	start = time.Now()
+	if err := inParallel(stacks*clustersPerStack, func(i int) error {
+		k := i % clustersPerStack
+		return s.createCluster(ctx, ns(i/clustersPerStack), fmt.Sprintf("c%d", k), clusterVersions[k])
+	}); err != nil {
+		b.Fatal(err)
+	}
+	s.waitFor("addons on 200 Clusters", 2*readyLimit, 100*time.Millisecond, s.addonsReady(stacks*clustersPerStack))
+	addons := time.Since(start)
+	s.checkWorkloadObjects(stacks * clustersPerStack)
+
+	conv := s.converge(settleQuiet, settleLimit, window)
+	peak, current, err := s.mgr.memory()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.logMemory(peak, current)
+	uploads, imports, images := s.glance()
+	b.Logf("settled %.1fs after ready (%.0f API writes from start to settled); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
+		conv.settle.Seconds(), conv.writesBefore, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
+		conv.inWindow.openstack, conv.cloudCalls, uploads, imports, describeImages(images), s.fetches.Load())
+
+	suppressProcessMetrics(b)
+	b.ReportMetric(releases.Seconds(), "s/300-releases-ready")
+	b.ReportMetric(addons.Seconds(), "s/200-clusters-addons")
+	reportConvergence(b, conv)
+	b.ReportMetric(peak, "MiB-peak-rss")
+	b.ReportMetric(float64(uploads+imports), "glance-uploads")
+	b.ReportMetric(float64(len(images)), "glance-image-names")
+	b.ReportMetric(float64(countImages(images)), "glance-images")
+	b.ReportMetric(float64(distinctImages(versions...)), "distinct-images")
+}
+
+// suppressProcessMetrics drops ns/op, which would be the duration of a whole scenario with its
+// API servers' start. (-benchmem's B/op and allocs/op cannot be dropped: they are the benchmark
+// process's allocations, not the manager's; MiB-peak-rss is the manager's.)
+func suppressProcessMetrics(b *testing.B) {
+	b.ReportMetric(0, "ns/op")
+}
+
+func reportConvergence(b *testing.B, c convergence) {
+	b.ReportMetric(c.inWindow.writes(), "writes-converged")
+	b.ReportMetric(c.inWindow.mgmtWrites, "mgmt-writes-converged")
+	b.ReportMetric(c.inWindow.workloadWrites, "workload-writes-converged")
+	b.ReportMetric(c.inWindow.openstack, "openstack-calls-converged")
+	b.ReportMetric(float64(c.cloudCalls), "openstack-calls-converged-double")
+	b.ReportMetric(c.window.Seconds(), "s-window")
+}
+
+func countImages(images map[string]int) int {
+	n := 0
+	for _, c := range images {
+		n += c
+	}
+	return n
+}

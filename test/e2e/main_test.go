@@ -1,0 +1,57 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
+)
+
+// The manager binary is built at most once per package run, by the first benchmark that needs
+// it, so that `go test ./...` (which runs no benchmark) builds nothing.
+var (
+	buildOnce   sync.Once
+	buildDir    string
+	managerPath string
+	buildErr    error
+)
+
+func TestMain(m *testing.M) {
+	// envtest logs through controller-runtime; the manager's own log goes to a file per scenario.
+	ctrllog.SetLogger(logr.Discard())
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// managerBinary returns the path of the manager built from the repository. It is a plain
+// `go build`, which shares the build cache with the tests; `make build`'s CGO_ENABLED=0 and
+// -trimpath would rebuild the standard library and every dependency (minutes on a busy machine)
+// for no difference that matters to these figures.
+func managerBinary(tb testing.TB) string {
+	tb.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "clusterstack-e2e-bin-"); buildErr != nil {
+			return
+		}
+		managerPath = filepath.Join(buildDir, "manager")
+		cmd := exec.Command("go", "build", "-o", managerPath, ".")
+		cmd.Dir = testenv.RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building the manager: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return managerPath
+}

@@ -1,0 +1,687 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
+)
+
+const (
+	// repository is where the registry holds the releases, as in the public SCS registry.
+	repository = "kaas/cluster-stacks"
+	// fixtureSource is the chart source of every release: the bench stack's ClusterClass and an
+	// addon whose objects go into a workload namespace per Cluster.
+	fixtureSource = "openstack-scs-e2e"
+	// stackName is the ClusterStack (and providerRef template) name in every namespace.
+	stackName = "openstack-scs-1-32"
+	// imageSize is the size of each node image file: several chunks of a streamed upload.
+	imageSize = 4 << 20
+	// credentialsSecret holds the clouds.yaml for the double in every namespace.
+	credentialsSecret = "openstack-credentials"
+)
+
+// stackVersion is one published release of the stack openstack-scs-1-32.
+type stackVersion struct {
+	version    string
+	kubernetes string
+}
+
+// published are the releases in the registry. Their node-images.yaml name the image of their
+// Kubernetes version, so v2 and v3 share one image: 3 releases, 2 distinct images.
+var published = []stackVersion{{"v1", "v1.32.5"}, {"v2", "v1.32.8"}, {"v3", "v1.32.8"}}
+
+func releaseName(version string) string { return "openstack-scs-1-32-" + version }
+
+func kubernetesOf(version string) string {
+	for _, p := range published {
+		if p.version == version {
+			return p.kubernetes
+		}
+	}
+	panic("unpublished version " + version)
+}
+
+func imageName(kubernetes string) string { return "ubuntu-capi-image-" + kubernetes }
+
+// distinctImages is the number of distinct node images the given versions name.
+func distinctImages(versions ...string) int {
+	seen := map[string]bool{}
+	for _, v := range versions {
+		seen[imageName(kubernetesOf(v))] = true
+	}
+	return len(seen)
+}
+
+// scenario is one run of the manager binary against its own control plane, workload API
+// server, registry, OpenStack double and image file server. Each benchmark starts a fresh one,
+// so that its figures (peak RSS above all) are not those of an earlier benchmark's objects.
+type scenario struct {
+	tb       testing.TB
+	dir      string
+	mgmt     *testenv.Environment
+	workload *testenv.Environment
+	// c is a client of the management API server without client-side throttling, so that
+	// creating hundreds of objects does not pace the measurement.
+	c        client.Client
+	workC    client.Client
+	cloud    *openstack.Server
+	files    *httptest.Server
+	fetches  atomic.Int64
+	registry string
+	mgr      *managerProcess
+
+	closeOnce sync.Once
+	closers   []func()
+}
+
+// newScenario starts everything and the manager. The scenario is closed when the benchmark ends,
+// whatever happens; close closes it earlier.
+func newScenario(tb testing.TB) *scenario {
+	tb.Helper()
+	bin := managerBinary(tb)
+	dir, err := os.MkdirTemp("", "clusterstack-e2e-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &scenario{tb: tb, dir: dir}
+	s.closers = append(s.closers, func() { _ = os.RemoveAll(dir) })
+	tb.Cleanup(s.close)
+
+	for _, env := range []**testenv.Environment{&s.mgmt, &s.workload} {
+		e, err := testenv.Start(testenv.Options{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s.closers = append(s.closers, func() { _ = e.Stop() })
+		*env = e
+	}
+	if s.c, err = unthrottledClient(s.mgmt); err != nil {
+		tb.Fatal(err)
+	}
+	if s.workC, err = unthrottledClient(s.workload); err != nil {
+		tb.Fatal(err)
+	}
+
+	data := make([]byte, imageSize)
+	for i := range data {
+		data[i] = byte(i * 31 % 251)
+	}
+	s.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		s.fetches.Add(1)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = w.Write(data)
+	}))
+	s.closers = append(s.closers, s.files.Close)
+	// Web-download off: the manager downloads each file and uploads it (PUT
+	// /v2/images/{id}/file), the path every cloud supports; the upload counter then counts
+	// the image bytes the operator sent to Glance.
+	if s.cloud, err = openstack.New(openstack.WithWebDownload(false)); err != nil {
+		tb.Fatal(err)
+	}
+	s.closers = append(s.closers, s.cloud.Close)
+
+	s.registry = fixtures.StartRegistry(tb, nil)
+	s.publish()
+
+	kubeconfig, err := workloadcluster.Kubeconfig(s.mgmt.Config, "management")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.mgr = startManager(tb, bin, managerConfig{
+		dir:        filepath.Join(dir, "manager"),
+		kubeconfig: kubeconfig,
+		mgmtHost:   hostOf(s.mgmt.Config),
+		registry:   s.registry,
+		repository: repository,
+	})
+	// Stop the manager before the servers it talks to (closers run last to first).
+	s.closers = append(s.closers, s.mgr.stop)
+	return s
+}
+
+// close stops the manager and everything else; safe to call more than once.
+func (s *scenario) close() {
+	s.closeOnce.Do(func() {
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			s.closers[i]()
+		}
+	})
+}
+
+func unthrottledClient(env *testenv.Environment) (client.Client, error) {
+	cfg := rest.CopyConfig(env.Config)
+	cfg.QPS, cfg.Burst = -1, -1
+	cfg.RateLimiter = nil
+	return client.New(cfg, client.Options{Scheme: env.Scheme})
+}
+
+// hostOf is the host label client-go's metrics give requests to cfg's API server.
+func hostOf(cfg *rest.Config) string {
+	h := strings.TrimPrefix(strings.TrimPrefix(cfg.Host, "https://"), "http://")
+	return strings.TrimSuffix(h, "/")
+}
+
+// publish builds every release in published and pushes it to the registry.
+func (s *scenario) publish() {
+	ctx := context.Background()
+	for _, p := range published {
+		opts := fixtures.Options{StackVersion: p.version, KubernetesVersion: p.kubernetes, Source: fixtureSource}
+		dir, err := fixtures.Build(filepath.Join(s.dir, "releases"), opts)
+		if err != nil {
+			s.tb.Fatal(err)
+		}
+		if err := addNodeImages(dir, p, s.files.URL+"/"+imageName(p.kubernetes)+".qcow2"); err != nil {
+			s.tb.Fatal(err)
+		}
+		if _, err := fixtures.Push(ctx, dir, s.registry+"/"+repository, opts.ReleaseName(), true); err != nil {
+			s.tb.Fatal(err)
+		}
+	}
+}
+
+// addNodeImages adds a node-images.yaml naming url to a built release, with the metadata and
+// hashes.json entries fixtures.Build writes with Options.NodeImages. The fixtures' own
+// node-images.yaml name https://images.invalid/..., which only an in-process download client
+// can redirect; the manager binary uses the default one, so the file server's loopback URL
+// goes into the release instead. Nothing else of the release changes.
+func addNodeImages(dir string, p stackVersion, url string) error {
+	name := imageName(p.kubernetes)
+	nodeImages := fmt.Sprintf(`apiVersion: openstack.infrastructure.clusterstack.x-k8s.io/v1alpha1
+openStackNodeImages:
+  - url: %s
+    createOpts:
+      name: %s
+      disk_format: qcow2
+      container_format: bare
+      visibility: private
+`, url, name)
+	if err := os.WriteFile(filepath.Join(dir, release.NodeImagesFile), []byte(nodeImages), 0o644); err != nil {
+		return err
+	}
+
+	mdPath := filepath.Join(dir, release.MetadataFile)
+	data, err := os.ReadFile(mdPath)
+	if err != nil {
+		return err
+	}
+	var md release.Metadata
+	if err := yaml.UnmarshalStrict(data, &md); err != nil {
+		return fmt.Errorf("parsing %s: %w", mdPath, err)
+	}
+	md.Versions.Components.NodeImage = p.version
+	if data, err = yaml.Marshal(md); err != nil {
+		return err
+	}
+	if err := os.WriteFile(mdPath, data, 0o644); err != nil {
+		return err
+	}
+
+	hashesPath := filepath.Join(dir, release.HashesFile)
+	if data, err = os.ReadFile(hashesPath); err != nil {
+		return err
+	}
+	hashes := map[string]string{}
+	if err := json.Unmarshal(data, &hashes); err != nil {
+		return fmt.Errorf("parsing %s: %w", hashesPath, err)
+	}
+	sum := sha256.Sum256([]byte(nodeImages))
+	hashes["nodeImageDir"] = hex.EncodeToString(sum[:])
+	if data, err = json.Marshal(hashes); err != nil {
+		return err
+	}
+	return os.WriteFile(hashesPath, data, 0o644)
+}
+
+// inParallel runs f(0..n-1) with a few workers and returns the first error.
+func inParallel(n int, f func(i int) error) error {
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i := range n {
+		g.Go(func() error { return f(i) })
+	}
+	return g.Wait()
+}
+
+// prepareNamespace creates a namespace with the credentials Secret for the double and the
+// OpenStackClusterStackReleaseTemplate the ClusterStacks' providerRef names, as a tenant of the
+// operator has them.
+func (s *scenario) prepareNamespace(ctx context.Context, ns string) error {
+	if err := s.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", ns, err)
+	}
+	content, cloudName := s.cloud.CloudsYAML(openstack.CloudsYAMLOptions{})
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentialsSecret},
+		StringData: map[string]string{scope.CloudsYAMLKey: content, scope.CloudNameKey: cloudName},
+	}
+	if err := s.c.Create(ctx, secret); err != nil {
+		return fmt.Errorf("creating the credentials Secret in %s: %w", ns, err)
+	}
+	tmpl := &infrav1alpha1.OpenStackClusterStackReleaseTemplate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: stackName},
+		Spec: infrav1alpha1.OpenStackClusterStackReleaseTemplateSpec{
+			Template: infrav1alpha1.OpenStackClusterStackReleaseTemplateResource{
+				Spec: infrav1alpha1.OpenStackClusterStackReleaseSpec{
+					IdentityRef: &infrav1alpha1.OpenStackIdentityReference{Kind: "Secret", Name: credentialsSecret},
+				},
+			},
+		},
+	}
+	if err := s.c.Create(ctx, tmpl); err != nil {
+		return fmt.Errorf("creating the OpenStackClusterStackReleaseTemplate in %s: %w", ns, err)
+	}
+	return nil
+}
+
+// createClusterStack creates the ClusterStack of ns with versions, no autoSubscribe, no source of
+// its own (the manager's default, from OCI_REGISTRY/OCI_REPOSITORY) and providerRef to the
+// namespace's template.
+func (s *scenario) createClusterStack(ctx context.Context, ns string, versions []string) error {
+	cs := &clusterstackv1alpha1.ClusterStack{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: stackName},
+		Spec: clusterstackv1alpha1.ClusterStackSpec{
+			Provider: "openstack", Name: "scs", KubernetesVersion: "1.32", Channel: "stable",
+			Versions:      versions,
+			AutoSubscribe: false,
+			ProviderRef: &corev1.ObjectReference{
+				APIVersion: infrav1alpha1.GroupVersion.String(),
+				Kind:       "OpenStackClusterStackReleaseTemplate",
+				Name:       stackName,
+			},
+		},
+	}
+	if err := s.c.Create(ctx, cs); err != nil {
+		return fmt.Errorf("creating ClusterStack %s/%s: %w", ns, cs.Name, err)
+	}
+	return nil
+}
+
+// createCluster creates a Cluster of the release's ClusterClass with its kubeconfig Secret
+// (pointing at the workload API server) and an initialized control plane, which is what the
+// addon controller waits for; no Cluster API controller runs.
+func (s *scenario) createCluster(ctx context.Context, ns, name, version string) error {
+	c := &clusterv1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: clusterv1.ClusterSpec{Topology: clusterv1.Topology{
+			ClassRef: clusterv1.ClusterClassRef{Name: releaseName(version)},
+			Version:  kubernetesOf(version),
+		}},
+	}
+	if err := s.c.Create(ctx, c); err != nil {
+		return fmt.Errorf("creating Cluster %s/%s: %w", ns, name, err)
+	}
+	kc, err := workloadcluster.Kubeconfig(s.workload.Config, name)
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: workloadcluster.SecretName(name),
+			Labels: map[string]string{clusterv1.ClusterNameLabel: name},
+		},
+		Type: clusterv1.ClusterSecretType,
+		Data: map[string][]byte{workloadcluster.KubeconfigKey: kc},
+	}
+	if err := s.c.Create(ctx, secret); err != nil {
+		return fmt.Errorf("creating the kubeconfig Secret of %s/%s: %w", ns, name, err)
+	}
+	base := c.DeepCopy()
+	c.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
+	if err := s.c.Status().Patch(ctx, c, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("initializing the control plane of %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// waitFor polls check until it reports done, failing the benchmark with check's last status and
+// the end of the manager's log when limit passes or the manager exits.
+func (s *scenario) waitFor(what string, limit, interval time.Duration, check func(context.Context) (bool, string, error)) {
+	s.tb.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(limit)
+	status := "not checked yet"
+	for {
+		if err := s.mgr.alive(); err != nil {
+			s.tb.Fatalf("waiting for %s: %v", what, err)
+		}
+		done, st, err := check(ctx)
+		switch {
+		case err != nil:
+			status = err.Error()
+		case done:
+			return
+		default:
+			status = st
+		}
+		if time.Now().After(deadline) {
+			s.tb.Fatalf("%s: not done after %s: %s\nmanager log (end):\n%s", what, limit, status, s.mgr.logTail(40))
+		}
+		time.Sleep(interval)
+	}
+}
+
+// releasesReady checks that want ClusterStackReleases (in ns, or everywhere when ns is empty)
+// are ready.
+func (s *scenario) releasesReady(ns string, want int) func(context.Context) (bool, string, error) {
+	return func(ctx context.Context) (bool, string, error) {
+		list := &clusterstackv1alpha1.ClusterStackReleaseList{}
+		if err := s.c.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false, "", err
+		}
+		ready, pending := 0, ""
+		for _, r := range list.Items {
+			if r.Status.Ready {
+				ready++
+			} else if pending == "" {
+				c := readyCondition(r.Status.Conditions)
+				pending = fmt.Sprintf("; e.g. %s/%s: %s: %s", r.Namespace, r.Name, c.Reason, c.Message)
+			}
+		}
+		return ready >= want, fmt.Sprintf("%d of %d ClusterStackReleases ready (%d exist)%s", ready, want, len(list.Items), pending), nil
+	}
+}
+
+// addonsReady checks that want ClusterAddons are ready.
+func (s *scenario) addonsReady(want int) func(context.Context) (bool, string, error) {
+	return func(ctx context.Context) (bool, string, error) {
+		list := &clusterstackv1alpha1.ClusterAddonList{}
+		if err := s.c.List(ctx, list); err != nil {
+			return false, "", err
+		}
+		ready, pending := 0, ""
+		for _, a := range list.Items {
+			if a.Status.Ready {
+				ready++
+			} else if pending == "" {
+				c := readyCondition(a.Status.Conditions)
+				pending = fmt.Sprintf("; e.g. %s/%s: %s: %s", a.Namespace, a.Name, c.Reason, c.Message)
+			}
+		}
+		return ready >= want, fmt.Sprintf("%d of %d ClusterAddons ready (%d exist)%s", ready, want, len(list.Items), pending), nil
+	}
+}
+
+func readyCondition(conds []metav1.Condition) metav1.Condition {
+	for _, c := range conds {
+		if c.Type == clusterstackv1alpha1.ReadyCondition {
+			return c
+		}
+	}
+	return metav1.Condition{Reason: "NotYetReported"}
+}
+
+// checkWorkloadObjects fails the benchmark unless every Cluster's addon ConfigMap is in the
+// workload API server: Ready must mean the objects are there.
+func (s *scenario) checkWorkloadObjects(clusters int) {
+	s.tb.Helper()
+	list := &corev1.ConfigMapList{}
+	if err := s.workC.List(context.Background(), list, client.MatchingFields{"metadata.name": "fixture-cni"}); err != nil {
+		s.tb.Fatal(err)
+	}
+	namespaces := map[string]bool{}
+	for _, cm := range list.Items {
+		if strings.HasPrefix(cm.Namespace, "addons-") {
+			namespaces[cm.Namespace] = true
+		}
+	}
+	if len(namespaces) != clusters {
+		s.tb.Fatalf("the workload API server has the addon ConfigMap in %d namespaces, want one per Cluster (%d)", len(namespaces), clusters)
+	}
+}
+
+// convergence is what happened once everything was ready.
+type convergence struct {
+	settle       time.Duration // until no write and no OpenStack call for the quiet period
+	window       time.Duration
+	inWindow     counters // the manager's own counters over the window
+	cloudCalls   int      // calls the double served in the window
+	writesBefore float64  // writes from the manager's start until settled
+}
+
+// converge waits until the manager has been quiet (no API write, no OpenStack call) for quiet,
+// at most settleLimit, then counts what it does in a window. Ready is not yet converged: an
+// object that turned ready may still record observedGeneration, finished hooks or events.
+func (s *scenario) converge(quiet, settleLimit, window time.Duration) convergence {
+	s.tb.Helper()
+	start := time.Now()
+	last, err := s.mgr.scrape()
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	lastCloud, lastChange := s.cloud.TotalCalls(), time.Now()
+	for time.Since(lastChange) < quiet && time.Since(start) < settleLimit {
+		time.Sleep(250 * time.Millisecond)
+		now, err := s.mgr.scrape()
+		if err != nil {
+			s.tb.Fatal(err)
+		}
+		cloud := s.cloud.TotalCalls()
+		if now.writes() != last.writes() || now.openstack != last.openstack || cloud != lastCloud {
+			last, lastCloud, lastChange = now, cloud, time.Now()
+		}
+	}
+	if time.Since(lastChange) < quiet {
+		s.tb.Logf("the manager still wrote or called OpenStack %s after everything was ready; measuring anyway", settleLimit)
+	}
+	res := convergence{settle: time.Since(start), window: window, writesBefore: last.writes()}
+
+	before, err := s.mgr.scrape()
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	cloudBefore := s.cloud.TotalCalls()
+	time.Sleep(window) // a measurement window, not a wait for a condition
+	after, err := s.mgr.scrape()
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	res.inWindow = after.sub(before)
+	res.cloudCalls = s.cloud.TotalCalls() - cloudBefore
+	if err := s.mgr.alive(); err != nil {
+		s.tb.Fatal(err)
+	}
+	return res
+}
+
+// glance summarises the double's Glance: uploads (PUT .../file), web-download imports and the
+// images it holds, by name.
+func (s *scenario) glance() (uploads, imports int, images map[string]int) {
+	images = map[string]int{}
+	for _, img := range s.cloud.Images() {
+		images[img.Name]++
+	}
+	return s.cloud.Calls(openstack.CallUploadImage), s.cloud.Calls(openstack.CallImportImage), images
+}
+
+func describeImages(images map[string]int) string {
+	var parts []string
+	for n, c := range images {
+		parts = append(parts, fmt.Sprintf("%s x%d", n, c))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+// windowFromEnv is BENCH_E2E_WINDOW (a duration), or def.
+func windowFromEnv(tb testing.TB, def time.Duration) time.Duration {
+	v := os.Getenv("BENCH_E2E_WINDOW")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		tb.Fatalf("BENCH_E2E_WINDOW: %v", err)
+	}
+	return d
+}
+
+// timeline records when the release objects of one namespace first became ready: the
+// ClusterStackReleases, their OpenStackClusterStackReleases and OpenStackNodeImageReleases. It
+// watches instead of polling, so that measuring a sub-second figure neither loads the API
+// server nor rounds it to a polling interval.
+type timeline struct {
+	start time.Time
+	want  int
+
+	mu                   sync.Mutex
+	ready                map[string]time.Duration // "Kind name" -> since start
+	csrReady             int
+	done                 chan struct{} // closed when want ClusterStackReleases are ready
+	broken               chan struct{} // closed when a watch ended early
+	doneOnce, brokenOnce sync.Once
+}
+
+// watchReleases starts the watches on ns; call begin right before creating what they wait for.
+func (s *scenario) watchReleases(ctx context.Context, ns string, want int) (*timeline, error) {
+	wc, err := client.NewWithWatch(s.mgmt.Config, client.Options{Scheme: s.mgmt.Scheme})
+	if err != nil {
+		return nil, err
+	}
+	t := &timeline{want: want, ready: map[string]time.Duration{}, done: make(chan struct{}), broken: make(chan struct{})}
+	lists := []client.ObjectList{
+		&clusterstackv1alpha1.ClusterStackReleaseList{},
+		&infrav1alpha1.OpenStackClusterStackReleaseList{},
+		&infrav1alpha1.OpenStackNodeImageReleaseList{},
+	}
+	for _, list := range lists {
+		w, err := wc.Watch(ctx, list, client.InNamespace(ns))
+		if err != nil {
+			return nil, fmt.Errorf("watching %T in %s: %w", list, ns, err)
+		}
+		go func() {
+			defer w.Stop()
+			for ev := range w.ResultChan() {
+				var key string
+				var ready bool
+				switch o := ev.Object.(type) {
+				case *clusterstackv1alpha1.ClusterStackRelease:
+					key, ready = "ClusterStackRelease "+o.Name, o.Status.Ready
+				case *infrav1alpha1.OpenStackClusterStackRelease:
+					key, ready = "OpenStackClusterStackRelease "+o.Name, o.Status.Ready
+				case *infrav1alpha1.OpenStackNodeImageRelease:
+					key, ready = "OpenStackNodeImageRelease "+o.Name, o.Status.Ready
+				default:
+					continue
+				}
+				if ready {
+					t.observe(key)
+				}
+			}
+			select {
+			case <-ctx.Done():
+			default:
+				t.brokenOnce.Do(func() { close(t.broken) })
+			}
+		}()
+	}
+	return t, nil
+}
+
+func (t *timeline) begin() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.start = time.Now()
+}
+
+func (t *timeline) observe(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, seen := t.ready[key]; seen {
+		return
+	}
+	t.ready[key] = time.Since(t.start)
+	if strings.HasPrefix(key, "ClusterStackRelease ") {
+		t.csrReady++
+		if t.csrReady >= t.want {
+			t.doneOnce.Do(func() { close(t.done) })
+		}
+	}
+}
+
+// last returns when the last object of kind became ready.
+func (t *timeline) last(kind string) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var last time.Duration
+	for k, d := range t.ready {
+		if strings.HasPrefix(k, kind+" ") && d > last {
+			last = d
+		}
+	}
+	return last
+}
+
+func (t *timeline) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	keys := make([]string, 0, len(t.ready))
+	for k := range t.ready {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return t.ready[keys[i]] < t.ready[keys[j]] })
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n  %6.3fs %s ready", t.ready[k].Seconds(), k)
+	}
+	return b.String()
+}
+
+// waitTimeline waits until the ClusterStackReleases are ready and returns the time since begin. When a
+// watch ends early it falls back to polling, and the figure is as coarse as its interval.
+func (s *scenario) waitTimeline(t *timeline, ns string) time.Duration {
+	s.tb.Helper()
+	select {
+	case <-t.done:
+		return t.last("ClusterStackRelease")
+	case <-t.broken:
+		s.tb.Logf("a watch on %s ended early; polling instead", ns)
+	case <-s.mgr.exited:
+	case <-time.After(readyLimit):
+	}
+	s.waitFor(fmt.Sprintf("%d releases ready in %s", t.want, ns), readyLimit-time.Since(t.start), 5*time.Millisecond, s.releasesReady(ns, t.want))
+	return time.Since(t.start)
+}
+
+// logMemory logs the manager's resident memory next to the Go runtime's view of it.
+func (s *scenario) logMemory(peak, current float64) {
+	c, err := s.mgr.scrape()
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	anon, file, err := s.mgr.rssSplit()
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	s.tb.Logf("manager memory: RSS %.1f MiB now (anonymous %.1f, file-backed %.1f: the binary's pages), %.1f MiB peak (VmHWM); Go heap in use %.1f MiB, Go runtime total from the OS %.1f MiB",
+		current, anon, file, peak, c.heapInuse/(1<<20), c.goSys/(1<<20))
+}
