@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,6 +27,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -58,6 +60,11 @@ const (
 	DefaultDriftCheckInterval = 5 * time.Minute
 )
 
+// clusterAddonWorkers is how many ClusterAddons are reconciled at the same time. ClusterAddons
+// are independent and a reconcile mostly waits for the workload API server; rendering the charts
+// is the only CPU-heavy step.
+const clusterAddonWorkers = 4
+
 // ClusterAddonReconciler renders the addons of a Cluster's release and applies them into its
 // workload cluster, running the stages of the current hook first.
 type ClusterAddonReconciler struct {
@@ -77,6 +84,10 @@ type ClusterAddonReconciler struct {
 	ReleaseRetryInterval  time.Duration
 	ApplyRetryInterval    time.Duration
 	DriftCheckInterval    time.Duration
+
+	// ownSpecWrites holds, per ClusterAddon UID, the generation of this controller's last spec write
+	// whose spec the same reconcile fully observed.
+	ownSpecWrites sync.Map
 }
 
 // +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusteraddons,verbs=get;list;watch;create;update;patch;delete
@@ -92,11 +103,30 @@ type ClusterAddonReconciler struct {
 func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusteraddon").
-		For(&csv1alpha1.ClusterAddon{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: clusterAddonWorkers}).
+		For(&csv1alpha1.ClusterAddon{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}, predicate.Funcs{UpdateFunc: r.notOwnSpecWrite, DeleteFunc: r.forgetSpecWrites})).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: addon.ClusterAddonName(o.GetName())}}}
 		}), builder.WithPredicates(clusterChanged)).
 		Complete(r)
+}
+
+// notOwnSpecWrite drops the update event of a spec write this controller made with everything the
+// new generation holds already observed (see patch): reconciling it would only find the work done.
+// The record is in memory, so after a restart such an event costs one reconcile that writes
+// nothing, as does any event with a generation no write of ours made.
+//
+// The record is keyed by UID, so a re-created ClusterAddon of the same name never inherits one.
+// If the event arrives before the record is made, it passes: one reconcile too many, never one
+// too few.
+func (r *ClusterAddonReconciler) notOwnSpecWrite(e event.UpdateEvent) bool {
+	gen, ok := r.ownSpecWrites.LoadAndDelete(e.ObjectNew.GetUID())
+	return !ok || gen.(int64) != e.ObjectNew.GetGeneration()
+}
+
+func (r *ClusterAddonReconciler) forgetSpecWrites(e event.DeleteEvent) bool {
+	r.ownSpecWrites.Delete(e.Object.GetUID())
+	return true
 }
 
 // clusterChanged passes Cluster events that matter to addons, and not the frequent status
@@ -182,6 +212,7 @@ func (r *ClusterAddonReconciler) patch(ctx context.Context, before, ca *csv1alph
 			// spec.hook) was not seen by this reconcile: then its generation is not observed,
 			// and the event of that change brings the next reconcile.
 			if equality.Semantic.DeepEqual(written.Spec, ca.Spec) {
+				r.ownSpecWrites.Store(ca.UID, written.Generation)
 				for i := range ca.Status.Conditions {
 					if ca.Status.Conditions[i].ObservedGeneration == read {
 						ca.Status.Conditions[i].ObservedGeneration = written.Generation

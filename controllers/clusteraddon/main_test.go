@@ -61,6 +61,8 @@ var (
 	certDir        string
 	addonCacheDir  string
 	workloadWrites = &writeCounter{}
+	// mgmtWrites counts the test manager's write requests to the management API server.
+	mgmtWrites = &writeCounter{}
 
 	mgrMu     sync.Mutex
 	mgrCancel context.CancelFunc
@@ -95,7 +97,7 @@ func (f *fixtureReleases) ReleaseFor(_ context.Context, _, releaseName string) (
 	return release.Load(dir, releaseName, release.Options{})
 }
 
-// writeCounter counts write requests to workload clusters.
+// writeCounter counts write requests to an API server.
 type writeCounter struct {
 	mu     sync.Mutex
 	writes int
@@ -180,7 +182,9 @@ func startManager() error {
 	mgrMu.Lock()
 	defer mgrMu.Unlock()
 	wio := mgmt.WebhookInstallOptions()
-	mgr, err := ctrl.NewManager(mgmt.Config, ctrl.Options{
+	cfg := rest.CopyConfig(mgmt.Config)
+	mgmtWrites.wrap(types.NamespacedName{}, cfg)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 mgmt.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
