@@ -41,42 +41,41 @@ func run20Clusters(b *testing.B) {
 	defer s.close()
 	ctx := context.Background()
 
+	watchCtx, stopWatches := context.WithCancel(ctx)
+	defer stopWatches()
+	r, err := s.watchReadiness(watchCtx)
+	if err != nil {
+		b.Fatal(err)
+	}
+
 	const releasesNS = "e2e-releases"
 	if err := s.prepareNamespace(ctx, releasesNS); err != nil {
 		b.Fatal(err)
 	}
-	watchCtx, stopWatches := context.WithCancel(ctx)
-	defer stopWatches()
-	tl, err := s.watchReleases(watchCtx, releasesNS, 2)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tl.begin()
+	start := time.Now()
 	if err := s.createClusterStack(ctx, releasesNS, []string{"v1", "v2"}); err != nil {
 		b.Fatal(err)
 	}
-	twoReleases := s.waitTimeline(tl, releasesNS)
-	stopWatches()
-	b.Logf("two releases: from creating the ClusterStack:%s", tl)
-	nodeImages := tl.last("OpenStackNodeImageRelease")
+	twoReleases := s.waitReady(r, "two releases ready", kindRelease, releasesNS, 2, readyLimit, s.releasesReady(releasesNS, 2)).Sub(start)
+	_, imagesDone, _ := r.count(kindNodeImage, releasesNS)
+	nodeImages := imagesDone.Sub(start)
+	b.Logf("two releases, from creating the ClusterStack:%s", r.timeline(releasesNS, start))
 
 	tenant := func(i int) string { return fmt.Sprintf("tenant-%02d", i) }
 	if err := inParallel(tenants, func(i int) error { return s.prepareNamespace(ctx, tenant(i)) }); err != nil {
 		b.Fatal(err)
 	}
-	start := time.Now()
+	start = time.Now()
 	if err := inParallel(tenants, func(i int) error { return s.createClusterStack(ctx, tenant(i), []string{"v1"}) }); err != nil {
 		b.Fatal(err)
 	}
-	s.waitFor("20 tenant ClusterStacks ready", readyLimit, 20*time.Millisecond, s.releasesReady("", 2+tenants))
-	stacksReady := time.Since(start)
+	stacksReady := s.waitReady(r, "20 tenant ClusterStacks ready", kindRelease, "", 2+tenants, readyLimit, s.releasesReady("", 2+tenants)).Sub(start)
 
 	start = time.Now()
 	if err := inParallel(tenants, func(i int) error { return s.createCluster(ctx, tenant(i), "c0", "v1") }); err != nil {
 		b.Fatal(err)
 	}
-	s.waitFor("addons on 20 Clusters", readyLimit, 20*time.Millisecond, s.addonsReady(tenants))
-	addons := time.Since(start)
+	addons := s.waitReady(r, "addons on 20 Clusters", kindAddon, "", tenants, readyLimit, s.addonsReady(tenants)).Sub(start)
 	s.checkWorkloadObjects(tenants)
 
 	conv := s.converge(settleQuiet, settleLimit, window)
@@ -86,8 +85,8 @@ func run20Clusters(b *testing.B) {
 	}
 	s.logMemory(peak, current)
 	uploads, imports, images := s.glance()
-	b.Logf("settled %.1fs after ready (%.0f API writes from start to settled); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
-		conv.settle.Seconds(), conv.writesBefore, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
+	b.Logf("settled %.1fs after ready (API writes from the start until settled: %.0f to the management, %.0f to the workload API server); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
+		conv.settle.Seconds(), conv.untilSettled.mgmtWrites, conv.untilSettled.workloadWrites, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
 		conv.inWindow.openstack, conv.cloudCalls, uploads, imports, describeImages(images), s.fetches.Load())
 
 	suppressProcessMetrics(b)
@@ -124,6 +123,13 @@ func run300Releases200Clusters(b *testing.B) {
 	defer s.close()
 	ctx := context.Background()
 
+	watchCtx, stopWatches := context.WithCancel(ctx)
+	defer stopWatches()
+	r, err := s.watchReadiness(watchCtx)
+	if err != nil {
+		b.Fatal(err)
+	}
+
 	ns := func(i int) string { return fmt.Sprintf("stack-%03d", i) }
 	if err := inParallel(stacks, func(i int) error { return s.prepareNamespace(ctx, ns(i)) }); err != nil {
 		b.Fatal(err)
@@ -132,8 +138,8 @@ func run300Releases200Clusters(b *testing.B) {
 	if err := inParallel(stacks, func(i int) error { return s.createClusterStack(ctx, ns(i), versions) }); err != nil {
 		b.Fatal(err)
 	}
-	s.waitFor("300 releases ready", 2*readyLimit, 100*time.Millisecond, s.releasesReady("", stacks*len(versions)))
-	releases := time.Since(start)
+	want := stacks * len(versions)
+	releases := s.waitReady(r, "300 releases ready", kindRelease, "", want, 2*readyLimit, s.releasesReady("", want)).Sub(start)
 
 	start = time.Now()
 	if err := inParallel(stacks*clustersPerStack, func(i int) error {
@@ -142,8 +148,8 @@ func run300Releases200Clusters(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	s.waitFor("addons on 200 Clusters", 2*readyLimit, 100*time.Millisecond, s.addonsReady(stacks*clustersPerStack))
-	addons := time.Since(start)
+	want = stacks * clustersPerStack
+	addons := s.waitReady(r, "addons on 200 Clusters", kindAddon, "", want, 2*readyLimit, s.addonsReady(want)).Sub(start)
 	s.checkWorkloadObjects(stacks * clustersPerStack)
 
 	conv := s.converge(settleQuiet, settleLimit, window)
@@ -153,8 +159,8 @@ func run300Releases200Clusters(b *testing.B) {
 	}
 	s.logMemory(peak, current)
 	uploads, imports, images := s.glance()
-	b.Logf("settled %.1fs after ready (%.0f API writes from start to settled); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
-		conv.settle.Seconds(), conv.writesBefore, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
+	b.Logf("settled %.1fs after ready (API writes from the start until settled: %.0f to the management, %.0f to the workload API server); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
+		conv.settle.Seconds(), conv.untilSettled.mgmtWrites, conv.untilSettled.workloadWrites, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
 		conv.inWindow.openstack, conv.cloudCalls, uploads, imports, describeImages(images), s.fetches.Load())
 
 	suppressProcessMetrics(b)

@@ -369,19 +369,16 @@ func (s *scenario) waitFor(what string, limit, interval time.Duration, check fun
 	s.tb.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(limit)
-	status := "not checked yet"
 	for {
 		if err := s.mgr.alive(); err != nil {
 			s.tb.Fatalf("waiting for %s: %v", what, err)
 		}
-		done, st, err := check(ctx)
+		done, status, err := check(ctx)
 		switch {
 		case err != nil:
 			status = err.Error()
 		case done:
 			return
-		default:
-			status = st
 		}
 		if time.Now().After(deadline) {
 			s.tb.Fatalf("%s: not done after %s: %s\nmanager log (end):\n%s", what, limit, status, s.mgr.logTail(40))
@@ -465,7 +462,7 @@ type convergence struct {
 	window       time.Duration
 	inWindow     counters // the manager's own counters over the window
 	cloudCalls   int      // calls the double served in the window
-	writesBefore float64  // writes from the manager's start until settled
+	untilSettled counters // the manager's counters from its start until settled
 }
 
 // converge waits until the manager has been quiet (no API write, no OpenStack call) for quiet,
@@ -493,7 +490,7 @@ func (s *scenario) converge(quiet, settleLimit, window time.Duration) convergenc
 	if time.Since(lastChange) < quiet {
 		s.tb.Logf("the manager still wrote or called OpenStack %s after everything was ready; measuring anyway", settleLimit)
 	}
-	res := convergence{settle: time.Since(start), window: window, writesBefore: last.writes()}
+	res := convergence{settle: time.Since(start), window: window, untilSettled: last}
 
 	before, err := s.mgr.scrape()
 	if err != nil {
@@ -545,131 +542,148 @@ func windowFromEnv(tb testing.TB, def time.Duration) time.Duration {
 	return d
 }
 
-// timeline records when the release objects of one namespace first became ready: the
-// ClusterStackReleases, their OpenStackClusterStackReleases and OpenStackNodeImageReleases. It
-// watches instead of polling, so that measuring a sub-second figure neither loads the API
-// server nor rounds it to a polling interval.
-type timeline struct {
-	start time.Time
-	want  int
+// Kinds the readiness watcher follows.
+const (
+	kindRelease          = "ClusterStackRelease"
+	kindOpenStackRelease = "OpenStackClusterStackRelease"
+	kindNodeImage        = "OpenStackNodeImageRelease"
+	kindAddon            = "ClusterAddon"
+)
 
-	mu                   sync.Mutex
-	ready                map[string]time.Duration // "Kind name" -> since start
-	csrReady             int
-	done                 chan struct{} // closed when want ClusterStackReleases are ready
-	broken               chan struct{} // closed when a watch ended early
-	doneOnce, brokenOnce sync.Once
+// readiness records when each release object and ClusterAddon of the management cluster first
+// became ready. It watches instead of polling, so that waiting for hundreds of objects does not
+// load the API server the manager works against (a list of 300 releases ten times a second
+// would), and sub-second figures are not rounded to a polling interval.
+type readiness struct {
+	mu      sync.Mutex
+	ready   map[string]time.Time // "Kind namespace/name" -> first seen ready
+	changed chan struct{}        // closed and replaced whenever ready grows
+	broken  chan struct{}        // closed when a watch ends before the scenario
+	once    sync.Once
 }
 
-// watchReleases starts the watches on ns; call begin right before creating what they wait for.
-func (s *scenario) watchReleases(ctx context.Context, ns string, want int) (*timeline, error) {
+// watchReadiness starts the watches; they end with ctx.
+func (s *scenario) watchReadiness(ctx context.Context) (*readiness, error) {
 	wc, err := client.NewWithWatch(s.mgmt.Config, client.Options{Scheme: s.mgmt.Scheme})
 	if err != nil {
 		return nil, err
 	}
-	t := &timeline{want: want, ready: map[string]time.Duration{}, done: make(chan struct{}), broken: make(chan struct{})}
+	r := &readiness{ready: map[string]time.Time{}, changed: make(chan struct{}), broken: make(chan struct{})}
 	lists := []client.ObjectList{
 		&clusterstackv1alpha1.ClusterStackReleaseList{},
 		&infrav1alpha1.OpenStackClusterStackReleaseList{},
 		&infrav1alpha1.OpenStackNodeImageReleaseList{},
+		&clusterstackv1alpha1.ClusterAddonList{},
 	}
 	for _, list := range lists {
-		w, err := wc.Watch(ctx, list, client.InNamespace(ns))
+		w, err := wc.Watch(ctx, list)
 		if err != nil {
-			return nil, fmt.Errorf("watching %T in %s: %w", list, ns, err)
+			return nil, fmt.Errorf("watching %T: %w", list, err)
 		}
 		go func() {
 			defer w.Stop()
 			for ev := range w.ResultChan() {
-				var key string
-				var ready bool
 				switch o := ev.Object.(type) {
 				case *clusterstackv1alpha1.ClusterStackRelease:
-					key, ready = "ClusterStackRelease "+o.Name, o.Status.Ready
+					r.observe(kindRelease, o, o.Status.Ready)
 				case *infrav1alpha1.OpenStackClusterStackRelease:
-					key, ready = "OpenStackClusterStackRelease "+o.Name, o.Status.Ready
+					r.observe(kindOpenStackRelease, o, o.Status.Ready)
 				case *infrav1alpha1.OpenStackNodeImageRelease:
-					key, ready = "OpenStackNodeImageRelease "+o.Name, o.Status.Ready
-				default:
-					continue
-				}
-				if ready {
-					t.observe(key)
+					r.observe(kindNodeImage, o, o.Status.Ready)
+				case *clusterstackv1alpha1.ClusterAddon:
+					r.observe(kindAddon, o, o.Status.Ready)
 				}
 			}
 			select {
 			case <-ctx.Done():
 			default:
-				t.brokenOnce.Do(func() { close(t.broken) })
+				r.once.Do(func() { close(r.broken) })
 			}
 		}()
 	}
-	return t, nil
+	return r, nil
 }
 
-func (t *timeline) begin() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.start = time.Now()
-}
-
-func (t *timeline) observe(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, seen := t.ready[key]; seen {
+func (r *readiness) observe(kind string, o client.Object, ready bool) {
+	if !ready {
 		return
 	}
-	t.ready[key] = time.Since(t.start)
-	if strings.HasPrefix(key, "ClusterStackRelease ") {
-		t.csrReady++
-		if t.csrReady >= t.want {
-			t.doneOnce.Do(func() { close(t.done) })
-		}
+	now := time.Now()
+	key := kind + " " + o.GetNamespace() + "/" + o.GetName()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, seen := r.ready[key]; seen {
+		return
 	}
+	r.ready[key] = now
+	close(r.changed)
+	r.changed = make(chan struct{})
 }
 
-// last returns when the last object of kind became ready.
-func (t *timeline) last(kind string) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var last time.Duration
-	for k, d := range t.ready {
-		if strings.HasPrefix(k, kind+" ") && d > last {
-			last = d
+// count returns how many objects of kind (in ns; everywhere when ns is empty) have been ready,
+// when the last of them became ready, and a channel closed at the next change.
+func (r *readiness) count(kind, ns string) (n int, last time.Time, changed <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prefix := kind + " "
+	if ns != "" {
+		prefix += ns + "/"
+	}
+	for k, t := range r.ready {
+		if strings.HasPrefix(k, prefix) {
+			n++
+			if t.After(last) {
+				last = t
+			}
 		}
 	}
-	return last
+	return n, last, r.changed
 }
 
-func (t *timeline) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	keys := make([]string, 0, len(t.ready))
-	for k := range t.ready {
-		keys = append(keys, k)
+// timeline lists the objects of ns that became ready after start, in order.
+func (r *readiness) timeline(ns string, start time.Time) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var keys []string
+	for k := range r.ready {
+		if strings.Contains(k, " "+ns+"/") && !r.ready[k].Before(start) {
+			keys = append(keys, k)
+		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return t.ready[keys[i]] < t.ready[keys[j]] })
+	sort.Slice(keys, func(i, j int) bool { return r.ready[keys[i]].Before(r.ready[keys[j]]) })
 	var b strings.Builder
 	for _, k := range keys {
-		fmt.Fprintf(&b, "\n  %6.3fs %s ready", t.ready[k].Seconds(), k)
+		fmt.Fprintf(&b, "\n  %6.3fs %s ready", r.ready[k].Sub(start).Seconds(), k)
 	}
 	return b.String()
 }
 
-// waitTimeline waits until the ClusterStackReleases are ready and returns the time since begin. When a
-// watch ends early it falls back to polling, and the figure is as coarse as its interval.
-func (s *scenario) waitTimeline(t *timeline, ns string) time.Duration {
+// waitReady waits until want objects of kind (in ns, or everywhere) have been ready, then
+// confirms with one list that they still are (check), and returns when the last became ready.
+// If a watch ends early it falls back to polling check once a second, and the time is then as
+// coarse as that.
+func (s *scenario) waitReady(r *readiness, what, kind, ns string, want int, limit time.Duration, check func(context.Context) (bool, string, error)) time.Time {
 	s.tb.Helper()
-	select {
-	case <-t.done:
-		return t.last("ClusterStackRelease")
-	case <-t.broken:
-		s.tb.Logf("a watch on %s ended early; polling instead", ns)
-	case <-s.mgr.exited:
-	case <-time.After(readyLimit):
+	deadline := time.After(limit)
+	start := time.Now()
+	for {
+		n, last, changed := r.count(kind, ns)
+		if n >= want {
+			s.waitFor(what, time.Minute, time.Second, check)
+			return last
+		}
+		select {
+		case <-changed:
+			continue
+		case <-r.broken:
+			s.tb.Logf("a watch ended early; polling for %s instead", what)
+		case <-s.mgr.exited:
+		case <-deadline:
+		}
+		break
 	}
-	s.waitFor(fmt.Sprintf("%d releases ready in %s", t.want, ns), readyLimit-time.Since(t.start), 5*time.Millisecond, s.releasesReady(ns, t.want))
-	return time.Since(t.start)
+	s.waitFor(what, max(limit-time.Since(start), time.Second), time.Second, check)
+	return time.Now()
 }
 
 // logMemory logs the manager's resident memory next to the Go runtime's view of it.
