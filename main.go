@@ -53,6 +53,8 @@ type options struct {
 	releaseCheckInterval time.Duration
 	// runtimeExtensionPort serves the Cluster API runtime extension (lifecycle hooks).
 	runtimeExtensionPort int
+	// profilerAddress serves net/http/pprof, to look into CPU and memory use; off by default.
+	profilerAddress string
 }
 
 func main() {
@@ -65,6 +67,7 @@ func main() {
 	flag.StringVar(&opts.releaseCacheDir, "release-cache-dir", filepath.Join(".cache", "releases"), "Directory where verified cluster-stack releases are cached; relative to the working directory.")
 	flag.DurationVar(&opts.releaseCheckInterval, "release-check-interval", 5*time.Minute, "How often release sources are asked for new releases (autoSubscribe); a ClusterStack may override it.")
 	flag.IntVar(&opts.runtimeExtensionPort, "runtime-extension-port", 9444, "Port of the Cluster API runtime extension (lifecycle hooks) server; it uses the certificate in --webhook-cert-dir; 0 disables it.")
+	flag.StringVar(&opts.profilerAddress, "profiler-address", "", "Address (e.g. localhost:6060) to serve the Go profiler (net/http/pprof) on; empty disables it.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -76,6 +79,7 @@ func main() {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: opts.metricsAddr},
 		HealthProbeBindAddress: opts.probeAddr,
+		PprofBindAddress:       opts.profilerAddress,
 		LeaderElection:         opts.leaderElect,
 		LeaderElectionID:       "clusterstack-operator.clusterstack.x-k8s.io",
 		WebhookServer:          webhook.NewServer(webhook.Options{Port: opts.webhookPort, CertDir: opts.webhookCertDir}),

@@ -82,6 +82,11 @@ func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess 
 		"--release-cache-dir="+filepath.Join(cfg.dir, "cache", "releases"),
 		"--leader-elect=false",
 	)
+	// BENCH_E2E_PROFILER_ADDRESS serves the manager's profiler, to take heap and CPU profiles
+	// while a benchmark runs (go tool pprof http://<address>/debug/pprof/heap).
+	if addr := os.Getenv("BENCH_E2E_PROFILER_ADDRESS"); addr != "" {
+		cmd.Args = append(cmd.Args, "--profiler-address="+addr)
+	}
 	cmd.Dir = cfg.dir
 	// http:// selects plain HTTP for the registry (source.FromEnv).
 	cmd.Env = append(hostEnv(), "KUBECONFIG="+kubeconfig, "OCI_REGISTRY=http://"+cfg.registry, "OCI_REPOSITORY="+cfg.repository)
