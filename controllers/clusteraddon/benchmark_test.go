@@ -45,7 +45,7 @@ func benchmarkInstall(b *testing.B, clusters int) {
 	mgmtBefore, workloadBefore := mgmtWrites.Count(), workloadWrites.Count()
 	start := time.Now()
 	for j := range clusters {
-		createCluster(b, nss[j], names[j], "v7", "v1.32.5", true, true)
+		createCluster(b, nss[j], names[j], "v7", true, true)
 	}
 	select {
 	case <-aw.allReady:
@@ -75,7 +75,6 @@ func benchmarkInstall(b *testing.B, clusters int) {
 	converged, workloadConverged := countWindow(aw)
 	b.ReportMetric(float64(converged), "clusteraddon-writes-converged")
 	b.ReportMetric(float64(workloadConverged), "workload-writes-converged")
-
 }
 
 // addonWatch counts the writes to the ClusterAddons of a set of namespaces (one watch event per

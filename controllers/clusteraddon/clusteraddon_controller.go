@@ -65,9 +65,9 @@ const (
 // is the only CPU-heavy step.
 const clusterAddonWorkers = 4
 
-// ClusterAddonReconciler renders the addons of a Cluster's release and applies them into its
-// workload cluster, running the stages of the current hook first.
-type ClusterAddonReconciler struct {
+// Reconciler reconciles ClusterAddons: it renders the addons of a Cluster's release and applies
+// them into its workload cluster, running the stages of the current hook first.
+type Reconciler struct {
 	Client client.Client
 	// APIReader reads ClusterAddons from the API server: stage progress written by the last
 	// reconcile must never be read back stale, or a stage would run twice.
@@ -100,7 +100,7 @@ type ClusterAddonReconciler struct {
 
 // SetupWithManager registers the controller. It watches Clusters for what changes the addons:
 // the class (a release change), the initialized control plane, deletion.
-func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusteraddon").
 		WithOptions(controller.Options{MaxConcurrentReconciles: clusterAddonWorkers}).
@@ -119,12 +119,12 @@ func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // The record is keyed by UID, so a re-created ClusterAddon of the same name never inherits one.
 // If the event arrives before the record is made, it passes: one reconcile too many, never one
 // too few.
-func (r *ClusterAddonReconciler) notOwnSpecWrite(e event.UpdateEvent) bool {
+func (r *Reconciler) notOwnSpecWrite(e event.UpdateEvent) bool {
 	gen, ok := r.ownSpecWrites.LoadAndDelete(e.ObjectNew.GetUID())
 	return !ok || gen.(int64) != e.ObjectNew.GetGeneration()
 }
 
-func (r *ClusterAddonReconciler) forgetSpecWrites(e event.DeleteEvent) bool {
+func (r *Reconciler) forgetSpecWrites(e event.DeleteEvent) bool {
 	r.ownSpecWrites.Delete(e.Object.GetUID())
 	return true
 }
@@ -150,7 +150,7 @@ func controlPlaneInitialized(c *clusterv1.Cluster) bool {
 	return conditions.IsTrue(c, clusterv1.ClusterControlPlaneInitializedCondition)
 }
 
-func (r *ClusterAddonReconciler) interval(d, def time.Duration) time.Duration {
+func (r *Reconciler) interval(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
 	}
@@ -158,7 +158,7 @@ func (r *ClusterAddonReconciler) interval(d, def time.Duration) time.Duration {
 }
 
 // Reconcile follows STYLE.md: get, logger, patch helper, deferred patch, then delete or normal.
-func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	ca := &csv1alpha1.ClusterAddon{}
 	if err := r.APIReader.Get(ctx, req.NamespacedName, ca); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -194,7 +194,7 @@ func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // that spec write: recording the generation read would leave status.observedGeneration one
 // behind, and the watch event of the spec write would cost another status write that only moves
 // it. observedGeneration moves only when the reconcile succeeded (STYLE.md 5).
-func (r *ClusterAddonReconciler) patch(ctx context.Context, before, ca *csv1alpha1.ClusterAddon, succeeded bool) error {
+func (r *Reconciler) patch(ctx context.Context, before, ca *csv1alpha1.ClusterAddon, succeeded bool) error {
 	ca.Status.Ready = conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
 	var errs []error
 	if !equality.Semantic.DeepEqual(before.ObjectMeta, ca.ObjectMeta) || !equality.Semantic.DeepEqual(before.Spec, ca.Spec) {
@@ -247,7 +247,7 @@ func (r *ClusterAddonReconciler) patch(ctx context.Context, before, ca *csv1alph
 // live cluster because someone deleted the ClusterAddon would break it (the Cluster controller
 // re-creates the ClusterAddon, which adopts the objects again). This controller does not add the
 // finalizer for the same reason.
-func (r *ClusterAddonReconciler) reconcileDelete(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
+func (r *Reconciler) reconcileDelete(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
 	if ca.Spec.ClusterRef != nil {
 		r.Workload.Drop(types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name})
 	}
@@ -282,7 +282,7 @@ func (p *plan) stages(hook string) []addon.Stage {
 	return p.cfg.Stages(hook)
 }
 
-func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input) ([]*unstructured.Unstructured, error) {
+func (r *Reconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input) ([]*unstructured.Unstructured, error) {
 	if p.cfg == nil {
 		return r.Renderer.RenderUmbrella(ctx, p.rel, in)
 	}
@@ -290,7 +290,7 @@ func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart
 }
 
 // renderSteady renders every addon a Cluster of this release runs once installed.
-func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in addon.Input) ([]*unstructured.Unstructured, error) {
+func (r *Reconciler) renderSteady(ctx context.Context, p *plan, in addon.Input) ([]*unstructured.Unstructured, error) {
 	if p.cfg == nil {
 		return r.Renderer.RenderUmbrella(ctx, p.rel, in)
 	}
@@ -305,7 +305,7 @@ func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in a
 	return all, nil
 }
 
-func (r *ClusterAddonReconciler) loadPlan(rel *release.Release) (*plan, error) {
+func (r *Reconciler) loadPlan(rel *release.Release) (*plan, error) {
 	p := &plan{rel: rel}
 	if rel.AddonConvention != release.AddonConventionConfig {
 		return p, nil
@@ -323,10 +323,10 @@ func (r *ClusterAddonReconciler) loadPlan(rel *release.Release) (*plan, error) {
 	return p, nil
 }
 
-func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
+func (r *Reconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	if ca.Spec.ClusterRef == nil {
-		markStalled(ca, csv1alpha1.InvalidReleaseReason, "spec.clusterRef is not set")
+		markInvalidRelease(ca, "spec.clusterRef is not set")
 		return ctrl.Result{}, nil
 	}
 	clusterKey := types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name}
@@ -341,7 +341,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	}
 	rn, ok := addon.ReleaseOf(cluster)
 	if !ok {
-		markStalled(ca, csv1alpha1.InvalidReleaseReason, fmt.Sprintf("Cluster %s does not use a cluster-stack ClusterClass (class %q)", cluster.Name, cluster.Spec.Topology.ClassRef.Name))
+		markInvalidRelease(ca, fmt.Sprintf("Cluster %s does not use a cluster-stack ClusterClass (class %q)", cluster.Name, cluster.Spec.Topology.ClassRef.Name))
 		return ctrl.Result{}, nil
 	}
 	class := cluster.Spec.Topology.ClassRef.Name
@@ -369,7 +369,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	rel, err := r.Releases.ReleaseFor(ctx, ca.Namespace, rn.String())
 	if err != nil {
 		if errors.Is(err, release.ErrInvalid) {
-			markStalled(ca, csv1alpha1.InvalidReleaseReason, fmt.Sprintf("Release %s is invalid: %v", rn, err))
+			markInvalidRelease(ca, fmt.Sprintf("Release %s is invalid: %v", rn, err))
 			return ctrl.Result{}, nil
 		}
 		markProgressing(ca, csv1alpha1.ReleaseNotAvailableReason, fmt.Sprintf("Release %s is not available yet: %v", rn, err))
@@ -378,7 +378,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	p, err := r.loadPlan(rel)
 	if err != nil {
 		if errors.Is(err, addon.ErrInvalidConfig) {
-			markStalled(ca, csv1alpha1.InvalidReleaseReason, fmt.Sprintf("Release %s: %v", rn, err))
+			markInvalidRelease(ca, fmt.Sprintf("Release %s: %v", rn, err))
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("loading the addons of release %s: %w", rn, err)
@@ -451,7 +451,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 }
 
 // connect returns the workload cluster, or records why it cannot be reached.
-func (r *ClusterAddonReconciler) connect(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster types.NamespacedName) (*workloadcluster.Cluster, ctrl.Result, bool) {
+func (r *Reconciler) connect(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster types.NamespacedName) (*workloadcluster.Cluster, ctrl.Result, bool) {
 	retry := ctrl.Result{RequeueAfter: r.interval(r.ClusterRetryInterval, DefaultClusterRetryInterval)}
 	wc, err := r.Workload.Get(ctx, cluster)
 	if err == nil {
@@ -481,7 +481,7 @@ func (r *ClusterAddonReconciler) connect(ctx context.Context, ca *csv1alpha1.Clu
 }
 
 // runStage advances one stage as far as it goes now. done is true when the stage is finished.
-func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addon.Stage, status *csv1alpha1.StageStatus,
+func (r *Reconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addon.Stage, status *csv1alpha1.StageStatus,
 	wc *workloadcluster.Cluster, applier *apply.Applier, in addon.Input) (bool, ctrl.Result, error) {
 	poll := ctrl.Result{RequeueAfter: r.interval(r.ConditionPollInterval, DefaultConditionPollInterval)}
 	for {
@@ -559,14 +559,14 @@ func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.Cl
 // renderFailed records a rendering error. A chart or values template that fails is the release's
 // fault: the ClusterAddon is stalled until the Cluster moves to another release. A kind the
 // workload cluster does not serve yet may come with a later CRD, so that one is retried.
-func (r *ClusterAddonReconciler) renderFailed(ca *csv1alpha1.ClusterAddon, rel string, err error) (ctrl.Result, error) {
+func (r *Reconciler) renderFailed(ca *csv1alpha1.ClusterAddon, rel string, err error) (ctrl.Result, error) {
 	if errors.Is(err, render.ErrUnknownKind) {
 		markApplyFailed(ca, csv1alpha1.MissingAPIReason, fmt.Sprintf("Release %s: %v", rel, err))
 		return ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
 	}
 	if errors.Is(err, addon.ErrRender) {
 		r.warnOnce(ca, csv1alpha1.InvalidReleaseReason, err)
-		markStalled(ca, csv1alpha1.InvalidReleaseReason, fmt.Sprintf("Release %s: %v", rel, err))
+		markInvalidRelease(ca, fmt.Sprintf("Release %s: %v", rel, err))
 		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{}, fmt.Errorf("rendering addons of release %s: %w", rel, err)
@@ -574,7 +574,7 @@ func (r *ClusterAddonReconciler) renderFailed(ca *csv1alpha1.ClusterAddon, rel s
 
 // warnOnce emits a warning event unless the same problem is already reported, so a retried
 // failure does not flood events.
-func (r *ClusterAddonReconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason string, err error) {
+func (r *Reconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason string, err error) {
 	if conditions.GetReason(ca, csv1alpha1.ReadyCondition) == reason {
 		return
 	}
@@ -584,7 +584,7 @@ func (r *ClusterAddonReconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason st
 // templateData returns the objects the values templates see: the Cluster, its control plane and
 // its infrastructure cluster, as unstructured content. A referenced object that does not exist
 // (yet) is left out rather than failing: templates that use it render empty values.
-func (r *ClusterAddonReconciler) templateData(ctx context.Context, cluster *clusterv1.Cluster) (map[string]any, error) {
+func (r *Reconciler) templateData(ctx context.Context, cluster *clusterv1.Cluster) (map[string]any, error) {
 	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(cluster)
 	if err != nil {
 		return nil, fmt.Errorf("converting Cluster %s: %w", cluster.Name, err)

@@ -40,7 +40,10 @@ func markApplyFailed(ca *csv1alpha1.ClusterAddon, reason, msg string) {
 	markProgressing(ca, reason, msg)
 }
 
-func markStalled(ca *csv1alpha1.ClusterAddon, reason, msg string) {
+// markInvalidRelease marks the ClusterAddon stalled: only a user can help, by moving the Cluster
+// to another release (or fixing spec.clusterRef).
+func markInvalidRelease(ca *csv1alpha1.ClusterAddon, msg string) {
+	reason := csv1alpha1.InvalidReleaseReason
 	conditions.Set(ca, metaCondition(csv1alpha1.ReadyCondition, false, reason, msg))
 	conditions.Set(ca, metaCondition(csv1alpha1.ReconcilingCondition, false, reason, ""))
 	conditions.Set(ca, metaCondition(csv1alpha1.StalledCondition, true, reason, msg))

@@ -44,7 +44,7 @@ func TestCreateTimeInstallNewConvention(t *testing.T) {
 	isolate(t)
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	c := createCluster(t, ns, "alpha", "v1", "v1.32.5", true, true)
+	c := createCluster(t, ns, "alpha", "v1", true, true)
 
 	ca := waitReady(t, ns, c.Name, className("v1"))
 	g.Expect(ca.OwnerReferences).To(ContainElement(HaveField("Name", c.Name)))
@@ -83,7 +83,7 @@ func TestCreateTimeInstallOldConvention(t *testing.T) {
 	isolate(t)
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	c := createCluster(t, ns, "bravo", "v4", "v1.32.5", true, true)
+	c := createCluster(t, ns, "bravo", "v4", true, true)
 
 	ca := waitReady(t, ns, c.Name, className("v4"))
 	g.Expect(ca.Status.Stages).To(ConsistOf(HaveField("Phase", csv1alpha1.StagePhaseDone)))
@@ -97,7 +97,7 @@ func TestAfterControlPlaneInitializedHook(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
 	// Not initialized: the controller waits; the hook starts the installation.
-	c := createCluster(t, ns, "charlie", "v1", "v1.32.5", false, true)
+	c := createCluster(t, ns, "charlie", "v1", false, true)
 	NewWithT(t).Eventually(func(g Gomega) {
 		ca := getAddon(g, ns, c.Name)
 		g.Expect(condition(ca, csv1alpha1.ReadyCondition).Reason).To(Equal(csv1alpha1.ControlPlaneNotInitializedReason))
@@ -128,7 +128,7 @@ func TestConditionsSayWhy(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			isolate(t)
-			c := createCluster(t, ns, tc.name, tc.version, "v1.32.5", true, tc.kubeconfig)
+			c := createCluster(t, ns, tc.name, tc.version, true, tc.kubeconfig)
 			NewWithT(t).Eventually(func(g Gomega) {
 				ca := getAddon(g, ns, c.Name)
 				cond := condition(ca, tc.condType)
@@ -145,7 +145,7 @@ func TestConditionsSayWhy(t *testing.T) {
 	}
 
 	t.Run("unreachable", func(t *testing.T) {
-		c := createCluster(t, ns, "unreachable", "v1", "v1.32.5", true, false)
+		c := createCluster(t, ns, "unreachable", "v1", true, false)
 		dead := *workload.Config
 		dead.Host = "https://127.0.0.1:1"
 		createKubeconfig(t, ns, c.Name, &dead)
@@ -159,7 +159,7 @@ func TestConditionsSayWhy(t *testing.T) {
 
 	t.Run("leave a faulty release", func(t *testing.T) {
 		isolate(t)
-		c := createCluster(t, ns, "leave", "v5", "v1.32.5", true, true)
+		c := createCluster(t, ns, "leave", "v5", true, true)
 		NewWithT(t).Eventually(func(g Gomega) {
 			g.Expect(condition(getAddon(g, ns, c.Name), csv1alpha1.StalledCondition).Status).To(Equal(metav1.ConditionTrue))
 		}).WithTimeout(timeout).Should(Succeed())
@@ -205,7 +205,7 @@ func TestUpgradeThroughHooks(t *testing.T) {
 	isolate(t)
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	c := createCluster(t, ns, "delta", "v1", "v1.32.5", true, true)
+	c := createCluster(t, ns, "delta", "v1", true, true)
 	waitReady(t, ns, c.Name, className("v1"))
 
 	// The user moves the Cluster to v2 (a Kubernetes patch upgrade); Cluster API calls
@@ -213,7 +213,7 @@ func TestUpgradeThroughHooks(t *testing.T) {
 	// stage waits for the gate, so the hook must keep blocking.
 	setClass(t, c, "v2", "v1.32.8")
 	NewWithT(t).Eventually(func(g Gomega) {
-		resp := beforeClusterUpgrade(t, c, "v1.32.5", "v1.32.8")
+		resp := beforeClusterUpgrade(t, c)
 		g.Expect(resp.Status).To(Equal(runtimehooksv1.ResponseStatusSuccess))
 		g.Expect(resp.RetryAfterSeconds).To(BeNumerically(">", 0))
 		ca := getAddon(g, ns, c.Name)
@@ -227,12 +227,12 @@ func TestUpgradeThroughHooks(t *testing.T) {
 	// The new CNI is applied, the old metrics-server is not pruned before the stages finish.
 	g.Expect(workloadConfigMap(g, "kube-system", "fixture-cni").Data).To(HaveKeyWithValue("mtu", "1400"))
 	g.Expect(workload.Client.Get(context.Background(), types.NamespacedName{Namespace: "kube-system", Name: "fixture-metrics-server"}, &appsv1.Deployment{})).To(Succeed())
-	resp := beforeClusterUpgrade(t, c, "v1.32.5", "v1.32.8")
+	resp := beforeClusterUpgrade(t, c)
 	g.Expect(resp.RetryAfterSeconds).To(BeNumerically(">", 0))
 
 	openGate(t)
 	NewWithT(t).Eventually(func(g Gomega) {
-		resp := beforeClusterUpgrade(t, c, "v1.32.5", "v1.32.8")
+		resp := beforeClusterUpgrade(t, c)
 		g.Expect(resp.Status).To(Equal(runtimehooksv1.ResponseStatusSuccess))
 		g.Expect(resp.RetryAfterSeconds).To(BeZero(), resp.Message)
 	}).WithTimeout(timeout).Should(Succeed())
@@ -257,7 +257,7 @@ func TestUpgradeThroughHooks(t *testing.T) {
 func TestSameKubernetesVersionUpgrade(t *testing.T) {
 	isolate(t)
 	ns := newNamespace(t)
-	c := createCluster(t, ns, "echo", "v1", "v1.32.5", true, true)
+	c := createCluster(t, ns, "echo", "v1", true, true)
 	waitReady(t, ns, c.Name, className("v1"))
 	openGate(t)
 	// v3 has the same Kubernetes version: Cluster API calls no hook; the addons still move.
@@ -270,7 +270,7 @@ func TestRestartMidUpgrade(t *testing.T) {
 	isolate(t)
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	c := createCluster(t, ns, "foxtrot", "v1", "v1.32.5", true, true)
+	c := createCluster(t, ns, "foxtrot", "v1", true, true)
 	waitReady(t, ns, c.Name, className("v1"))
 	setClass(t, c, "v2", "v1.32.8")
 	NewWithT(t).Eventually(func(g Gomega) {
@@ -285,7 +285,7 @@ func TestRestartMidUpgrade(t *testing.T) {
 	openGate(t)
 	g.Expect(startManager()).To(Succeed())
 	NewWithT(t).Eventually(func(g Gomega) {
-		resp := beforeClusterUpgrade(t, c, "v1.32.5", "v1.32.8")
+		resp := beforeClusterUpgrade(t, c)
 		g.Expect(resp.RetryAfterSeconds).To(BeZero(), resp.Message)
 	}).WithTimeout(timeout).Should(Succeed())
 	waitReady(t, ns, c.Name, className("v2"))
@@ -312,7 +312,7 @@ func TestFirstReadyWriteIsSettled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	c := createCluster(t, ns, "delta", "v1", "v1.32.5", true, true)
+	c := createCluster(t, ns, "delta", "v1", true, true)
 
 	deadline := time.After(timeout)
 	for {

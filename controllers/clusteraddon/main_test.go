@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -39,6 +40,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
@@ -127,6 +129,12 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// The operator's logs only with TEST_VERBOSE: the failure tests cause expected errors.
+	logOut := io.Discard
+	if os.Getenv("TEST_VERBOSE") != "" {
+		logOut = os.Stderr
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
 	webhooks, err := clusterWebhooks(filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -304,7 +312,9 @@ func stopManager() {
 	defer mgrMu.Unlock()
 	if mgrCancel != nil {
 		mgrCancel()
-		<-mgrDone
+		if err := <-mgrDone; err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the manager:", err)
+		}
 		mgrCancel = nil
 	}
 }
@@ -365,18 +375,22 @@ func newNamespace(t testing.TB) string {
 	return ns.Name
 }
 
+// initialKubernetesVersion is the Kubernetes version every test Cluster is created with (that of
+// fixture release v1); upgrades start from it.
+const initialKubernetesVersion = "v1.32.5"
+
 func className(version string) string { return "openstack-scs-1-32-" + version }
 
 // createCluster creates a Cluster of a fixture class, optionally with an initialized control
 // plane, and (with kubeconfig) the kubeconfig Secret pointing at the workload API server.
-func createCluster(t testing.TB, ns, name, version, k8s string, initialized, kubeconfig bool) *clusterv1.Cluster {
+func createCluster(t testing.TB, ns, name, version string, initialized, kubeconfig bool) *clusterv1.Cluster {
 	t.Helper()
 	ctx := context.Background()
 	c := &clusterv1.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: clusterv1.ClusterSpec{Topology: clusterv1.Topology{
 			ClassRef: clusterv1.ClusterClassRef{Name: className(version)},
-			Version:  k8s,
+			Version:  initialKubernetesVersion,
 		}},
 	}
 	if err := mgmt.Client.Create(ctx, c); err != nil {
@@ -472,28 +486,41 @@ func callHookRaw(t testing.TB, hook runtimecatalog.Hook, req any, resp any) {
 		t.Fatal(err)
 	}
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", hooksPort, runtimecatalog.GVHToPath(gvh, hooks.HandlerName))
-	var r *http.Response
+	var status int
+	var data []byte
 	// The server may still be starting (or restarting) right after a manager start.
 	NewWithT(t).Eventually(func() error {
-		r, err = hooksClient.Post(url, "application/json", bytes.NewReader(body))
+		status, data, err = post(url, body)
 		return err
 	}).WithTimeout(30 * time.Second).Should(Succeed())
-	defer r.Body.Close()
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("hook %s: HTTP %d", runtimecatalog.HookName(hook), r.StatusCode)
+	if status != http.StatusOK {
+		t.Fatalf("hook %s: HTTP %d: %s", runtimecatalog.HookName(hook), status, data)
 	}
-	if err := json.NewDecoder(r.Body).Decode(resp); err != nil {
+	if err := json.Unmarshal(data, resp); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func beforeClusterUpgrade(t testing.TB, c *clusterv1.Cluster, from, to string) *runtimehooksv1.BeforeClusterUpgradeResponse {
+// post sends a JSON body to the hooks server and returns the answer's status and body.
+func post(url string, body []byte) (int, []byte, error) {
+	r, err := hooksClient.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer r.Body.Close()
+	data, err := io.ReadAll(r.Body)
+	return r.StatusCode, data, err
+}
+
+// beforeClusterUpgrade calls the BeforeClusterUpgrade hook as Cluster API does once c names a new
+// Kubernetes version: from the version every test Cluster starts with to c's.
+func beforeClusterUpgrade(t testing.TB, c *clusterv1.Cluster) *runtimehooksv1.BeforeClusterUpgradeResponse {
 	t.Helper()
 	req := &runtimehooksv1.BeforeClusterUpgradeRequest{
 		TypeMeta:              metav1.TypeMeta{APIVersion: runtimehooksv1.GroupVersion.String(), Kind: "BeforeClusterUpgradeRequest"},
 		Cluster:               *c,
-		FromKubernetesVersion: from,
-		ToKubernetesVersion:   to,
+		FromKubernetesVersion: initialKubernetesVersion,
+		ToKubernetesVersion:   c.Spec.Topology.Version,
 	}
 	resp := &runtimehooksv1.BeforeClusterUpgradeResponse{}
 	callHookRaw(t, runtimehooksv1.BeforeClusterUpgrade, req, resp)

@@ -72,7 +72,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := cr.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Cluster controller of addons: %w", err)
 	}
-	ar := &ClusterAddonReconciler{
+	ar := &Reconciler{
 		Client:                mgr.GetClient(),
 		APIReader:             mgr.GetAPIReader(),
 		Mapper:                mgr.GetRESTMapper(),
