@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 )
 
 // KubeconfigKey is the key of the kubeconfig in the Cluster API kubeconfig Secret.
@@ -162,15 +161,12 @@ func (c *Cache) build(cluster types.NamespacedName, kubeconfig []byte) (*Cluster
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
 	}
-	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
-	}
-	cl, err := client.New(cfg, client.Options{HTTPClient: httpClient, Scheme: c.Scheme, Mapper: mapper})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
-	}
 	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
+	}
+	mapper := newLeanMapper(dc)
+	cl, err := client.New(cfg, client.Options{HTTPClient: httpClient, Scheme: c.Scheme, Mapper: mapper})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrKubeconfigInvalid, err)
 	}
