@@ -25,6 +25,10 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/yaml"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
 
 // managerProcess is the manager binary running as a subprocess, configured the way a deployment
@@ -329,13 +333,66 @@ func hostEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		// GOGC and GOMEMLIMIT would change the memory figures: the Deployment sets neither.
+		// GOGC and GOMEMLIMIT change the memory figures: the manager gets the Deployment's
+		// values (deploymentGoEnv), never the host's.
 		if k == "KUBECONFIG" || k == "GOGC" || k == "GOMEMLIMIT" || strings.HasPrefix(k, "OCI_") || strings.HasPrefix(k, "GIT_") {
 			continue
 		}
 		env = append(env, kv)
 	}
-	return env
+	return append(env, deploymentGoEnv()...)
+}
+
+// deploymentGoEnv returns the Go runtime settings (GOGC, GOMEMLIMIT) of the manager container in
+// config/manager/manager.yaml, so that the benchmark measures the manager as it is deployed.
+// GOMEMLIMIT comes from the container's memory limit there (resourceFieldRef).
+func deploymentGoEnv() []string {
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "manager", "manager.yaml"))
+	if err != nil {
+		panic(err)
+	}
+	var out []string
+	for _, doc := range strings.Split(string(data), "\n---") {
+		var d struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct {
+							Env []struct {
+								Name      string `json:"name"`
+								Value     string `json:"value"`
+								ValueFrom *struct {
+									ResourceFieldRef *struct {
+										Resource string `json:"resource"`
+									} `json:"resourceFieldRef"`
+								} `json:"valueFrom"`
+							} `json:"env"`
+							Resources struct {
+								Limits map[string]string `json:"limits"`
+							} `json:"resources"`
+						} `json:"containers"`
+					} `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &d); err != nil || d.Kind != "Deployment" {
+			continue
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				switch {
+				case e.Name != "GOGC" && e.Name != "GOMEMLIMIT":
+				case e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory":
+					q := resource.MustParse(c.Resources.Limits["memory"])
+					out = append(out, fmt.Sprintf("%s=%d", e.Name, q.Value()))
+				default:
+					out = append(out, e.Name+"="+e.Value)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // freePorts returns n distinct ports that were free a moment ago on the loopback interface.
