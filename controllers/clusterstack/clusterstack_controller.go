@@ -70,9 +70,13 @@ var clusterStackConditions = []string{
 // versions, the newest release of the channel with autoSubscribe, and every release a Cluster of
 // the namespace uses; it removes the releases nobody wants any more.
 type Reconciler struct {
-	Client   client.Client
-	Releases *releasestore.Store
-	Recorder events.EventRecorder
+	Client client.Client
+	// APIReader reads Clusters from the API server for the in-use checks that decide what may be
+	// deleted: a Cluster created a moment ago may not be in the cache yet, and a release it uses
+	// must not be garbage-collected for that.
+	APIReader client.Reader
+	Releases  *releasestore.Store
+	Recorder  events.EventRecorder
 	// CheckInterval is the default interval of source checks; zero means
 	// DefaultReleaseCheckInterval.
 	CheckInterval time.Duration
@@ -219,7 +223,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cs *clusterstackv1alph
 		controllerutil.RemoveFinalizer(cs, clusterstackv1alpha1.ClusterStackFinalizer)
 		return ctrl.Result{}, nil
 	}
-	inUse, err := clustersByRelease(ctx, r.Client, cs.Namespace)
+	inUse, err := clustersByRelease(ctx, r.APIReader, cs.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -288,7 +292,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, cs *clusterstackv1alph
 	// The source is consulted first: its answer decides the desired set.
 	check, requeue := r.checkSource(ctx, cs, k8s)
 
-	inUse, err := clustersByRelease(ctx, r.Client, cs.Namespace)
+	inUse, err := clustersByRelease(ctx, r.APIReader, cs.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

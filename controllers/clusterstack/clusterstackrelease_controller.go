@@ -91,11 +91,15 @@ var releaseConditions = []string{
 // ReleaseReconciler installs one release: it materialises it, waits for its provider
 // object, renders its cluster-class chart and applies the objects with server-side apply.
 type ReleaseReconciler struct {
-	Client   client.Client
-	Releases *releasestore.Store
-	Applier  *apply.Applier
-	Mapper   meta.RESTMapper
-	Recorder events.EventRecorder
+	Client client.Client
+	// APIReader reads Clusters from the API server for the in-use checks that decide what may be
+	// pruned or deleted (an ORC Image, the whole release): the cache may not have a Cluster that
+	// was created a moment ago.
+	APIReader client.Reader
+	Releases  *releasestore.Store
+	Applier   *apply.Applier
+	Mapper    meta.RESTMapper
+	Recorder  events.EventRecorder
 	// DriftCheckInterval is the slow re-check of converged releases; zero means
 	// DefaultDriftCheckInterval.
 	DriftCheckInterval time.Duration
@@ -226,7 +230,7 @@ func (r *ReleaseReconciler) reconcileNormal(ctx context.Context, csr *clustersta
 		return res, err
 	}
 
-	inUse, err := clustersByRelease(ctx, r.Client, csr.Namespace)
+	inUse, err := clustersByRelease(ctx, r.APIReader, csr.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -541,7 +545,7 @@ func (r *ReleaseReconciler) reconcileDelete(ctx context.Context, csr *clustersta
 	if !controllerutil.ContainsFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	inUse, err := clustersByRelease(ctx, r.Client, csr.Namespace)
+	inUse, err := clustersByRelease(ctx, r.APIReader, csr.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

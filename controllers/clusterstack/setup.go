@@ -38,6 +38,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	cs := &Reconciler{
 		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
 		Releases:      opts.Releases,
 		Recorder:      mgr.GetEventRecorder("clusterstack-controller"),
 		CheckInterval: opts.ReleaseCheckInterval,
@@ -47,6 +48,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	csr := &ReleaseReconciler{
 		Client:             mgr.GetClient(),
+		APIReader:          mgr.GetAPIReader(),
 		Releases:           opts.Releases,
 		Applier:            &apply.Applier{Client: mgr.GetClient(), FieldManager: FieldManager},
 		Mapper:             mgr.GetRESTMapper(),

@@ -24,11 +24,11 @@ import (
 // SetupWebhooks registers the delete-validating webhooks of ClusterStack and ClusterStackRelease.
 func SetupWebhooks(mgr ctrl.Manager) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &clusterstackv1alpha1.ClusterStack{}).
-		WithValidator(&Validator{Client: mgr.GetClient()}).Complete(); err != nil {
+		WithValidator(&Validator{Client: mgr.GetAPIReader()}).Complete(); err != nil {
 		return fmt.Errorf("setting up the ClusterStack webhook: %w", err)
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &clusterstackv1alpha1.ClusterStackRelease{}).
-		WithValidator(&ReleaseValidator{Client: mgr.GetClient()}).Complete(); err != nil {
+		WithValidator(&ReleaseValidator{Client: mgr.GetAPIReader()}).Complete(); err != nil {
 		return fmt.Errorf("setting up the ClusterStackRelease webhook: %w", err)
 	}
 	return nil
