@@ -298,7 +298,7 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("applying objects: %w", err)
 		}
-		out, err := a.write(ctx, p, crds)
+		out, err := a.write(ctx, p)
 		if err != nil {
 			res.Failed[p.ref] = err
 			continue
@@ -386,7 +386,7 @@ func (a *Applier) decide(ctx context.Context, d *unstructured.Unstructured, ref 
 }
 
 // write applies a pending object.
-func (a *Applier) write(ctx context.Context, p *pending, crds map[schema.GroupVersionKind]crdResource) (outcome, error) {
+func (a *Applier) write(ctx context.Context, p *pending) (outcome, error) {
 	ref, out := p.ref, p.out
 	if p.deferred {
 		// Its CRD was applied earlier in this call: now it can be read.
@@ -521,7 +521,7 @@ func (a *Applier) owned(live *unstructured.Unstructured) map[string]any {
 			continue
 		}
 		var t map[string]any
-		if err := json.Unmarshal(e.FieldsV1.Raw, &t); err != nil {
+		if err := json.Unmarshal(e.FieldsV1.GetRawBytes(), &t); err != nil {
 			continue
 		}
 		tree = mergeTrees(tree, t)
