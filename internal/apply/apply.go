@@ -36,6 +36,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,6 +54,10 @@ const HashAnnotation = "clusterstack.x-k8s.io/applied-hash"
 // crdEstablishTimeout bounds the wait for a CRD applied in this call to be served, so that
 // objects of its kind later in the same call can be applied.
 const crdEstablishTimeout = 30 * time.Second
+
+// parallelReads bounds the reads of one Apply that are in flight at once: enough to hide round
+// trips, few enough not to crowd the client's rate limit or a workload cluster's API server.
+const parallelReads = 8
 
 // Ref identifies one applied object. The inventory key is Group, Kind, Namespace and Name;
 // Version is the version it was applied in.
@@ -219,21 +224,52 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 	}
 	crds := definedByCRDs(desired)
 
-	// Read and decide.
+	// Read and decide. The reads are independent, so they go out side by side: a release or an
+	// addon set is read in the time of a few round trips instead of one per object, which is
+	// what a converged re-check costs.
+	refs := make([]Ref, len(desired))
+	twice := make([]bool, len(desired))
+	for i, d := range desired {
+		refs[i] = RefOf(d)
+		if desiredKeys[refs[i].Key()] {
+			twice[i] = true
+			continue
+		}
+		desiredKeys[refs[i].Key()] = true
+	}
+	decisions := make([]struct {
+		p   *pending
+		err error
+	}, len(desired))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, parallelReads)
+	for i, d := range desired {
+		if twice[i] {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			decisions[i].p, decisions[i].err = a.decide(ctx, d, refs[i], crds)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("applying objects: %w", err)
+	}
+
 	var writes []*pending
 	var needed, denied []Permission
-	for _, d := range desired {
-		if err := ctx.Err(); err != nil {
-			return Result{}, fmt.Errorf("applying objects: %w", err)
-		}
-		ref := RefOf(d)
-		if desiredKeys[ref.Key()] {
+	for i := range desired {
+		ref := refs[i]
+		if twice[i] {
 			res.Failed[ref] = fmt.Errorf("applying %s: rendered twice", ref)
 			continue
 		}
-		desiredKeys[ref.Key()] = true
 		res.Applied = append(res.Applied, ref)
-		p, err := a.decide(ctx, d, ref, crds)
+		p, err := decisions[i].p, decisions[i].err
 		if err != nil {
 			res.Failed[ref] = err
 			continue
