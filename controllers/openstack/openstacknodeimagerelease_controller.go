@@ -17,10 +17,12 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/keymutex"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
@@ -63,7 +65,20 @@ type NodeImageReleaseReconciler struct {
 	// InUseRecheck overrides inUseRecheckInterval.
 	InUseRecheck time.Duration
 	Recorder     events.EventRecorder
+	// Workers is how many node images are brought into Glance at once; zero means
+	// defaultNodeImageWorkers.
+	Workers int
+
+	// imageLocks serialises the work on images of the same Glance name: two objects naming one
+	// image (releases sharing a node image, or ClusterStacks in several namespaces of one
+	// project) must not both look it up, miss it and create it twice. Images of different names
+	// go in parallel.
+	imageLocks keymutex.KeyMutex
 }
+
+// defaultNodeImageWorkers lets a release's distinct images (and several releases' images) go
+// into Glance side by side, while imageLocks keeps one image name to one worker.
+const defaultNodeImageWorkers = 4
 
 // +kubebuilder:rbac:groups=infrastructure.clusterstack.x-k8s.io,resources=openstacknodeimagereleases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=infrastructure.clusterstack.x-k8s.io,resources=openstacknodeimagereleases/status,verbs=get;update;patch
@@ -75,9 +90,16 @@ type NodeImageReleaseReconciler struct {
 
 // SetupWithManager registers the controller.
 func (r *NodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	workers := r.Workers
+	if workers <= 0 {
+		workers = defaultNodeImageWorkers
+	}
+	// A hashed key mutex: names that share a bucket wait for each other, which is safe.
+	r.imageLocks = keymutex.NewHashed(64)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openstacknodeimagerelease").
 		For(&infrav1.OpenStackNodeImageRelease{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(r)
 }
 
@@ -97,6 +119,15 @@ func (r *NodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("OpenStackNodeImageRelease", klog.KObj(obj))
 	ctx = ctrl.LoggerInto(ctx, log)
+
+	// The whole reconcile, status patch included (this defer runs last), holds the lock of the
+	// image's Glance name: another object of the same name then sees the image ID this one
+	// recorded before it looks the image up, adopts or deletes it.
+	if obj.Spec.Image != nil && obj.Spec.Image.CreateOpts != nil {
+		name := obj.Spec.Image.CreateOpts.Name
+		r.imageLocks.LockKey(name)
+		defer func() { _ = r.imageLocks.UnlockKey(name) }() // fails only for a key not locked
+	}
 
 	if obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, infrav1.OpenStackNodeImageReleaseFinalizer) {
 		base := client.MergeFrom(obj.DeepCopy())
