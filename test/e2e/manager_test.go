@@ -91,6 +91,9 @@ func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess 
 	if addr := os.Getenv("BENCH_E2E_PROFILER_ADDRESS"); addr != "" {
 		cmd.Args = append(cmd.Args, "--profiler-address="+addr)
 	}
+	if os.Getenv("BENCH_E2E_LOG_DIR") != "" {
+		cmd.Args = append(cmd.Args, "--zap-time-encoding=rfc3339nano", "--zap-log-level=4")
+	}
 	cmd.Dir = cfg.dir
 	// http:// selects plain HTTP for the registry (source.FromEnv).
 	cmd.Env = append(hostEnv(), "KUBECONFIG="+kubeconfig, "OCI_REGISTRY=http://"+cfg.registry, "OCI_REPOSITORY="+cfg.repository)
@@ -184,6 +187,14 @@ func (m *managerProcess) stop() {
 	case <-time.After(15 * time.Second):
 		_ = m.cmd.Process.Kill()
 		<-m.exited
+	}
+	// BENCH_E2E_LOG_DIR keeps the manager's log (the run's temporary directory is removed), to
+	// read what the manager did and when.
+	if dir := os.Getenv("BENCH_E2E_LOG_DIR"); dir != "" {
+		if data, err := os.ReadFile(m.logPath); err == nil {
+			_ = os.MkdirAll(dir, 0o755)
+			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("manager-%d.log", m.cmd.Process.Pid)), data, 0o644)
+		}
 	}
 }
 
