@@ -92,9 +92,10 @@ var releaseConditions = []string{
 // object, renders its cluster-class chart and applies the objects with server-side apply.
 type ReleaseReconciler struct {
 	Client client.Client
-	// APIReader reads Clusters from the API server for the in-use checks that decide what may be
-	// pruned or deleted (an ORC Image, the whole release): the cache may not have a Cluster that
-	// was created a moment ago.
+	// APIReader reads the release itself (its inventory must be current) and the Clusters for
+	// the in-use checks that decide what may be pruned or deleted (an ORC Image, the whole
+	// release) from the API server: the cache may not have the last status patch or a Cluster
+	// that was created a moment ago.
 	APIReader client.Reader
 	Releases  *releasestore.Store
 	Applier   *apply.Applier
@@ -170,7 +171,12 @@ func releaseOfClusterRequest(_ context.Context, obj client.Object) []reconcile.R
 // normal.
 func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	csr := &clusterstackv1alpha1.ClusterStackRelease{}
-	if err := r.Client.Get(ctx, req.NamespacedName, csr); err != nil {
+	// Read from the API server, not the cache: status.resources is the inventory that decides
+	// what is pruned (and what an ORC Image in use keeps), and the status patch does not use
+	// optimistic locking. A reconcile started from a cache that has not seen the last status
+	// patch would apply with an old inventory, write it back, and orphan what the newer one
+	// listed (a loaded run lost an in-use ORC Image from the inventory that way).
+	if err := r.APIReader.Get(ctx, req.NamespacedName, csr); err != nil {
 		if apierrors.IsNotFound(err) {
 			return ctrl.Result{}, nil
 		}
