@@ -214,7 +214,11 @@ func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, obj
 			return o.UID != obj.UID && o.Kind == "OpenStackClusterStackRelease"
 		})
 		if !others {
-			if err := r.Client.Delete(ctx, nir); err != nil && !apierrors.IsNotFound(err) {
+			// Only the version this decision was made on is deleted: the list comes from the
+			// cache, and another release may have just added itself to the owners (a conflict
+			// then retries with a fresh view instead of deleting an image that release needs).
+			pre := client.Preconditions{UID: &nir.UID, ResourceVersion: &nir.ResourceVersion}
+			if err := r.Client.Delete(ctx, nir, pre); err != nil && !apierrors.IsNotFound(err) {
 				return fmt.Errorf("deleting OpenStackNodeImageRelease %s: %w", nir.Name, err)
 			}
 			continue
