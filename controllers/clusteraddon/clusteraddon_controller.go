@@ -37,6 +37,7 @@ import (
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
@@ -347,7 +348,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.Cluster
 	class := cluster.Spec.Topology.ClassRef.Name
 
 	if ca.Spec.ClusterStack == "" && ca.Spec.Hook != csv1alpha1.HookAfterControlPlaneInitialized && !controlPlaneInitialized(cluster) {
-		markProgressing(ca, csv1alpha1.ControlPlaneNotInitializedReason, fmt.Sprintf("Waiting for the control plane of Cluster %s to be initialized", cluster.Name))
+		kstatus.MarkProgressing(ca, csv1alpha1.ControlPlaneNotInitializedReason, fmt.Sprintf("Waiting for the control plane of Cluster %s to be initialized", cluster.Name))
 		return ctrl.Result{}, nil
 	}
 	if ca.Spec.ClusterStack != class {
@@ -372,7 +373,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.Cluster
 			markInvalidRelease(ca, fmt.Sprintf("Release %s is invalid: %v", rn, err))
 			return ctrl.Result{}, nil
 		}
-		markProgressing(ca, csv1alpha1.ReleaseNotAvailableReason, fmt.Sprintf("Release %s is not available yet: %v", rn, err))
+		kstatus.MarkProgressing(ca, csv1alpha1.ReleaseNotAvailableReason, fmt.Sprintf("Release %s is not available yet: %v", rn, err))
 		return ctrl.Result{RequeueAfter: r.interval(r.ReleaseRetryInterval, DefaultReleaseRetryInterval)}, nil
 	}
 	p, err := r.loadPlan(rel)
@@ -473,7 +474,7 @@ func (r *Reconciler) connect(ctx context.Context, ca *csv1alpha1.ClusterAddon, c
 		// costs no writes.
 		ctrl.LoggerFrom(ctx).V(4).Info("Workload cluster not reachable", "Reason", reason, "Error", err.Error())
 		conditions.Set(ca, metaCondition(csv1alpha1.ClusterReachableCondition, false, reason, msg))
-		markProgressing(ca, reason, msg)
+		kstatus.MarkProgressing(ca, reason, msg)
 		return nil, retry, false
 	}
 	conditions.Set(ca, metaCondition(csv1alpha1.ClusterReachableCondition, true, csv1alpha1.ReadyReason, ""))
@@ -497,7 +498,7 @@ func (r *Reconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, 
 				return false, ctrl.Result{}, fmt.Errorf("evaluating the pre-condition of stage %s: %w", st.Name, err)
 			}
 			if !res.Met {
-				markProgressing(ca, csv1alpha1.WaitingForPreConditionReason, fmt.Sprintf("%s stage %s: waiting for its pre-condition: %s", ca.Spec.Hook, st.Name, res.Reason))
+				kstatus.MarkProgressing(ca, csv1alpha1.WaitingForPreConditionReason, fmt.Sprintf("%s stage %s: waiting for its pre-condition: %s", ca.Spec.Hook, st.Name, res.Reason))
 				return false, poll, nil
 			}
 			status.Phase = csv1alpha1.StagePhaseApplyingOrDeleting
@@ -544,7 +545,7 @@ func (r *Reconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, 
 				return false, ctrl.Result{}, fmt.Errorf("evaluating the post-condition of stage %s: %w", st.Name, err)
 			}
 			if !res.Met {
-				markProgressing(ca, csv1alpha1.WaitingForPostConditionReason, fmt.Sprintf("%s stage %s: waiting for its post-condition: %s", ca.Spec.Hook, st.Name, res.Reason))
+				kstatus.MarkProgressing(ca, csv1alpha1.WaitingForPostConditionReason, fmt.Sprintf("%s stage %s: waiting for its post-condition: %s", ca.Spec.Hook, st.Name, res.Reason))
 				return false, poll, nil
 			}
 			status.Phase = csv1alpha1.StagePhaseDone

@@ -8,11 +8,11 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 )
 
-// The functions below keep the kstatus triple consistent: Ready summarises, Reconciling is True
-// while work goes on, Stalled is True when only a user can help. Messages carry no timestamps or
-// counters that change between identical reconciles, so a waiting ClusterAddon costs no writes.
+// The functions below add ResourcesApplied to the kstatus triple (internal/kstatus) where the
+// ClusterAddon's state says something about its applied objects.
 
 func metaCondition(t string, ok bool, reason, msg string) metav1.Condition {
 	s := metav1.ConditionFalse
@@ -24,29 +24,18 @@ func metaCondition(t string, ok bool, reason, msg string) metav1.Condition {
 
 func markReady(ca *csv1alpha1.ClusterAddon, msg string) {
 	conditions.Set(ca, metaCondition(csv1alpha1.ResourcesAppliedCondition, true, csv1alpha1.ReadyReason, ""))
-	conditions.Set(ca, metaCondition(csv1alpha1.ReadyCondition, true, csv1alpha1.ReadyReason, msg))
-	conditions.Set(ca, metaCondition(csv1alpha1.ReconcilingCondition, false, csv1alpha1.ReadyReason, ""))
-	conditions.Set(ca, metaCondition(csv1alpha1.StalledCondition, false, csv1alpha1.ReadyReason, ""))
-}
-
-func markProgressing(ca *csv1alpha1.ClusterAddon, reason, msg string) {
-	conditions.Set(ca, metaCondition(csv1alpha1.ReadyCondition, false, reason, msg))
-	conditions.Set(ca, metaCondition(csv1alpha1.ReconcilingCondition, true, reason, msg))
-	conditions.Set(ca, metaCondition(csv1alpha1.StalledCondition, false, csv1alpha1.ProgressingReason, ""))
+	kstatus.MarkReady(ca, csv1alpha1.ReadyReason, msg)
 }
 
 func markApplyFailed(ca *csv1alpha1.ClusterAddon, reason, msg string) {
 	conditions.Set(ca, metaCondition(csv1alpha1.ResourcesAppliedCondition, false, reason, msg))
-	markProgressing(ca, reason, msg)
+	kstatus.MarkProgressing(ca, reason, msg)
 }
 
 // markInvalidRelease marks the ClusterAddon stalled: only a user can help, by moving the Cluster
 // to another release (or fixing spec.clusterRef).
 func markInvalidRelease(ca *csv1alpha1.ClusterAddon, msg string) {
-	reason := csv1alpha1.InvalidReleaseReason
-	conditions.Set(ca, metaCondition(csv1alpha1.ReadyCondition, false, reason, msg))
-	conditions.Set(ca, metaCondition(csv1alpha1.ReconcilingCondition, false, reason, ""))
-	conditions.Set(ca, metaCondition(csv1alpha1.StalledCondition, true, reason, msg))
+	kstatus.MarkStalled(ca, csv1alpha1.InvalidReleaseReason, msg)
 }
 
 func resourceKey(r csv1alpha1.Resource) apply.Ref {

@@ -26,6 +26,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
@@ -99,14 +100,14 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj
 	rel, err := r.Releases.ReleaseFor(ctx, obj.Namespace, obj.Name)
 	if err != nil {
 		if errors.Is(err, release.ErrInvalid) || errors.Is(err, name.ErrInvalidName) {
-			setReleaseStalled(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Release %s cannot be used: %v", obj.Name, err))
+			kstatus.MarkStalled(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Release %s cannot be used: %v", obj.Name, err))
 			return nil
 		}
-		setReleaseProgress(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Waiting for release %s: %v", obj.Name, err))
+		kstatus.MarkProgressing(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Waiting for release %s: %v", obj.Name, err))
 		return fmt.Errorf("getting release %s: %w", obj.Name, err)
 	}
 	if rel.NodeImages == "" {
-		setReleaseReady(obj, "The release has no node images")
+		kstatus.MarkReady(obj, csv1alpha1.ReadyReason, "The release has no node images")
 		return nil
 	}
 	data, err := os.ReadFile(rel.NodeImages)
@@ -115,11 +116,11 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj
 	}
 	imgs, err := nodeimage.ParseNodeImages(data)
 	if err != nil {
-		setReleaseStalled(obj, infrav1.InvalidNodeImagesReason, fmt.Sprintf("node-images.yaml of release %s: %v", obj.Name, err))
+		kstatus.MarkStalled(obj, infrav1.InvalidNodeImagesReason, fmt.Sprintf("node-images.yaml of release %s: %v", obj.Name, err))
 		return nil
 	}
 	if len(imgs) == 0 {
-		setReleaseReady(obj, "The release has no node images")
+		kstatus.MarkReady(obj, csv1alpha1.ReadyReason, "The release has no node images")
 		return nil
 	}
 	version := rel.Metadata.Versions.Components.NodeImage
@@ -145,11 +146,11 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj
 	}
 	switch {
 	case len(stalled) > 0:
-		setReleaseStalled(obj, infrav1.WaitingForImagesReason, "Node images failed: "+strings.Join(stalled, "; "))
+		kstatus.MarkStalled(obj, infrav1.WaitingForImagesReason, "Node images failed: "+strings.Join(stalled, "; "))
 	case len(notReady) > 0:
-		setReleaseProgress(obj, infrav1.WaitingForImagesReason, "Waiting for node images: "+strings.Join(notReady, ", "))
+		kstatus.MarkProgressing(obj, infrav1.WaitingForImagesReason, "Waiting for node images: "+strings.Join(notReady, ", "))
 	default:
-		setReleaseReady(obj, fmt.Sprintf("All %d node images are active in Glance", len(imgs)))
+		kstatus.MarkReady(obj, csv1alpha1.ReadyReason, fmt.Sprintf("All %d node images are active in Glance", len(imgs)))
 	}
 	return nil
 }
@@ -245,22 +246,4 @@ func NodeImageReleaseName(prefix, imageName, version string) string {
 		n = strings.Trim(n[:240], "-.") + "-" + hex.EncodeToString(sum[:])[:8]
 	}
 	return n
-}
-
-func setReleaseReady(obj *infrav1.OpenStackClusterStackRelease, msg string) {
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: csv1alpha1.ReadyReason, Message: msg})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionFalse, Reason: csv1alpha1.ReadyReason})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: csv1alpha1.ReadyReason})
-}
-
-func setReleaseProgress(obj *infrav1.OpenStackClusterStackRelease, reason, msg string) {
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: csv1alpha1.ProgressingReason})
-}
-
-func setReleaseStalled(obj *infrav1.OpenStackClusterStackRelease, reason, msg string) {
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionFalse, Reason: reason})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
 }

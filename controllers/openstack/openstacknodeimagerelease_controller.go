@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -27,6 +26,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
@@ -215,7 +215,7 @@ func (r *NodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *i
 
 	hadID := obj.Status.ImageID
 	persist := func(ctx context.Context) error {
-		setProgress(obj, infrav1.CreatingImageReason, fmt.Sprintf("Created image %s; bringing its data in", obj.Status.ImageID))
+		kstatus.MarkProgressing(obj, infrav1.CreatingImageReason, fmt.Sprintf("Created image %s; bringing its data in", obj.Status.ImageID))
 		return persistStatus(ctx)
 	}
 	out, err := svc.Ensure(ctx, obj, persist)
@@ -227,7 +227,7 @@ func (r *NodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *i
 	}
 	if out.Ready {
 		wasReady := conditions.IsTrue(obj, csv1alpha1.ReadyCondition)
-		setReady(obj, out.Message)
+		kstatus.MarkReady(obj, infrav1.ImageActiveReason, out.Message)
 		if !wasReady {
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "ImageActive", "Ensure", "%s", out.Message)
 		}
@@ -237,7 +237,7 @@ func (r *NodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *i
 		}
 		return ctrl.Result{}, nil
 	}
-	setProgress(obj, out.Reason, out.Message)
+	kstatus.MarkProgressing(obj, out.Reason, out.Message)
 	return ctrl.Result{RequeueAfter: out.RequeueAfter}, nil
 }
 
@@ -253,13 +253,13 @@ func (r *NodeImageReleaseReconciler) imageClient(ctx context.Context, obj *infra
 		return nil, ctrl.Result{}, err
 	}
 	if credErr.Retryable() {
-		setProgress(obj, infrav1.InvalidCredentialsReason, credErr.Error())
+		kstatus.MarkProgressing(obj, infrav1.InvalidCredentialsReason, credErr.Error())
 		return nil, ctrl.Result{}, err
 	}
 	if !conditions.IsTrue(obj, csv1alpha1.StalledCondition) || conditions.GetMessage(obj, csv1alpha1.StalledCondition) != credErr.Error() {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, infrav1.InvalidCredentialsReason, "Authenticate", "%s", credErr.Error())
 	}
-	setStalled(obj, infrav1.InvalidCredentialsReason, credErr.Error())
+	kstatus.MarkStalled(obj, infrav1.InvalidCredentialsReason, credErr.Error())
 	*converged = true
 	return nil, ctrl.Result{RequeueAfter: credentialsRetryInterval}, nil
 }
@@ -273,7 +273,7 @@ func (r *NodeImageReleaseReconciler) cloudError(ctx context.Context, obj *infrav
 		if !conditions.IsTrue(obj, csv1alpha1.StalledCondition) || conditions.GetMessage(obj, csv1alpha1.StalledCondition) != terminal.Message {
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, terminal.Reason, "Ensure", "%s", terminal.Message)
 		}
-		setStalled(obj, terminal.Reason, terminal.Message)
+		kstatus.MarkStalled(obj, terminal.Reason, terminal.Message)
 		*converged = true
 		return ctrl.Result{}, nil
 	}
@@ -292,7 +292,7 @@ func (r *NodeImageReleaseReconciler) cloudError(ctx context.Context, obj *infrav
 	case clients.KindConflict:
 		return ctrl.Result{}, err
 	}
-	setProgress(obj, infrav1.CloudErrorReason, err.Error())
+	kstatus.MarkProgressing(obj, infrav1.CloudErrorReason, err.Error())
 	return ctrl.Result{}, err
 }
 
@@ -427,28 +427,10 @@ func (r *NodeImageReleaseReconciler) namespaceTerminating(ctx context.Context, n
 	return !ns.DeletionTimestamp.IsZero()
 }
 
-func setReady(obj *infrav1.OpenStackNodeImageRelease, msg string) {
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: csv1alpha1.ReadyReason, Message: msg})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionFalse, Reason: infrav1.ImageActiveReason})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: infrav1.ImageActiveReason})
-}
-
-func setProgress(obj *infrav1.OpenStackNodeImageRelease, reason, msg string) {
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: csv1alpha1.ProgressingReason})
-}
-
-func setStalled(obj *infrav1.OpenStackNodeImageRelease, reason, msg string) {
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionFalse, Reason: reason})
-	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
-}
-
 func setDeleting(obj *infrav1.OpenStackNodeImageRelease, reason, msg string, stalled bool) {
 	if stalled {
-		setStalled(obj, reason, msg)
+		kstatus.MarkStalled(obj, reason, msg)
 		return
 	}
-	setProgress(obj, reason, msg)
+	kstatus.MarkProgressing(obj, reason, msg)
 }
