@@ -78,28 +78,12 @@ func run20Clusters(b *testing.B) {
 	addons := s.waitReady(r, "addons on 20 Clusters", kindAddon, "", tenants, readyLimit, s.addonsReady(tenants)).Sub(start)
 	s.checkWorkloadObjects(tenants)
 
-	conv := s.converge(settleQuiet, settleLimit, window)
-	peak, current, err := s.mgr.memory()
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.logMemory(peak, current)
-	uploads, imports, images := s.glance()
-	b.Logf("settled %.1fs after ready (API writes from the start until settled: %.0f to the management, %.0f to the workload API server); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
-		conv.settle.Seconds(), conv.untilSettled.mgmtWrites, conv.untilSettled.workloadWrites, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
-		conv.inWindow.openstack, conv.cloudCalls, uploads, imports, describeImages(images), s.fetches.Load())
-
 	suppressProcessMetrics(b)
 	b.ReportMetric(twoReleases.Seconds(), "s/two-releases-ready")
 	b.ReportMetric(nodeImages.Seconds(), "s/two-releases-node-images-ready")
 	b.ReportMetric(stacksReady.Seconds(), "s/20-stacks-ready")
 	b.ReportMetric(addons.Seconds(), "s/20-clusters-addons")
-	reportConvergence(b, conv)
-	b.ReportMetric(peak, "MiB-peak-rss")
-	b.ReportMetric(float64(uploads+imports), "glance-uploads")
-	b.ReportMetric(float64(len(images)), "glance-image-names")
-	b.ReportMetric(float64(countImages(images)), "glance-images")
-	b.ReportMetric(float64(distinctImages("v1", "v2")), "distinct-images")
+	s.reportConverged(b, window, "v1", "v2")
 }
 
 // BenchmarkManager300Releases200Clusters runs the manager binary at scale: 100 namespaces, each
@@ -152,26 +136,10 @@ func run300Releases200Clusters(b *testing.B) {
 	addons := s.waitReady(r, "addons on 200 Clusters", kindAddon, "", want, 2*readyLimit, s.addonsReady(want)).Sub(start)
 	s.checkWorkloadObjects(stacks * clustersPerStack)
 
-	conv := s.converge(settleQuiet, settleLimit, window)
-	peak, current, err := s.mgr.memory()
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.logMemory(peak, current)
-	uploads, imports, images := s.glance()
-	b.Logf("settled %.1fs after ready (API writes from the start until settled: %.0f to the management, %.0f to the workload API server); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
-		conv.settle.Seconds(), conv.untilSettled.mgmtWrites, conv.untilSettled.workloadWrites, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
-		conv.inWindow.openstack, conv.cloudCalls, uploads, imports, describeImages(images), s.fetches.Load())
-
 	suppressProcessMetrics(b)
 	b.ReportMetric(releases.Seconds(), "s/300-releases-ready")
 	b.ReportMetric(addons.Seconds(), "s/200-clusters-addons")
-	reportConvergence(b, conv)
-	b.ReportMetric(peak, "MiB-peak-rss")
-	b.ReportMetric(float64(uploads+imports), "glance-uploads")
-	b.ReportMetric(float64(len(images)), "glance-image-names")
-	b.ReportMetric(float64(countImages(images)), "glance-images")
-	b.ReportMetric(float64(distinctImages(versions...)), "distinct-images")
+	s.reportConverged(b, window, versions...)
 }
 
 // suppressProcessMetrics drops ns/op, which would be the duration of a whole scenario with its
@@ -196,4 +164,28 @@ func countImages(images map[string]int) int {
 		n += c
 	}
 	return n
+}
+
+// reportConverged waits until the manager settles, counts its API writes and OpenStack calls in a
+// window after that, and reports them with its peak memory and what Glance holds for the releases
+// of the given stack versions; both benchmarks end with it.
+func (s *scenario) reportConverged(b *testing.B, window time.Duration, stackVersions ...string) {
+	b.Helper()
+	conv := s.converge(settleQuiet, settleLimit, window)
+	peak, current, err := s.mgr.memory()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.logMemory(peak, current)
+	uploads, imports, images := s.glance()
+	b.Logf("settled %.1fs after ready (API writes from the start until settled: %.0f to the management, %.0f to the workload API server); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
+		conv.settle.Seconds(), conv.untilSettled.mgmtWrites, conv.untilSettled.workloadWrites, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
+		conv.inWindow.openstack, conv.cloudCalls, uploads, imports, describeImages(images), s.fetches.Load())
+
+	reportConvergence(b, conv)
+	b.ReportMetric(peak, "MiB-peak-rss")
+	b.ReportMetric(float64(uploads+imports), "glance-uploads")
+	b.ReportMetric(float64(len(images)), "glance-image-names")
+	b.ReportMetric(float64(countImages(images)), "glance-images")
+	b.ReportMetric(float64(distinctImages(stackVersions...)), "distinct-images")
 }
