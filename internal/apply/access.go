@@ -178,32 +178,56 @@ func (a *Applier) authorize(ctx context.Context, needed, denied []Permission) er
 	for _, p := range denied {
 		deny(p)
 	}
+	// Ask every distinct question not answered yet, side by side: a first apply into a namespace
+	// needs create and patch for each kind, and one round trip after another was most of its time.
+	var questions []Permission
 	for _, p := range needed {
 		k := p.key()
-		switch {
-		case deniedKeys[k]:
-			deny(p) // the same question for another kind: name that kind too
-			continue
-		case asked[k]:
+		if deniedKeys[k] || asked[k] {
 			continue
 		}
 		asked[k] = true
-		if cache.isAllowed(k) {
-			continue
+		if !cache.isAllowed(k) {
+			questions = append(questions, k)
 		}
-		allowed, err := a.review(ctx, k)
-		if err != nil {
+	}
+	answers := make([]struct {
+		allowed bool
+		err     error
+	}, len(questions))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, parallelReads)
+	for i, k := range questions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			answers[i].allowed, answers[i].err = a.review(ctx, k)
+		}()
+	}
+	wg.Wait()
+	refused := map[Permission]bool{}
+	for i, k := range questions {
+		if err := answers[i].err; err != nil {
 			if cannotAsk(err) {
 				log.FromContext(ctx).V(4).Info("Cannot ask SelfSubjectAccessReviews, writing without checking", "Error", err.Error())
+				clear(refused)
 				break
 			}
 			return fmt.Errorf("asking whether %s on %s is allowed: %w", k.Verb, Rule{Group: k.Group, Resource: k.Resource}.resourceString(), err)
 		}
-		if allowed {
+		if answers[i].allowed {
 			cache.allow(k)
-			continue
+		} else {
+			refused[k] = true
 		}
-		deny(p)
+	}
+	for _, p := range needed {
+		// A refused question can stand for several kinds (one resource, one verb): name each.
+		if k := p.key(); deniedKeys[k] || refused[k] {
+			deny(p)
+		}
 	}
 	if len(out) == 0 {
 		return nil

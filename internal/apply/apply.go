@@ -329,12 +329,11 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 		}
 	}
 
-	// Write.
-	for _, p := range writes {
-		if err := ctx.Err(); err != nil {
-			return res, fmt.Errorf("applying objects: %w", err)
-		}
-		out, err := a.write(ctx, p)
+	// Write, in render order, except that consecutive ordinary objects go out side by side (see
+	// writeBatches).
+	outs, errs := a.writeAll(ctx, writes)
+	for i, p := range writes {
+		out, err := outs[i], errs[i]
 		if err != nil {
 			res.Failed[p.ref] = err
 			continue
@@ -345,6 +344,9 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 		if out == driftRepaired || (out == created && inPrevious[p.ref.Key()]) {
 			res.Drifted = append(res.Drifted, p.ref)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("applying objects: %w", err)
 	}
 	for _, p := range prunes {
 		if p.keep {
@@ -419,6 +421,62 @@ func (a *Applier) decide(ctx context.Context, d *unstructured.Unstructured, ref 
 		p.out = driftRepaired
 	}
 	return p, nil
+}
+
+// writeAll writes every pending object and returns the outcome and error of each, by index.
+//
+// Render order is kept where it matters and nowhere else. Objects that others depend on being
+// there first are barriers, written alone and in order: CRDs (their kind must be served before
+// its objects are applied), Namespaces (before what lives in them), and admission webhook
+// configurations and APIServices (written once what they intercept or serve is in place, as
+// Helm's install order puts them last, so a webhook with failurePolicy Fail cannot refuse its own
+// chart's objects). Runs of ordinary objects between barriers do not depend on each other and are
+// written side by side, parallelReads at a time: a release's ClusterClass and its templates, or
+// an addon's dozen objects, then cost a few round trips instead of one per object.
+func (a *Applier) writeAll(ctx context.Context, writes []*pending) ([]outcome, []error) {
+	outs := make([]outcome, len(writes))
+	errs := make([]error, len(writes))
+	writeOne := func(i int) {
+		if err := ctx.Err(); err != nil {
+			errs[i] = fmt.Errorf("applying %s: %w", writes[i].ref, err)
+			return
+		}
+		outs[i], errs[i] = a.write(ctx, writes[i])
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, parallelReads)
+	for i, p := range writes {
+		if !isBarrier(p.ref) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				slots <- struct{}{}
+				defer func() { <-slots }()
+				writeOne(i)
+			}()
+			continue
+		}
+		wg.Wait()
+		writeOne(i)
+	}
+	wg.Wait()
+	return outs, errs
+}
+
+// isBarrier reports whether writes before and after r must stay on their side of it (see
+// writeAll).
+func isBarrier(r Ref) bool {
+	switch {
+	case isCRD(r):
+		return true
+	case r.Group == "" && r.Kind == "Namespace":
+		return true
+	case r.Group == "admissionregistration.k8s.io":
+		return true
+	case r.Group == "apiregistration.k8s.io" && r.Kind == "APIService":
+		return true
+	}
+	return false
 }
 
 // write applies a pending object.

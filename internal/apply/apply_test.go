@@ -3,9 +3,11 @@ package apply_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -527,5 +529,66 @@ func TestDelete(t *testing.T) {
 	remaining, err = a.Delete(ctx, inventory)
 	if err != nil || len(remaining) != 0 {
 		t.Errorf("second delete: remaining %v, error %v", remaining, err)
+	}
+}
+
+// TestApplyKeepsBarrierOrder checks the order writeAll keeps while it writes ordinary objects
+// side by side: a Namespace before what lives in it, and a webhook configuration (which refuses
+// every ConfigMap of that namespace, since its service does not exist) only after the ConfigMaps
+// rendered before it. Written out of order, the ConfigMaps fail to be created.
+func TestApplyKeepsBarrierOrder(t *testing.T) {
+	// The Namespace is one of the objects applied, so it is named here, not by newNamespace; the
+	// clock keeps a second run (-count=2) clear of the first one's, which envtest never finishes
+	// deleting.
+	ns := fmt.Sprintf("barrier-order-%d", time.Now().UnixNano())
+	ctx := context.Background()
+	desired := []*unstructured.Unstructured{
+		obj(t, "apiVersion: v1\nkind: Namespace\nmetadata: {name: "+ns+"}\n"),
+	}
+	for i := range 12 {
+		desired = append(desired, obj(t, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%02d, namespace: %s}\ndata: {k: v}\n", i, ns)))
+	}
+	desired = append(desired, obj(t, `
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: `+ns+`}
+webhooks:
+  - name: refuse.`+ns+`.example.org
+    admissionReviewVersions: [v1]
+    sideEffects: None
+    failurePolicy: Fail
+    timeoutSeconds: 1
+    clientConfig:
+      service: {name: nowhere, namespace: `+ns+`, port: 443}
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: `+ns+`}
+    rules:
+      - {apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [configmaps]}
+`))
+	a := applier()
+	t.Cleanup(func() {
+		// Pruning goes in reverse order: the webhook configuration first.
+		var refs []apply.Ref
+		for _, d := range desired {
+			refs = append(refs, apply.RefOf(d))
+		}
+		if _, err := a.Apply(context.Background(), nil, refs); err != nil {
+			t.Logf("cleaning up: %v", err)
+		}
+	})
+	res, _ := mustApply(t, a, desired, nil)
+	if len(res.Changed) != len(desired) {
+		t.Fatalf("changed %d objects, want %d: %v", len(res.Changed), len(desired), res.Changed)
+	}
+	for i, ref := range res.Changed {
+		if ref != apply.RefOf(desired[i]) {
+			t.Errorf("changed[%d] = %s, want %s (render order)", i, ref, apply.RefOf(desired[i]))
+		}
+	}
+	// The webhook is live: a ConfigMap written now is refused, so the ones above were written
+	// before it.
+	late := obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late, namespace: "+ns+"}\n")
+	if err := env.Client.Create(ctx, late); err == nil {
+		t.Fatal("a ConfigMap created after the webhook configuration was admitted: the test proves nothing")
 	}
 }
