@@ -14,6 +14,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -128,7 +129,11 @@ func waitAllowed(t *testing.T, cfg *rest.Config, attrs authorizationv1.ResourceA
 func TestForbiddenKindsApplyNothing(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	g.Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: restrictedNamespace}})).To(Succeed())
+	// The suite's manager ignores this one namespace by name, so a second run (-count=2) uses
+	// it again: envtest never finishes deleting a namespace. The test leaves nothing behind in it.
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: restrictedNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
 	ns, repo := restrictedNamespace, repoFor(t)
 
 	user, err := env.ControlPlane.AddUser(envtest.User{Name: restrictedUser}, nil)
@@ -136,15 +141,46 @@ func TestForbiddenKindsApplyNothing(t *testing.T) {
 	cfg := user.Config()
 	role := operatorRole(t, "restricted-operator", withoutImageWrites)
 	g.Expect(k8s.Create(ctx, role)).To(Succeed())
-	g.Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
+	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "restricted-operator"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: restrictedUser}},
-	})).To(Succeed())
+	}
+	g.Expect(k8s.Create(ctx, binding)).To(Succeed())
+	// Runs last, after the restricted manager has stopped (cleanups run last to first).
+	t.Cleanup(func() {
+		for _, o := range []client.Object{binding, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role.Name}}} {
+			if err := k8s.Delete(context.Background(), o); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("cleaning up %T %s: %v", o, o.GetName(), err)
+			}
+		}
+	})
 	imagePatch := authorizationv1.ResourceAttributes{Namespace: ns, Verb: "patch", Group: "openstack.k-orc.cloud", Resource: "images"}
 	waitAllowed(t, cfg, authorizationv1.ResourceAttributes{Namespace: ns, Verb: "patch", Group: "cluster.x-k8s.io", Resource: "clusterclasses"}, true)
 	waitAllowed(t, cfg, imagePatch, false)
 	startRestrictedManager(t, cfg)
+	// Runs first, while the restricted manager still runs: deleting the ClusterStack takes its
+	// releases and everything they applied with it.
+	t.Cleanup(func() {
+		cs := &clusterstackv1alpha1.ClusterStack{}
+		if err := k8s.Get(context.Background(), nsName(ns), cs); apierrors.IsNotFound(err) {
+			return
+		} else if err != nil {
+			t.Errorf("cleaning up: %v", err)
+			return
+		}
+		if err := k8s.Delete(context.Background(), cs); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("cleaning up: %v", err)
+			return
+		}
+		NewWithT(t).Eventually(func(g Gomega) {
+			list := &clusterstackv1alpha1.ClusterStackReleaseList{}
+			g.Expect(k8s.List(context.Background(), list, client.InNamespace(ns))).To(Succeed())
+			g.Expect(list.Items).To(BeEmpty())
+			err := k8s.Get(context.Background(), nsName(ns), &clusterstackv1alpha1.ClusterStack{})
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "ClusterStack still there: %v", err)
+		}).WithTimeout(timeout).WithPolling(poll).Should(Succeed(), "deleting the ClusterStack of %s", ns)
+	})
 
 	publish(t, repo, fixtures.Options{StackVersion: "v1", Source: "openstack-scs-orc"})
 	newClusterStack(t, ns, repo, func(cs *clusterstackv1alpha1.ClusterStack) { cs.Spec.Versions = []string{"v1"} })

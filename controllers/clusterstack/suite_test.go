@@ -318,8 +318,12 @@ func repoFor(t testing.TB) string {
 			b.WriteRune(r)
 		}
 	}
-	return "stacks/" + b.String()
+	// The counter gives a second run of the same test (go test -count=2) an empty repository,
+	// not the releases the first run pushed.
+	return fmt.Sprintf("stacks/%s%d", b.String(), repoCounter.Add(1))
 }
+
+var repoCounter atomic.Int64
 
 // publish builds a fixture release and pushes it to repo.
 func publish(t testing.TB, repo string, opts fixtures.Options) {
