@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 
@@ -31,6 +32,9 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
+
+// releaseWorkers is how many OpenStackClusterStackReleases are reconciled at once.
+const releaseWorkers = 4
 
 // ClusterStackReleaseReconciler turns a release's node-images.yaml into
 // OpenStackNodeImageReleases and reports Ready when all their images are active.
@@ -49,6 +53,10 @@ type ClusterStackReleaseReconciler struct {
 func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openstackclusterstackrelease").
+		// Releases are independent: one waiting for its release to be fetched must not hold back
+		// the next one's node images. Shared node image objects stay safe with several workers:
+		// owners are added with optimistic locking, and a lost create race is retried.
+		WithOptions(controller.Options{MaxConcurrentReconciles: releaseWorkers}).
 		For(&infrav1.OpenStackClusterStackRelease{}).
 		Watches(&infrav1.OpenStackNodeImageRelease{},
 			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &infrav1.OpenStackClusterStackRelease{})).
@@ -175,6 +183,8 @@ func (r *ClusterStackReleaseReconciler) ensureNodeImage(ctx context.Context, own
 			return nil, err
 		}
 		if err := r.Client.Create(ctx, nir); err != nil {
+			// AlreadyExists: another release sharing this image created it a moment ago; the
+			// retry finds it and adds this release as an owner.
 			return nil, fmt.Errorf("creating OpenStackNodeImageRelease %s: %w", key.Name, err)
 		}
 		r.Recorder.Eventf(owner, nir, corev1.EventTypeNormal, "NodeImageCreated", "Create", "Created OpenStackNodeImageRelease %s", key.Name)
