@@ -195,18 +195,9 @@ func (a *Applier) authorize(ctx context.Context, needed, denied []Permission) er
 		allowed bool
 		err     error
 	}, len(questions))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, parallelReads)
-	for i, k := range questions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			answers[i].allowed, answers[i].err = a.review(ctx, k)
-		}()
-	}
-	wg.Wait()
+	inParallel(len(questions), func(i int) {
+		answers[i].allowed, answers[i].err = a.review(ctx, questions[i])
+	})
 	refused := map[Permission]bool{}
 	for i, k := range questions {
 		if err := answers[i].err; err != nil {

@@ -36,9 +36,9 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -241,21 +241,11 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 		p   *pending
 		err error
 	}, len(desired))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, parallelReads)
-	for i, d := range desired {
-		if twice[i] {
-			continue
+	inParallel(len(desired), func(i int) {
+		if !twice[i] {
+			decisions[i].p, decisions[i].err = a.decide(ctx, desired[i], refs[i], crds)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			decisions[i].p, decisions[i].err = a.decide(ctx, d, refs[i], crds)
-		}()
-	}
-	wg.Wait()
+	})
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("applying objects: %w", err)
 	}
@@ -443,24 +433,35 @@ func (a *Applier) writeAll(ctx context.Context, writes []*pending) ([]outcome, [
 		}
 		outs[i], errs[i] = a.write(ctx, writes[i])
 	}
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, parallelReads)
+	var run []int // ordinary objects since the last barrier
+	flush := func() {
+		inParallel(len(run), func(j int) { writeOne(run[j]) })
+		run = run[:0]
+	}
 	for i, p := range writes {
 		if !isBarrier(p.ref) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				slots <- struct{}{}
-				defer func() { <-slots }()
-				writeOne(i)
-			}()
+			run = append(run, i)
 			continue
 		}
-		wg.Wait()
+		flush()
 		writeOne(i)
 	}
-	wg.Wait()
+	flush()
 	return outs, errs
+}
+
+// inParallel calls f for 0..n-1, at most parallelReads calls at a time, and returns when all
+// have returned.
+func inParallel(n int, f func(i int)) {
+	var g errgroup.Group
+	g.SetLimit(parallelReads)
+	for i := range n {
+		g.Go(func() error {
+			f(i)
+			return nil
+		})
+	}
+	_ = g.Wait() // f reports through what it captures; the calls return no error
 }
 
 // isBarrier reports whether writes before and after r must stay on their side of it (see

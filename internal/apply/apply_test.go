@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -583,6 +584,22 @@ webhooks:
 	for i, ref := range res.Changed {
 		if ref != apply.RefOf(desired[i]) {
 			t.Errorf("changed[%d] = %s, want %s (render order)", i, ref, apply.RefOf(desired[i]))
+		}
+	}
+	// Written in that order: etcd's revision, which envtest's API server gives out as
+	// resourceVersion, is one counter for every write, so each ConfigMap's must be below the
+	// webhook configuration's. (Opaque to clients in general; a fact of this test server.)
+	rv := func(ref apply.Ref) uint64 {
+		n, err := strconv.ParseUint(get(t, ref).GetResourceVersion(), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	webhookRV := rv(apply.RefOf(desired[len(desired)-1]))
+	for _, d := range desired[1 : len(desired)-1] {
+		if r := rv(apply.RefOf(d)); r > webhookRV {
+			t.Errorf("%s written at revision %d, after the webhook configuration (%d)", d.GetName(), r, webhookRV)
 		}
 	}
 	// The webhook is live: a ConfigMap written now is refused, so the ones above were written
