@@ -544,6 +544,9 @@ func (r *Reconciler) ensureRelease(ctx context.Context, cs *clusterstackv1alpha1
 	if err := controllerutil.SetControllerReference(cs, csr, r.Client.Scheme()); err != nil {
 		return nil, err
 	}
+	// Created with its finalizer, which the release controller (set up beside this one) would
+	// otherwise add with a write of its own before it can start on the release.
+	controllerutil.AddFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer)
 	if err := r.Client.Create(ctx, csr); err != nil {
 		return nil, fmt.Errorf("creating ClusterStackRelease %s: %w", n, err)
 	}

@@ -182,6 +182,9 @@ func (r *ClusterStackReleaseReconciler) ensureNodeImage(ctx context.Context, own
 		if err := controllerutil.SetOwnerReference(owner, nir, r.Client.Scheme()); err != nil {
 			return nil, err
 		}
+		// Created with its finalizer, which the node image controller (set up beside this one)
+		// would otherwise add with a write of its own before it can start on the image.
+		controllerutil.AddFinalizer(nir, infrav1.OpenStackNodeImageReleaseFinalizer)
 		if err := r.Client.Create(ctx, nir); err != nil {
 			// AlreadyExists: another release sharing this image created it a moment ago; the
 			// retry finds it and adds this release as an owner.
