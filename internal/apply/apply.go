@@ -55,9 +55,10 @@ const HashAnnotation = "clusterstack.x-k8s.io/applied-hash"
 // objects of its kind later in the same call can be applied.
 const crdEstablishTimeout = 30 * time.Second
 
-// parallelReads bounds the reads of one Apply that are in flight at once: enough to hide round
-// trips, few enough not to crowd the client's rate limit or a workload cluster's API server.
-const parallelReads = 8
+// parallelRequests bounds the requests of one Apply (reads, access reviews, writes) that are in
+// flight at once: enough to hide round trips, few enough not to crowd the client's rate limit or
+// a workload cluster's API server.
+const parallelRequests = 8
 
 // Ref identifies one applied object. The inventory key is Group, Kind, Namespace and Name;
 // Version is the version it was applied in.
@@ -320,7 +321,7 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 	}
 
 	// Write, in render order, except that consecutive ordinary objects go out side by side (see
-	// writeBatches).
+	// writeAll).
 	outs, errs := a.writeAll(ctx, writes)
 	for i, p := range writes {
 		out, err := outs[i], errs[i]
@@ -421,7 +422,7 @@ func (a *Applier) decide(ctx context.Context, d *unstructured.Unstructured, ref 
 // configurations and APIServices (written once what they intercept or serve is in place, as
 // Helm's install order puts them last, so a webhook with failurePolicy Fail cannot refuse its own
 // chart's objects). Runs of ordinary objects between barriers do not depend on each other and are
-// written side by side, parallelReads at a time: a release's ClusterClass and its templates, or
+// written side by side, parallelRequests at a time: a release's ClusterClass and its templates, or
 // an addon's dozen objects, then cost a few round trips instead of one per object.
 func (a *Applier) writeAll(ctx context.Context, writes []*pending) ([]outcome, []error) {
 	outs := make([]outcome, len(writes))
@@ -450,11 +451,11 @@ func (a *Applier) writeAll(ctx context.Context, writes []*pending) ([]outcome, [
 	return outs, errs
 }
 
-// inParallel calls f for 0..n-1, at most parallelReads calls at a time, and returns when all
+// inParallel calls f for 0..n-1, at most parallelRequests calls at a time, and returns when all
 // have returned.
 func inParallel(n int, f func(i int)) {
 	var g errgroup.Group
-	g.SetLimit(parallelReads)
+	g.SetLimit(parallelRequests)
 	for i := range n {
 		g.Go(func() error {
 			f(i)
