@@ -139,28 +139,44 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj
 		version = v.Dashed()
 	}
 
-	var notReady, stalled []string
+	nirs := make([]*infrav1.OpenStackNodeImageRelease, 0, len(imgs))
 	for _, img := range imgs {
 		nir, err := r.ensureNodeImage(ctx, obj, rel.Name.Prefix(), version, img)
 		if err != nil {
 			return err
 		}
+		nirs = append(nirs, nir)
+	}
+	summariseNodeImages(obj, nirs)
+	return nil
+}
+
+// summariseNodeImages computes the release's conditions from those of its node images: failed
+// ones stall it; an unavailable cloud is named with its retry time (the image's message), so the
+// release says why it waits and until when; otherwise it waits for the images still in progress.
+func summariseNodeImages(obj *infrav1.OpenStackClusterStackRelease, nirs []*infrav1.OpenStackNodeImageRelease) {
+	var notReady, stalled, outage []string
+	for _, nir := range nirs {
 		switch {
 		case conditions.IsTrue(nir, csv1alpha1.StalledCondition):
 			stalled = append(stalled, fmt.Sprintf("%s: %s", nir.Name, conditions.GetMessage(nir, csv1alpha1.StalledCondition)))
 		case !nir.Status.Ready:
 			notReady = append(notReady, nir.Name)
+			if conditions.GetReason(nir, csv1alpha1.ReconcilingCondition) == infrav1.CloudUnavailableReason {
+				outage = append(outage, fmt.Sprintf("%s: %s", nir.Name, conditions.GetMessage(nir, csv1alpha1.ReconcilingCondition)))
+			}
 		}
 	}
 	switch {
 	case len(stalled) > 0:
 		kstatus.MarkStalled(obj, infrav1.WaitingForImagesReason, "Node images failed: "+strings.Join(stalled, "; "))
+	case len(outage) > 0:
+		kstatus.MarkProgressing(obj, infrav1.CloudUnavailableReason, "Waiting for node images: "+strings.Join(notReady, ", ")+"; "+strings.Join(outage, "; "))
 	case len(notReady) > 0:
 		kstatus.MarkProgressing(obj, infrav1.WaitingForImagesReason, "Waiting for node images: "+strings.Join(notReady, ", "))
 	default:
-		kstatus.MarkReady(obj, csv1alpha1.ReadyReason, fmt.Sprintf("All %d node images are active in Glance", len(imgs)))
+		kstatus.MarkReady(obj, csv1alpha1.ReadyReason, fmt.Sprintf("All %d node images are active in Glance", len(nirs)))
 	}
-	return nil
 }
 
 // ensureNodeImage creates the shared OpenStackNodeImageRelease of one image or adds this release

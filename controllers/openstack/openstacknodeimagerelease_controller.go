@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -20,30 +21,22 @@ import (
 	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 )
 
-// Named waits of the node image controller.
-const (
-	// credentialsRetryInterval: Secrets are not watched, so a fixed Secret is noticed this late.
-	credentialsRetryInterval = 2 * time.Minute
-	// inUseRecheckInterval: machines are not watched (their CRDs may be absent), so a deletion
-	// held by machines looks again this often.
-	inUseRecheckInterval = time.Minute
-	// protectedRecheckInterval: a protected image needs a human; look again now and then.
-	protectedRecheckInterval = 5 * time.Minute
-	// defaultRetryAfter is used when the cloud asks to slow down without saying how long.
-	defaultRetryAfter = 10 * time.Second
-)
+// inUseRecheckInterval: machines are not watched (their CRDs may be absent), so a deletion held
+// by machines looks again this often.
+const inUseRecheckInterval = time.Minute
 
 // nodeImageConditions are the conditions this controller owns on its objects.
 var nodeImageConditions = []string{csv1alpha1.ReadyCondition, csv1alpha1.ReconcilingCondition, csv1alpha1.StalledCondition}
@@ -64,7 +57,10 @@ type NodeImageReleaseReconciler struct {
 	RecheckInterval time.Duration
 	// InUseRecheck overrides inUseRecheckInterval.
 	InUseRecheck time.Duration
-	Recorder     events.EventRecorder
+	// OutageRetry is the wait before the next try while the cloud is unavailable and gives no
+	// Retry-After; zero means defaultOutageRetry.
+	OutageRetry time.Duration
+	Recorder    events.EventRecorder
 	// Workers is how many node images are brought into Glance at once; zero means
 	// defaultNodeImageWorkers.
 	Workers int
@@ -98,7 +94,11 @@ func (r *NodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.imageLocks = keymutex.NewHashed(64)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openstacknodeimagerelease").
-		For(&infrav1.OpenStackNodeImageRelease{}).
+		// Only changes of spec, labels, annotations or deletion start a reconcile, not the
+		// controller's own status writes: those carry the retry time during an outage, and
+		// reacting to them would retry at once instead of when the cloud asked.
+		For(&infrav1.OpenStackNodeImageRelease{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(r)
 }
@@ -155,151 +155,91 @@ func (r *NodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}
 	}()
 
+	var rep report
 	if !obj.DeletionTimestamp.IsZero() {
-		// Conditions set while deleting describe the deletion of this generation.
-		converged = true
-		return r.reconcileDelete(ctx, obj)
-	}
-	// persist writes the status at once and starts a new patch helper from what was written, so
-	// that the deferred patch compares against the stored state (a field cleared after persist,
-	// like an imageID after a refused upload, must be removed, not lost in an empty diff).
-	persist := func(ctx context.Context) error {
-		if err := helper.Patch(ctx, obj, patch.WithOwnedConditions{Conditions: nodeImageConditions}); err != nil {
-			return err
+		rep = r.reconcileDelete(ctx, obj)
+		rep.deleting = true
+	} else {
+		// persist writes the status at once and starts a new patch helper from what was
+		// written, so that the deferred patch compares against the stored state (a field cleared
+		// after persist, like an imageID after a refused upload, must be removed, not lost in an
+		// empty diff).
+		persist := func(ctx context.Context) error {
+			if err := helper.Patch(ctx, obj, patch.WithOwnedConditions{Conditions: nodeImageConditions}); err != nil {
+				return &kubeError{err: err}
+			}
+			h, err := patch.NewHelper(obj, r.Client)
+			if err != nil {
+				return &kubeError{err: err}
+			}
+			helper = h
+			return nil
 		}
-		h, err := patch.NewHelper(obj, r.Client)
-		if err != nil {
-			return err
-		}
-		helper = h
-		return nil
+		rep = r.reconcileNormal(ctx, obj, persist)
 	}
-	return r.reconcileNormal(ctx, obj, persist, &converged)
+	res, ok, err := r.setNodeImageStatus(obj, rep)
+	converged = ok
+	if err != nil {
+		ctrl.LoggerFrom(ctx).V(4).Info("Reconcile failed", "error", err.Error())
+	}
+	return res, err
 }
 
-func (r *NodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, persistStatus nodeimage.Persist, converged *bool) (ctrl.Result, error) {
+func (r *NodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, persistStatus nodeimage.Persist) report {
 	upToDate := obj.Status.ObservedGeneration == obj.Generation
 	// A converged image costs no OpenStack call (and no Secret read) unless a re-check is asked.
 	if upToDate && obj.Status.Ready && obj.Status.ImageID != "" && obj.Status.ImageStatus == "active" && r.RecheckInterval == 0 {
-		*converged = true
-		return ctrl.Result{}, nil
+		return report{unchanged: true, converged: true}
 	}
-	// A terminal image failure waits for a new spec; only credentials problems are retried,
-	// because Secrets are not watched.
+	// A terminal image failure waits for a new spec; only what can be fixed outside the spec
+	// and cannot be watched (credentials, quota) is tried again.
 	if upToDate && conditions.IsTrue(obj, csv1alpha1.StalledCondition) &&
-		conditions.GetReason(obj, csv1alpha1.StalledCondition) != infrav1.InvalidCredentialsReason {
-		*converged = true
-		return ctrl.Result{}, nil
+		!retriedStall(conditions.GetReason(obj, csv1alpha1.StalledCondition)) {
+		return report{unchanged: true, converged: true}
 	}
 	if !upToDate && conditions.IsTrue(obj, csv1alpha1.StalledCondition) {
 		// A changed spec deserves fresh attempts.
 		obj.Status.TransferAttempts, obj.Status.RetryAt, obj.Status.TransferStartedAt = 0, nil, nil
 	}
 
-	images, res, err := r.imageClient(ctx, obj, converged)
-	if images == nil {
-		return res, err
+	images, err := r.ImageClients.ImageClient(ctx, obj.Namespace, obj.Spec.IdentityRef)
+	if err != nil {
+		var credErr *scope.CredentialsError
+		if !errors.As(err, &credErr) {
+			err = &kubeError{err: err}
+		}
+		return report{err: err}
 	}
 	svc := nodeimage.NewService(images, r.NodeImage)
 
 	if upToDate && obj.Status.Ready && r.RecheckInterval > 0 {
 		status, err := svc.Check(ctx, obj.Status.ImageID)
 		if err != nil {
-			return r.cloudError(ctx, obj, err, converged)
+			return report{err: err}
 		}
 		if status == "active" {
-			*converged = true
-			return ctrl.Result{RequeueAfter: r.RecheckInterval}, nil
+			return report{outcome: nodeimage.Outcome{Ready: true, Message: conditions.GetMessage(obj, csv1alpha1.ReadyCondition)}}
 		}
 	}
 
 	hadID := obj.Status.ImageID
 	persist := func(ctx context.Context) error {
-		kstatus.MarkProgressing(obj, infrav1.CreatingImageReason, fmt.Sprintf("Created image %s; bringing its data in", obj.Status.ImageID))
+		// The status written right after the create is computed like any other.
+		_, _, _ = r.setNodeImageStatus(obj, report{outcome: nodeimage.Outcome{
+			Reason: infrav1.CreatingImageReason, Message: fmt.Sprintf("Created image %s; bringing its data in", obj.Status.ImageID)}})
 		return persistStatus(ctx)
 	}
 	out, err := svc.Ensure(ctx, obj, persist)
 	if obj.Status.ImageID != "" && obj.Status.ImageID != hadID && obj.Status.CreatedImage {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "ImageCreated", "Create", "Created Glance image %s (%s)", obj.Status.ImageID, obj.Spec.Image.CreateOpts.Name)
 	}
-	if err != nil {
-		return r.cloudError(ctx, obj, err, converged)
-	}
-	if out.Ready {
-		wasReady := conditions.IsTrue(obj, csv1alpha1.ReadyCondition)
-		kstatus.MarkReady(obj, infrav1.ImageActiveReason, out.Message)
-		if !wasReady {
-			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "ImageActive", "Ensure", "%s", out.Message)
-		}
-		*converged = true
-		if r.RecheckInterval > 0 {
-			return ctrl.Result{RequeueAfter: r.RecheckInterval}, nil
-		}
-		return ctrl.Result{}, nil
-	}
-	kstatus.MarkProgressing(obj, out.Reason, out.Message)
-	return ctrl.Result{RequeueAfter: out.RequeueAfter}, nil
+	return report{outcome: out, err: err}
 }
 
-// imageClient returns the Glance client, or nil with the result to return when the credentials
-// cannot be used.
-func (r *NodeImageReleaseReconciler) imageClient(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, converged *bool) (clients.ImageClient, ctrl.Result, error) {
-	images, err := r.ImageClients.ImageClient(ctx, obj.Namespace, obj.Spec.IdentityRef)
-	if err == nil {
-		return images, ctrl.Result{}, nil
-	}
-	var credErr *scope.CredentialsError
-	if !errors.As(err, &credErr) {
-		return nil, ctrl.Result{}, err
-	}
-	if credErr.Retryable() {
-		kstatus.MarkProgressing(obj, infrav1.InvalidCredentialsReason, credErr.Error())
-		return nil, ctrl.Result{}, err
-	}
-	if !conditions.IsTrue(obj, csv1alpha1.StalledCondition) || conditions.GetMessage(obj, csv1alpha1.StalledCondition) != credErr.Error() {
-		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, infrav1.InvalidCredentialsReason, "Authenticate", "%s", credErr.Error())
-	}
-	kstatus.MarkStalled(obj, infrav1.InvalidCredentialsReason, credErr.Error())
-	*converged = true
-	return nil, ctrl.Result{RequeueAfter: credentialsRetryInterval}, nil
-}
-
-// cloudError turns an error of the service into conditions and a result: terminal errors stall
-// the object, transient ones are retried without touching conditions (a 409 or a 503 is no news
-// for a user), honouring Retry-After.
-func (r *NodeImageReleaseReconciler) cloudError(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, err error, converged *bool) (ctrl.Result, error) {
-	var terminal *nodeimage.TerminalError
-	if errors.As(err, &terminal) {
-		if !conditions.IsTrue(obj, csv1alpha1.StalledCondition) || conditions.GetMessage(obj, csv1alpha1.StalledCondition) != terminal.Message {
-			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, terminal.Reason, "Ensure", "%s", terminal.Message)
-		}
-		kstatus.MarkStalled(obj, terminal.Reason, terminal.Message)
-		*converged = true
-		return ctrl.Result{}, nil
-	}
-	class := clients.Classify(err)
-	switch class.Kind {
-	case clients.KindRetryable:
-		wait := class.RetryAfter
-		if wait == 0 && class.StatusCode != 0 {
-			wait = defaultRetryAfter
-		}
-		if wait > 0 {
-			ctrl.LoggerFrom(ctx).V(4).Info("OpenStack asked to retry later", "after", wait, "error", err.Error())
-			return ctrl.Result{RequeueAfter: wait}, nil
-		}
-		return ctrl.Result{}, err
-	case clients.KindConflict:
-		return ctrl.Result{}, err
-	}
-	kstatus.MarkProgressing(obj, infrav1.CloudErrorReason, err.Error())
-	return ctrl.Result{}, err
-}
-
-func (r *NodeImageReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) (ctrl.Result, error) {
+func (r *NodeImageReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) report {
 	log := ctrl.LoggerFrom(ctx)
 	if !controllerutil.ContainsFinalizer(obj, infrav1.OpenStackNodeImageReleaseFinalizer) {
-		return ctrl.Result{}, nil
+		return report{unchanged: true, converged: true}
 	}
 	policy := obj.Spec.DeletionPolicy
 	if policy == "" {
@@ -311,61 +251,48 @@ func (r *NodeImageReleaseReconciler) reconcileDelete(ctx context.Context, obj *i
 	if policy == infrav1.DeletionPolicyKeep || obj.Status.ImageID == "" {
 		log.Info("Keeping the Glance image", "imageID", obj.Status.ImageID, "deletionPolicy", policy)
 		controllerutil.RemoveFinalizer(obj, infrav1.OpenStackNodeImageReleaseFinalizer)
-		return ctrl.Result{}, nil
+		return report{unchanged: true, converged: true}
 	}
 
 	users, err := r.imageUsers(ctx, obj)
 	if err != nil {
-		return ctrl.Result{}, err
+		return report{err: &kubeError{err: err}}
 	}
 	if len(users) > 0 {
-		msg := fmt.Sprintf("Image %s is not deleted while %s use it", obj.Status.ImageID, strings.Join(users, ", "))
-		if conditions.GetMessage(obj, csv1alpha1.ReadyCondition) != msg {
-			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, infrav1.ImageInUseReason, "Delete", "%s", msg)
-		}
-		setDeleting(obj, infrav1.ImageInUseReason, msg, false)
 		wait := inUseRecheckInterval
 		if r.InUseRecheck > 0 {
 			wait = r.InUseRecheck
 		}
-		return ctrl.Result{RequeueAfter: wait}, nil
+		return report{outcome: nodeimage.Outcome{Reason: infrav1.ImageInUseReason, RequeueAfter: wait,
+			Message: fmt.Sprintf("Image %s is not deleted while %s use it", obj.Status.ImageID, strings.Join(users, ", "))}}
 	}
 
 	images, err := r.ImageClients.ImageClient(ctx, obj.Namespace, obj.Spec.IdentityRef)
 	if err != nil {
 		var credErr *scope.CredentialsError
-		if errors.As(err, &credErr) && errors.Is(err, scope.ErrSecretNotFound) && r.namespaceTerminating(ctx, obj.Namespace) {
+		if !errors.As(err, &credErr) {
+			return report{err: &kubeError{err: err}}
+		}
+		if errors.Is(err, scope.ErrSecretNotFound) && r.namespaceTerminating(ctx, obj.Namespace) {
 			// The whole namespace goes, its Secret first: waiting would block the namespace
 			// forever, so the image is left behind, and said so.
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, "ImageOrphaned", "Delete", "Left Glance image %s behind: the namespace is being deleted and its credentials are gone", obj.Status.ImageID)
 			controllerutil.RemoveFinalizer(obj, infrav1.OpenStackNodeImageReleaseFinalizer)
-			return ctrl.Result{}, nil
+			return report{unchanged: true, converged: true}
 		}
-		if errors.As(err, &credErr) {
-			setDeleting(obj, infrav1.InvalidCredentialsReason, credErr.Error(), !credErr.Retryable())
-			return ctrl.Result{RequeueAfter: credentialsRetryInterval}, nil
-		}
-		return ctrl.Result{}, err
+		return report{err: err}
 	}
 	if err := nodeimage.NewService(images, r.NodeImage).Delete(ctx, obj); err != nil {
-		class := clients.Classify(err)
-		switch {
-		case class.StatusCode == 403:
-			msg := fmt.Sprintf("Glance refused to delete image %s (HTTP 403): it is protected or the policy forbids it; unprotect it or set deletionPolicy keep", obj.Status.ImageID)
-			if conditions.GetMessage(obj, csv1alpha1.StalledCondition) != msg {
-				r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, infrav1.ProtectedReason, "Delete", "%s", msg)
-			}
-			setDeleting(obj, infrav1.ProtectedReason, msg, true)
-			return ctrl.Result{RequeueAfter: protectedRecheckInterval}, nil
-		case class.Kind == clients.KindRetryable && class.RetryAfter > 0:
-			return ctrl.Result{RequeueAfter: class.RetryAfter}, nil
+		if clients.StatusCode(err) == http.StatusForbidden {
+			return report{err: &nodeimage.TerminalError{Reason: infrav1.ProtectedReason, Err: err, Message: fmt.Sprintf(
+				"Glance refused to delete image %s (HTTP 403): it is protected or the policy forbids it; unprotect it or set deletionPolicy keep", obj.Status.ImageID)}}
 		}
-		return ctrl.Result{}, err
+		return report{err: err}
 	}
 	log.Info("Deleted the Glance image", "imageID", obj.Status.ImageID)
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "ImageDeleted", "Delete", "Deleted Glance image %s", obj.Status.ImageID)
 	controllerutil.RemoveFinalizer(obj, infrav1.OpenStackNodeImageReleaseFinalizer)
-	return ctrl.Result{}, nil
+	return report{unchanged: true, converged: true}
 }
 
 // imageUsers lists what still uses the image: OpenStackMachineTemplates and OpenStackMachines of
@@ -425,12 +352,4 @@ func (r *NodeImageReleaseReconciler) namespaceTerminating(ctx context.Context, n
 		return false
 	}
 	return !ns.DeletionTimestamp.IsZero()
-}
-
-func setDeleting(obj *infrav1.OpenStackNodeImageRelease, reason, msg string, stalled bool) {
-	if stalled {
-		kstatus.MarkStalled(obj, reason, msg)
-		return
-	}
-	kstatus.MarkProgressing(obj, reason, msg)
 }

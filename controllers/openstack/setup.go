@@ -48,6 +48,14 @@ type Options struct {
 	// InUseRecheckInterval is how often a deletion held back by machines using the image looks
 	// again (machines are not watched); zero means one minute.
 	InUseRecheckInterval time.Duration
+	// RequestTimeout bounds each OpenStack request of the default client factory (zero:
+	// scope.DefaultRequestTimeout). Transfers have NodeImage.TransferProgressTimeout instead.
+	RequestTimeout time.Duration
+	// OutageRetryInterval is the wait before trying again while the cloud is unavailable and
+	// gives no Retry-After; zero means 30 seconds.
+	OutageRetryInterval time.Duration
+	// NodeImageWorkers is how many node images are worked on at once; zero means four.
+	NodeImageWorkers int
 }
 
 // Setup registers both controllers with mgr.
@@ -56,7 +64,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return errors.New("setting up the OpenStack controllers: Options.Releases is required")
 	}
 	if opts.ImageClients == nil {
-		opts.ImageClients = scope.NewFactory(mgr.GetAPIReader())
+		opts.ImageClients = scope.NewFactory(mgr.GetAPIReader(), scope.WithRequestTimeout(opts.RequestTimeout))
 	}
 	if opts.HTTPClient != nil && opts.NodeImage.HTTPClient == nil {
 		opts.NodeImage.HTTPClient = opts.HTTPClient
@@ -68,6 +76,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		NodeImage:       opts.NodeImage,
 		RecheckInterval: opts.RecheckInterval,
 		InUseRecheck:    opts.InUseRecheckInterval,
+		OutageRetry:     opts.OutageRetryInterval,
+		Workers:         opts.NodeImageWorkers,
 		Recorder:        mgr.GetEventRecorder("openstacknodeimagerelease-controller"),
 	}
 	if err := nir.SetupWithManager(mgr); err != nil {

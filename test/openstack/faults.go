@@ -1,6 +1,7 @@
 package openstack
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"path"
@@ -36,6 +37,16 @@ type Fault struct {
 
 	// Delay is added before the call is answered (by Status, ResetConnection or normally).
 	Delay time.Duration
+	// Hang never answers: the call is held until the client gives up (closes the connection) or
+	// the server closes, like a cloud whose API process is stuck. Clients without a timeout
+	// hang with it.
+	Hang bool
+	// AfterBytes makes an upload (PUT /v2/images/{id}/file) take this many bytes of the data
+	// first, with the image saving, and only then apply the fault: Hang then stops reading
+	// mid-transfer and leaves the image saving (a stuck Glance; only Close ends it), Status (e.g.
+	// 413 for a storage quota) and ResetConnection put the image back to queued, as Glance does
+	// when an upload fails. Other endpoints ignore faults with AfterBytes.
+	AfterBytes int64
 	// Status answers with this HTTP status. A 401 also revokes the caller's token, as a really
 	// expired token would be, so a client must log in again.
 	Status int
@@ -131,27 +142,47 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, rt route) (F
 	if !found {
 		return Fault{}, false
 	}
+	if f.AfterBytes > 0 {
+		// Applied by the upload handler once it has the bytes.
+		return f, false
+	}
+	if (f.Hang || f.Delay > 0) && rt.template != "/v2/images/{id}/file" && r.Body != nil {
+		// Read the (small, JSON) body first: net/http notices a client that gives up only once
+		// the body has been read, and a held call must end when its client leaves.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+	}
+	return f, s.act(w, r, f)
+}
 
+// act carries out a fault's delay and answer; it reports whether it answered the call.
+func (s *Server) act(w http.ResponseWriter, r *http.Request, f Fault) bool {
+	if f.Hang {
+		select {
+		case <-r.Context().Done():
+		case <-s.ctx.Done():
+		}
+		return true
+	}
 	if f.Delay > 0 {
 		t := time.NewTimer(f.Delay)
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
 			t.Stop()
-			return f, true
+			return true
 		case <-s.ctx.Done():
 			t.Stop()
-			return f, true
+			return true
 		}
 	}
 	switch {
 	case f.ResetConnection:
 		resetConnection(w)
-		return f, true
+		return true
 	case f.Status == http.StatusUnauthorized:
 		s.revokeToken(r)
 		writeError(w, f.Status, "The request you have made requires authentication.")
-		return f, true
+		return true
 	case f.Status == http.StatusTooManyRequests || f.Status == http.StatusServiceUnavailable:
 		secs := int((f.RetryAfter + time.Second - 1) / time.Second)
 		if secs < 1 {
@@ -159,12 +190,15 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, rt route) (F
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(w, f.Status, "Injected fault.")
-		return f, true
+		return true
+	case f.Status == http.StatusRequestEntityTooLarge:
+		writeError(w, f.Status, "Denying attempt to upload image because it exceeds the quota.")
+		return true
 	case f.Status != 0:
 		writeError(w, f.Status, "Injected fault.")
-		return f, true
+		return true
 	}
-	return f, false
+	return false
 }
 
 // resetConnection drops the connection with SO_LINGER 0, so the client sees a reset rather than

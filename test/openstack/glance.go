@@ -179,7 +179,7 @@ func (s *Server) serveGlance(w http.ResponseWriter, r *http.Request, rt route, f
 	case CallDeleteImage:
 		s.deleteImage(w, rt, t)
 	case CallUploadImage:
-		s.uploadImage(w, r, rt, t)
+		s.uploadImage(w, r, rt, t, f)
 	case CallDownloadImage:
 		s.downloadImage(w, rt, t)
 	case CallImportInfo:
@@ -711,7 +711,7 @@ func (s *Server) startData(w http.ResponseWriter, id string, t *token, status st
 	return img, true
 }
 
-func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request, rt route, t *token) {
+func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request, rt route, t *token, f Fault) {
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/octet-stream" {
 		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/octet-stream")
 		return
@@ -724,6 +724,24 @@ func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request, rt route, t
 	}
 
 	h := newHasher(s.cfg.keepData)
+	if f.AfterBytes > 0 {
+		if _, err := io.CopyN(h, r.Body, f.AfterBytes); err == nil {
+			if f.Hang {
+				// Stuck mid-transfer: no more reads, no answer, the image stays saving.
+				<-s.ctx.Done()
+				return
+			}
+			if s.act(w, r, f) {
+				s.mu.Lock()
+				if cur, ok := s.images[img.ID]; ok && cur == img && img.Status == StatusSaving {
+					img.Status = StatusQueued
+					img.UpdatedAt = s.now()
+				}
+				s.mu.Unlock()
+				return
+			}
+		}
+	}
 	_, err := io.Copy(h, r.Body)
 
 	s.mu.Lock()

@@ -24,8 +24,14 @@ const (
 	ImageUnusableReason = "ImageUnusable"
 	// InvalidCredentialsReason: the credentials Secret is missing, malformed or refused.
 	InvalidCredentialsReason = "InvalidCredentials"
-	// CloudErrorReason: Glance refused a call for a reason retrying does not fix (policy, quota).
+	// CloudErrorReason: Glance refused a call for a reason retrying does not fix (policy).
 	CloudErrorReason = "CloudError"
+	// CloudUnavailableReason: Keystone or Glance is unavailable (429, 5xx, no answer within the
+	// request timeout, connection reset); the message says when the operator tries again.
+	CloudUnavailableReason = "CloudUnavailable"
+	// QuotaExceededReason: Glance refused the image as too large for the project's quota or the
+	// cloud's limits (413); it stays so until the quota or the spec changes.
+	QuotaExceededReason = "QuotaExceeded"
 	// ProtectedReason: Glance refused to delete the image (protected or policy).
 	ProtectedReason = "Protected"
 	// ImageInUseReason: the image is not deleted because machines still use it.

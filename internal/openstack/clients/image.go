@@ -20,7 +20,8 @@ type ImageClient interface {
 	ListImages(ctx context.Context, opts images.ListOpts) ([]images.Image, error)
 	// CreateImage creates an image record (status queued).
 	CreateImage(ctx context.Context, opts images.CreateOptsBuilder) (*images.Image, error)
-	// UploadData streams the image bytes (PUT /file).
+	// UploadData streams the image bytes (PUT /file). Its requests have no total deadline (see
+	// WithTransfer): the caller bounds the transfer, e.g. by cancelling ctx when no bytes move.
 	UploadData(ctx context.Context, id string, data io.Reader) error
 	// ImportImage starts an interoperable import, e.g. web-download.
 	ImportImage(ctx context.Context, id string, opts imageimport.CreateOptsBuilder) error
@@ -60,7 +61,7 @@ func (c imageClient) CreateImage(ctx context.Context, opts images.CreateOptsBuil
 
 func (c imageClient) UploadData(ctx context.Context, id string, data io.Reader) (err error) {
 	defer func(start time.Time) { observeImage("UploadData", start, err) }(time.Now())
-	return imagedata.Upload(ctx, c.client, id, data).ExtractErr()
+	return imagedata.Upload(WithTransfer(ctx), c.client, id, data).ExtractErr()
 }
 
 func (c imageClient) ImportImage(ctx context.Context, id string, opts imageimport.CreateOptsBuilder) (err error) {

@@ -24,6 +24,11 @@ const (
 	DefaultImportTimeout       = 30 * time.Minute
 	DefaultRetryBackoff        = 30 * time.Second
 	DefaultPollInterval        = 10 * time.Second
+	// DefaultSavingTimeout bounds how long an image may stay saving (receiving data) while the
+	// operator is not sending it, like DefaultImportTimeout bounds imports.
+	DefaultSavingTimeout = 30 * time.Minute
+	// DefaultTransferProgressTimeout fails a transfer when no byte moved for this long.
+	DefaultTransferProgressTimeout = 2 * time.Minute
 	// maxRetryBackoff caps the exponential backoff between transfer attempts.
 	maxRetryBackoff = 15 * time.Minute
 )
@@ -39,6 +44,18 @@ const (
 	propertyFailedImport = "os_glance_failed_import"
 )
 
+// Ownership properties, stamped on every image the operator creates, in the create call itself:
+// they survive any crash, so an image found by name after a restart that lost the status is still
+// known to be this object's (and deleted with it under the default policy). Glance takes any
+// string property with a snake_case key that is not os_glance_*; the UID decides, the name is
+// for people looking at the image.
+const (
+	// PropertyOwnerUID carries the UID of the OpenStackNodeImageRelease that created the image.
+	PropertyOwnerUID = "clusterstack_x_k8s_io_owner_uid"
+	// PropertyOwner carries its namespace/name.
+	PropertyOwner = "clusterstack_x_k8s_io_owner"
+)
+
 // Options tune the service; zero values take the defaults.
 type Options struct {
 	// HTTPClient downloads image files for uploads; http.DefaultClient when nil.
@@ -52,6 +69,13 @@ type Options struct {
 	RetryBackoff time.Duration
 	// PollInterval is how often a running import is looked at.
 	PollInterval time.Duration
+	// SavingTimeout is how long an image may stay saving (data arriving from someone, or from a
+	// run of ours that crashed) before it counts as failed.
+	SavingTimeout time.Duration
+	// TransferProgressTimeout fails an upload (the download feeding it, the upload, and Glance's
+	// answer after the last byte) when no byte moved for this long. Transfers have no total
+	// timeout: a large image over a slow link is not a failure.
+	TransferProgressTimeout time.Duration
 	// Now replaces time.Now in tests.
 	Now func() time.Time
 }
@@ -72,6 +96,12 @@ func (o Options) withDefaults() Options {
 	if o.PollInterval <= 0 {
 		o.PollInterval = DefaultPollInterval
 	}
+	if o.SavingTimeout <= 0 {
+		o.SavingTimeout = DefaultSavingTimeout
+	}
+	if o.TransferProgressTimeout <= 0 {
+		o.TransferProgressTimeout = DefaultTransferProgressTimeout
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -90,13 +120,19 @@ type Outcome struct {
 }
 
 // TerminalError means the image cannot become ready without a change by a user: a hash
-// mismatch, transfers that failed too often, an unusable image, a call Glance refuses for good.
+// mismatch, transfers that failed too often, an unusable image, a call Glance refuses for good
+// (policy, quota).
 type TerminalError struct {
+	// Reason is the condition reason (see the API's reasons).
 	Reason  string
 	Message string
+	// Err is the cloud's error when Glance refused a call, nil otherwise.
+	Err error
 }
 
 func (e *TerminalError) Error() string { return e.Message }
+
+func (e *TerminalError) Unwrap() error { return e.Err }
 
 // Persist writes the object's status to the API server at once. Ensure calls it right after
 // creating an image, so that a crash before the upload adopts the image instead of creating a
@@ -107,6 +143,26 @@ type Persist func(ctx context.Context) error
 type Service struct {
 	images clients.ImageClient
 	opts   Options
+}
+
+// refusal turns a call Glance refused for good into a *TerminalError, or returns nil for errors
+// that are not the image's (transient, conflicts, credentials: the caller passes them on).
+func refusal(err error, what string) *TerminalError {
+	class := clients.Classify(err)
+	switch {
+	case class.Kind == clients.KindQuota:
+		return &TerminalError{Reason: infrav1.QuotaExceededReason, Err: err, Message: fmt.Sprintf(
+			"Glance refused %s (HTTP 413): the image is larger than the project's image quota or the cloud's size limit allows; raise the quota, free space in the project or change the image", what)}
+	case class.Kind == clients.KindTerminal && class.StatusCode != 0:
+		return &TerminalError{Reason: infrav1.CloudErrorReason, Err: err, Message: fmt.Sprintf("Glance refused %s (HTTP %d)", what, class.StatusCode)}
+	}
+	return nil
+}
+
+// CreatedBy reports whether img carries the ownership property of obj.
+func CreatedBy(img *images.Image, obj *infrav1.OpenStackNodeImageRelease) bool {
+	uid, _ := img.Properties[PropertyOwnerUID].(string)
+	return obj.UID != "" && uid == string(obj.UID)
 }
 
 // NewService returns a service working with the Glance client of one project.
@@ -120,14 +176,17 @@ func NewService(imageClient clients.ImageClient, opts Options) *Service {
 func (s *Service) Ensure(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, persist Persist) (Outcome, error) {
 	log := ctrl.LoggerFrom(ctx)
 	st := &obj.Status
+	// What Glance said last time tells an upload that ended badly (saving, now queued) from an
+	// import that has not started yet.
+	prevStatus := images.ImageStatus(st.ImageStatus)
 	img, err := s.find(ctx, obj)
 	if err != nil {
 		return Outcome{}, err
 	}
 	if img == nil {
 		if img, err = s.images.CreateImage(ctx, createOpts(obj, s.opts.Now())); err != nil {
-			if clients.Classify(err).Kind == clients.KindTerminal {
-				return Outcome{}, &TerminalError{Reason: infrav1.CloudErrorReason, Message: fmt.Sprintf("Glance refused to create image %q (HTTP %d)", obj.Spec.Image.CreateOpts.Name, clients.StatusCode(err))}
+			if t := refusal(err, fmt.Sprintf("to create image %q", obj.Spec.Image.CreateOpts.Name)); t != nil {
+				return Outcome{}, t
 			}
 			return Outcome{}, fmt.Errorf("creating image %q: %w", obj.Spec.Image.CreateOpts.Name, err)
 		}
@@ -138,9 +197,14 @@ func (s *Service) Ensure(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 			return Outcome{}, fmt.Errorf("recording image ID %s: %w", img.ID, err)
 		}
 	} else if st.ImageID != img.ID {
-		log.Info("Adopted existing Glance image", "imageID", img.ID, "imageName", img.Name, "imageStatus", img.Status)
-		st.ImageID, st.CreatedImage = img.ID, false
+		// The ownership property says whether an earlier run of this object created it, also
+		// when a crash lost the status that said so.
+		ours := CreatedBy(img, obj)
+		log.Info("Adopted existing Glance image", "imageID", img.ID, "imageName", img.Name, "imageStatus", img.Status, "createdByThisObject", ours)
+		st.ImageID, st.CreatedImage = img.ID, ours
 		st.TransferStartedAt, st.RetryAt = nil, nil
+	} else if !st.CreatedImage && CreatedBy(img, obj) {
+		st.CreatedImage = true
 	}
 	st.ImageStatus = string(img.Status)
 
@@ -149,14 +213,18 @@ func (s *Service) Ensure(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 		st.TransferStartedAt, st.RetryAt = nil, nil
 		return Outcome{Ready: true, Reason: infrav1.ImageActiveReason, Message: fmt.Sprintf("Image %s is active in Glance", img.ID)}, nil
 	case images.ImageStatusQueued:
-		return s.queued(ctx, obj, img)
+		return s.queued(ctx, obj, img, prevStatus)
 	case images.ImageStatusImporting:
-		if st.TransferStartedAt != nil && s.opts.Now().Sub(st.TransferStartedAt.Time) > s.opts.ImportTimeout {
+		if s.boundExceeded(st, s.opts.ImportTimeout) {
 			return s.replaceStuck(ctx, obj, fmt.Sprintf("the import of image %s did not finish within %s", img.ID, s.opts.ImportTimeout))
 		}
 		return Outcome{Reason: infrav1.ImportingReason, Message: fmt.Sprintf("Glance is importing image %s from %s", img.ID, obj.Spec.Image.URL), RequeueAfter: s.opts.PollInterval}, nil
 	case images.ImageStatusSaving, images.ImageStatusUploading:
-		// Someone (or a crashed earlier run of ours, until Glance notices) is sending data.
+		// Someone (or a crashed earlier run of ours, until Glance notices) is sending data; an
+		// upload of this operator never reaches here while it runs (the reconcile waits for it).
+		if s.boundExceeded(st, s.opts.SavingTimeout) {
+			return s.replaceStuck(ctx, obj, fmt.Sprintf("image %s stayed %s for more than %s without becoming active", img.ID, img.Status, s.opts.SavingTimeout))
+		}
 		return Outcome{Reason: infrav1.UploadingReason, Message: fmt.Sprintf("Glance is receiving data for image %s", img.ID), RequeueAfter: s.opts.PollInterval}, nil
 	case images.ImageStatusKilled:
 		if st.CreatedImage {
@@ -172,17 +240,33 @@ func (s *Service) Ensure(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 	}
 }
 
+// boundExceeded reports whether the transfer recorded in st has run for longer than bound. A
+// transfer whose start is unknown (started by someone else, or by a run of ours whose status a
+// crash lost) starts its bound now, so nothing is waited on forever.
+func (s *Service) boundExceeded(st *infrav1.OpenStackNodeImageReleaseStatus, bound time.Duration) bool {
+	now := s.opts.Now()
+	if st.TransferStartedAt == nil {
+		st.TransferStartedAt = &metav1.Time{Time: now}
+		return false
+	}
+	return now.Sub(st.TransferStartedAt.Time) > bound
+}
+
 // queued handles an image without data: a transfer failed, is waiting for its backoff, is
 // starting, or has to be started.
-func (s *Service) queued(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, img *images.Image) (Outcome, error) {
+func (s *Service) queued(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, img *images.Image, prevStatus images.ImageStatus) (Outcome, error) {
 	st := &obj.Status
 	now := s.opts.Now()
+	if st.TransferStartedAt != nil && (prevStatus == images.ImageStatusSaving || prevStatus == images.ImageStatusUploading) {
+		// Glance took data, then put the image back: the upload failed on its side.
+		return s.attemptFailed(ctx, obj, fmt.Sprintf("Glance returned image %s to queued after receiving data", img.ID))
+	}
 	if st.TransferStartedAt != nil {
 		if failed, _ := img.Properties[propertyFailedImport].(string); failed != "" {
-			return s.attemptFailed(obj, fmt.Sprintf("Glance reported the web-download import of image %s as failed (os_glance_failed_import=%s)", img.ID, failed))
+			return s.attemptFailed(ctx, obj, fmt.Sprintf("Glance reported the web-download import of image %s as failed (os_glance_failed_import=%s)", img.ID, failed))
 		}
 		if now.Sub(st.TransferStartedAt.Time) > s.opts.ImportTimeout {
-			return s.attemptFailed(obj, fmt.Sprintf("image %s stayed queued for %s after its import was started", img.ID, s.opts.ImportTimeout))
+			return s.attemptFailed(ctx, obj, fmt.Sprintf("image %s stayed queued for %s after its import was started", img.ID, s.opts.ImportTimeout))
 		}
 		return Outcome{Reason: infrav1.ImportingReason, Message: fmt.Sprintf("Waiting for Glance to start importing image %s", img.ID), RequeueAfter: s.opts.PollInterval}, nil
 	}
@@ -190,7 +274,7 @@ func (s *Service) queued(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 		return Outcome{Reason: infrav1.RetryingReason, Message: fmt.Sprintf("Retrying the transfer of image %s after a failure (attempt %d of %d)", img.ID, st.TransferAttempts+1, s.opts.MaxTransferAttempts), RequeueAfter: st.RetryAt.Sub(now)}, nil
 	}
 	if st.TransferAttempts >= s.opts.MaxTransferAttempts {
-		return Outcome{}, &TerminalError{Reason: infrav1.TransferFailedReason, Message: fmt.Sprintf("gave up bringing the data of image %s into Glance after %d attempts", img.ID, st.TransferAttempts)}
+		return s.giveUp(ctx, obj, &TerminalError{Reason: infrav1.TransferFailedReason, Message: fmt.Sprintf("gave up bringing the data of image %s into Glance after %d attempts", img.ID, st.TransferAttempts)})
 	}
 
 	webDownload, err := s.useWebDownload(ctx, obj)
@@ -207,8 +291,8 @@ func (s *Service) queued(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 				// The image moved on (e.g. an import we started before a crash); look again.
 				return Outcome{Reason: infrav1.ImportingReason, Message: fmt.Sprintf("Image %s is changing state", img.ID), RequeueAfter: s.opts.PollInterval}, nil
 			}
-			if clients.Classify(err).Kind == clients.KindTerminal {
-				return Outcome{}, &TerminalError{Reason: infrav1.CloudErrorReason, Message: fmt.Sprintf("Glance refused the web-download import of image %s (HTTP %d)", img.ID, clients.StatusCode(err))}
+			if t := refusal(err, fmt.Sprintf("the web-download import of image %s", img.ID)); t != nil {
+				return s.giveUp(ctx, obj, t)
 			}
 			return Outcome{}, fmt.Errorf("starting the import of image %s: %w", img.ID, err)
 		}
@@ -220,19 +304,26 @@ func (s *Service) queued(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 	if err := s.upload(ctx, obj, img.ID); err != nil {
 		var mismatch *HashMismatchError
 		var download *DownloadError
+		var stalled *TransferStalledError
 		switch {
 		case errors.As(err, &mismatch):
 			return s.refuse(ctx, obj, mismatch)
 		case errors.As(err, &download):
-			return s.attemptFailed(obj, download.Error())
-		case clients.Classify(err).Kind == clients.KindTerminal && clients.StatusCode(err) != 0:
-			return Outcome{}, &TerminalError{Reason: infrav1.CloudErrorReason, Message: fmt.Sprintf("Glance refused the upload of image %s (HTTP %d)", img.ID, clients.StatusCode(err))}
-		default:
-			// Transient (connection reset, 503, re-authentication mid-stream): not the image's
-			// fault, so it does not use up an attempt.
-			st.TransferAttempts--
-			return Outcome{}, fmt.Errorf("uploading image %s: %w", img.ID, err)
+			return s.attemptFailed(ctx, obj, download.Error())
+		case errors.As(err, &stalled):
+			return s.attemptFailed(ctx, obj, stalled.Error())
 		}
+		if t := refusal(err, fmt.Sprintf("the upload of image %s", img.ID)); t != nil {
+			if t.Reason == infrav1.QuotaExceededReason {
+				// Not a failed transfer: the same bytes fit once the quota is raised.
+				st.TransferAttempts--
+			}
+			return s.giveUp(ctx, obj, t)
+		}
+		// Transient (connection reset, 503, re-authentication mid-stream) or credentials: not
+		// the image's fault, so it does not use up an attempt.
+		st.TransferAttempts--
+		return Outcome{}, fmt.Errorf("uploading image %s: %w", img.ID, err)
 	}
 	got, err := s.images.GetImage(ctx, img.ID)
 	if err != nil {
@@ -242,16 +333,42 @@ func (s *Service) queued(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 	if got.Status == images.ImageStatusActive {
 		return Outcome{Ready: true, Reason: infrav1.ImageActiveReason, Message: fmt.Sprintf("Image %s is active in Glance", img.ID)}, nil
 	}
+	if got.Status == images.ImageStatusSaving || got.Status == images.ImageStatusUploading {
+		// Glance still processes the bytes: SavingTimeout runs from the start of the upload.
+		st.TransferStartedAt = &metav1.Time{Time: now}
+	}
 	return Outcome{Reason: infrav1.UploadingReason, Message: fmt.Sprintf("Glance is processing the upload of image %s", img.ID), RequeueAfter: s.opts.PollInterval}, nil
 }
 
+// giveUp returns t after deleting the image when this operator created it: a failed image of
+// ours must not stay behind (queued, half-written) where it counts against the quota and where
+// a retry would find it instead of starting clean.
+func (s *Service) giveUp(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, t *TerminalError) (Outcome, error) {
+	st := &obj.Status
+	st.TransferStartedAt, st.RetryAt = nil, nil
+	if !st.CreatedImage || st.ImageID == "" {
+		return Outcome{}, t
+	}
+	id := st.ImageID
+	if err := s.images.DeleteImage(ctx, id); err != nil && !clients.IsNotFound(err) {
+		// Still recorded as ours: deleting the object deletes it, a retry reuses it.
+		ctrl.LoggerFrom(ctx).Error(err, "Deleting a failed image", "imageID", id)
+		t.Message += fmt.Sprintf("; deleting image %s, which the operator created, failed (%s), it is deleted with this object", id, clients.Classify(err).Problem)
+		return Outcome{}, t
+	}
+	ctrl.LoggerFrom(ctx).Info("Deleted a failed Glance image", "imageID", id)
+	st.ImageID, st.CreatedImage, st.ImageStatus = "", false, ""
+	t.Message += fmt.Sprintf("; image %s, which the operator created, was deleted so that a retry starts clean", id)
+	return Outcome{}, t
+}
+
 // attemptFailed records a failed transfer and schedules the next one, or gives up.
-func (s *Service) attemptFailed(obj *infrav1.OpenStackNodeImageRelease, why string) (Outcome, error) {
+func (s *Service) attemptFailed(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, why string) (Outcome, error) {
 	st := &obj.Status
 	st.TransferStartedAt = nil
 	if st.TransferAttempts >= s.opts.MaxTransferAttempts {
 		st.RetryAt = nil
-		return Outcome{}, &TerminalError{Reason: infrav1.TransferFailedReason, Message: fmt.Sprintf("gave up after %d attempts: %s", st.TransferAttempts, why)}
+		return s.giveUp(ctx, obj, &TerminalError{Reason: infrav1.TransferFailedReason, Message: fmt.Sprintf("gave up after %d attempts: %s", st.TransferAttempts, why)})
 	}
 	backoff := s.backoff(st.TransferAttempts)
 	st.RetryAt = &metav1.Time{Time: s.opts.Now().Add(backoff).Truncate(time.Second)}
@@ -269,7 +386,7 @@ func (s *Service) replaceStuck(ctx context.Context, obj *infrav1.OpenStackNodeIm
 		return Outcome{}, fmt.Errorf("deleting stuck image %s: %w", st.ImageID, err)
 	}
 	st.ImageID, st.CreatedImage, st.ImageStatus = "", false, ""
-	return s.attemptFailed(obj, why)
+	return s.attemptFailed(ctx, obj, why)
 }
 
 // refuse handles a hash mismatch: the upload was aborted before its last byte, so Glance never
@@ -395,6 +512,9 @@ func createOpts(obj *infrav1.OpenStackNodeImageRelease, now time.Time) images.Cr
 		PropertyReplaceFrequency: "never",
 	}
 	maps.Copy(props, o.Properties)
+	// After the spec's properties: a release must not be able to claim (or disown) an image.
+	props[PropertyOwnerUID] = string(obj.UID)
+	props[PropertyOwner] = obj.Namespace + "/" + obj.Name
 	opts := images.CreateOpts{
 		Name: o.Name, ID: o.ID, Hidden: o.Hidden, Tags: o.Tags,
 		ContainerFormat: o.ContainerFormat, DiskFormat: o.DiskFormat,

@@ -10,6 +10,8 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 )
@@ -47,22 +49,28 @@ var errBodyReused = errors.New("the upload stream cannot be replayed after re-au
 
 // upload streams the file at the spec's URL into Glance, hashing it on the way when a hash is
 // asked for. The stream ends with an error instead of EOF when the hash does not match, so the
-// upload is aborted before Glance has the whole file and the image never becomes active.
+// upload is aborted before Glance has the whole file and the image never becomes active. Both
+// requests share one progress deadline (see watchProgress).
 func (s *Service) upload(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, id string) error {
 	u := obj.Spec.Image.URL
+	ctx, progress := watchProgress(ctx, s.opts.TransferProgressTimeout, u, id)
+	defer progress.stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return &DownloadError{URL: u, Err: err}
 	}
 	resp, err := s.opts.HTTPClient.Do(req)
 	if err != nil {
+		if stalled := progress.stalled(); stalled != nil {
+			return stalled
+		}
 		return &DownloadError{URL: u, Err: err}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return &DownloadError{URL: u, Status: resp.StatusCode}
 	}
-	body := &verifyingReader{r: resp.Body, url: u}
+	body := &verifyingReader{r: progress.reader(resp.Body), url: u}
 	if h := obj.Spec.Image.Hash; h != nil {
 		body.want, body.algo = h.Value, h.Algorithm
 		if h.Algorithm == infrav1.HashAlgorithmSHA256 {
@@ -72,6 +80,9 @@ func (s *Service) upload(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 		}
 	}
 	err = s.images.UploadData(ctx, id, body)
+	if stalled := progress.stalled(); stalled != nil {
+		return stalled
+	}
 	if body.mismatch != nil {
 		return body.mismatch
 	}
@@ -119,4 +130,90 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 func (v *verifyingReader) Close() error {
 	v.closed = true
 	return nil
+}
+
+// TransferStalledError says no byte of an upload moved for the progress deadline; it uses up a
+// transfer attempt.
+type TransferStalledError struct {
+	URL     string
+	ImageID string
+	After   time.Duration
+	// Phase says where it stopped (see the phase constants).
+	Phase int32
+}
+
+// Phases of an upload, for TransferStalledError.
+const (
+	// PhaseDownload: waiting for the file server (its answer or the next bytes).
+	PhaseDownload int32 = iota
+	// PhaseUpload: Glance stopped taking bytes.
+	PhaseUpload
+	// PhaseConfirm: the last byte was sent, Glance did not answer.
+	PhaseConfirm
+)
+
+func (e *TransferStalledError) Error() string {
+	switch e.Phase {
+	case PhaseUpload:
+		return fmt.Sprintf("Glance stopped taking the data of image %s: no progress for %s", e.ImageID, e.After)
+	case PhaseConfirm:
+		return fmt.Sprintf("Glance did not confirm the upload of image %s within %s of its last byte", e.ImageID, e.After)
+	}
+	return fmt.Sprintf("the download of %s stalled: no data for %s", e.URL, e.After)
+}
+
+// progressWatch is the progress deadline of one upload: a timer that each byte read from the
+// download pushes back, and that cancels the context of both requests when it fires. Glance not
+// reading shows as no reads, so one watch covers both ends.
+type progressWatch struct {
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	timer   *time.Timer
+	timeout time.Duration
+	phase   atomic.Int32
+}
+
+// watchProgress starts the deadline; call stop when the transfer is over.
+func watchProgress(parent context.Context, timeout time.Duration, url, imageID string) (context.Context, *progressWatch) {
+	ctx, cancel := context.WithCancelCause(parent)
+	w := &progressWatch{ctx: ctx, cancel: cancel, timeout: timeout}
+	w.timer = time.AfterFunc(timeout, func() {
+		cancel(&TransferStalledError{URL: url, ImageID: imageID, After: timeout, Phase: w.phase.Load()})
+	})
+	return ctx, w
+}
+
+func (w *progressWatch) stop() {
+	w.timer.Stop()
+	w.cancel(nil)
+}
+
+// stalled returns the stall that ended the transfer, or nil.
+func (w *progressWatch) stalled() *TransferStalledError {
+	var stalled *TransferStalledError
+	if errors.As(context.Cause(w.ctx), &stalled) {
+		return stalled
+	}
+	return nil
+}
+
+func (w *progressWatch) reader(r io.Reader) io.Reader { return &progressReader{r: r, w: w} }
+
+type progressReader struct {
+	r io.Reader
+	w *progressWatch
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	p.w.phase.Store(PhaseDownload)
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.w.timer.Reset(p.w.timeout)
+	}
+	if err != nil {
+		p.w.phase.Store(PhaseConfirm)
+	} else {
+		p.w.phase.Store(PhaseUpload)
+	}
+	return n, err
 }

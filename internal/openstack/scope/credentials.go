@@ -58,13 +58,22 @@ type CredentialsError struct {
 	Problem string
 	// Err is one of the sentinel errors of this package.
 	Err error
+	// Cause is the cloud's error behind a failed login, nil otherwise; it is not part of the
+	// message (it may quote a response body) but lets clients.Classify read its status and
+	// Retry-After.
+	Cause error
 }
 
 func (e *CredentialsError) Error() string {
 	return fmt.Sprintf("OpenStack credentials Secret %s: %s", e.Secret, e.Problem)
 }
 
-func (e *CredentialsError) Unwrap() error { return e.Err }
+func (e *CredentialsError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Cause}
+}
 
 // Retryable reports whether the problem may go away without a change to the Secret.
 func (e *CredentialsError) Retryable() bool { return errors.Is(e.Err, ErrUnreachable) }

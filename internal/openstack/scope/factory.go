@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
@@ -22,12 +23,19 @@ import (
 // userAgent is prepended to gophercloud's, so that cloud operators can tell our calls apart.
 const userAgent = "clusterstack-operator"
 
+// DefaultRequestTimeout bounds every OpenStack request (not transfers, which have a progress
+// deadline instead): Keystone and Glance answer API calls in well under a second, so a minute
+// means the cloud hangs.
+const DefaultRequestTimeout = time.Minute
+
 // Factory hands out service clients for identityRefs. It is safe for concurrent use and meant to
 // live as long as the manager.
 type Factory struct {
 	// reader reads Secrets; it should go to the API server (the manager's API reader), because the
 	// operator does not cache Secrets.
 	reader client.Reader
+	// requestTimeout bounds each HTTP request to OpenStack (see clients.TimeoutTransport).
+	requestTimeout time.Duration
 
 	mu      sync.Mutex
 	entries map[cacheKey]*entry
@@ -47,9 +55,26 @@ type entry struct {
 	image clients.ImageClient
 }
 
+// FactoryOption configures a Factory.
+type FactoryOption func(*Factory)
+
+// WithRequestTimeout sets the deadline of each OpenStack request (DefaultRequestTimeout when not
+// positive).
+func WithRequestTimeout(d time.Duration) FactoryOption {
+	return func(f *Factory) {
+		if d > 0 {
+			f.requestTimeout = d
+		}
+	}
+}
+
 // NewFactory returns a Factory reading Secrets with reader.
-func NewFactory(reader client.Reader) *Factory {
-	return &Factory{reader: reader, entries: map[cacheKey]*entry{}}
+func NewFactory(reader client.Reader, opts ...FactoryOption) *Factory {
+	f := &Factory{reader: reader, entries: map[cacheKey]*entry{}, requestTimeout: DefaultRequestTimeout}
+	for _, o := range opts {
+		o(f)
+	}
+	return f
 }
 
 // ImageClient returns a Glance client logged in with the credentials of ref in namespace.
@@ -94,7 +119,7 @@ func (f *Factory) ImageClient(ctx context.Context, namespace string, ref *infrav
 	if err != nil {
 		return nil, err
 	}
-	provider, err := authenticate(ctx, creds)
+	provider, err := authenticate(ctx, creds, f.requestTimeout)
 	if err != nil {
 		return nil, loginError(secretRef, creds, err)
 	}
@@ -114,14 +139,16 @@ func (f *Factory) Forget() {
 	f.entries = map[cacheKey]*entry{}
 }
 
-func authenticate(ctx context.Context, creds *Credentials) (*gophercloud.ProviderClient, error) {
+func authenticate(ctx context.Context, creds *Credentials, requestTimeout time.Duration) (*gophercloud.ProviderClient, error) {
 	provider, err := openstack.NewClient(creds.AuthOptions.IdentityEndpoint)
 	if err != nil {
 		return nil, err
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = creds.TLSConfig
-	provider.HTTPClient = http.Client{Transport: clients.InstrumentedTransport(transport)}
+	// No http.Client.Timeout: it would bound uploads as a whole. Each request gets its own
+	// deadline instead, and uploads a progress deadline (see clients.TimeoutTransport).
+	provider.HTTPClient = http.Client{Transport: clients.InstrumentedTransport(clients.TimeoutTransport(transport, requestTimeout))}
 	provider.UserAgent.Prepend(userAgent)
 	if err := openstack.Authenticate(ctx, provider, creds.AuthOptions); err != nil {
 		return nil, err
@@ -140,22 +167,24 @@ func loginError(secret types.NamespacedName, creds *Credentials, err error) erro
 	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid):
 		return credErr(secret, ErrTLS, "the TLS certificate of %s cannot be verified; add the CA as key %s or set verify in clouds.yaml", authURL, CACertKey)
 	}
-	if code := clients.StatusCode(err); code != 0 {
-		switch code {
-		case http.StatusUnauthorized:
-			return credErr(secret, ErrAuthenticationFailed, "Keystone at %s rejected the credentials of cloud %q (HTTP 401); check user, password or application credential, project and domain", authURL, creds.CloudName)
-		case http.StatusForbidden, http.StatusNotFound, http.StatusBadRequest:
-			return credErr(secret, ErrAuthenticationFailed, "Keystone at %s refused the login for cloud %q (HTTP %d); check project, domain and auth_url", authURL, creds.CloudName, code)
+	withCause := func(e *CredentialsError) *CredentialsError { e.Cause = err; return e }
+	class := clients.Classify(err)
+	if code := class.StatusCode; code != 0 {
+		switch {
+		case class.Kind == clients.KindAuth:
+			return withCause(credErr(secret, ErrAuthenticationFailed, "Keystone at %s rejected the credentials of cloud %q (HTTP 401); check user, password or application credential, project and domain", authURL, creds.CloudName))
+		case code == http.StatusForbidden, code == http.StatusNotFound, code == http.StatusBadRequest:
+			return withCause(credErr(secret, ErrAuthenticationFailed, "Keystone at %s refused the login for cloud %q (HTTP %d); check project, domain and auth_url", authURL, creds.CloudName, code))
+		case class.Kind == clients.KindRetryable:
+			// 503, 429, 5xx: the cloud is down or busy, the credentials may be fine.
+			return withCause(credErr(secret, ErrUnreachable, "Keystone at %s is unavailable (HTTP %d)", authURL, code))
 		}
-		if clients.IsRetryable(err) {
-			return credErr(secret, ErrUnreachable, "Keystone at %s is unavailable (HTTP %d)", authURL, code)
-		}
-		return credErr(secret, ErrAuthenticationFailed, "Keystone at %s answered the login with HTTP %d", authURL, code)
+		return withCause(credErr(secret, ErrAuthenticationFailed, "Keystone at %s answered the login with HTTP %d", authURL, code))
 	}
 	var gcErr gophercloud.BaseError
-	if errors.As(err, &gcErr) || !clients.IsRetryable(err) {
+	if errors.As(err, &gcErr) || class.Kind != clients.KindRetryable {
 		// gophercloud's own validation (e.g. a user name without a domain) or an unknown failure.
 		return credErr(secret, ErrInvalidCloud, "logging in to %s with cloud %q failed: the auth section is incomplete or inconsistent (e.g. missing user or project domain)", authURL, creds.CloudName)
 	}
-	return credErr(secret, ErrUnreachable, "cannot reach Keystone at %s", authURL)
+	return withCause(credErr(secret, ErrUnreachable, "cannot reach Keystone at %s: %s", authURL, class.Problem))
 }

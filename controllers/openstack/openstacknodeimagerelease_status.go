@@ -1,0 +1,184 @@
+package openstack
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
+)
+
+// Named waits of the status computation.
+const (
+	// credentialsRetryInterval: Secrets are not watched, so a fixed Secret is noticed this late.
+	credentialsRetryInterval = 2 * time.Minute
+	// quotaRetryInterval: quotas cannot be watched; a raised quota is noticed this late. Long,
+	// because each try may transfer the image again until Glance refuses it.
+	quotaRetryInterval = time.Hour
+	// protectedRecheckInterval: a protected image needs a human; look again now and then.
+	protectedRecheckInterval = 5 * time.Minute
+	// defaultOutageRetry is the wait during an outage when the cloud gives no Retry-After.
+	defaultOutageRetry = 30 * time.Second
+	// maxOutageRetry caps a Retry-After, so that a cloud asking for a day is asked again sooner.
+	maxOutageRetry = 10 * time.Minute
+)
+
+// report is what one reconcile of an OpenStackNodeImageRelease found out. Steps only fill it in;
+// setNodeImageStatus turns it into conditions, events and the result, so that the conditions
+// and the time the object says it retries at come from one place.
+type report struct {
+	// outcome is the state of the image (or of its deletion) when no error stopped the step.
+	outcome nodeimage.Outcome
+	// err stopped the step: *nodeimage.TerminalError, *scope.CredentialsError, a cloud error
+	// (classified by clients.Classify) or a kubeError.
+	err error
+	// deleting says the report is about the deletion of the object.
+	deleting bool
+	// unchanged says the step decided that nothing is to be done: conditions stay as they are.
+	unchanged bool
+	// converged says the conditions describe the current spec for good (unchanged reports).
+	converged bool
+	// result is the step's own result for unchanged reports.
+	result ctrl.Result
+}
+
+// kubeError is a failure talking to the Kubernetes API (status writes, listings). It is not the
+// cloud's, so it gets no condition: it is retried with backoff.
+type kubeError struct{ err error }
+
+func (e *kubeError) Error() string { return e.err.Error() }
+func (e *kubeError) Unwrap() error { return e.err }
+
+// setNodeImageStatus computes the conditions of obj from rep and returns the reconcile result,
+// whether the conditions describe the current spec (converged: observedGeneration is recorded),
+// and the error for controller-runtime's backoff.
+func (r *NodeImageReleaseReconciler) setNodeImageStatus(obj *infrav1.OpenStackNodeImageRelease, rep report) (ctrl.Result, bool, error) {
+	if rep.unchanged {
+		return rep.result, rep.converged, rep.err
+	}
+	if rep.err == nil {
+		out := rep.outcome
+		if out.Ready {
+			if !conditions.IsTrue(obj, csv1alpha1.ReadyCondition) {
+				r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "ImageActive", "Ensure", "%s", out.Message)
+			}
+			kstatus.MarkReady(obj, infrav1.ImageActiveReason, out.Message)
+			return ctrl.Result{RequeueAfter: r.RecheckInterval}, true, nil
+		}
+		if out.Reason == infrav1.ImageInUseReason && conditions.GetMessage(obj, csv1alpha1.ReadyCondition) != out.Message {
+			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, infrav1.ImageInUseReason, "Delete", "%s", out.Message)
+		}
+		kstatus.MarkProgressing(obj, out.Reason, out.Message)
+		return ctrl.Result{RequeueAfter: out.RequeueAfter}, rep.deleting, nil
+	}
+
+	var kube *kubeError
+	if errors.As(rep.err, &kube) {
+		return ctrl.Result{}, false, rep.err
+	}
+	action := "Ensure"
+	if rep.deleting {
+		action = "Delete"
+	}
+	var terminal *nodeimage.TerminalError
+	if errors.As(rep.err, &terminal) {
+		r.stall(obj, action, terminal.Reason, terminal.Message)
+		return ctrl.Result{RequeueAfter: stalledRetry(terminal.Reason)}, true, nil
+	}
+	var credErr *scope.CredentialsError
+	if errors.As(rep.err, &credErr) {
+		if credErr.Retryable() {
+			return r.outage(obj, rep, credErr.Error(), clients.Classify(credErr).RetryAfter), rep.deleting, nil
+		}
+		r.stall(obj, action, infrav1.InvalidCredentialsReason, credErr.Error())
+		return ctrl.Result{RequeueAfter: credentialsRetryInterval}, true, nil
+	}
+
+	class := clients.Classify(rep.err)
+	switch class.Kind {
+	case clients.KindRetryable:
+		return r.outage(obj, rep, class.Problem, class.RetryAfter), rep.deleting, nil
+	case clients.KindAuth:
+		// The token was refused and logging in again failed: the credentials were revoked.
+		msg := fmt.Sprintf("%s; check the credentials Secret %s/%s", class.Problem, obj.Namespace, identityName(obj))
+		r.stall(obj, action, infrav1.InvalidCredentialsReason, msg)
+		return ctrl.Result{RequeueAfter: credentialsRetryInterval}, true, nil
+	case clients.KindQuota:
+		r.stall(obj, action, infrav1.QuotaExceededReason, class.Problem+"; raise the quota or change the image")
+		return ctrl.Result{RequeueAfter: quotaRetryInterval}, true, nil
+	case clients.KindConflict, clients.KindNotFound:
+		// The image changes state under us; that resolves itself and is no news for a user.
+		return ctrl.Result{}, false, rep.err
+	}
+	kstatus.MarkProgressing(obj, infrav1.CloudErrorReason, rep.err.Error())
+	return ctrl.Result{}, false, rep.err
+}
+
+// stall marks obj Stalled, with an event when the message is news.
+func (r *NodeImageReleaseReconciler) stall(obj *infrav1.OpenStackNodeImageRelease, action, reason, msg string) {
+	if !conditions.IsTrue(obj, csv1alpha1.StalledCondition) || conditions.GetMessage(obj, csv1alpha1.StalledCondition) != msg {
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, reason, action, "%s", msg)
+	}
+	kstatus.MarkStalled(obj, reason, msg)
+}
+
+// outage marks obj Reconciling with what is unavailable and when the operator tries again, and
+// returns the result that makes it so. The message carries the retry time, so each retry during
+// an outage writes the status once; the controller ignores its own status writes, so that write
+// does not bring the retry forward.
+func (r *NodeImageReleaseReconciler) outage(obj *infrav1.OpenStackNodeImageRelease, rep report, problem string, retryAfter time.Duration) ctrl.Result {
+	wait := retryAfter
+	if wait <= 0 {
+		wait = r.OutageRetry
+		if wait <= 0 {
+			wait = defaultOutageRetry
+		}
+	}
+	wait = min(wait, maxOutageRetry)
+	at := r.now().Add(wait)
+	if rep.deleting {
+		problem = fmt.Sprintf("Deleting image %s: %s", obj.Status.ImageID, problem)
+	}
+	kstatus.MarkProgressing(obj, infrav1.CloudUnavailableReason, fmt.Sprintf("%s: retrying at %s (in %s)", problem, at.UTC().Format("15:04:05 UTC"), wait))
+	return ctrl.Result{RequeueAfter: wait}
+}
+
+// stalledRetry is how long a stalled object waits before it is tried again although its spec did
+// not change: only for what can be fixed outside the spec and cannot be watched.
+func stalledRetry(reason string) time.Duration {
+	switch reason {
+	case infrav1.QuotaExceededReason:
+		return quotaRetryInterval
+	case infrav1.ProtectedReason:
+		return protectedRecheckInterval
+	case infrav1.InvalidCredentialsReason:
+		return credentialsRetryInterval
+	}
+	return 0
+}
+
+// retriedStall reports whether a Stalled object of an unchanged spec is tried again.
+func retriedStall(reason string) bool { return stalledRetry(reason) > 0 }
+
+func identityName(obj *infrav1.OpenStackNodeImageRelease) string {
+	if obj.Spec.IdentityRef != nil && obj.Spec.IdentityRef.Name != "" {
+		return obj.Spec.IdentityRef.Name
+	}
+	return scope.DefaultCloudName
+}
+
+func (r *NodeImageReleaseReconciler) now() time.Time {
+	if r.NodeImage.Now != nil {
+		return r.NodeImage.Now()
+	}
+	return time.Now()
+}
