@@ -29,6 +29,8 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 )
@@ -55,6 +57,10 @@ type options struct {
 	runtimeExtensionPort int
 	// profilerAddress serves net/http/pprof, to look into CPU and memory use; off by default.
 	profilerAddress string
+	// openstackRequestTimeout bounds each Keystone and Glance request.
+	openstackRequestTimeout time.Duration
+	// imageTransferProgressTimeout fails an image upload when no byte moved for this long.
+	imageTransferProgressTimeout time.Duration
 }
 
 func main() {
@@ -69,6 +75,8 @@ func main() {
 	flag.IntVar(&opts.runtimeExtensionPort, "runtime-extension-port", 9444, "Port of the Cluster API runtime extension (lifecycle hooks) server; it uses the certificate in --webhook-cert-dir; 0 disables it.")
 	flag.StringVar(&opts.profilerAddress, "profiler-address", "", "Address (e.g. localhost:6060) to serve the Go profiler (net/http/pprof) on; empty disables it.")
 	zapOpts := zap.Options{}
+	flag.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
+	flag.DurationVar(&opts.imageTransferProgressTimeout, "image-transfer-progress-timeout", nodeimage.DefaultTransferProgressTimeout, "An image upload (with the download feeding it) fails when no byte moved for this long; there is no total limit.")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 
@@ -138,7 +146,11 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	}
 
 	// OpenStack node image controllers.
-	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: releases}); err != nil {
+	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{
+		Releases:       releases,
+		RequestTimeout: opts.openstackRequestTimeout,
+		NodeImage:      nodeimage.Options{TransferProgressTimeout: opts.imageTransferProgressTimeout},
+	}); err != nil {
 		return err
 	}
 

@@ -70,11 +70,14 @@ type fixture struct {
 	t  testing.TB
 	ns string
 	// more are further namespaces the manager reconciles.
-	more   []string
-	cloud  *openstack.Server
-	files  *httptest.Server
-	data   []byte
-	gets   atomic.Int32
+	more  []string
+	cloud *openstack.Server
+	files *httptest.Server
+	data  []byte
+	gets  atomic.Int32
+	// stall makes the file server send half of each file and then nothing, until the client
+	// gives up.
+	stall  atomic.Bool
 	secret string
 	// redirect sends every image download (by Glance or by the operator) to files, so that
 	// URLs from fixture releases (images.invalid) work.
@@ -87,6 +90,12 @@ func newFixture(t testing.TB, opts ...openstack.Option) *fixture {
 	_, _ = rand.Read(f.data)
 	serve := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.gets.Add(1)
+		if f.stall.Load() {
+			_, _ = w.Write(f.data[:len(f.data)/2])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
 		_, _ = w.Write(f.data)
 	})
 	f.files = httptest.NewServer(serve)
