@@ -2,6 +2,7 @@ package openstack_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -261,4 +262,61 @@ func getWithToken(t *testing.T, url, token string) int {
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode
+}
+
+// A hanging call never answers: the client's own deadline ends it, and the server notices.
+func TestHangFault(t *testing.T) {
+	s := newServer(t)
+	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	h := s.InjectFault(openstack.Fault{Method: http.MethodPost, Path: "/v2/images", Hang: true, Times: 1})
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	_, err := images.Create(ctx, c, images.CreateOpts{Name: "h"}).Extract()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("create against a hanging Glance: %v, want the client's deadline", err)
+	}
+	if h.Hits() != 1 || len(s.Images()) != 0 {
+		t.Errorf("hits %d, images %d", h.Hits(), len(s.Images()))
+	}
+	createImage(t, c, images.CreateOpts{Name: "after"})
+}
+
+// AfterBytes faults act mid-upload: a status or reset puts the image back to queued, a hang
+// leaves it saving.
+func TestMidUploadFaults(t *testing.T) {
+	data := bytes.Repeat([]byte("x"), 64<<10)
+	tests := []struct {
+		name       string
+		fault      openstack.Fault
+		wantStatus int
+		wantImage  string
+	}{
+		{name: "413 after some bytes", fault: openstack.Fault{Status: http.StatusRequestEntityTooLarge}, wantStatus: http.StatusRequestEntityTooLarge, wantImage: openstack.StatusQueued},
+		{name: "reset after some bytes", fault: openstack.Fault{ResetConnection: true}, wantImage: openstack.StatusQueued},
+		{name: "stall after some bytes", fault: openstack.Fault{Hang: true}, wantImage: openstack.StatusSaving},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t)
+			c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+			img := createImage(t, c, images.CreateOpts{Name: "m"})
+			f := tt.fault
+			f.Method, f.Path, f.AfterBytes, f.Times = http.MethodPut, "/v2/images/{id}/file", 1024, 1
+			s.InjectFault(f)
+			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+			defer cancel()
+			// Not rewindable: net/http must not resend it after the reset.
+			err := imagedata.Upload(ctx, c, img.ID, io.MultiReader(bytes.NewReader(data))).ExtractErr()
+			if err == nil {
+				t.Fatal("upload succeeded")
+			}
+			var ue gophercloud.ErrUnexpectedResponseCode
+			if tt.wantStatus != 0 && (!errors.As(err, &ue) || ue.Actual != tt.wantStatus) {
+				t.Fatalf("upload error = %v, want %d", err, tt.wantStatus)
+			}
+			if got, _ := s.Image(img.ID); got.Status != tt.wantImage {
+				t.Errorf("image status %s, want %s", got.Status, tt.wantImage)
+			}
+		})
+	}
 }

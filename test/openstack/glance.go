@@ -731,13 +731,16 @@ func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request, rt route, t
 				<-s.ctx.Done()
 				return
 			}
-			if s.act(w, r, f) {
+			if f.Status != 0 || f.ResetConnection {
+				// Back to queued before the client hears of the failure, as Glance does.
 				s.mu.Lock()
 				if cur, ok := s.images[img.ID]; ok && cur == img && img.Status == StatusSaving {
 					img.Status = StatusQueued
 					img.UpdatedAt = s.now()
 				}
 				s.mu.Unlock()
+			}
+			if s.act(w, r, f) {
 				return
 			}
 		}
