@@ -48,8 +48,10 @@ func TestChartFilesStayInside(t *testing.T) {
 		{name: "absolute path", get: "SECRET_ABS"},
 		{name: "proc self", get: "/proc/self/environ"},
 		{
-			name:    "symlink to an outside file",
-			setup:   func(t *testing.T, base, chart string) { symlink(t, filepath.Join(base, "secret.txt"), filepath.Join(chart, "files", "token")) },
+			name: "symlink to an outside file",
+			setup: func(t *testing.T, base, chart string) {
+				symlink(t, filepath.Join(base, "secret.txt"), filepath.Join(chart, "files", "token"))
+			},
 			get:     "files/token",
 			wantErr: archive.ErrLink,
 			naming:  "files/token",
