@@ -268,6 +268,11 @@ func (p *Policy) CheckURL(ctx context.Context, raw string, r Resolver) error {
 		}
 		return nil
 	}
+	if numericHost(host) {
+		// C resolvers (inet_aton) read 2130706433, 0x7f.1 or 017700000001 as 127.0.0.1; Go does
+		// not, so the fetcher and this check could disagree on what the host is.
+		return &URLError{URL: raw, Err: fmt.Errorf("host %q is a non-canonical IP address: %w", host, ErrRefused)}
+	}
 	if r == nil {
 		r = net.DefaultResolver
 	}
@@ -281,6 +286,29 @@ func (p *Policy) CheckURL(ctx context.Context, raw string, r Resolver) error {
 		}
 	}
 	return nil
+}
+
+// numericHost reports whether host is a number form of an IPv4 address that inet_aton accepts:
+// one to four dot-separated parts, each decimal, octal or 0x-hexadecimal.
+func numericHost(host string) bool {
+	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
+	if len(parts) > 4 {
+		return false
+	}
+	for _, p := range parts {
+		p = strings.ToLower(p)
+		digits := "0123456789"
+		if h, ok := strings.CutPrefix(p, "0x"); ok {
+			p, digits = h, "0123456789abcdef"
+			if p == "" {
+				continue
+			}
+		}
+		if p == "" || strings.Trim(p, digits) != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // URLError names the URL a refusal is about.

@@ -93,6 +93,8 @@ func TestCheckURL(t *testing.T) {
 		"images.example.org": {netip.MustParseAddr("203.0.113.7")},
 		"rebind.example.org": {netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("127.0.0.1")},
 		"mirror.internal":    {netip.MustParseAddr("10.0.0.5")},
+		"1.example.org":      {netip.MustParseAddr("203.0.113.8")},
+		"deadbeef.cafe":      {netip.MustParseAddr("203.0.113.9")},
 	}
 	hosts := &Policy{AllowHosts: []string{"mirror.internal"}}
 	tests := []struct {
@@ -101,6 +103,8 @@ func TestCheckURL(t *testing.T) {
 		refused bool
 	}{
 		{url: "https://images.example.org/ubuntu.qcow2"},
+		{url: "https://1.example.org/x"},
+		{url: "https://deadbeef.cafe/x"},
 		{url: "http://127.0.0.1/x", refused: true},
 		{url: "http://[::1]:10250/", refused: true},
 		{url: "http://169.254.169.254/latest/meta-data/", refused: true},
@@ -108,6 +112,10 @@ func TestCheckURL(t *testing.T) {
 		{url: "http://rebind.example.org/x", refused: true},
 		{url: "http://mirror.internal/x", refused: true},
 		{url: "http://mirror.internal/x", policy: hosts},
+		{url: "http://2130706433/", refused: true},
+		{url: "http://0x7f.1/", refused: true},
+		{url: "http://017700000001/", refused: true},
+		{url: "http://0x7f000001/", refused: true},
 		{url: "file:///etc/passwd", refused: true},
 		{url: "ftp://images.example.org/x", refused: true},
 		{url: "http:///nohost", refused: true},
