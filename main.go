@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
@@ -61,6 +63,13 @@ type options struct {
 	openstackRequestTimeout time.Duration
 	// imageTransferProgressTimeout fails an image upload when no byte moved for this long.
 	imageTransferProgressTimeout time.Duration
+	// egressAllowCIDRs, egressAllowHosts and egressAllowPrivate relax the outbound policy for
+	// content named by ClusterStacks and releases (internal/egress).
+	egressAllowCIDRs   string
+	egressAllowHosts   string
+	egressAllowPrivate bool
+	// localSourceRoots are the directories local release sources may read below.
+	localSourceRoots string
 }
 
 func main() {
@@ -74,6 +83,10 @@ func main() {
 	flag.DurationVar(&opts.releaseCheckInterval, "release-check-interval", 5*time.Minute, "How often release sources are asked for new releases (autoSubscribe); a ClusterStack may override it.")
 	flag.IntVar(&opts.runtimeExtensionPort, "runtime-extension-port", 9444, "Port of the Cluster API runtime extension (lifecycle hooks) server; it uses the certificate in --webhook-cert-dir; 0 disables it.")
 	flag.StringVar(&opts.profilerAddress, "profiler-address", "", "Address (e.g. localhost:6060) to serve the Go profiler (net/http/pprof) on; empty disables it.")
+	flag.StringVar(&opts.egressAllowCIDRs, "egress-allow-cidrs", "", "Comma-separated CIDRs (or addresses) the operator may connect to for release sources, image URLs and chart repositories although the egress policy refuses them (loopback, link-local, metadata, private); e.g. an image mirror at 10.20.0.0/16.")
+	flag.StringVar(&opts.egressAllowHosts, "egress-allow-hosts", "", "Comma-separated host names (exact, or *.example.org for sub-domains) whose connections the egress policy does not check, e.g. a registry mirror on a private network.")
+	flag.BoolVar(&opts.egressAllowPrivate, "egress-allow-private", false, "Allow private addresses (RFC 1918, fc00::/7, 100.64.0.0/10) for release sources, image URLs and chart repositories; loopback, link-local and cloud metadata stay refused.")
+	flag.StringVar(&opts.localSourceRoots, "local-source-root", "", "Comma-separated absolute directories that ClusterStacks' source.local.path may read below; empty refuses local sources.")
 	zapOpts := zap.Options{}
 	flag.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
 	flag.DurationVar(&opts.imageTransferProgressTimeout, "image-transfer-progress-timeout", nodeimage.DefaultTransferProgressTimeout, "An image upload (with the download feeding it) fails when no byte moved for this long; there is no total limit.")
@@ -133,7 +146,11 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	if err != nil && !errors.Is(err, source.ErrNoSource) {
 		return fmt.Errorf("reading the default release source from the environment: %w", err)
 	}
-	releases, err := releasestore.New(mgr.GetClient(), defaultSource, opts.releaseCacheDir)
+	policy, localRoots, err := confinement(opts)
+	if err != nil {
+		return err
+	}
+	releases, err := releasestore.New(mgr.GetClient(), defaultSource, opts.releaseCacheDir, releasestore.WithConfinement(policy, localRoots))
 	if err != nil {
 		return err
 	}
@@ -146,10 +163,13 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	}
 
 	// OpenStack node image controllers.
+	// Image downloads and the URLs handed to Glance's web-download obey the egress policy. The
+	// OpenStack API client (Keystone, Glance) does not: its endpoints come from the
+	// administrator's clouds.yaml and are often on private or link-local networks.
 	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{
 		Releases:       releases,
 		RequestTimeout: opts.openstackRequestTimeout,
-		NodeImage:      nodeimage.Options{TransferProgressTimeout: opts.imageTransferProgressTimeout},
+		NodeImage:      nodeimage.Options{TransferProgressTimeout: opts.imageTransferProgressTimeout, Egress: policy},
 	}); err != nil {
 		return err
 	}
@@ -166,4 +186,27 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	}
 
 	return nil
+}
+
+// confinement builds the outbound policy and the served local-source roots from the flags.
+func confinement(opts options) (*egress.Policy, []string, error) {
+	cidrs, err := egress.ParseCIDRs(opts.egressAllowCIDRs)
+	if err != nil {
+		return nil, nil, err
+	}
+	hosts, err := egress.ParseHosts(opts.egressAllowHosts)
+	if err != nil {
+		return nil, nil, err
+	}
+	var roots []string
+	for _, r := range strings.Split(opts.localSourceRoots, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		if err := source.CheckLocalRoot(r); err != nil {
+			return nil, nil, err
+		}
+		roots = append(roots, filepath.Clean(r))
+	}
+	return &egress.Policy{AllowPrivate: opts.egressAllowPrivate, AllowCIDRs: cidrs, AllowHosts: hosts}, roots, nil
 }

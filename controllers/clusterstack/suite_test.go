@@ -203,7 +203,9 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 	}
 	releases, err := releasestore.New(mgr.GetClient(), source.Config{}, filepath.Join(os.TempDir(), fmt.Sprintf("clusterstack-test-cache-%d", os.Getpid())),
 		// No retries: the outage test wants the 503 reported, not retried away.
-		releasestore.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}))
+		releasestore.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}),
+		// Local sources of the tests live in t.TempDir() directories.
+		releasestore.WithConfinement(nil, []string{os.TempDir()}))
 	if err != nil {
 		return nil, err
 	}

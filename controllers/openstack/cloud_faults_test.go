@@ -240,7 +240,9 @@ func TestCrashAfterCreate(t *testing.T) {
 	// The run that crashed: the service creates the image, the status write fails.
 	images, err := scope.NewFactory(env.Client).ImageClient(context.Background(), f.ns, f.get("crashed").Spec.IdentityRef)
 	g.Expect(err).NotTo(HaveOccurred())
-	svc := nodeimage.NewService(images, nodeimage.Options{HTTPClient: f.redirect})
+	niOpts := f.options(nil).NodeImage
+	niOpts.HTTPClient = f.redirect
+	svc := nodeimage.NewService(images, niOpts)
 	_, err = svc.Ensure(context.Background(), f.get("crashed"), func(context.Context) error { return errCrash })
 	g.Expect(err).To(MatchError(errCrash))
 	g.Expect(f.cloud.Images()).To(HaveLen(2))

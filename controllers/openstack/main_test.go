@@ -32,6 +32,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
@@ -159,6 +160,8 @@ func (f *fixture) options(releases ReleaseFiles) Options {
 		HTTPClient:           f.redirect,
 		InUseRecheckInterval: 200 * time.Millisecond,
 		NodeImage: nodeimage.Options{
+			// The fixtures' image hosts do not resolve; f.redirect sends them to the file server.
+			Egress:        &egress.Policy{AllowHosts: []string{"images.example", "images.invalid"}},
 			RetryBackoff:  100 * time.Millisecond,
 			PollInterval:  100 * time.Millisecond,
 			ImportTimeout: 5 * time.Second,

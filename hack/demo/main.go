@@ -36,6 +36,8 @@ import (
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
@@ -130,7 +132,10 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	// The registry is the operator's default source, as OCI_REGISTRY/OCI_REPOSITORY make it in
 	// a deployment; the sample ClusterStack names no source of its own.
 	defaultSource := source.Config{Type: source.TypeOCI, OCI: source.OCIConfig{Registry: host, Repository: repository, PlainHTTP: true}}
-	releases, err := releasestore.New(mgr.GetClient(), defaultSource, filepath.Join(work, "cache"))
+	// The registry and the file server listen on loopback, which the egress policy refuses by
+	// default; the releases' image host (images.invalid) does not resolve and is redirected.
+	policy := &egress.Policy{AllowCIDRs: egress.AllowLoopbackForTests().AllowCIDRs, AllowHosts: []string{"images.invalid"}}
+	releases, err := releasestore.New(mgr.GetClient(), defaultSource, filepath.Join(work, "cache"), releasestore.WithConfinement(policy, nil))
 	if err != nil {
 		return err
 	}
@@ -141,7 +146,7 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	// The node image controllers share the Store (one cache instance per directory), as in
 	// main.go, and get a download client that sends the releases' image URLs (images.invalid) to
 	// the file server.
-	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: releases, HTTPClient: cloud.redirect}); err != nil {
+	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: releases, HTTPClient: cloud.redirect, NodeImage: nodeimage.Options{Egress: policy}}); err != nil {
 		return err
 	}
 	mgrDone := make(chan error, 1)

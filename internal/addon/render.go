@@ -122,7 +122,7 @@ func (r *Renderer) RenderChart(ctx context.Context, addonDir, chart string, in I
 	}
 	chartDir := filepath.Join(addonDir, chart)
 	values := map[string]any{}
-	data, err := os.ReadFile(filepath.Join(chartDir, OverwriteFile))
+	data, err := readInside(addonDir, chart+"/"+OverwriteFile)
 	switch {
 	case err == nil:
 		if values, err = render.ValuesTemplate(data, in.Data); err != nil {
@@ -132,6 +132,24 @@ func (r *Renderer) RenderChart(ctx context.Context, addonDir, chart string, in I
 		return nil, fmt.Errorf("reading %s of chart %s: %w", OverwriteFile, chart, err)
 	}
 	return r.render(ctx, chartDir, values, in)
+}
+
+// readInside reads name below dir through an os.Root, refusing a symlink: the extracted archive
+// holds none (archive.Extract refuses links), so one would have been put there by someone else.
+func readInside(dir, name string) ([]byte, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	st, err := root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading %s: not a regular file: %w", name, archive.ErrLink)
+	}
+	return root.ReadFile(name)
 }
 
 // RenderUmbrella renders the umbrella chart of the cluster-addon-values.yaml convention with that

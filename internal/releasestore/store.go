@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/cache"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
@@ -40,6 +41,9 @@ type Store struct {
 	defaultCfg source.Config
 	cache      *cache.Cache
 	httpClient *http.Client
+	// egress and localRoots confine every source (see WithConfinement).
+	egress     *egress.Policy
+	localRoots []string
 
 	mu sync.Mutex
 	// sources keeps one Source per configuration (and credentials Secret version), so that
@@ -58,6 +62,13 @@ type Option func(*Store)
 // counting transport). Unset means each source's default client.
 func WithHTTPClient(c *http.Client) Option {
 	return func(s *Store) { s.httpClient = c }
+}
+
+// WithConfinement applies the operator's outbound policy (nil: egress.Default()) to the default
+// HTTP clients of OCI and GitHub sources, and lets local sources read only below localRoots
+// (none: local sources are refused).
+func WithConfinement(p *egress.Policy, localRoots []string) Option {
+	return func(s *Store) { s.egress, s.localRoots = p, localRoots }
 }
 
 // New returns a Store. c should read Secrets from the API server (the manager's client does,
@@ -101,6 +112,7 @@ func (s *Store) SourceFor(ctx context.Context, cs *clusterstackv1alpha1.ClusterS
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = s.httpClient
 	}
+	cfg.Egress, cfg.LocalRoots = s.egress, s.localRoots
 	src, err := source.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating the release source of ClusterStack %s/%s: %w", cs.Namespace, cs.Name, err)

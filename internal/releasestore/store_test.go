@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
@@ -22,6 +23,10 @@ import (
 )
 
 var env *testenv.Environment
+
+// testConfinement lets the stores reach the loopback doubles, which the default egress policy
+// refuses.
+var testConfinement = releasestore.WithConfinement(egress.AllowLoopbackForTests(), []string{os.TempDir()})
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -93,7 +98,7 @@ func TestReleaseIsFetchedOnceThenCached(t *testing.T) {
 	ns := namespace(t)
 	host, manifests := registry(t, "v1")
 	cs := clusterStack(t, ns, &clusterstackv1alpha1.ReleaseSource{OCI: &clusterstackv1alpha1.OCISource{Registry: host, Repository: "stacks", Insecure: true}})
-	store, err := releasestore.New(env.Client, source.Config{}, t.TempDir())
+	store, err := releasestore.New(env.Client, source.Config{}, t.TempDir(), testConfinement)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +120,7 @@ func TestReleaseIsFetchedOnceThenCached(t *testing.T) {
 		t.Errorf("second Release fetched again: %d manifest requests, want %d", got, fetched)
 	}
 	// A fresh store on the same cache directory (an operator restart) does not fetch either.
-	store2, err := releasestore.New(env.Client, source.Config{}, store.Cache().Root())
+	store2, err := releasestore.New(env.Client, source.Config{}, store.Cache().Root(), testConfinement)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +136,7 @@ func TestErrors(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
 	host, _ := registry(t, "v1")
-	store, err := releasestore.New(env.Client, source.Config{}, t.TempDir())
+	store, err := releasestore.New(env.Client, source.Config{}, t.TempDir(), testConfinement)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +166,7 @@ func TestErrors(t *testing.T) {
 		})
 	}
 	// The default source serves ClusterStacks without spec.source.
-	def, err := releasestore.New(env.Client, source.Config{Type: source.TypeOCI, OCI: source.OCIConfig{Registry: host, Repository: "stacks", PlainHTTP: true}}, t.TempDir())
+	def, err := releasestore.New(env.Client, source.Config{Type: source.TypeOCI, OCI: source.OCIConfig{Registry: host, Repository: "stacks", PlainHTTP: true}}, t.TempDir(), testConfinement)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +187,7 @@ func TestSourceForFollowsSecret(t *testing.T) {
 		OCI:       &clusterstackv1alpha1.OCISource{Registry: host, Repository: "stacks", Insecure: true},
 		SecretRef: &clusterstackv1alpha1.SecretReference{Name: "creds"},
 	})
-	store, err := releasestore.New(env.Client, source.Config{}, t.TempDir())
+	store, err := releasestore.New(env.Client, source.Config{}, t.TempDir(), testConfinement)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +258,7 @@ func TestReleaseFor(t *testing.T) {
 
 func store(t *testing.T) *releasestore.Store {
 	t.Helper()
-	s, err := releasestore.New(env.Client, source.Config{}, t.TempDir())
+	s, err := releasestore.New(env.Client, source.Config{}, t.TempDir(), testConfinement)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"helm.sh/helm/v4/pkg/chart/common"
 	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
-	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
 	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
@@ -64,7 +63,7 @@ var ErrIncompatibleKubeVersion = errors.New("chart does not support this Kuberne
 // hooks only for objects that must simply exist. NOTES.txt, partials and empty documents are
 // skipped. Template errors name the chart and the template file.
 func Chart(ctx context.Context, chartPath string, opts Options) ([]*unstructured.Unstructured, error) {
-	ch, err := loader.Load(chartPath)
+	ch, err := loadChart(chartPath)
 	if err != nil {
 		return nil, fmt.Errorf("loading chart %s: %w", chartPath, err)
 	}

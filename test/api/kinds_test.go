@@ -43,6 +43,10 @@ func TestClusterStackReleaseValidation(t *testing.T) {
 		{name: "not a release name", obj: manifest(csAPI, "ClusterStackRelease", "my-release", "  {}\n"), wantErr: []string{"the name must be a release name <provider>-<stack>-<major>-<minor>-<version>"}},
 		{name: "dotted hash name", obj: manifest(csAPI, "ClusterStackRelease", "docker-scs-1-34-v0-sha.lvlvyfw", "  {}\n"), wantErr: []string{"the name must be a release name"}},
 		{name: "dash in provider", obj: manifest(csAPI, "ClusterStackRelease", "open-stack-scs-1-32-v1", "  {}\n"), wantErr: []string{"the name must be a release name"}},
+		{name: "nine-digit version", obj: manifest(csAPI, "ClusterStackRelease", "openstack-scs-1-32-v999999999", "  {}\n")},
+		{name: "huge version", obj: manifest(csAPI, "ClusterStackRelease", "openstack-scs-1-32-v99999999999999999999999999999", "  {}\n"), wantErr: []string{"the name must be a release name"}},
+		{name: "huge pre-release number", obj: manifest(csAPI, "ClusterStackRelease", "openstack-scs-1-32-v1-alpha-99999999999999999999", "  {}\n"), wantErr: []string{"the name must be a release name"}},
+		{name: "huge Kubernetes minor", obj: manifest(csAPI, "ClusterStackRelease", "openstack-scs-1-99999999999999999999-v1", "  {}\n"), wantErr: []string{"the name must be a release name"}},
 	})
 }
 

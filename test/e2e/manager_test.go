@@ -85,6 +85,9 @@ func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess 
 		"--webhook-cert-dir="+certDir,
 		"--release-cache-dir="+filepath.Join(cfg.dir, "cache", "releases"),
 		"--leader-elect=false",
+		// The registry, the file server and the OpenStack double listen on loopback, which the
+		// egress policy refuses unless allowed.
+		"--egress-allow-cidrs=127.0.0.0/8,::1/128",
 	)
 	// BENCH_E2E_PROFILER_ADDRESS serves the manager's profiler, to take heap and CPU profiles
 	// while a benchmark runs (go tool pprof http://<address>/debug/pprof/heap).

@@ -24,9 +24,9 @@ const (
 // says what to change, instead of failing later in a controller.
 //
 // +kubebuilder:validation:XValidation:rule="self.noProvider || has(self.providerRef)",message="providerRef is required unless noProvider is true: point it at an OpenStackClusterStackReleaseTemplate, or set noProvider: true"
-// +kubebuilder:validation:XValidation:rule="!has(self.versions) || self.channel != 'stable' || self.versions.all(v, v.matches('^v[1-9][0-9]*$'))",message="versions of the stable channel look like v1, v2, ... (use channel: custom for v0-sha.<hash> versions)"
+// +kubebuilder:validation:XValidation:rule="!has(self.versions) || self.channel != 'stable' || self.versions.all(v, v.matches('^v[1-9][0-9]{0,8}$'))",message="versions of the stable channel look like v1, v2, ... with at most 9 digits (use channel: custom for v0-sha.<hash> versions)"
 // +kubebuilder:validation:XValidation:rule="!has(self.versions) || self.channel != 'custom' || self.versions.all(v, v.matches('^v0-sha[.][a-z0-9]{7}$'))",message="versions of the custom channel look like v0-sha.abc1234 (seven lowercase letters or digits after 'v0-sha.')"
-// +kubebuilder:validation:XValidation:rule="!has(self.versions) || self.channel in ['stable', 'custom'] || self.versions.all(v, v.matches('^v[1-9][0-9]*-' + self.channel + '[.](0|[1-9][0-9]*)$'))",message="versions of a pre-release channel look like v1-<channel>.0, e.g. v1-alpha.2 in channel alpha"
+// +kubebuilder:validation:XValidation:rule="!has(self.versions) || self.channel in ['stable', 'custom'] || self.versions.all(v, v.matches('^v[1-9][0-9]{0,8}-' + self.channel + '[.](0|[1-9][0-9]{0,8})$'))",message="versions of a pre-release channel look like v1-<channel>.0, e.g. v1-alpha.2 in channel alpha (numbers of at most 9 digits)"
 type ClusterStackSpec struct {
 	// provider is the provider prefix of the release names, e.g. `openstack` in
 	// `openstack-scs-1-32-v1`. Lowercase letters and digits only: a `-` would make release names
@@ -52,7 +52,7 @@ type ClusterStackSpec struct {
 	// ClusterStack.
 	// +required
 	// +kubebuilder:validation:MaxLength=9
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)$')",message="kubernetesVersion must be <major>.<minor> without a patch or a leading 'v', e.g. 1.32"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|[1-9][0-9]{0,8})[.](0|[1-9][0-9]{0,8})$')",message="kubernetesVersion must be <major>.<minor> without a patch or a leading 'v', e.g. 1.32"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="kubernetesVersion is immutable: create a new ClusterStack for another Kubernetes minor"
 	KubernetesVersion string `json:"kubernetesVersion"`
 

@@ -42,4 +42,8 @@ const (
 	ReleaseUnavailableReason = "ReleaseUnavailable"
 	// InvalidNodeImagesReason (OpenStackClusterStackRelease): node-images.yaml cannot be used.
 	InvalidNodeImagesReason = "InvalidNodeImages"
+	// URLRefusedReason: the image URL names an address the operator's egress policy refuses
+	// (loopback, link-local, cloud metadata, private ranges); the message names the rule and the
+	// manager flag that relaxes it.
+	URLRefusedReason = "URLRefused"
 )

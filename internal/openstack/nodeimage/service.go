@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
 )
 
@@ -58,8 +59,12 @@ const (
 
 // Options tune the service; zero values take the defaults.
 type Options struct {
-	// HTTPClient downloads image files for uploads; http.DefaultClient when nil.
+	// HTTPClient downloads image files for uploads; nil means a client on Egress's transport.
 	HTTPClient *http.Client
+	// Egress is the outbound policy for image URLs: the download client's (when HTTPClient is
+	// nil) and the check of URLs handed to Glance's web-download, which Glance fetches from
+	// inside the cloud's network. nil means egress.Default().
+	Egress *egress.Policy
 	// MaxTransferAttempts bounds imports and uploads per object before it is Stalled.
 	MaxTransferAttempts int32
 	// ImportTimeout is how long an import may stay importing (or queued without a failure
@@ -82,7 +87,8 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.HTTPClient == nil {
-		o.HTTPClient = http.DefaultClient
+		// No overall timeout: an image is gigabytes; the reconcile context bounds it.
+		o.HTTPClient = o.Egress.Client(0)
 	}
 	if o.MaxTransferAttempts <= 0 {
 		o.MaxTransferAttempts = DefaultMaxTransferAttempts
@@ -184,6 +190,10 @@ func (s *Service) Ensure(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 		return Outcome{}, err
 	}
 	if img == nil {
+		// Refused before anything exists in Glance, so a refused URL leaves nothing behind.
+		if err := s.checkURL(ctx, obj); err != nil {
+			return Outcome{}, err
+		}
 		if img, err = s.images.CreateImage(ctx, createOpts(obj, s.opts.Now())); err != nil {
 			if t := refusal(err, fmt.Sprintf("to create image %q", obj.Spec.Image.CreateOpts.Name)); t != nil {
 				return Outcome{}, t
@@ -284,6 +294,11 @@ func (s *Service) queued(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 	st.RetryAt = nil
 	st.TransferAttempts++
 	if webDownload {
+		// Glance fetches the URL from inside the cloud: check it here, as a connection of ours
+		// would be checked.
+		if err := s.checkURL(ctx, obj); err != nil {
+			return Outcome{}, err
+		}
 		err := s.images.ImportImage(ctx, img.ID, imageimport.CreateOpts{Name: imageimport.WebDownloadMethod, URI: obj.Spec.Image.URL})
 		if err != nil {
 			st.TransferAttempts--
@@ -306,6 +321,11 @@ func (s *Service) queued(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 		var download *DownloadError
 		var stalled *TransferStalledError
 		switch {
+		case errors.Is(err, egress.ErrRefused):
+			// Refused at connect time (e.g. a redirect to a refused address): retrying cannot help,
+			// and the queued image this operator created must not stay behind.
+			st.TransferAttempts--
+			return s.giveUp(ctx, obj, &TerminalError{Reason: infrav1.URLRefusedReason, Message: err.Error()})
 		case errors.As(err, &mismatch):
 			return s.refuse(ctx, obj, mismatch)
 		case errors.As(err, &download):
@@ -360,6 +380,20 @@ func (s *Service) giveUp(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 	st.ImageID, st.CreatedImage, st.ImageStatus = "", false, ""
 	t.Message += fmt.Sprintf("; image %s, which the operator created, was deleted so that a retry starts clean", id)
 	return Outcome{}, t
+}
+
+// checkURL applies the egress policy to the image URL: a refusal is terminal (the release or
+// the policy must change), a failed lookup is retried.
+func (s *Service) checkURL(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) error {
+	err := s.opts.Egress.CheckURL(ctx, obj.Spec.Image.URL, nil)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, egress.ErrRefused):
+		return &TerminalError{Reason: infrav1.URLRefusedReason, Message: err.Error()}
+	default:
+		return fmt.Errorf("checking image URL: %w", err)
+	}
 }
 
 // attemptFailed records a failed transfer and schedules the next one, or gives up.

@@ -1,7 +1,12 @@
 // Package archive reads and extracts the tar.gz archives of cluster-stack
 // releases (Helm charts and addon directories) without trusting them: entries
-// with absolute paths, '..' components, links that leave the destination,
-// special files, and archives beyond size or file-count limits are refused.
+// with absolute paths, '..' components, symlinks and hard links, special
+// files, and archives beyond size or file-count limits are refused.
+//
+// Links are refused as a whole rather than resolved: the published release
+// format has no use for them (helm package and csctl write regular files), and
+// a link that is harmless alone can escape together with another one
+// (a -> d/up, d/up -> ../..), which no check of one target at a time sees.
 package archive
 
 import (
@@ -26,7 +31,18 @@ var (
 	ErrUnsupportedEntry = errors.New("unsupported archive entry")
 	// ErrMalformed: not a gzip-compressed tar stream.
 	ErrMalformed = errors.New("malformed archive")
+	// ErrLink: a symlink or hard link. It also matches ErrUnsafePath, so callers
+	// that classify unsafe archives need no new case.
+	ErrLink error = linkError{}
 )
+
+type linkError struct{}
+
+func (linkError) Error() string {
+	return "links are not allowed in release archives (package the file itself)"
+}
+
+func (linkError) Unwrap() error { return ErrUnsafePath }
 
 // Limits bound what one archive may expand to.
 type Limits struct {
@@ -44,7 +60,7 @@ var DefaultLimits = Limits{MaxBytes: 256 << 20, MaxFiles: 10000}
 type Entry struct {
 	// Name is the cleaned, slash-separated path relative to the archive root.
 	Name string
-	// Type is the tar type flag (tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink).
+	// Type is the tar type flag: tar.TypeReg or tar.TypeDir.
 	Type byte
 	// Size is the size of a regular file.
 	Size int64
@@ -53,7 +69,7 @@ type Entry struct {
 // Check reads a tar.gz stream and applies every rule Extract applies, without
 // writing anything. It returns the accepted entries.
 func Check(r io.Reader, limits Limits) ([]Entry, error) {
-	return walk(r, limits, nil)
+	return walk(r, limits, nil, nil)
 }
 
 // Extract writes a tar.gz stream into dest, which must exist. All writes go
@@ -65,7 +81,7 @@ func Extract(r io.Reader, dest string, limits Limits) ([]Entry, error) {
 		return nil, fmt.Errorf("opening extraction directory: %w", err)
 	}
 	defer root.Close()
-	return walk(r, limits, root)
+	return walk(r, limits, root, nil)
 }
 
 // CheckFile and ExtractFile are Check and Extract on a file.
@@ -88,7 +104,37 @@ func ExtractFile(file, dest string, limits Limits) ([]Entry, error) {
 	return Extract(f, dest, limits)
 }
 
-func walk(r io.Reader, limits Limits, root *os.Root) ([]Entry, error) {
+// File is a regular file of an archive, read into memory by ReadFiles.
+type File struct {
+	// Name is the cleaned, slash-separated path relative to the archive root.
+	Name string
+	Data []byte
+}
+
+// ReadFiles applies every rule Check applies and returns the regular files
+// with their content. It is how charts are loaded: from the file set that was
+// verified, in one pass, never from a path on disk that could hold links.
+func ReadFiles(r io.Reader, limits Limits) ([]File, error) {
+	var files []File
+	if _, err := walk(r, limits, nil, &files); err != nil {
+		return nil, err
+	}
+	return files, nil
+}
+
+// ReadFilesFrom is ReadFiles on a file.
+func ReadFilesFrom(file string, limits Limits) ([]File, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadFiles(f, limits)
+}
+
+// walk checks every entry; with root set it also writes the entry below root,
+// with files set it collects the regular files in memory.
+func walk(r io.Reader, limits Limits, root *os.Root, files *[]File) ([]Entry, error) {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return nil, fmt.Errorf("reading gzip header: %v: %w", err, ErrMalformed)
@@ -146,37 +192,19 @@ func walk(r io.Reader, limits Limits, root *os.Root) ([]Entry, error) {
 			}
 			e.Size = hdr.Size
 			total += hdr.Size
-			if err := writeFile(root, name, tr, hdr); err != nil {
+			if files != nil {
+				data, err := readFile(name, tr, hdr.Size)
+				if err != nil {
+					return nil, err
+				}
+				*files = append(*files, File{Name: name, Data: data})
+			} else if err := writeFile(root, name, tr, hdr); err != nil {
 				return nil, err
 			}
 		case tar.TypeSymlink:
-			if _, ok := seen[name]; ok {
-				return nil, fmt.Errorf("reading entry %q: duplicate entry: %w", name, ErrUnsafePath)
-			}
-			if err := checkLinkTarget(name, hdr.Linkname, true); err != nil {
-				return nil, err
-			}
-			if root != nil {
-				if err := root.Symlink(hdr.Linkname, name); err != nil {
-					return nil, fmt.Errorf("creating symlink %q: %w", name, err)
-				}
-			}
+			return nil, fmt.Errorf("reading entry %q: symlink to %q: %w", name, hdr.Linkname, ErrLink)
 		case tar.TypeLink:
-			if _, ok := seen[name]; ok {
-				return nil, fmt.Errorf("reading entry %q: duplicate entry: %w", name, ErrUnsafePath)
-			}
-			if err := checkLinkTarget(name, hdr.Linkname, false); err != nil {
-				return nil, err
-			}
-			target, _ := cleanName(hdr.Linkname)
-			if seen[target] != tar.TypeReg {
-				return nil, fmt.Errorf("reading entry %q: hard link to %q, which is not an earlier regular file: %w", name, hdr.Linkname, ErrUnsafePath)
-			}
-			if root != nil {
-				if err := root.Link(target, name); err != nil {
-					return nil, fmt.Errorf("creating hard link %q: %w", name, err)
-				}
-			}
+			return nil, fmt.Errorf("reading entry %q: hard link to %q: %w", name, hdr.Linkname, ErrLink)
 		default:
 			return nil, fmt.Errorf("reading entry %q: type %q: %w", name, hdr.Typeflag, ErrUnsupportedEntry)
 		}
@@ -211,8 +239,9 @@ func cleanName(raw string) (string, error) {
 	return name, nil
 }
 
-// checkParents refuses an entry below an earlier non-directory entry: writing
-// through a symlink is how archive attacks escape.
+// checkParents refuses an entry below an earlier file: a directory cannot
+// replace a file (links, the other way to write through a parent, are refused
+// outright).
 func checkParents(name string, seen map[string]byte) error {
 	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
 		if t, ok := seen[dir]; ok && t != tar.TypeDir {
@@ -222,26 +251,13 @@ func checkParents(name string, seen map[string]byte) error {
 	return nil
 }
 
-// checkLinkTarget accepts a link whose target, resolved lexically from the
-// link's directory (symlinks) or the archive root (hard links), stays inside
-// the archive.
-func checkLinkTarget(name, target string, symlink bool) error {
-	kind := "hard link"
-	if symlink {
-		kind = "symlink"
+// readFile reads exactly size bytes (already counted against the limits).
+func readFile(name string, r io.Reader, size int64) ([]byte, error) {
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("reading entry %q: %v: %w", name, err, ErrMalformed)
 	}
-	if target == "" || strings.HasPrefix(target, "/") || strings.ContainsRune(target, 0) || strings.Contains(target, `\`) {
-		return fmt.Errorf("reading %s %q: target %q is empty or absolute: %w", kind, name, target, ErrUnsafePath)
-	}
-	resolved := target
-	if symlink {
-		resolved = path.Join(path.Dir(name), target)
-	}
-	resolved = path.Clean(resolved)
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return fmt.Errorf("reading %s %q: target %q points outside the archive: %w", kind, name, target, ErrUnsafePath)
-	}
-	return nil
+	return data, nil
 }
 
 func writeFile(root *os.Root, name string, r io.Reader, hdr *tar.Header) error {

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -64,23 +66,30 @@ func TestExtract(t *testing.T) {
 			entries: []entry{{name: "chart/", typ: tar.TypeDir}, {name: "chart/Chart.yaml", body: "name: x"}, {name: "chart/templates/cm.yaml", body: "kind: ConfigMap"}},
 			want:    map[string]string{"chart/Chart.yaml": "name: x", "chart/templates/cm.yaml": "kind: ConfigMap"},
 		},
+		// Links, hostile or not, are refused: each alone may look harmless, together they
+		// escape (a -> d/up, d/up -> ../..), and the release format does not need them.
+		{name: "symlink inside", entries: []entry{{name: "a/b.txt", body: "hi"}, {name: "a/c.txt", link: "b.txt", typ: tar.TypeSymlink}}, wantErr: ErrLink},
+		{name: "hard link inside", entries: []entry{{name: "a.txt", body: "hi"}, {name: "d.txt", link: "a.txt", typ: tar.TypeLink}}, wantErr: ErrLink},
 		{
-			name:    "symlink and hard link inside",
-			entries: []entry{{name: "a/b.txt", body: "hi"}, {name: "a/c.txt", link: "b.txt", typ: tar.TypeSymlink}, {name: "d.txt", link: "a/b.txt", typ: tar.TypeLink}},
-			want:    map[string]string{"a/b.txt": "hi", "a/c.txt": "hi", "d.txt": "hi"},
+			name: "symlink chain out",
+			entries: []entry{
+				{name: "c/", typ: tar.TypeDir}, {name: "c/d/", typ: tar.TypeDir},
+				{name: "c/d/up", link: "../..", typ: tar.TypeSymlink},
+				{name: "c/a", link: "d/up/..", typ: tar.TypeSymlink},
+			},
+			wantErr: ErrLink,
 		},
-		{name: "dot-dot", entries: []entry{{name: "../evil", body: "x"}}, wantErr: ErrUnsafePath},
-		{name: "dot-dot that cancels out", entries: []entry{{name: "a/../b", body: "x"}}, wantErr: ErrUnsafePath},
-		{name: "absolute", entries: []entry{{name: "/etc/evil", body: "x"}}, wantErr: ErrUnsafePath},
+		{name: "symlink whose parent has no entry", entries: []entry{{name: "nodir/link", link: "x", typ: tar.TypeSymlink}}, wantErr: ErrLink},
+		{name: "symlink to /proc/self", entries: []entry{{name: "c/token", link: "/proc/self/root/var/run/secrets/kubernetes.io/serviceaccount/token", typ: tar.TypeSymlink}}, wantErr: ErrLink},
+		{name: "relative symlink to /proc/self", entries: []entry{{name: "c/p", link: "../../../../../../proc/self", typ: tar.TypeSymlink}}, wantErr: ErrLink},
 		{name: "symlink out", entries: []entry{{name: "a/link", link: "../../etc", typ: tar.TypeSymlink}}, wantErr: ErrUnsafePath},
 		{name: "absolute symlink", entries: []entry{{name: "link", link: "/etc/passwd", typ: tar.TypeSymlink}}, wantErr: ErrUnsafePath},
 		{name: "hard link out", entries: []entry{{name: "link", link: "../x", typ: tar.TypeLink}}, wantErr: ErrUnsafePath},
-		{name: "hard link to absent file", entries: []entry{{name: "link", link: "nothing", typ: tar.TypeLink}}, wantErr: ErrUnsafePath},
-		{
-			name:    "write through an inside symlink",
-			entries: []entry{{name: "d/", typ: tar.TypeDir}, {name: "l", link: "d", typ: tar.TypeSymlink}, {name: "l/x", body: "x"}},
-			wantErr: ErrUnsafePath,
-		},
+		{name: "hard link to absent file", entries: []entry{{name: "link", link: "nothing", typ: tar.TypeLink}}, wantErr: ErrLink},
+		{name: "hard link to /etc/passwd", entries: []entry{{name: "c/pw", link: "/etc/passwd", typ: tar.TypeLink}}, wantErr: ErrLink},
+		{name: "directory replaces a file", entries: []entry{{name: "a", body: "x"}, {name: "a/", typ: tar.TypeDir}}, wantErr: ErrUnsafePath},
+		{name: "file below a file", entries: []entry{{name: "a", body: "x"}, {name: "a/b", body: "y"}}, wantErr: ErrUnsafePath},
+		{name: "file whose parent has no entry", entries: []entry{{name: "nodir/f", body: "x"}}, want: map[string]string{"nodir/f": "x"}},
 		{name: "duplicate file", entries: []entry{{name: "a", body: "1"}, {name: "a", body: "2"}}, wantErr: ErrUnsafePath},
 		{name: "too large", limits: small, entries: []entry{{name: "a", body: strings.Repeat("x", 101)}}, wantErr: ErrLimitExceeded},
 		{name: "too large in sum", limits: small, entries: []entry{{name: "a", body: strings.Repeat("x", 60)}, {name: "b", body: strings.Repeat("x", 60)}}, wantErr: ErrLimitExceeded},
@@ -105,16 +114,37 @@ func TestExtract(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := Extract(bytes.NewReader(data), dest, limits)
+			files, readErr := ReadFiles(bytes.NewReader(data), limits)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
-					t.Errorf("Extract: got %v, want %v", err, tt.wantErr)
+				// Check, Extract and ReadFiles apply the same rules: what one accepts, all do.
+				for what, got := range map[string]error{"Extract": err, "Check": checkErr, "ReadFiles": readErr} {
+					if !errors.Is(got, tt.wantErr) {
+						t.Errorf("%s: got %v, want %v", what, got, tt.wantErr)
+					}
 				}
-				if !errors.Is(checkErr, tt.wantErr) {
-					t.Errorf("Check: got %v, want %v", checkErr, tt.wantErr)
+				if errors.Is(tt.wantErr, ErrLink) {
+					// The message names the entry, so the release author knows what to fix.
+					first := ""
+					for _, e := range tt.entries {
+						if e.typ == tar.TypeSymlink || e.typ == tar.TypeLink {
+							first = e.name
+							break
+						}
+					}
+					if err != nil && !strings.Contains(err.Error(), strconv.Quote(first)) {
+						t.Errorf("Extract error %q does not name the link %q", err, first)
+					}
 				}
 			} else {
-				if err != nil || checkErr != nil {
-					t.Fatalf("Extract: %v, Check: %v", err, checkErr)
+				if err != nil || checkErr != nil || readErr != nil {
+					t.Fatalf("Extract: %v, Check: %v, ReadFiles: %v", err, checkErr, readErr)
+				}
+				read := map[string]string{}
+				for _, f := range files {
+					read[f.Name] = string(f.Data)
+				}
+				if !maps.Equal(read, tt.want) {
+					t.Errorf("ReadFiles: %v, want %v", read, tt.want)
 				}
 				for name, body := range tt.want {
 					got, err := os.ReadFile(filepath.Join(dest, name))
@@ -127,6 +157,13 @@ func TestExtract(t *testing.T) {
 				t.Errorf("something was written next to the destination: %v", list)
 			}
 		})
+	}
+}
+
+// TestLinkIsUnsafePath keeps callers that classify ErrUnsafePath working.
+func TestLinkIsUnsafePath(t *testing.T) {
+	if !errors.Is(ErrLink, ErrUnsafePath) {
+		t.Fatal("ErrLink does not match ErrUnsafePath")
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 // FuzzExtract feeds arbitrary bytes (seeded with well-formed and hostile
 // archives) and checks the safety properties: nothing appears next to the
 // destination, no extracted path resolves outside it, the limits hold, and
-// Check agrees with Extract.
+// Check and ReadFiles agree with Extract.
 func FuzzExtract(f *testing.F) {
 	f.Add(tgz(f, entry{name: "chart/Chart.yaml", body: "name: x"}))
 	f.Add(tgz(f, entry{name: "../x", body: "x"}))
@@ -28,8 +28,9 @@ func FuzzExtract(f *testing.F) {
 		}
 		checked, checkErr := Check(bytes.NewReader(data), limits)
 		entries, err := Extract(bytes.NewReader(data), dest, limits)
-		if (err == nil) != (checkErr == nil) {
-			t.Fatalf("Extract: %v, Check: %v", err, checkErr)
+		files, readErr := ReadFiles(bytes.NewReader(data), limits)
+		if (err == nil) != (checkErr == nil) || (err == nil) != (readErr == nil) {
+			t.Fatalf("Extract: %v, Check: %v, ReadFiles: %v", err, checkErr, readErr)
 		}
 		if list, _ := os.ReadDir(parent); len(list) != 1 {
 			t.Fatalf("written next to the destination: %v", list)
@@ -50,6 +51,11 @@ func FuzzExtract(f *testing.F) {
 			}
 			if p != realDest && !strings.HasPrefix(p, realDest+string(filepath.Separator)) {
 				t.Fatalf("%q resolves outside the destination: %s", e.Name, p)
+			}
+		}
+		for _, f := range files {
+			if got, err := os.ReadFile(filepath.Join(dest, filepath.FromSlash(f.Name))); err != nil || !bytes.Equal(got, f.Data) {
+				t.Fatalf("ReadFiles %q differs from the extracted file (%v)", f.Name, err)
 			}
 		}
 		if total > limits.MaxBytes {

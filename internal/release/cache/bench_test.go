@@ -5,6 +5,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/cache"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
@@ -26,7 +27,7 @@ func BenchmarkOCIListAndMaterialise(b *testing.B) {
 	if _, err := fixtures.Push(ctx, dir, host+"/kaas/cluster-stacks", opts.ReleaseName(), true); err != nil {
 		b.Fatal(err)
 	}
-	src, err := source.New(source.Config{Type: source.TypeOCI, OCI: source.OCIConfig{Registry: host, Repository: "kaas/cluster-stacks", PlainHTTP: true}})
+	src, err := source.New(source.Config{Type: source.TypeOCI, OCI: source.OCIConfig{Registry: host, Repository: "kaas/cluster-stacks", PlainHTTP: true}, Egress: egress.AllowLoopbackForTests()})
 	if err != nil {
 		b.Fatal(err)
 	}

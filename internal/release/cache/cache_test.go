@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/cache"
@@ -68,6 +69,8 @@ func sources(t *testing.T, opts ...fixtures.Options) map[string]source.Source {
 		"oci":    {Type: source.TypeOCI, OCI: source.OCIConfig{Registry: host, Repository: "kaas/cluster-stacks", PlainHTTP: true}},
 		"github": {Type: source.TypeGitHub, GitHub: source.GitHubConfig{Owner: "o", Repository: "r", APIURL: gh.srv.URL}},
 	} {
+		// The doubles listen on loopback, which the default egress policy refuses.
+		cfg.Egress, cfg.LocalRoots = egress.AllowLoopbackForTests(), []string{local}
 		s, err := source.New(cfg)
 		if err != nil {
 			t.Fatal(err)

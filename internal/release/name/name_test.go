@@ -17,6 +17,7 @@ func TestParseVersion(t *testing.T) {
 		{in: "v1", want: Stable(1), channel: ChannelStable},
 		{in: "v10", want: Stable(10), channel: ChannelStable},
 		{in: "v1", dashed: true, want: Stable(1), channel: ChannelStable},
+		{in: "v999999999", want: Stable(999999999), channel: ChannelStable}, // the largest number CEL accepts too
 		{in: "v0-sha.abc1234", want: Version{Kind: KindHash, Hash: "abc1234"}, channel: ChannelCustom},
 		{in: "v0-sha-lvlvyfw", dashed: true, want: Version{Kind: KindHash, Hash: "lvlvyfw"}, channel: ChannelCustom},
 		{in: "v1-alpha.1", want: Version{Major: 1, Kind: KindPreRelease, PreRelease: "alpha", Patch: 1}, channel: "alpha"},
@@ -45,6 +46,9 @@ func TestParseVersion(t *testing.T) {
 		{in: "v1-1a.1", wantErr: true},
 		{in: "v1-.1", wantErr: true},
 		{in: "v9999999999", wantErr: true},
+		{in: "v99999999999999999999999999999", wantErr: true}, // would overflow int
+		{in: "v1-alpha.99999999999999999999999999999", wantErr: true},
+		{in: "v1-alpha-99999999999999999999999999999", dashed: true, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -130,6 +134,9 @@ func TestParseRelease(t *testing.T) {
 		{in: "openstack-scs-1-32-1", wantErr: true},
 		{in: "openstack-scs-1-32-v1-", wantErr: true},
 		{in: "openstack_x-scs-1-32-v1", wantErr: true},
+		{in: "openstack-scs-1-32-v99999999999999999999999999999", wantErr: true},
+		{in: "openstack-scs-99999999999999999999-32-v1", wantErr: true},
+		{in: "openstack-scs-1-32-v1-alpha-99999999999999999999", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

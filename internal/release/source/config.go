@@ -6,6 +6,10 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"oras.land/oras-go/v2/registry/remote/retry"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 )
 
 // Spec is the source of one ClusterStack as its API object states it. The
@@ -67,9 +71,17 @@ type Config struct {
 	OCI    OCIConfig
 	GitHub GitHubConfig
 	Local  LocalConfig
-	// HTTPClient is used for OCI and GitHub; nil means a default client (for
-	// OCI one that retries transient failures).
+	// HTTPClient is used for OCI and GitHub; nil means a default client on
+	// Egress's transport (for OCI one that retries transient failures). A
+	// client given here is used as it is: its transport decides where it
+	// connects.
 	HTTPClient *http.Client
+	// Egress is the outbound policy of the default clients; nil means
+	// egress.Default() (public addresses only).
+	Egress *egress.Policy
+	// LocalRoots are the directories local sources may read below
+	// (--local-source-root); none means local sources are refused.
+	LocalRoots []string
 	// MaxBytes bounds the total size of a fetched release; 0 means DefaultMaxBytes.
 	MaxBytes int64
 }
@@ -261,14 +273,31 @@ func New(cfg Config) (Source, error) {
 	)
 	switch cfg.Type {
 	case TypeOCI:
-		s, err = NewOCI(cfg.OCI, cfg.HTTPClient, cfg.MaxBytes)
+		c := cfg.HTTPClient
+		if c == nil {
+			c = &http.Client{Transport: retry.NewTransport(cfg.Egress.Transport())}
+		}
+		s, err = NewOCI(cfg.OCI, c, cfg.MaxBytes)
 	case TypeGitHub:
-		s, err = NewGitHub(cfg.GitHub, cfg.HTTPClient, cfg.MaxBytes)
+		c := cfg.HTTPClient
+		if c == nil {
+			c = cfg.Egress.Client(githubTimeout)
+		}
+		s, err = NewGitHub(cfg.GitHub, c, cfg.MaxBytes)
 	case TypeLocal:
-		s, err = NewLocal(cfg.Local.Path, cfg.MaxBytes)
+		s, err = NewLocal(cfg.Local.Path, cfg.MaxBytes, cfg.LocalRoots...)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return Instrument(s), nil
+}
+
+// refusedIsConfig marks a refusal by the egress policy as a configuration error: the source
+// names an address the operator may not reach, and retrying cannot change that.
+func refusedIsConfig(err error) error {
+	if errors.Is(err, egress.ErrRefused) && !errors.Is(err, ErrInvalidConfig) {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package source
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -45,8 +46,13 @@ func TestFromSpec(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+			if got.Type == TypeLocal {
+				// A local source needs its directory below a served root.
+				dir := t.TempDir()
+				got.Local.Path, got.LocalRoots = dir, []string{dir}
 			}
 			if _, err := New(got); err != nil {
 				t.Errorf("New: %v", err)
@@ -103,7 +109,7 @@ func TestFromEnv(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})

@@ -14,7 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 )
+
+// githubTimeout bounds one GitHub request, downloads included.
+const githubTimeout = 5 * time.Minute
 
 // DefaultGitHubAPIURL is the public GitHub API.
 const DefaultGitHubAPIURL = "https://api.github.com"
@@ -66,7 +71,7 @@ func NewGitHub(cfg GitHubConfig, httpClient *http.Client, maxBytes int64) (*GitH
 		cfg.PerPage = 100
 	}
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 5 * time.Minute}
+		httpClient = egress.Default().Client(githubTimeout)
 	}
 	return &GitHub{cfg: cfg, client: httpClient, maxBytes: maxBytes, now: time.Now}, nil
 }
@@ -215,7 +220,7 @@ func (g *GitHub) get(ctx context.Context, u, accept string) (*http.Response, err
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, refusedIsConfig(err)
 	}
 	if resp.StatusCode == http.StatusOK {
 		return resp, nil

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 )
@@ -34,6 +35,8 @@ type fakeGitHub struct {
 	listCalls    atomic.Int32
 	downloads    atomic.Int32
 	nextID       int64
+	// storageURL, when set, is where asset downloads redirect instead of storage.
+	storageURL string
 }
 
 func newFakeGitHub(t *testing.T) *fakeGitHub {
@@ -82,7 +85,11 @@ func newFakeGitHub(t *testing.T) *fakeGitHub {
 			http.Error(w, "want Accept: application/octet-stream", http.StatusBadRequest)
 			return
 		}
-		http.Redirect(w, r, f.storage.URL+"/asset/"+r.PathValue("id"), http.StatusFound)
+		storage := f.storage.URL
+		if f.storageURL != "" {
+			storage = f.storageURL
+		}
+		http.Redirect(w, r, storage+"/asset/"+r.PathValue("id"), http.StatusFound)
 	})
 	f.api = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if fn, _ := f.limited.Load().(func(http.ResponseWriter) bool); fn != nil && fn(w) {
@@ -135,7 +142,7 @@ func (f *fakeGitHub) addRelease(t *testing.T, tag, dir string, withDigest bool, 
 }
 
 func (f *fakeGitHub) source(t testing.TB, token string) *GitHub {
-	g, err := NewGitHub(GitHubConfig{Owner: "o", Repository: "r", Token: token, APIURL: f.api.URL, PerPage: 3}, nil, 0)
+	g, err := NewGitHub(GitHubConfig{Owner: "o", Repository: "r", Token: token, APIURL: f.api.URL, PerPage: 3}, egress.AllowLoopbackForTests().Client(time.Minute), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func TestLocal(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "openstack-scs-1-32-v5"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	src, err := New(Config{Type: TypeLocal, Local: LocalConfig{Path: root}})
+	src, err := New(Config{Type: TypeLocal, Local: LocalConfig{Path: root}, LocalRoots: []string{root}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestLocalRejects(t *testing.T) {
 			if tt.mutate != nil {
 				tt.mutate(t, dir)
 			}
-			src, err := NewLocal(root, tt.max)
+			src, err := NewLocal(root, tt.max, root)
 			if err != nil {
 				t.Fatal(err)
 			}

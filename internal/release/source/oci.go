@@ -14,6 +14,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 	"oras.land/oras-go/v2/registry/remote/retry"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 )
 
 // ArtifactType is the OCI artifact type of a cluster-stack release.
@@ -36,7 +38,7 @@ func NewOCI(cfg OCIConfig, httpClient *http.Client, maxBytes int64) (*OCI, error
 	repo.PlainHTTP = cfg.PlainHTTP
 	repo.TagListPageSize = cfg.TagPageSize
 	if httpClient == nil {
-		httpClient = retry.DefaultClient
+		httpClient = &http.Client{Transport: retry.NewTransport(egress.Default().Transport())}
 	}
 	cred := auth.Credential{
 		Username: cfg.Credentials.Username,
@@ -148,6 +150,8 @@ func (o *OCI) fetchLayer(ctx context.Context, layer ocispec.Descriptor, destDir,
 func classifyOCI(err error) error {
 	var ec *errcode.ErrorResponse
 	switch {
+	case errors.Is(err, egress.ErrRefused):
+		return refusedIsConfig(err)
 	case errors.Is(err, errdef.ErrNotFound):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	case errors.Is(err, content.ErrMismatchedDigest), errors.Is(err, content.ErrTrailingData), errors.Is(err, errdef.ErrInvalidDigest):

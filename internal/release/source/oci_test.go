@@ -19,6 +19,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/registry/remote"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 )
@@ -51,7 +52,7 @@ func plainRepo(t testing.TB, host string) *remote.Repository {
 
 func newOCI(t testing.TB, host string, mutate func(*OCIConfig)) Source {
 	t.Helper()
-	cfg := Config{Type: TypeOCI, OCI: OCIConfig{Registry: host, Repository: repoPath, PlainHTTP: true}}
+	cfg := Config{Type: TypeOCI, OCI: OCIConfig{Registry: host, Repository: repoPath, PlainHTTP: true}, Egress: egress.AllowLoopbackForTests()}
 	if mutate != nil {
 		mutate(&cfg.OCI)
 	}
