@@ -10,6 +10,12 @@ set -euo pipefail
 CAPI_VERSION=1.14.2
 
 here=$(cd "$(dirname "$0")" && pwd)
+
+# The version is keyed into the cache directory: it must be the one hack/capi/go.mod builds.
+if ! grep -Eq "^[[:space:]]*sigs\.k8s\.io/cluster-api v${CAPI_VERSION}( |\$)" "$here/capi/go.mod"; then
+  echo "capi: hack/capi/go.mod does not require sigs.k8s.io/cluster-api v$CAPI_VERSION; update CAPI_VERSION in $0" >&2
+  exit 1
+fi
 names=(capi-core capi-kubeadm-bootstrap capi-kubeadm-control-plane)
 
 complete() {
@@ -42,7 +48,8 @@ build() {
   fi
   echo "capi: building $name (cold builds take minutes; cached in $dir)" >&2
   local start=$SECONDS
-  (cd "$here/capi" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+  # -mod=readonly: a stale go.sum fails the build instead of being rewritten behind the user's back.
+  (cd "$here/capi" && CGO_ENABLED=0 go build -mod=readonly -trimpath \
     -ldflags "-s -w -X sigs.k8s.io/cluster-api/version.gitVersion=v$CAPI_VERSION" \
     -o "$dir/.$name.tmp" "$pkg")
   mv "$dir/.$name.tmp" "$dir/$name"
