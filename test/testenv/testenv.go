@@ -1,7 +1,8 @@
 // Package testenv starts a real kube-apiserver and etcd (controller-runtime's envtest) with the
 // operator's CRDs, Cluster API's CRDs and the small test CRDs under test/crd installed, for
 // integration tests and the demo. Start one per test package (in TestMain), not one per test: a
-// start costs several seconds.
+// start costs several seconds. StartWithClusterAPI also runs the real Cluster API managers
+// against it (the test/capi tier).
 package testenv
 
 import (
