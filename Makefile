@@ -63,9 +63,17 @@ $(GOLANGCI_LINT): hack/tools/go.mod hack/tools/go.sum
 envtest: ## Build (once, cached per user) the kube-apiserver and etcd that the tests run.
 	@bash hack/envtest-assets.sh
 
+.PHONY: capi-managers
+capi-managers: ## Build (once, cached per user) the Cluster API managers that the real-Cluster-API tier (test/capi) runs.
+	@bash hack/capi-managers.sh
+
+# Each directory in its own assignment, so that a failed build stops make instead of leaving the
+# variable empty (test/capi would skip instead of failing).
 .PHONY: test
-test: generate manifests ## Regenerate, then run all tests against a real API server.
-	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" go test $(TEST_FLAGS) ./...
+test: generate manifests ## Regenerate, then run all tests against a real API server (and real Cluster API in test/capi).
+	assets="$$(bash hack/envtest-assets.sh)"; \
+	managers="$$(bash hack/capi-managers.sh)"; \
+	KUBEBUILDER_ASSETS="$$assets" CAPI_MANAGERS_DIR="$$managers" go test $(TEST_FLAGS) ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME (an execution count, e.g. 100000x) each.

@@ -485,7 +485,7 @@ func callHookRaw(t testing.TB, hook runtimecatalog.Hook, req any, resp any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", hooksPort, runtimecatalog.GVHToPath(gvh, hooks.HandlerName))
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", hooksPort, runtimecatalog.GVHToPath(gvh, hooks.HandlerName(hook)))
 	var status int
 	var data []byte
 	// The server may still be starting (or restarting) right after a manager start.

@@ -24,8 +24,28 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
 )
 
-// HandlerName is the name of every handler of the extension; the hook is part of the path.
-const HandlerName = "clusterstack-operator"
+// Handler names, one per hook. Cluster API refuses a discovery response in which two handlers
+// share a name ("duplicate name for handler ... found") and wants each name to be a DNS label; it
+// registers a handler as <name>.<ExtensionConfig name>, so the names need no operator prefix.
+const (
+	AfterControlPlaneInitializedHandler = "after-control-plane-initialized"
+	BeforeClusterUpgradeHandler         = "before-cluster-upgrade"
+	AfterClusterUpgradeHandler          = "after-cluster-upgrade"
+)
+
+// HandlerName returns the name the extension serves a hook's handler under (it is part of the
+// handler's path), or "" for a hook the extension does not serve.
+func HandlerName(hook runtimecatalog.Hook) string {
+	switch runtimecatalog.HookName(hook) {
+	case runtimecatalog.HookName(runtimehooksv1.AfterControlPlaneInitialized):
+		return AfterControlPlaneInitializedHandler
+	case runtimecatalog.HookName(runtimehooksv1.BeforeClusterUpgrade):
+		return BeforeClusterUpgradeHandler
+	case runtimecatalog.HookName(runtimehooksv1.AfterClusterUpgrade):
+		return AfterClusterUpgradeHandler
+	}
+	return ""
+}
 
 // DefaultRetryAfter is what a blocking hook answers while the addons are not done: short enough
 // that an upgrade starts soon after, long enough not to load the API server.
@@ -174,9 +194,9 @@ func NewServer(opts ServerOptions) (*server.Server, error) {
 	ignore := runtimehooksv1.FailurePolicyIgnore
 	for _, eh := range []server.ExtensionHandler{
 		// Installing addons must not fail Cluster creation: the controller installs them anyway.
-		{Hook: runtimehooksv1.AfterControlPlaneInitialized, Name: HandlerName, HandlerFunc: h.AfterControlPlaneInitialized, FailurePolicy: &ignore},
-		{Hook: runtimehooksv1.BeforeClusterUpgrade, Name: HandlerName, HandlerFunc: h.BeforeClusterUpgrade},
-		{Hook: runtimehooksv1.AfterClusterUpgrade, Name: HandlerName, HandlerFunc: h.AfterClusterUpgrade},
+		{Hook: runtimehooksv1.AfterControlPlaneInitialized, Name: AfterControlPlaneInitializedHandler, HandlerFunc: h.AfterControlPlaneInitialized, FailurePolicy: &ignore},
+		{Hook: runtimehooksv1.BeforeClusterUpgrade, Name: BeforeClusterUpgradeHandler, HandlerFunc: h.BeforeClusterUpgrade},
+		{Hook: runtimehooksv1.AfterClusterUpgrade, Name: AfterClusterUpgradeHandler, HandlerFunc: h.AfterClusterUpgrade},
 	} {
 		if err := srv.AddExtensionHandler(eh); err != nil {
 			return nil, fmt.Errorf("adding the %s handler: %w", runtimecatalog.HookName(eh.Hook), err)

@@ -1,7 +1,8 @@
 // Package testenv starts a real kube-apiserver and etcd (controller-runtime's envtest) with the
 // operator's CRDs, Cluster API's CRDs and the small test CRDs under test/crd installed, for
 // integration tests and the demo. Start one per test package (in TestMain), not one per test: a
-// start costs several seconds.
+// start costs several seconds. StartWithClusterAPI also runs the real Cluster API managers
+// against it (the test/capi tier).
 package testenv
 
 import (
@@ -41,6 +42,8 @@ type Environment struct {
 	Client client.Client
 	// Scheme knows the core Kubernetes types, the operator's API and Cluster API v1beta2.
 	Scheme *k8sruntime.Scheme
+	// ClusterAPI is set by StartWithClusterAPI: the running Cluster API managers.
+	ClusterAPI *ClusterAPI
 
 	env *envtest.Environment
 }
@@ -57,11 +60,13 @@ type Options struct {
 
 // Start starts the API server and installs the CRDs. The caller must Stop it.
 func Start(opts Options) (*Environment, error) {
+	return start(opts, true)
+}
+
+// start starts the API server with the operator's CRDs and opts.ExtraCRDDirs; withTestCRDs adds
+// Cluster API's base CRDs and the test/crd stand-ins.
+func start(opts Options, withTestCRDs bool) (*Environment, error) {
 	assets, err := AssetsDir()
-	if err != nil {
-		return nil, err
-	}
-	capiDirs, err := ClusterAPICRDDirs()
 	if err != nil {
 		return nil, err
 	}
@@ -71,10 +76,14 @@ func Start(opts Options) (*Environment, error) {
 		return nil, err
 	}
 
-	dirs := append([]string{
-		filepath.Join(root, "config", "crd", "bases"),
-		filepath.Join(root, "test", "crd"),
-	}, capiDirs...)
+	dirs := []string{filepath.Join(root, "config", "crd", "bases")}
+	if withTestCRDs {
+		capiDirs, err := ClusterAPICRDDirs()
+		if err != nil {
+			return nil, err
+		}
+		dirs = append(append(dirs, filepath.Join(root, "test", "crd")), capiDirs...)
+	}
 	dirs = append(dirs, opts.ExtraCRDDirs...)
 
 	env := &envtest.Environment{
@@ -103,8 +112,11 @@ func Start(opts Options) (*Environment, error) {
 	return &Environment{Config: cfg, Client: c, Scheme: scheme, env: env}, nil
 }
 
-// Stop stops the API server and etcd.
+// Stop stops the Cluster API managers (if any), then the API server and etcd.
 func (e *Environment) Stop() error {
+	if e.ClusterAPI != nil {
+		e.ClusterAPI.stop()
+	}
 	return e.env.Stop()
 }
 

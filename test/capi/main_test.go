@@ -1,0 +1,211 @@
+// Package capi is the real-Cluster-API test tier: the operator's controllers and runtime
+// extension run in-process against an API server on which the real Cluster API v1.14 managers
+// (core, kubeadm bootstrap, kubeadm control plane, built by hack/capi-managers.sh) run as
+// processes with the ClusterTopology and RuntimeSDK feature gates. ClusterClass conditions,
+// topology objects, extension discovery and every lifecycle hook call come from Cluster API
+// itself; only what needs machines (an initialized, then upgraded control plane) is simulated
+// through status. A second API server stands in for the workload cluster.
+package capi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+	runtimev1 "sigs.k8s.io/cluster-api/api/runtime/v1beta2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
+)
+
+// repository is where the in-process registry holds the releases, as in the public SCS registry.
+const repository = "kaas/cluster-stacks"
+
+var (
+	// mgmt runs the Cluster API managers; workload stands in for the workload cluster.
+	mgmt, workload *testenv.Environment
+	registryHost   string
+	hooksPort      int
+	work           string
+	// skipReason is set when the Cluster API managers are not configured (a plain go test).
+	skipReason string
+
+	mgrMu     sync.Mutex
+	mgrCancel context.CancelFunc
+	mgrDone   chan error
+	mgrStarts int
+)
+
+// Fixture releases: v1 and v2 of openstack-scs-1-32, both rendering Cluster API v1beta1 objects
+// as the published SCS stacks do; v2 moves Kubernetes to v1.32.8 and gates its upgrade addons.
+var fixtureReleases = []fixtures.Options{
+	{StackVersion: "v1", Source: "openstack-scs-v1beta1", KubernetesVersion: "v1.32.5"},
+	{StackVersion: "v2", Source: "openstack-scs-capi-v2", KubernetesVersion: "v1.32.8"},
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	logOut := io.Discard
+	if os.Getenv("TEST_VERBOSE") != "" {
+		logOut = os.Stderr
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
+
+	start := time.Now()
+	var err error
+	mgmt, err = testenv.StartWithClusterAPI(testenv.Options{})
+	if errors.Is(err, testenv.ErrNoManagers) {
+		// Outside make: every test skips with the reason; under make the variable is always set
+		// and a missing manager is an error below.
+		skipReason = err.Error()
+		return m.Run()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the API server with Cluster API:", err)
+		return 1
+	}
+	defer stopEnv(mgmt)
+	fmt.Fprintf(os.Stderr, "capi: API server and Cluster API managers ready in %s\n", time.Since(start).Round(100*time.Millisecond))
+	if err := runtimev1.AddToScheme(mgmt.Scheme); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if workload, err = testenv.Start(testenv.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the workload API server:", err)
+		return 1
+	}
+	defer stopEnv(workload)
+
+	if work, err = os.MkdirTemp("", "capi-test-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(work)
+
+	srv := httptest.NewServer(fixtures.RegistryHandler())
+	defer srv.Close()
+	registryHost = strings.TrimPrefix(srv.URL, "http://")
+	for _, o := range fixtureReleases {
+		dir, err := fixtures.Build(filepath.Join(work, "build"), o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if _, err := fixtures.Push(context.Background(), dir, registryHost+"/"+repository, o.ReleaseName(), true); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+
+	if hooksPort, err = freePort(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := startOperator(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the operator:", err)
+		return 1
+	}
+	defer stopOperator()
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintln(os.Stderr, mgmt.ClusterAPI.LogTail(40))
+	}
+	return code
+}
+
+// startOperator runs the operator's controllers and its runtime extension in-process, as main.go
+// wires them, with the serving certificate of the Cluster API managers (so the ExtensionConfig's
+// caBundle is the environment's CA). Each start gets a fresh release cache, as a restarted pod
+// without a persistent volume would.
+func startOperator() error {
+	mgrMu.Lock()
+	defer mgrMu.Unlock()
+	mgrStarts++
+	mgr, err := ctrl.NewManager(mgmt.Config, ctrl.Options{
+		Scheme:                 mgmt.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		// The restart starts a second manager in the same process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(work, fmt.Sprintf("operator-%d", mgrStarts))
+	releases, err := releasestore.New(mgr.GetClient(), source.Config{}, filepath.Join(dir, "releases"))
+	if err != nil {
+		return err
+	}
+	if err := clusterstack.Setup(mgr, clusterstack.Options{Releases: releases}); err != nil {
+		return err
+	}
+	if err := clusteraddon.Setup(mgr, clusteraddon.Options{
+		Releases:              releases,
+		AddonCacheDir:         filepath.Join(dir, "addons"),
+		HooksPort:             hooksPort,
+		HooksCertDir:          mgmt.ClusterAPI.CertDir,
+		ClusterRetryInterval:  time.Second,
+		ConditionPollInterval: time.Second,
+		ReleaseRetryInterval:  time.Second,
+		ApplyRetryInterval:    time.Second,
+		HookRetryAfter:        time.Second,
+	}); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	mgrCancel, mgrDone = cancel, done
+	return nil
+}
+
+func stopOperator() {
+	mgrMu.Lock()
+	defer mgrMu.Unlock()
+	if mgrCancel != nil {
+		mgrCancel()
+		if err := <-mgrDone; err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the operator:", err)
+		}
+		mgrCancel = nil
+	}
+}
+
+func stopEnv(env *testenv.Environment) {
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the test API server:", err)
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
