@@ -70,7 +70,8 @@ func expectImageOwnedBy(t *testing.T, ns, version string, uid types.UID) {
 }
 
 // expectStable checks over stableWindow that the manager writes nothing in ns, that the Image
-// does not change, and that the releases stay Ready.
+// does not change, and that the releases stay Ready, while each release is made to reconcile
+// once more.
 func expectStable(t *testing.T, ns string, releases ...string) {
 	t.Helper()
 	g := NewWithT(t)
@@ -78,6 +79,9 @@ func expectStable(t *testing.T, ns string, releases ...string) {
 	time.Sleep(2 * time.Second)
 	rv := getImage(g, ns).GetResourceVersion()
 	before := writesIn(ns)
+	for _, rel := range releases {
+		touch(t, ns, rel)
+	}
 	g.Consistently(func(g Gomega) {
 		g.Expect(getImage(g, ns).GetResourceVersion()).To(Equal(rv), "the Image changed")
 		for _, rel := range releases {
@@ -85,6 +89,19 @@ func expectStable(t *testing.T, ns string, releases ...string) {
 		}
 	}).WithTimeout(stableWindow).WithPolling(poll).Should(Succeed())
 	g.Expect(writesIn(ns)-before).To(BeZero(), "API writes in namespace %s while converged", ns)
+}
+
+// touch changes an annotation of the release, which makes it reconcile.
+func touch(t *testing.T, ns, rel string) {
+	t.Helper()
+	g := NewWithT(t)
+	csr := getCSR(g, ns, rel)
+	base := csr.DeepCopy()
+	if csr.Annotations == nil {
+		csr.Annotations = map[string]string{}
+	}
+	csr.Annotations["test/touched"] = time.Now().String()
+	g.Expect(k8s.Patch(context.Background(), csr, client.MergeFrom(base))).To(Succeed())
 }
 
 func setVersions(t *testing.T, ns string, versions ...string) {
