@@ -141,13 +141,60 @@ func BenchmarkWritesAfterConvergence(b *testing.B) {
 	time.Sleep(2 * time.Second)
 
 	b.ResetTimer()
-	var total int64
+	var total, requests int64
 	for i := 0; i < b.N; i++ {
-		before := apiWrites.Load()
+		before, r := apiWrites.Load(), apiRequests.Load()
 		time.Sleep(window)
 		total += apiWrites.Load() - before
+		requests += apiRequests.Load() - r
 	}
 	b.ReportMetric(float64(total)/float64(b.N), "writes/window")
+	b.ReportMetric(float64(requests)/float64(b.N)/window.Seconds(), "requests/s")
+	b.ReportMetric(window.Seconds(), "window-s")
+}
+
+// BenchmarkSharedObjectsConverged counts the manager's API requests in a window after 5
+// ClusterStacks converged whose two releases (v1 listed, v2 by autoSubscribe, source checked
+// every second) each render the same ORC Image, as the published openstack/scs stack does.
+// Target: 0 writes, and no more requests than BenchmarkWritesAfterConvergence's stacks make
+// without shared objects. The window is BENCH_WRITE_WINDOW (default 10s).
+func BenchmarkSharedObjectsConverged(b *testing.B) {
+	window := 10 * time.Second
+	if v := os.Getenv("BENCH_WRITE_WINDOW"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		window = d
+	}
+	repo := repoFor(b)
+	publish(b, repo, shared("v1"))
+	publish(b, repo, shared("v2"))
+	var namespaces []string
+	for range 5 {
+		ns := newNamespace(b)
+		namespaces = append(namespaces, ns)
+		newClusterStack(b, ns, repo, func(cs *clusterstackv1alpha1.ClusterStack) {
+			cs.Spec.Versions = []string{"v1"}
+			cs.Spec.AutoSubscribe = true
+		})
+	}
+	for _, ns := range namespaces {
+		setImageAvailable(b, ns)
+	}
+	waitAllReady(b, namespaces, 2, 5*time.Minute)
+	time.Sleep(2 * time.Second)
+
+	b.ResetTimer()
+	var writes, requests int64
+	for i := 0; i < b.N; i++ {
+		w, r := apiWrites.Load(), apiRequests.Load()
+		time.Sleep(window)
+		writes += apiWrites.Load() - w
+		requests += apiRequests.Load() - r
+	}
+	b.ReportMetric(float64(writes)/float64(b.N), "writes/window")
+	b.ReportMetric(float64(requests)/float64(b.N)/window.Seconds(), "requests/s")
 	b.ReportMetric(window.Seconds(), "window-s")
 }
 

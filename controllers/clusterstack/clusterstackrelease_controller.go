@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/cluster-api/util/conditions"
 	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -44,6 +45,7 @@ const (
 	FieldManager = "clusterstack-operator"
 	// ReleaseLabel is set on every object a release applies, with the release name, so that a
 	// change to one of them (drift, an ORC Image becoming available) reaches the right release.
+	// On an object several releases render it names the one that writes it (see shared.go).
 	ReleaseLabel = "clusterstack.x-k8s.io/release"
 	// DefaultDriftCheckInterval is how often a converged release compares its objects with the
 	// live ones, for the kinds it does not watch. ClusterClasses and ORC Images are watched.
@@ -130,13 +132,16 @@ func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&clusterstackv1alpha1.ClusterStackRelease{}).
 		Owns(&infrav1alpha1.OpenStackClusterStackRelease{}).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(releaseOfClusterRequest)).
+		// A release that lets a shared object go hands it to the next newest holder (shared.go).
+		Watches(&clusterstackv1alpha1.ClusterStackRelease{}, handler.EnqueueRequestsFromMapFunc(r.releasesSharingWith),
+			builder.WithPredicates(inventoryOrDeletionChanged)).
 		// Metadata is enough: any change, spec or status, bumps the resourceVersion and brings
 		// the release to compare, and metadata informers keep far less in memory.
-		WatchesMetadata(&clusterv1.ClusterClass{}, handler.EnqueueRequestsFromMapFunc(releaseOfAppliedObject))
+		WatchesMetadata(&clusterv1.ClusterClass{}, handler.EnqueueRequestsFromMapFunc(r.releasesHolding))
 	if _, err := r.Mapper.RESTMapping(orcImage.GroupKind(), orcImage.Version); err == nil {
 		img := &metav1.PartialObjectMetadata{}
 		img.SetGroupVersionKind(orcImage)
-		b = b.WatchesMetadata(img, handler.EnqueueRequestsFromMapFunc(releaseOfAppliedObject))
+		b = b.WatchesMetadata(img, handler.EnqueueRequestsFromMapFunc(r.releasesHolding))
 	}
 	return b.Complete(r)
 }
@@ -343,11 +348,7 @@ func (r *ReleaseReconciler) providerReady(ctx context.Context, csr *clusterstack
 // <provider>-<stack>-<maj>-<min>, the release's namespace, the release's Kubernetes version. A
 // nil result ends the reconcile; the conditions say why.
 func (r *ReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release, st *releaseStatus) ([]*unstructured.Unstructured, ctrl.Result, error) {
-	objs, err := render.Chart(ctx, rel.ClusterClassChart, render.Options{
-		ReleaseName: rel.Name.Prefix(),
-		Namespace:   csr.Namespace,
-		KubeVersion: rel.Metadata.Versions.Kubernetes,
-	})
+	objs, err := renderChart(ctx, rel, csr.Namespace)
 	if err != nil {
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.InvalidReleaseReason, Message: "Rendering the cluster-class chart: " + err.Error()})
 		st.stalled = true
@@ -374,6 +375,29 @@ func (r *ReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha
 		return nil, ctrl.Result{RequeueAfter: missingAPIRetryInterval}, nil
 	}
 	return objs, ctrl.Result{}, nil
+}
+
+// renderChart renders the release's cluster-class chart the way csctl's users expect (see
+// render).
+func renderChart(ctx context.Context, rel *release.Release, namespace string) ([]*unstructured.Unstructured, error) {
+	return render.Chart(ctx, rel.ClusterClassChart, render.Options{
+		ReleaseName: rel.Name.Prefix(),
+		Namespace:   namespace,
+		KubeVersion: rel.Metadata.Versions.Kubernetes,
+	})
+}
+
+// renderRelease renders the release's objects as they are applied, namespaces defaulted to
+// namespace, without the release label.
+func renderRelease(ctx context.Context, rel *release.Release, namespace string, mapper meta.RESTMapper) ([]*unstructured.Unstructured, error) {
+	objs, err := renderChart(ctx, rel, namespace)
+	if err != nil {
+		return nil, fmt.Errorf("rendering release %s: %w", rel.Name, err)
+	}
+	if err := render.SetDefaultNamespace(objs, namespace, mapper); err != nil {
+		return nil, fmt.Errorf("rendering release %s: %w", rel.Name, err)
+	}
+	return objs, nil
 }
 
 // missingAPI sets ResourcesApplied False naming the missing kinds and what provides them.
@@ -441,7 +465,31 @@ func (r *ReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1
 			return ref.Group == orcImage.Group && ref.Kind == orcImage.Kind
 		})
 	}
-	res, err := applier.Apply(ctx, objs, apply.FromResources(csr.Status.Resources))
+	// Objects other releases render too: one writes them, none deletes what another holds.
+	previous := apply.FromResources(csr.Status.Resources)
+	desired := map[apply.Ref]bool{}
+	refs := make([]apply.Ref, 0, len(objs)+len(previous))
+	for _, o := range objs {
+		ref := apply.RefOf(o)
+		desired[ref.Key()] = true
+		refs = append(refs, ref)
+	}
+	var candidates []apply.Ref
+	for _, ref := range previous {
+		if !desired[ref.Key()] {
+			candidates = append(candidates, ref)
+		}
+	}
+	shared, err := r.readSharing(ctx, csr, append(refs, candidates...))
+	if err != nil {
+		return applyDone, err
+	}
+	held, err := r.heldElsewhere(ctx, shared, candidates)
+	if err != nil {
+		return applyDone, err
+	}
+	applier = applier.WithSharing(shared.writtenByOther, keyed(held))
+	res, err := applier.Apply(ctx, objs, previous)
 	var forbidden *apply.ForbiddenError
 	if errors.As(err, &forbidden) {
 		r.forbidden(csr, forbidden)
@@ -568,8 +616,7 @@ func (r *ReleaseReconciler) reconcileDelete(ctx context.Context, csr *clustersta
 	// Objects a crashed earlier run applied without recording them are found by rendering the
 	// release again, when it is still available.
 	if rel, err := r.Releases.ReleaseFor(ctx, csr.Namespace, csr.Name); err == nil {
-		objs, err := render.Chart(ctx, rel.ClusterClassChart, render.Options{ReleaseName: rel.Name.Prefix(), Namespace: csr.Namespace, KubeVersion: rel.Metadata.Versions.Kubernetes})
-		if err == nil && render.SetDefaultNamespace(objs, csr.Namespace, r.Mapper) == nil {
+		if objs, err := renderRelease(ctx, rel, csr.Namespace, r.Mapper); err == nil {
 			seen := map[apply.Ref]bool{}
 			for _, ref := range inventory {
 				seen[ref.Key()] = true
@@ -581,7 +628,16 @@ func (r *ReleaseReconciler) reconcileDelete(ctx context.Context, csr *clustersta
 			}
 		}
 	}
-	remaining, err := r.Applier.Delete(ctx, inventory)
+	// What another release still holds (or will, once it applies) stays: it is theirs now.
+	shared, err := r.readSharing(ctx, csr, inventory)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	held, err := r.heldElsewhere(ctx, shared, inventory)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	remaining, err := r.Applier.WithSharing(nil, keyed(held)).Delete(ctx, inventory)
 	csr.Status.Resources = apply.ToResources(apply.Result{Applied: remaining})
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("deleting the objects of release %s: %w", csr.Name, err)

@@ -56,8 +56,11 @@ var (
 	k8s      client.Client // uncached, for the tests' own reads and writes
 	scheme   *runtime.Scheme
 	registry *faultyRegistry
-	// apiWrites counts the manager's non-read API requests.
-	apiWrites atomic.Int64
+	// apiWrites counts the manager's non-read API requests, apiRequests all of them.
+	apiWrites, apiRequests atomic.Int64
+	// nsWrites counts the manager's non-read API requests per namespace (of the request path),
+	// so that a test can count its own namespace's writes while other tests' objects live on.
+	nsWrites sync.Map // namespace -> *atomic.Int64
 )
 
 const (
@@ -273,10 +276,35 @@ func serveClusterAPIConversion(mgr ctrl.Manager) error {
 type countingTransport struct{ next http.RoundTripper }
 
 func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	apiRequests.Add(1)
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		apiWrites.Add(1)
+		if ns := namespaceOfPath(req.URL.Path); ns != "" {
+			n, _ := nsWrites.LoadOrStore(ns, new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+		}
 	}
 	return c.next.RoundTrip(req)
+}
+
+// namespaceOfPath returns the namespace of an API request path (".../namespaces/<ns>/..."), or
+// "" for a cluster-scoped request.
+func namespaceOfPath(p string) string {
+	_, rest, ok := strings.Cut(p, "/namespaces/")
+	if !ok {
+		return ""
+	}
+	ns, _, _ := strings.Cut(rest, "/")
+	return ns
+}
+
+// writesIn returns the manager's writes so far to objects of namespace ns.
+func writesIn(ns string) int64 {
+	n, ok := nsWrites.Load(ns)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
 }
 
 // faultyRegistry is the in-process OCI registry with per-repository outages.

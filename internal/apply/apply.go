@@ -23,6 +23,18 @@
 // restored; a field that another manager changed is now owned by that manager, so the apply fails
 // with a *ConflictError naming it, and nothing is overwritten: the operator reports the conflict
 // instead of fighting another controller or a person.
+//
+// # Objects shared between appliers
+//
+// Several appliers that keep their own inventories may render the same object (two releases of
+// one cluster stack render the ORC Image named after their common node image). Server-side apply
+// does not separate them when they share a field manager, and separate field managers would make
+// it worse: each would keep the fields only it sets (the object would carry the union of both
+// contents) and their differing values would conflict. So exactly one of them writes the object,
+// and the others only record it: the caller decides which, and says so with WrittenByOther. A
+// recorded object is part of the inventory like a written one, so that the other appliers see
+// who still needs it; HeldByOther names such objects when the caller would otherwise delete them
+// (prune or Delete), and they are dropped from this inventory, not deleted.
 package apply
 
 import (
@@ -113,9 +125,18 @@ type Applier struct {
 	// which it returns true are neither deleted nor dropped from the inventory (e.g. an ORC Image
 	// while a Cluster still uses the release).
 	KeepOnPrune func(Ref) bool
+	// WrittenByOther, when set, names desired objects that another applier writes (see the
+	// package documentation): they are recorded in the inventory (Result.Applied, and
+	// Result.Deferred) but neither read nor written, and need no permission.
+	WrittenByOther func(Ref) bool
+	// HeldByOther, when set, names objects that another applier's inventory still holds: an
+	// object of the previous inventory that Apply would prune, or an object that Delete would
+	// delete, is dropped from this inventory without being deleted (Result.Released). KeepOnPrune
+	// comes first: an object it keeps stays in this inventory too.
+	HeldByOther func(Ref) bool
 
 	// cache remembers allowed SelfSubjectAccessReview answers; created on first use and shared
-	// by copies made with WithKeepOnPrune.
+	// by copies made with WithKeepOnPrune and WithSharing.
 	cache *accessCache
 }
 
@@ -125,6 +146,16 @@ func (a *Applier) WithKeepOnPrune(keep func(Ref) bool) *Applier {
 	a.access()
 	c := *a
 	c.KeepOnPrune = keep
+	return &c
+}
+
+// WithSharing returns a copy of a with WrittenByOther and HeldByOther set, sharing a's memory of
+// permissions, as WithKeepOnPrune does.
+func (a *Applier) WithSharing(writtenByOther, heldByOther func(Ref) bool) *Applier {
+	a.access()
+	c := *a
+	c.WrittenByOther = writtenByOther
+	c.HeldByOther = heldByOther
 	return &c
 }
 
@@ -141,6 +172,12 @@ type Result struct {
 	Drifted []Ref
 	// Pruned are the objects of the previous inventory that were deleted (or already gone).
 	Pruned []Ref
+	// Deferred are the desired objects that another applier writes (WrittenByOther): recorded
+	// in Applied, not read or written.
+	Deferred []Ref
+	// Released are the objects of the previous inventory that another applier still holds
+	// (HeldByOther): dropped from the inventory, not deleted.
+	Released []Ref
 	// Failed holds per-object errors; everything else was still applied.
 	Failed map[Ref]error
 }
@@ -230,6 +267,7 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 	// what a converged re-check costs.
 	refs := make([]Ref, len(desired))
 	twice := make([]bool, len(desired))
+	others := make([]bool, len(desired))
 	for i, d := range desired {
 		refs[i] = RefOf(d)
 		if desiredKeys[refs[i].Key()] {
@@ -237,13 +275,14 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 			continue
 		}
 		desiredKeys[refs[i].Key()] = true
+		others[i] = a.WrittenByOther != nil && a.WrittenByOther(refs[i])
 	}
 	decisions := make([]struct {
 		p   *pending
 		err error
 	}, len(desired))
 	inParallel(len(desired), func(i int) {
-		if !twice[i] {
+		if !twice[i] && !others[i] {
 			decisions[i].p, decisions[i].err = a.decide(ctx, desired[i], refs[i], crds)
 		}
 	})
@@ -260,6 +299,10 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 			continue
 		}
 		res.Applied = append(res.Applied, ref)
+		if others[i] {
+			res.Deferred = append(res.Deferred, ref)
+			continue
+		}
 		p, err := decisions[i].p, decisions[i].err
 		if err != nil {
 			res.Failed[ref] = err
@@ -288,8 +331,8 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 	// Prune in reverse order of the previous inventory: dependants before what they depend on
 	// (custom resources before their CRDs, objects before their Namespace).
 	type prune struct {
-		ref  Ref
-		keep bool
+		ref           Ref
+		keep, release bool
 	}
 	var prunes []prune
 	seen := map[Ref]bool{}
@@ -300,8 +343,9 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 		}
 		seen[p.Key()] = true
 		keep := a.KeepOnPrune != nil && a.KeepOnPrune(p)
-		prunes = append(prunes, prune{ref: p, keep: keep})
-		if keep {
+		release := !keep && a.HeldByOther != nil && a.HeldByOther(p)
+		prunes = append(prunes, prune{ref: p, keep: keep, release: release})
+		if keep || release {
 			continue
 		}
 		perms, err := a.permissionsFor(p, []string{"delete"}, nil)
@@ -342,6 +386,10 @@ func (a *Applier) Apply(ctx context.Context, desired []*unstructured.Unstructure
 	for _, p := range prunes {
 		if p.keep {
 			res.Applied = append(res.Applied, p.ref)
+			continue
+		}
+		if p.release {
+			res.Released = append(res.Released, p.ref)
 			continue
 		}
 		if _, err := a.deleteOne(ctx, p.ref); err != nil {

@@ -14,16 +14,21 @@ import (
 
 // Delete deletes every object of inventory, in reverse order (dependants first), and returns the
 // objects still present afterwards: being finalized, or failed to delete (those errors are
-// joined in err). "Not found", and a kind that is no longer served, count as deleted.
+// joined in err). "Not found", and a kind that is no longer served, count as deleted. Objects
+// that HeldByOther names are not deleted and not returned: they are another applier's now.
 func (a *Applier) Delete(ctx context.Context, inventory []Ref) (remaining []Ref, err error) {
 	if a.Client == nil {
 		return nil, errors.New("deleting objects: the Applier needs a Client")
 	}
-	present := map[Ref]bool{}
+	present, done := map[Ref]bool{}, map[Ref]bool{}
 	var errs []error
 	for i := len(inventory) - 1; i >= 0; i-- {
 		ref := inventory[i]
-		if present[ref.Key()] {
+		if present[ref.Key()] || done[ref.Key()] {
+			continue
+		}
+		if a.HeldByOther != nil && a.HeldByOther(ref) {
+			done[ref.Key()] = true
 			continue
 		}
 		gone, err := a.deleteOne(ctx, ref)
