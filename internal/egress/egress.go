@@ -353,7 +353,14 @@ func (p *Policy) dialContext(d *net.Dialer, extra []string) func(ctx context.Con
 // too: it resolves the name again, and a DNS answer that changes in between is beyond the
 // operator's reach.
 func (p *Policy) Transport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t, ok := http.DefaultTransport.(*http.Transport)
+	if ok {
+		t = t.Clone()
+	} else {
+		// Someone replaced the default transport; start from the standard settings.
+		t = &http.Transport{ForceAttemptHTTP2: true, MaxIdleConns: 100, IdleConnTimeout: 90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second, ExpectContinueTimeout: time.Second}
+	}
 	var proxyHosts []string
 	for _, env := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
 		if h := proxyHost(env); h != "" {
