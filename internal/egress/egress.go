@@ -351,10 +351,9 @@ func (p *Policy) dialContext(d *net.Dialer, proxies []string) func(ctx context.C
 // Proxies: HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured as by http.DefaultTransport, since
 // some sites can only reach the internet through one. The proxy itself is the administrator's
 // choice and its address (host:port) is dialled unchecked; the target of a proxied request is
-// resolved and checked
-// (CheckURL) before the request is handed to the proxy. A proxy should refuse internal ranges
-// too: it resolves the name again, and a DNS answer that changes in between is beyond the
-// operator's reach.
+// resolved and checked (CheckURL) before the request is handed to the proxy. A proxy should
+// refuse internal ranges too: it resolves the name again, and a DNS answer that changes in
+// between is beyond the operator's reach.
 func (p *Policy) Transport() *http.Transport {
 	t, ok := http.DefaultTransport.(*http.Transport)
 	if ok {
