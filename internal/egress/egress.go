@@ -18,11 +18,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 )
 
 // Flags that relax the policy, named in refusals so that an administrator knows what to change.
@@ -321,14 +322,15 @@ func (e *URLError) Error() string { return fmt.Sprintf("checking URL %s: %v", e.
 func (e *URLError) Unwrap() error { return e.Err }
 
 // dialContext dials like a net.Dialer with the policy applied to the address actually connected
-// to. Host names on AllowHosts are dialled unchecked; so are the proxies in extra.
-func (p *Policy) dialContext(d *net.Dialer, extra []string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// to. Host names on AllowHosts are dialled unchecked; so are the proxy addresses (host:port) in
+// proxies, and only at their port.
+func (p *Policy) dialContext(d *net.Dialer, proxies []string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(addr)
+		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
 			return nil, err
 		}
-		if p.hostAllowed(host) || slices.Contains(extra, strings.ToLower(host)) {
+		if p.hostAllowed(host) || slices.Contains(proxies, net.JoinHostPort(strings.ToLower(host), port)) {
 			return d.DialContext(ctx, network, addr)
 		}
 		checked := *d
@@ -348,20 +350,31 @@ func (p *Policy) dialContext(d *net.Dialer, extra []string) func(ctx context.Con
 //
 // Proxies: HTTPS_PROXY, HTTP_PROXY and NO_PROXY are honoured as by http.DefaultTransport, since
 // some sites can only reach the internet through one. The proxy itself is the administrator's
-// choice and is dialled unchecked; the target of a proxied request is resolved and checked
-// (CheckURL) before the request is handed to the proxy. A proxy should refuse internal ranges
-// too: it resolves the name again, and a DNS answer that changes in between is beyond the
-// operator's reach.
+// choice and its address (host:port) is dialled unchecked; the target of a proxied request is
+// resolved and checked (CheckURL) before the request is handed to the proxy. A proxy should
+// refuse internal ranges too: it resolves the name again, and a DNS answer that changes in
+// between is beyond the operator's reach.
 func (p *Policy) Transport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	var proxyHosts []string
-	for _, env := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
-		if h := proxyHost(env); h != "" {
-			proxyHosts = append(proxyHosts, h)
+	t, ok := http.DefaultTransport.(*http.Transport)
+	if ok {
+		t = t.Clone()
+	} else {
+		// Someone replaced the default transport; start from the standard settings.
+		t = &http.Transport{ForceAttemptHTTP2: true, MaxIdleConns: 100, IdleConnTimeout: 90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second, ExpectContinueTimeout: time.Second}
+	}
+	// The environment is read here, not on the first request as http.ProxyFromEnvironment does,
+	// so that the proxies dialled unchecked are exactly the ones requests are sent to.
+	cfg := httpproxy.FromEnvironment()
+	proxyFor := cfg.ProxyFunc()
+	var proxies []string
+	for _, v := range []string{cfg.HTTPSProxy, cfg.HTTPProxy} {
+		if a := proxyAddr(v); a != "" {
+			proxies = append(proxies, a)
 		}
 	}
 	t.Proxy = func(req *http.Request) (*url.URL, error) {
-		u, err := http.ProxyFromEnvironment(req)
+		u, err := proxyFor(req.URL)
 		if err != nil || u == nil {
 			return u, err
 		}
@@ -370,7 +383,7 @@ func (p *Policy) Transport() *http.Transport {
 		}
 		return u, nil
 	}
-	t.DialContext = p.dialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}, proxyHosts)
+	t.DialContext = p.dialContext(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}, proxies)
 	return t
 }
 
@@ -380,8 +393,10 @@ func (p *Policy) Client(timeout time.Duration) *http.Client {
 	return &http.Client{Transport: p.Transport(), Timeout: timeout}
 }
 
-func proxyHost(env string) string {
-	v := strings.TrimSpace(os.Getenv(env))
+// proxyAddr returns the host:port a proxy setting dials, as net/http does (port 80 for http
+// proxies, 443 for https, 1080 for socks5).
+func proxyAddr(v string) string {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return ""
 	}
@@ -389,8 +404,12 @@ func proxyHost(env string) string {
 		v = "http://" + v
 	}
 	u, err := url.Parse(v)
-	if err != nil {
+	if err != nil || u.Hostname() == "" {
 		return ""
 	}
-	return strings.ToLower(u.Hostname())
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443", "socks5": "1080", "socks5h": "1080"}[u.Scheme]
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }

@@ -237,3 +237,34 @@ func TestClientRefusesAtConnect(t *testing.T) {
 		resp.Body.Close()
 	})
 }
+
+// TestProxy: with HTTP_PROXY set, the proxy (on loopback here) is dialled although loopback is
+// refused, a proxied request's target is checked before it is handed over, and loopback targets
+// are never proxied, so they meet the connect-time check.
+func TestProxy(t *testing.T) {
+	var proxied []string
+	proxy := serve(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxied = append(proxied, r.URL.String())
+		_, _ = w.Write([]byte("via proxy"))
+	}))
+	t.Setenv("HTTP_PROXY", proxy.URL)
+	t.Setenv("NO_PROXY", "")
+	c := Default().Client(10 * time.Second)
+
+	resp, err := c.Get("http://203.0.113.10/image.qcow2")
+	if err != nil {
+		t.Fatalf("public target through the proxy: %v", err)
+	}
+	resp.Body.Close()
+	if len(proxied) != 1 || proxied[0] != "http://203.0.113.10/image.qcow2" {
+		t.Fatalf("proxy saw %v", proxied)
+	}
+	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x", "http://127.0.0.1:1/", "http://[::1]:1/"} {
+		if _, err := c.Get(u); !errors.Is(err, ErrRefused) {
+			t.Errorf("%s: got %v, want a refusal", u, err)
+		}
+	}
+	if len(proxied) != 1 {
+		t.Errorf("refused targets reached the proxy: %v", proxied)
+	}
+}

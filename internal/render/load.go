@@ -27,11 +27,14 @@ func loadChart(chartPath string) (*chart.Chart, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Helm's own bound on a loaded chart (100 MiB) stays the bound: the files are held in memory.
+	limits := relarchive.DefaultLimits
+	limits.MaxBytes = min(limits.MaxBytes, archive.MaxDecompressedChartSize)
 	var files []*archive.BufferedFile
 	if st.IsDir() {
-		files, err = dirFiles(chartPath, relarchive.DefaultLimits)
+		files, err = dirFiles(chartPath, limits)
 	} else {
-		files, err = archiveFiles(chartPath, relarchive.DefaultLimits)
+		files, err = archiveFiles(chartPath, limits)
 	}
 	if err != nil {
 		return nil, err
