@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -78,6 +79,10 @@ func newWorld(t *testing.T, opts Options, cloudOpts ...openstack.Option) *world 
 	}
 	opts.Now = func() time.Time { return w.now }
 	opts.RetryBackoff = time.Millisecond
+	if opts.Egress == nil {
+		// The file server listens on loopback, which the default policy refuses.
+		opts.Egress = egress.AllowLoopbackForTests()
+	}
 	w.svc = NewService(images, opts)
 	return w
 }
