@@ -547,6 +547,11 @@ func createOpts(obj *infrav1.OpenStackNodeImageRelease, now time.Time) images.Cr
 	}
 	maps.Copy(props, o.Properties)
 	// After the spec's properties: a release must not be able to claim (or disown) an image.
+	// Ownership is a property, not a client-chosen image ID derived from the UID: Glance never
+	// lets a deleted image's ID be used again, so a derived ID would block every re-create (a
+	// stuck or refused image replaced) unless a counter were kept, and that counter would live in
+	// the status a crash loses. The lookup by name and tags finds the image after any crash; the
+	// property says whose it is. createOpts.id, when a release sets one, is still honoured.
 	props[PropertyOwnerUID] = string(obj.UID)
 	props[PropertyOwner] = obj.Namespace + "/" + obj.Name
 	opts := images.CreateOpts{

@@ -80,7 +80,8 @@ func (s *Service) upload(ctx context.Context, obj *infrav1.OpenStackNodeImageRel
 		}
 	}
 	err = s.images.UploadData(ctx, id, body)
-	if stalled := progress.stalled(); stalled != nil {
+	if stalled := progress.stalled(); stalled != nil && err != nil {
+		// Only a failed upload is a stall: the deadline may fire just after Glance said yes.
 		return stalled
 	}
 	if body.mismatch != nil {
