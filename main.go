@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -29,6 +31,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 )
@@ -55,6 +58,12 @@ type options struct {
 	runtimeExtensionPort int
 	// profilerAddress serves net/http/pprof, to look into CPU and memory use; off by default.
 	profilerAddress string
+	// chartCacheDir caches the Chart.yaml dependencies of addon charts; empty means "charts"
+	// beside the release cache.
+	chartCacheDir string
+	// chartCredentialsSecret is <namespace>/<name> of the Secret with chart repository
+	// credentials (key repositories.yaml); empty means anonymous access.
+	chartCredentialsSecret string
 }
 
 func main() {
@@ -68,6 +77,8 @@ func main() {
 	flag.DurationVar(&opts.releaseCheckInterval, "release-check-interval", 5*time.Minute, "How often release sources are asked for new releases (autoSubscribe); a ClusterStack may override it.")
 	flag.IntVar(&opts.runtimeExtensionPort, "runtime-extension-port", 9444, "Port of the Cluster API runtime extension (lifecycle hooks) server; it uses the certificate in --webhook-cert-dir; 0 disables it.")
 	flag.StringVar(&opts.profilerAddress, "profiler-address", "", "Address (e.g. localhost:6060) to serve the Go profiler (net/http/pprof) on; empty disables it.")
+	flag.StringVar(&opts.chartCacheDir, "chart-cache-dir", "", "Directory where the Chart.yaml dependencies of addon charts are cached (by digest, shared by all releases); empty means \"charts\" beside --release-cache-dir.")
+	flag.StringVar(&opts.chartCredentialsSecret, "chart-credentials-secret", "", "<namespace>/<name> of a Secret whose key repositories.yaml lists credentials per chart repository URL (url, username, password or token); empty means anonymous access.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -143,12 +154,27 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	}
 
 	// ClusterAddon controller and runtime hooks.
+	var chartCredentials chartdeps.Credentials
+	if opts.chartCredentialsSecret != "" {
+		ns, name, ok := strings.Cut(opts.chartCredentialsSecret, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("--chart-credentials-secret %q: want <namespace>/<name>", opts.chartCredentialsSecret)
+		}
+		// Read through the API reader: Secrets are not cached (see the manager's options).
+		chartCredentials = &chartdeps.SecretCredentials{Reader: mgr.GetAPIReader(), Secret: types.NamespacedName{Namespace: ns, Name: name}}
+	}
+	chartCacheDir := opts.chartCacheDir
+	if chartCacheDir == "" {
+		chartCacheDir = filepath.Join(filepath.Dir(opts.releaseCacheDir), "charts") // beside the release cache, which owns its directory
+	}
 	if err := clusteraddon.Setup(mgr, clusteraddon.Options{
-		Releases:      releases,
-		AddonCacheDir: filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
-		Webhooks:      true,
-		HooksPort:     opts.runtimeExtensionPort,
-		HooksCertDir:  opts.webhookCertDir,
+		Releases:         releases,
+		AddonCacheDir:    filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
+		ChartCacheDir:    chartCacheDir,
+		ChartCredentials: chartCredentials,
+		Webhooks:         true,
+		HooksPort:        opts.runtimeExtensionPort,
+		HooksCertDir:     opts.webhookCertDir,
 	}); err != nil {
 		return err
 	}
