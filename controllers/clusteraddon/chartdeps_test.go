@@ -3,6 +3,7 @@ package clusteraddon
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -46,10 +47,15 @@ func startChartDoubles() error {
 		return err
 	}
 	chartRegistry = helmrepo.StartRegistry()
+	if chartDown, err = helmrepo.StartRepo(); err != nil {
+		return err
+	}
+	chartDown.FailWith(http.StatusServiceUnavailable)
 	chartClient = helmrepo.Client(map[string]string{
-		ciliumRepoHost: chartRepo.Host(),
-		cpoRepoHost:    chartRepo.Host(),
-		ociHost:        chartRegistry.Host(),
+		ciliumRepoHost:     chartRepo.Host(),
+		cpoRepoHost:        chartRepo.Host(),
+		ociHost:            chartRegistry.Host(),
+		"down.example.com": chartDown.Host(),
 	})
 	for _, c := range depCharts {
 		ch := helmrepo.ConfigMapChart(c.name, c.version)
@@ -195,4 +201,19 @@ func TestChartDependencyFailures(t *testing.T) {
 			deleteCluster(t, c)
 		})
 	}
+
+	// A repository that does not answer is waited for, not a stalled release.
+	t.Run("unavailable", func(t *testing.T) {
+		isolate(t)
+		c := createCluster(t, ns, "unavailable", "v13", true, true)
+		NewWithT(t).Eventually(func(g Gomega) {
+			ca := getAddon(g, ns, c.Name)
+			rec := condition(ca, csv1alpha1.ReconcilingCondition)
+			g.Expect(rec.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(rec.Reason).To(Equal(csv1alpha1.DependencyUnavailableReason))
+			g.Expect(rec.Message).To(And(ContainSubstring("cilium"), ContainSubstring("chart CNI"), ContainSubstring("https://down.example.com")))
+			g.Expect(condition(ca, csv1alpha1.StalledCondition).Status).To(Equal(metav1.ConditionFalse))
+		}).WithTimeout(timeout).Should(Succeed())
+		deleteCluster(t, c)
+	})
 }

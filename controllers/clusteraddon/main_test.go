@@ -71,6 +71,7 @@ var (
 	// routes the fixtures' repository host names to them.
 	chartRepo     *helmrepo.Repo
 	chartRegistry *helmrepo.Registry
+	chartDown     *helmrepo.Repo
 	chartClient   *http.Client
 
 	mgrMu     sync.Mutex
@@ -92,6 +93,7 @@ var fixtureOptions = []fixtures.Options{
 	{StackVersion: "v10", Source: "openstack-scs2-nodep"},                          // a dependency with no matching version
 	{StackVersion: "v11", Source: "openstack-scs2-tampered"},                       // a dependency whose archive does not match its digest
 	{StackVersion: "v12", Source: "openstack-scs2-empty"},                          // charts that render nothing
+	{StackVersion: "v13", Source: "openstack-scs2-unavailable"},                    // a dependency whose repository does not answer
 }
 
 // fixtureReleases serves fixture releases the way the release store does: verified by
@@ -184,6 +186,7 @@ func run(m *testing.M) int {
 	}
 	defer chartRepo.Close()
 	defer chartRegistry.Close()
+	defer chartDown.Close()
 	certDir = filepath.Join(tmp, "certs")
 	pool, err := writeServingCert(certDir)
 	if err != nil {
