@@ -47,7 +47,8 @@ type DependencyError struct {
 	// Name and Version are the dependency's name and version (constraint) as declared, or as
 	// pinned by Chart.lock.
 	Name, Version string
-	// Repository is the repository URL as declared.
+	// Repository is the repository URL as declared, without user information or query (they may
+	// hold credentials): it goes into conditions.
 	Repository string
 	// Err is the cause; it matches ErrUnavailable or ErrUnresolvable.
 	Err error

@@ -164,7 +164,7 @@ func (r *Resolver) Resolve(ctx context.Context, chartPath string) (string, error
 		}
 		f, err := r.resolve(ctx, d, version)
 		if err != nil {
-			return "", &DependencyError{Parent: ch.Name(), Name: d.Name, Version: version, Repository: d.Repository, Err: err}
+			return "", &DependencyError{Parent: ch.Name(), Name: d.Name, Version: version, Repository: redact(d.Repository), Err: err}
 		}
 		if !pinned && !isExact(version) {
 			pinnedAll = false

@@ -430,3 +430,26 @@ func TestRangesAskAgainAfterTTL(t *testing.T) {
 		t.Fatalf("with the repository down: %v %v", out, err)
 	}
 }
+
+// Credentials written into a repository URL never reach an error message (conditions, events).
+func TestErrorsHideURLCredentials(t *testing.T) {
+	down := helmrepo.NewRepo(t)
+	down.FailWith(http.StatusServiceUnavailable)
+	client := helmrepo.Client(map[string]string{"down.example.com": down.Host()})
+	r, err := New(Options{Dir: t.TempDir(), HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := writeChart(t, "addon", []*chart.Dependency{{Name: "cilium", Version: "1.0.0", Repository: "https://robot:s3cret@down.example.com/charts?token=t0ken"}}, nil)
+	_, err = r.Resolve(context.Background(), parent)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("error %v; want ErrUnavailable", err)
+	}
+	var de *DependencyError
+	if !errors.As(err, &de) || strings.Contains(de.Repository, "s3cret") || strings.Contains(de.Repository, "t0ken") {
+		t.Errorf("DependencyError.Repository = %q", de.Repository)
+	}
+	if msg := err.Error(); strings.Contains(msg, "s3cret") || strings.Contains(msg, "t0ken") {
+		t.Errorf("message %q carries the URL's credentials", msg)
+	}
+}
