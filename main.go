@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -30,6 +31,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
@@ -70,6 +72,12 @@ type options struct {
 	egressAllowPrivate bool
 	// localSourceRoots are the directories local release sources may read below.
 	localSourceRoots string
+	// chartCacheDir caches the Chart.yaml dependencies of addon charts; empty means "charts"
+	// beside the release cache.
+	chartCacheDir string
+	// chartCredentialsSecret is <namespace>/<name> of the Secret with chart repository
+	// credentials (key repositories.yaml); empty means anonymous access.
+	chartCredentialsSecret string
 }
 
 func main() {
@@ -87,6 +95,8 @@ func main() {
 	flag.StringVar(&opts.egressAllowHosts, "egress-allow-hosts", "", "Comma-separated host names (exact, or *.example.org for sub-domains) whose connections the egress policy does not check, e.g. a registry mirror on a private network.")
 	flag.BoolVar(&opts.egressAllowPrivate, "egress-allow-private", false, "Allow private addresses (RFC 1918, fc00::/7, 100.64.0.0/10) for release sources, image URLs and chart repositories; loopback, link-local and cloud metadata stay refused.")
 	flag.StringVar(&opts.localSourceRoots, "local-source-root", "", "Comma-separated absolute directories that ClusterStacks' source.local.path may read below; empty refuses local sources.")
+	flag.StringVar(&opts.chartCacheDir, "chart-cache-dir", "", "Directory where the Chart.yaml dependencies of addon charts are cached (by digest, shared by all releases); empty means \"charts\" beside --release-cache-dir.")
+	flag.StringVar(&opts.chartCredentialsSecret, "chart-credentials-secret", "", "<namespace>/<name> of a Secret whose key repositories.yaml lists credentials per chart repository URL (url, username, password or token); empty means anonymous access.")
 	zapOpts := zap.Options{}
 	flag.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
 	flag.DurationVar(&opts.imageTransferProgressTimeout, "image-transfer-progress-timeout", nodeimage.DefaultTransferProgressTimeout, "An image upload (with the download feeding it) fails when no byte moved for this long; there is no total limit.")
@@ -175,12 +185,29 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	}
 
 	// ClusterAddon controller and runtime hooks.
+	var chartCredentials chartdeps.Credentials
+	if opts.chartCredentialsSecret != "" {
+		ns, name, ok := strings.Cut(opts.chartCredentialsSecret, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("--chart-credentials-secret %q: want <namespace>/<name>", opts.chartCredentialsSecret)
+		}
+		// Read through the API reader: Secrets are not cached (see the manager's options).
+		chartCredentials = &chartdeps.SecretCredentials{Reader: mgr.GetAPIReader(), Secret: types.NamespacedName{Namespace: ns, Name: name}}
+	}
+	chartCacheDir := opts.chartCacheDir
+	if chartCacheDir == "" {
+		chartCacheDir = filepath.Join(filepath.Dir(opts.releaseCacheDir), "charts") // beside the release cache, which owns its directory
+	}
 	if err := clusteraddon.Setup(mgr, clusteraddon.Options{
-		Releases:      releases,
-		AddonCacheDir: filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
-		Webhooks:      true,
-		HooksPort:     opts.runtimeExtensionPort,
-		HooksCertDir:  opts.webhookCertDir,
+		Releases:         releases,
+		AddonCacheDir:    filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
+		ChartCacheDir:    chartCacheDir,
+		ChartCredentials: chartCredentials,
+		// Chart repositories are named by release content: they obey the egress policy.
+		ChartHTTPClient: policy.Client(2 * time.Minute),
+		Webhooks:        true,
+		HooksPort:       opts.runtimeExtensionPort,
+		HooksCertDir:    opts.webhookCertDir,
 	}); err != nil {
 		return err
 	}

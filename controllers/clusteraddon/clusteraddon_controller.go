@@ -37,6 +37,7 @@ import (
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
@@ -293,15 +294,23 @@ func (r *Reconciler) renderStage(ctx context.Context, p *plan, chart string, in 
 // renderSteady renders every addon a Cluster of this release runs once installed.
 func (r *Reconciler) renderSteady(ctx context.Context, p *plan, in addon.Input) ([]*unstructured.Unstructured, error) {
 	if p.cfg == nil {
-		return r.Renderer.RenderUmbrella(ctx, p.rel, in)
+		objs, err := r.Renderer.RenderUmbrella(ctx, p.rel, in)
+		if err == nil && len(objs) == 0 {
+			err = fmt.Errorf("%w: the umbrella chart %s renders nothing", addon.ErrNothingRendered, filepath.Base(p.rel.ClusterAddonArchive))
+		}
+		return objs, err
 	}
 	var all []*unstructured.Unstructured
-	for _, chart := range p.cfg.SteadyCharts() {
+	charts := p.cfg.SteadyCharts()
+	for _, chart := range charts {
 		objs, err := r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, objs...)
+	}
+	if len(all) == 0 && len(charts) > 0 {
+		return nil, fmt.Errorf("%w: the addon plan applies charts %s, but together they render nothing", addon.ErrNothingRendered, strings.Join(charts, ", "))
 	}
 	return all, nil
 }
@@ -420,7 +429,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.Cluster
 	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
 	desired, err := r.renderSteady(ctx, p, in)
 	if err != nil {
-		return r.renderFailed(ca, rn.String(), err)
+		return r.renderFailed(ctx, ca, rn.String(), err)
 	}
 	result, err := applier.Apply(ctx, desired, apply.FromResources(ca.Status.Resources))
 	if err != nil {
@@ -505,7 +514,7 @@ func (r *Reconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, 
 		case csv1alpha1.StagePhaseApplyingOrDeleting:
 			objs, err := r.renderStage(ctx, p, st.Name, in)
 			if err != nil {
-				res, err := r.renderFailed(ca, p.rel.Name.String(), err)
+				res, err := r.renderFailed(ctx, ca, p.rel.Name.String(), err)
 				return false, res, err
 			}
 			if st.Action == addon.ActionDelete {
@@ -559,11 +568,33 @@ func (r *Reconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, 
 
 // renderFailed records a rendering error. A chart or values template that fails is the release's
 // fault: the ClusterAddon is stalled until the Cluster moves to another release. A kind the
-// workload cluster does not serve yet may come with a later CRD, so that one is retried.
-func (r *Reconciler) renderFailed(ca *csv1alpha1.ClusterAddon, rel string, err error) (ctrl.Result, error) {
-	if errors.Is(err, render.ErrUnknownKind) {
+// workload cluster does not serve yet may come with a later CRD, so that one is retried; so is a
+// values template that fails on the Cluster's current state, which the Cluster's progress heals.
+// A chart dependency that cannot be fetched is retried when its repository is unavailable, and
+// stalls the ClusterAddon when it cannot be resolved as declared (retried slowly, since the
+// repository may be fixed without any event here).
+func (r *Reconciler) renderFailed(ctx context.Context, ca *csv1alpha1.ClusterAddon, rel string, err error) (ctrl.Result, error) {
+	var dep *chartdeps.DependencyError
+	switch {
+	case errors.Is(err, render.ErrUnknownKind):
 		markApplyFailed(ca, csv1alpha1.MissingAPIReason, fmt.Sprintf("Release %s: %v", rel, err))
 		return ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
+	case errors.Is(err, addon.ErrValuesNotReady):
+		kstatus.MarkProgressing(ca, csv1alpha1.WaitingForClusterReason, fmt.Sprintf("Release %s: waiting for the Cluster: %v", rel, err))
+		return ctrl.Result{RequeueAfter: r.interval(r.ConditionPollInterval, DefaultConditionPollInterval)}, nil
+	case errors.Is(err, chartdeps.ErrUnavailable) && errors.As(err, &dep):
+		// The cause of an unreachable repository may carry changing details (local ports); the
+		// message stays fixed so that a waiting ClusterAddon costs no writes.
+		ctrl.LoggerFrom(ctx).Info("Chart repository unavailable", "Chart", dep.Parent, "Dependency", dep.Name, "Error", err.Error())
+		kstatus.MarkProgressing(ca, csv1alpha1.DependencyUnavailableReason, fmt.Sprintf("Release %s: dependency %s %s of chart %s: repository %s is unavailable; retrying",
+			rel, dep.Name, dep.Version, dep.Parent, dep.Repository))
+		return ctrl.Result{RequeueAfter: r.interval(r.ReleaseRetryInterval, DefaultReleaseRetryInterval)}, nil
+	case errors.Is(err, chartdeps.ErrUnavailable):
+		return ctrl.Result{}, fmt.Errorf("rendering addons of release %s: %w", rel, err)
+	case errors.Is(err, chartdeps.ErrUnresolvable):
+		r.warnOnce(ca, csv1alpha1.DependencyUnresolvableReason, err)
+		kstatus.MarkStalled(ca, csv1alpha1.DependencyUnresolvableReason, fmt.Sprintf("Release %s: %v", rel, err))
+		return ctrl.Result{RequeueAfter: r.interval(r.DriftCheckInterval, DefaultDriftCheckInterval)}, nil
 	}
 	if errors.Is(err, addon.ErrRender) {
 		r.warnOnce(ca, csv1alpha1.InvalidReleaseReason, err)

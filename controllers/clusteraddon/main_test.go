@@ -51,6 +51,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/helmrepo"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
 
@@ -66,6 +67,13 @@ var (
 	// mgmtWrites counts the test manager's write requests to the management API server.
 	mgmtWrites = &writeCounter{}
 
+	// chartRepo and chartRegistry serve the dependencies of the scs2-shaped fixtures; chartClient
+	// routes the fixtures' repository host names to them.
+	chartRepo     *helmrepo.Repo
+	chartRegistry *helmrepo.Registry
+	chartDown     *helmrepo.Repo
+	chartClient   *http.Client
+
 	mgrMu     sync.Mutex
 	mgrCancel context.CancelFunc
 	mgrDone   chan error
@@ -80,6 +88,12 @@ var fixtureOptions = []fixtures.Options{
 	{StackVersion: "v5", Source: "openstack-scs-broken"},                           // a chart that fails
 	{StackVersion: "v6", Source: "openstack-scs-badconfig"},                        // a clusteraddon.yaml that does not compile
 	{StackVersion: "v7", Source: "openstack-scs-bench"},                            // addons in a namespace per Cluster (benchmark)
+	{StackVersion: "v8", Source: "openstack-scs2"},                                 // scs2-shaped: Chart.yaml dependencies, no charts/
+	{StackVersion: "v9", Source: "openstack-scs2"},                                 // a second release sharing those dependencies
+	{StackVersion: "v10", Source: "openstack-scs2-nodep"},                          // a dependency with no matching version
+	{StackVersion: "v11", Source: "openstack-scs2-tampered"},                       // a dependency whose archive does not match its digest
+	{StackVersion: "v12", Source: "openstack-scs2-empty"},                          // charts that render nothing
+	{StackVersion: "v13", Source: "openstack-scs2-unavailable"},                    // a dependency whose repository does not answer
 }
 
 // fixtureReleases serves fixture releases the way the release store does: verified by
@@ -166,6 +180,13 @@ func run(m *testing.M) int {
 		releases.dirs[o.ReleaseName()] = dir
 	}
 	addonCacheDir = filepath.Join(tmp, "addons")
+	if err := startChartDoubles(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer chartRepo.Close()
+	defer chartRegistry.Close()
+	defer chartDown.Close()
 	certDir = filepath.Join(tmp, "certs")
 	pool, err := writeServingCert(certDir)
 	if err != nil {
@@ -219,6 +240,7 @@ func startManager() error {
 		DriftCheckInterval:    2 * time.Second,
 		HookRetryAfter:        time.Second,
 		WorkloadConfigHook:    workloadWrites.wrap,
+		ChartHTTPClient:       chartClient,
 	}); err != nil {
 		return err
 	}

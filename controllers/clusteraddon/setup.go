@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -18,6 +20,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/hooks"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
@@ -25,6 +28,10 @@ import (
 
 // FieldManager is the server-side apply field manager of addon objects in workload clusters.
 const FieldManager = "clusterstack-operator"
+
+// DefaultChartTimeout bounds one request for a chart dependency when Options.ChartHTTPClient is
+// not set.
+const DefaultChartTimeout = 2 * time.Minute
 
 // Releases gives the verified release a Cluster's class names; *releasestore.Store implements it.
 type Releases interface {
@@ -37,6 +44,16 @@ type Options struct {
 	Releases Releases
 	// AddonCacheDir is where addon archives are extracted, one directory per archive; required.
 	AddonCacheDir string
+	// ChartCacheDir is where the Chart.yaml dependencies of addon charts are cached (by content
+	// digest, shared by every release, kept across restarts); empty means a directory "charts"
+	// beside AddonCacheDir.
+	ChartCacheDir string
+	// ChartHTTPClient fetches chart dependencies (Helm repositories and OCI registries); it
+	// carries the operator's outbound policy. Nil means a plain client with DefaultChartTimeout.
+	ChartHTTPClient *http.Client
+	// ChartCredentials, when set, gives the credentials of chart repositories
+	// (*chartdeps.SecretCredentials reads them from a Secret); nil means anonymous.
+	ChartCredentials chartdeps.Credentials
 	// Webhooks registers the Cluster webhooks with the manager's webhook server.
 	Webhooks bool
 	// HooksPort, when not zero, serves the Cluster API runtime extension on this port, with the
@@ -63,6 +80,18 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.Releases == nil || opts.AddonCacheDir == "" {
 		return errors.New("setting up the ClusterAddon controllers: Options.Releases and Options.AddonCacheDir are required")
 	}
+	chartDir := opts.ChartCacheDir
+	if chartDir == "" {
+		chartDir = filepath.Join(filepath.Dir(filepath.Clean(opts.AddonCacheDir)), "charts")
+	}
+	httpClient := opts.ChartHTTPClient
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: DefaultChartTimeout}
+	}
+	deps, err := chartdeps.New(chartdeps.Options{Dir: chartDir, HTTPClient: httpClient, Credentials: opts.ChartCredentials})
+	if err != nil {
+		return fmt.Errorf("setting up the ClusterAddon controllers: %w", err)
+	}
 	workload := &workloadcluster.Cache{Reader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), ConfigHook: opts.WorkloadConfigHook}
 	cr := &ClusterReconciler{
 		Client:   mgr.GetClient(),
@@ -77,7 +106,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		APIReader:             mgr.GetAPIReader(),
 		Mapper:                mgr.GetRESTMapper(),
 		Releases:              opts.Releases,
-		Renderer:              &addon.Renderer{Dir: opts.AddonCacheDir},
+		Renderer:              &addon.Renderer{Dir: opts.AddonCacheDir, Dependencies: deps},
 		Workload:              workload,
 		Recorder:              mgr.GetEventRecorder("clusteraddon-controller"),
 		ClusterRetryInterval:  opts.ClusterRetryInterval,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"text/template"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -35,6 +36,22 @@ const OverwriteFile = "overwrite.yaml"
 // cluster, so retrying without a new release does not help.
 var ErrRender = errors.New("rendering addons")
 
+// ErrValuesNotReady matches a values template (overwrite.yaml, cluster-addon-values.yaml) that
+// parses but fails on the data it is given, e.g. `.Cluster.spec.controlPlaneEndpoint.host` while
+// the Cluster has no endpoint yet. The Cluster is not far enough, the release is not at fault:
+// the same template renders once the Cluster progresses.
+var ErrValuesNotReady = errors.New("values template cannot be evaluated on the Cluster yet")
+
+// ErrNothingRendered (an ErrRender) matches an addon plan that names charts which render no
+// object at all: installing nothing and calling it done would hide a broken release.
+var ErrNothingRendered = fmt.Errorf("%w: the addon charts render no objects", ErrRender)
+
+// DependencyResolver adds a chart's missing Chart.yaml dependencies (*chartdeps.Resolver).
+type DependencyResolver interface {
+	// Resolve returns the path of the chart at chartPath with its dependencies present.
+	Resolve(ctx context.Context, chartPath string) (string, error)
+}
+
 // Input is what rendering needs besides the chart.
 type Input struct {
 	// KubeVersion is the Kubernetes version of the release (metadata versions.kubernetes).
@@ -50,6 +67,10 @@ type Input struct {
 type Renderer struct {
 	// Dir holds the extracted addon archives, one directory per archive content.
 	Dir string
+	// Dependencies, when set, resolves the Chart.yaml dependencies a chart lacks in charts/
+	// before it is rendered (the published scs2 stacks do not vendor them). Without it such
+	// dependencies are missing from the rendered objects.
+	Dependencies DependencyResolver
 
 	mu   sync.Mutex
 	dirs map[string]string // archive path -> extracted directory
@@ -126,7 +147,7 @@ func (r *Renderer) RenderChart(ctx context.Context, addonDir, chart string, in I
 	switch {
 	case err == nil:
 		if values, err = render.ValuesTemplate(data, in.Data); err != nil {
-			return nil, fmt.Errorf("%w: chart %s: %s: %w", ErrRender, chart, OverwriteFile, err)
+			return nil, valuesError(fmt.Sprintf("chart %s: %s", chart, OverwriteFile), err)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("reading %s of chart %s: %w", OverwriteFile, chart, err)
@@ -161,12 +182,30 @@ func (r *Renderer) RenderUmbrella(ctx context.Context, rel *release.Release, in 
 	}
 	values, err := render.ValuesTemplate(data, in.Data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrRender, filepath.Base(rel.ClusterAddonValues), err)
+		return nil, valuesError(filepath.Base(rel.ClusterAddonValues), err)
 	}
 	return r.render(ctx, rel.ClusterAddonArchive, values, in)
 }
 
+// valuesError classifies a failed values template: one that parsed but failed while executing
+// depends on the Cluster's state and waits (ErrValuesNotReady); anything else is the release's
+// fault (ErrRender).
+func valuesError(where string, err error) error {
+	var exec template.ExecError
+	if errors.As(err, &exec) {
+		return fmt.Errorf("%w: %s: %w", ErrValuesNotReady, where, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrRender, where, err)
+}
+
 func (r *Renderer) render(ctx context.Context, chartPath string, values map[string]any, in Input) ([]*unstructured.Unstructured, error) {
+	if r.Dependencies != nil {
+		resolved, err := r.Dependencies.Resolve(ctx, chartPath)
+		if err != nil {
+			return nil, err
+		}
+		chartPath = resolved
+	}
 	objs, err := render.Chart(ctx, chartPath, render.Options{
 		ReleaseName: HelmReleaseName,
 		Namespace:   DefaultNamespace,

@@ -19,4 +19,15 @@ const (
 	WaitingForPreConditionReason = "WaitingForPreCondition"
 	// WaitingForPostConditionReason means a stage waits for its waitForPostCondition.
 	WaitingForPostConditionReason = "WaitingForPostCondition"
+	// WaitingForClusterReason (Reconciling) means a values template of the release cannot be
+	// evaluated on the Cluster yet (e.g. it reads spec.controlPlaneEndpoint before the Cluster
+	// has one); it is tried again as the Cluster progresses.
+	WaitingForClusterReason = "WaitingForCluster"
+	// DependencyUnavailableReason (Reconciling) means a chart repository that an addon chart's
+	// dependencies come from does not answer; retried.
+	DependencyUnavailableReason = "DependencyUnavailable"
+	// DependencyUnresolvableReason (Stalled) means an addon chart's dependency cannot be resolved
+	// as declared: no matching version, not in the repository, refused credentials, a digest that
+	// does not match. The message names the chart and the repository.
+	DependencyUnresolvableReason = "DependencyUnresolvable"
 )
