@@ -187,7 +187,6 @@ func Run(ctx context.Context, name string, input []byte, limits Limits) ([]byte,
 		outputEnv + "=" + strconv.FormatInt(limits.MaxOutputBytes, 10),
 		timeoutEnv + "=" + limits.Timeout.String(),
 	}
-	cmd.Dir = os.TempDir()
 	cmd.Stdin = bytes.NewReader(input)
 	cmd.SysProcAttr = sysProcAttr()
 	stderr := &headBuffer{max: stderrBudget}
