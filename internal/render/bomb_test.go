@@ -17,7 +17,7 @@ import (
 func smallBudgets(t *testing.T) {
 	t.Helper()
 	prev := render.CurrentLimits()
-	render.SetLimits(render.Limits{Timeout: 3 * time.Second, MaxOutputBytes: 1 << 20, MaxMemoryBytes: 64 << 20, Concurrency: 2})
+	render.SetLimits(render.Limits{Timeout: 10 * time.Second, MaxOutputBytes: 1 << 20, MaxMemoryBytes: 64 << 20, Concurrency: 2})
 	t.Cleanup(func() { render.SetLimits(prev) })
 }
 
@@ -90,5 +90,18 @@ func TestValuesTemplateBombs(t *testing.T) {
 				t.Fatalf("err = %v, want %v and %v", err, tc.want, render.ErrValuesTemplate)
 			}
 		})
+	}
+}
+
+// TestValuesTemplateKeepsIntegers checks that the objects given to a values template keep their
+// integers across the rendering process: text/template's eq refuses to compare a float with an
+// integer constant.
+func TestValuesTemplateKeepsIntegers(t *testing.T) {
+	got, err := render.ValuesTemplate([]byte(`ok: {{ eq .Cluster.port 6443 }}`), map[string]any{"Cluster": map[string]any{"port": int64(6443)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["ok"] != true {
+		t.Errorf("values = %v, want ok: true", got)
 	}
 }

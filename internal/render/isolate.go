@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render/isolated"
 )
 
@@ -129,8 +131,10 @@ type chartRequest struct {
 }
 
 type valuesRequest struct {
-	Content []byte         `json:"content"`
-	Data    map[string]any `json:"data"`
+	Content []byte `json:"content"`
+	// Data is decoded with Kubernetes' JSON rules (whole numbers as int64), as the objects it
+	// holds were: a template comparing `.Cluster.spec...port` with 6443 must see an integer.
+	Data json.RawMessage `json:"data"`
 }
 
 // response is what the child answers. An error of the chart is an answer, not a failure of the
@@ -173,7 +177,13 @@ func serveChild(in []byte) ([]byte, error) {
 		})
 		resp.Objects = objs
 	case req.Values != nil:
-		resp.Values, err = valuesTemplate(req.Values.Content, req.Values.Data)
+		data := map[string]any{}
+		if len(req.Values.Data) > 0 {
+			if err := utiljson.Unmarshal(req.Values.Data, &data); err != nil {
+				return nil, fmt.Errorf("reading the values template's data: %w", err)
+			}
+		}
+		resp.Values, err = valuesTemplate(req.Values.Content, data)
 	default:
 		return nil, fmt.Errorf("reading the rendering request: neither chart nor values")
 	}

@@ -36,7 +36,11 @@ func ValuesTemplate(content []byte, data map[string]any) (map[string]any, error)
 	// No context in the signature: the time budget bounds it (plus the wait for a slot).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*l.Timeout)
 	defer cancel()
-	resp, err := runIsolated(ctx, "values template", request{Values: &valuesRequest{Content: content, Data: data}})
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encoding its data: %w", ErrValuesTemplate, err)
+	}
+	resp, err := runIsolated(ctx, "values template", request{Values: &valuesRequest{Content: content, Data: raw}})
 	if err != nil {
 		if IsBudgetError(err) {
 			return nil, fmt.Errorf("%w: %w", ErrValuesTemplate, err)
