@@ -62,3 +62,21 @@ func TestBoundConditionsAndMarks(t *testing.T) {
 		}
 	}
 }
+
+func FuzzBoundMessage(f *testing.F) {
+	f.Add("short")
+	f.Add(strings.Repeat("error calling include: ", 500))
+	f.Add(strings.Repeat("ä€😀", 2000))
+	f.Fuzz(func(t *testing.T, msg string) {
+		got := kstatus.BoundMessage(msg)
+		if len(got) > kstatus.MaxMessageBytes {
+			t.Fatalf("len = %d", len(got))
+		}
+		if utf8.ValidString(msg) && !utf8.ValidString(got) {
+			t.Fatal("the cut split a character")
+		}
+		if len(msg) <= kstatus.MaxMessageBytes && got != msg {
+			t.Fatal("a message that fits was changed")
+		}
+	})
+}
