@@ -8,12 +8,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -37,6 +40,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 )
 
 var scheme = runtime.NewScheme()
@@ -78,6 +82,8 @@ type options struct {
 	// chartCredentialsSecret is <namespace>/<name> of the Secret with chart repository
 	// credentials (key repositories.yaml); empty means anonymous access.
 	chartCredentialsSecret string
+	// render bounds every rendering of a chart or values template (outside input).
+	render render.Limits
 }
 
 func main() {
@@ -97,6 +103,11 @@ func main() {
 	flag.StringVar(&opts.localSourceRoots, "local-source-root", "", "Comma-separated absolute directories that ClusterStacks' source.local.path may read below; empty refuses local sources.")
 	flag.StringVar(&opts.chartCacheDir, "chart-cache-dir", "", "Directory where the Chart.yaml dependencies of addon charts are cached (by digest, shared by all releases); empty means \"charts\" beside --release-cache-dir.")
 	flag.StringVar(&opts.chartCredentialsSecret, "chart-credentials-secret", "", "<namespace>/<name> of a Secret whose key repositories.yaml lists credentials per chart repository URL (url, username, password or token); empty means anonymous access.")
+	opts.render = render.DefaultLimits
+	flag.DurationVar(&opts.render.Timeout, render.TimeoutFlag, render.DefaultLimits.Timeout, "How long rendering one chart or values template may take; a release over it is reported as a bad release (Stalled).")
+	flag.Func(render.MaxOutputBytesFlag, "How many bytes of objects rendering one chart or values template may produce, a quantity such as 8Mi (default 8Mi).", quantityFlag(&opts.render.MaxOutputBytes))
+	flag.Func(render.MaxMemoryFlag, "How much memory rendering one chart or values template may use, a quantity such as 128Mi (default 128Mi). Each rendering runs in its own process: the pod's memory limit must hold the manager plus --"+render.ConcurrencyFlag+" times this.", quantityFlag(&opts.render.MaxMemoryBytes))
+	flag.IntVar(&opts.render.Concurrency, render.ConcurrencyFlag, render.DefaultLimits.Concurrency, "How many charts or values templates are rendered at the same time; the others wait.")
 	zapOpts := zap.Options{}
 	flag.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
 	flag.DurationVar(&opts.imageTransferProgressTimeout, "image-transfer-progress-timeout", nodeimage.DefaultTransferProgressTimeout, "An image upload (with the download feeding it) fails when no byte moved for this long; there is no total limit.")
@@ -105,6 +116,10 @@ func main() {
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if err := setRenderLimits(opts.render); err != nil {
+		log.Error(err, "Invalid rendering budgets")
+		os.Exit(1)
+	}
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme,
@@ -144,6 +159,43 @@ func main() {
 		log.Error(err, "The manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// quantityFlag parses a Kubernetes quantity ("8Mi", "134217728") into a byte count.
+func quantityFlag(dst *int64) func(string) error {
+	return func(v string) error {
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return err
+		}
+		if q.Sign() <= 0 {
+			return fmt.Errorf("must be positive, got %s", v)
+		}
+		*dst = q.Value()
+		return nil
+	}
+}
+
+// setRenderLimits sets the rendering budgets and makes room for them in the manager's own memory
+// limit: renderings run in child processes, and the pod's limit (GOMEMLIMIT in the Deployment)
+// holds the manager and its children together. Without GOMEMLIMIT nothing is lowered.
+func setRenderLimits(l render.Limits) error {
+	if l.Timeout <= 0 || l.Concurrency <= 0 {
+		return fmt.Errorf("--%s and --%s must be positive", render.TimeoutFlag, render.ConcurrencyFlag)
+	}
+	render.SetLimits(l)
+	limit := debug.SetMemoryLimit(-1)
+	if limit == math.MaxInt64 {
+		return nil
+	}
+	children := int64(l.Concurrency) * l.MaxMemoryBytes
+	const managerFloor = 96 << 20
+	if limit-children < managerFloor {
+		return fmt.Errorf("the memory limit (GOMEMLIMIT) of %d MiB leaves less than %d MiB for the manager beside --%s=%d renderings of --%s=%d MiB: lower these or raise the limit",
+			limit>>20, managerFloor>>20, render.ConcurrencyFlag, l.Concurrency, render.MaxMemoryFlag, l.MaxMemoryBytes>>20)
+	}
+	debug.SetMemoryLimit(limit - children)
+	return nil
 }
 
 // setupControllers registers every controller and webhook with the manager. Each area keeps its

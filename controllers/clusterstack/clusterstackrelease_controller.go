@@ -33,6 +33,7 @@ import (
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
@@ -203,6 +204,7 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		return ctrl.Result{}, err
 	}
 	defer func() {
+		kstatus.BoundConditions(csr)
 		opts := []patch.Option{patch.WithOwnedConditions{Conditions: releaseConditions}}
 		if reterr == nil {
 			opts = append(opts, patch.WithStatusObservedGeneration{})
@@ -349,8 +351,20 @@ func (r *ReleaseReconciler) providerReady(ctx context.Context, csr *clusterstack
 // nil result ends the reconcile; the conditions say why.
 func (r *ReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release, st *releaseStatus) ([]*unstructured.Unstructured, ctrl.Result, error) {
 	objs, err := renderChart(ctx, rel, csr.Namespace)
-	if err != nil {
+	switch {
+	case err != nil && (errors.Is(err, render.ErrRenderUnavailable) || ctx.Err() != nil):
+		// Not the release's fault: the rendering process could not run. Retried with backoff.
+		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ProgressingReason, Message: "Rendering the cluster-class chart: " + err.Error()})
+		return nil, ctrl.Result{}, fmt.Errorf("rendering the cluster-class chart of %s: %w", csr.Name, err)
+	case err != nil:
+		// A template error or a chart over a budget (render.IsBudgetError): the same release
+		// renders the same way again, so only a new release or a larger budget helps.
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.InvalidReleaseReason, Message: "Rendering the cluster-class chart: " + err.Error()})
+		st.stalled = true
+		return nil, ctrl.Result{}, nil
+	}
+	if err := checkClusterClass(objs, rel.Name.ClusterClassName()); err != nil {
+		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.InvalidReleaseReason, Message: "Nothing applied: " + err.Error()})
 		st.stalled = true
 		return nil, ctrl.Result{}, nil
 	}
@@ -398,6 +412,32 @@ func renderRelease(ctx context.Context, rel *release.Release, namespace string, 
 		return nil, fmt.Errorf("rendering release %s: %w", rel.Name, err)
 	}
 	return objs, nil
+}
+
+// checkClusterClass makes sure the chart renders the release's ClusterClass, and no other: what
+// Clusters and the ClusterStack find by the release's name must exist, and a chart must not
+// write (or, with the operator's field manager, take over) another release's ClusterClass.
+func checkClusterClass(objs []*unstructured.Unstructured, want string) error {
+	var names []string
+	found := false
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		if gvk.Group != clusterv1.GroupVersion.Group || gvk.Kind != "ClusterClass" {
+			continue
+		}
+		names = append(names, o.GetName())
+		found = found || o.GetName() == want
+	}
+	sort.Strings(names)
+	switch {
+	case len(names) == 0:
+		return fmt.Errorf("the cluster-class chart renders no ClusterClass; it must render the ClusterClass %s ({{ .Release.Name }}-{{ .Chart.Version }})", want)
+	case !found:
+		return fmt.Errorf("the cluster-class chart renders the ClusterClass %s, not %s: a release must render the ClusterClass named after it ({{ .Release.Name }}-{{ .Chart.Version }})", strings.Join(names, ", "), want)
+	case len(names) > 1:
+		return fmt.Errorf("the cluster-class chart renders the ClusterClasses %s: a release must render only its own, %s", strings.Join(names, ", "), want)
+	}
+	return nil
 }
 
 // missingAPI sets ResourcesApplied False naming the missing kinds and what provides them.

@@ -4,10 +4,15 @@
 // these functions, so they never contradict each other.
 //
 // Messages must carry no timestamps or counters that change between identical reconciles: a
-// waiting object then costs no writes.
+// waiting object then costs no writes. They are bounded here (BoundMessage, BoundConditions): the
+// API server refuses a condition message over 32 KiB, and a status patch refused for it is
+// refused on every retry, so the user would see nothing of what went wrong.
 package kstatus
 
 import (
+	"fmt"
+	"unicode/utf8"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cluster-api/util/conditions"
 
@@ -17,6 +22,7 @@ import (
 // MarkReady sets Ready True with msg, and Reconciling and Stalled False with settledReason (what
 // the object settled in, e.g. Ready or ImageActive).
 func MarkReady(obj conditions.Setter, settledReason, msg string) {
+	msg = BoundMessage(msg)
 	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: csv1alpha1.ReadyReason, Message: msg})
 	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionFalse, Reason: settledReason})
 	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: settledReason})
@@ -24,6 +30,7 @@ func MarkReady(obj conditions.Setter, settledReason, msg string) {
 
 // MarkProgressing sets Ready False and Reconciling True with reason and msg, and Stalled False.
 func MarkProgressing(obj conditions.Setter, reason, msg string) {
+	msg = BoundMessage(msg)
 	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
 	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
 	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionFalse, Reason: csv1alpha1.ProgressingReason})
@@ -31,7 +38,51 @@ func MarkProgressing(obj conditions.Setter, reason, msg string) {
 
 // MarkStalled sets Ready False and Stalled True with reason and msg, and Reconciling False.
 func MarkStalled(obj conditions.Setter, reason, msg string) {
+	msg = BoundMessage(msg)
 	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
 	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.ReconcilingCondition, Status: metav1.ConditionFalse, Reason: reason})
 	conditions.Set(obj, metav1.Condition{Type: csv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
+}
+
+// MaxMessageBytes bounds condition messages: far below the API's 32 KiB, and long enough for
+// what to fix and the innermost cause of any error the operator reports. Longer messages are
+// errors that repeat themselves (template include chains, lists of many objects); `kubectl
+// describe` of a few KiB is still readable.
+const MaxMessageBytes = 4 << 10
+
+// BoundMessage returns msg if it fits MaxMessageBytes, else its head (the action and what to fix:
+// messages start with them) and its tail (the innermost cause: wrapped errors end with it), with
+// a marker of how much was cut between them. It cuts between UTF-8 characters, never inside one.
+func BoundMessage(msg string) string {
+	if len(msg) <= MaxMessageBytes {
+		return msg
+	}
+	const marker = " [... %d bytes cut ...] "
+	room := MaxMessageBytes - len(fmt.Sprintf(marker, len(msg)))
+	head, tail := room*2/3, room-room*2/3
+	for head > 0 && !utf8.RuneStart(msg[head]) {
+		head--
+	}
+	start := len(msg) - tail
+	for start < len(msg) && !utf8.RuneStart(msg[start]) {
+		start++
+	}
+	return msg[:head] + fmt.Sprintf(marker, start-head) + msg[start:]
+}
+
+// BoundConditions bounds the message of every condition of obj. Controllers call it in their
+// deferred status patch, so that a message set anywhere in the reconcile (step conditions too)
+// cannot make the patch fail.
+func BoundConditions(obj conditions.Setter) {
+	conds := obj.GetConditions()
+	changed := false
+	for i := range conds {
+		if b := BoundMessage(conds[i].Message); b != conds[i].Message {
+			conds[i].Message = b
+			changed = true
+		}
+	}
+	if changed {
+		obj.SetConditions(conds)
+	}
 }

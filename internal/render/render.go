@@ -1,8 +1,20 @@
-// Package render turns Helm charts and the SCS values templates into Kubernetes objects in-process,
-// with the Helm v4 SDK and without any network access: a release's charts carry their dependencies
-// in charts/, and rendering must behave the same on an air-gapped management cluster. It renders the
+// Package render turns Helm charts and the SCS values templates into Kubernetes objects, with the
+// Helm v4 SDK and without any network access: a release's charts carry their dependencies in
+// charts/, and rendering must behave the same on an air-gapped management cluster. It renders the
 // way `helm template` does (same engine, values coalescing, dependency conditions and import-values,
 // schema validation, install order) but returns objects instead of text and never installs anything.
+//
+// Charts are outside input, and a Go template cannot be interrupted: `range until 20000000` runs
+// and allocates until it is done, whatever the deadline. So every template (charts and values
+// templates) runs in a child process of the operator's own binary (package isolated), with a time,
+// an output-size and a memory budget (Limits, set from the manager's --render-* flags) and a bound
+// on how many run at once, so that the manager and its renders together stay under the pod's memory
+// limit whatever a chart does. When no child can be started, rendering fails (ErrRenderUnavailable)
+// instead of falling back to rendering in-process, which would give up every budget.
+//
+// The parent loads the chart into a file set (path -> bytes) and sends it with the options; the
+// child loads the chart from that set, renders it, parses the YAML and returns the objects as JSON.
+// YAML parsing happens in the child too: a rendered document can be as hostile as a template.
 package render
 
 import (
@@ -17,7 +29,9 @@ import (
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/loader/archive"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
 	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
@@ -26,6 +40,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/render/isolated"
 )
 
 // Options describe one rendering of a chart.
@@ -50,6 +66,10 @@ type Options struct {
 	Mapper meta.RESTMapper
 }
 
+// errRenderedTooLarge ends a rendering child whose templates rendered more text than its output
+// budget.
+var errRenderedTooLarge = errors.New("rendered text exceeds the output budget")
+
 // ErrIncompatibleKubeVersion is returned (wrapped) when the chart's kubeVersion constraint does not
 // accept Options.KubeVersion.
 var ErrIncompatibleKubeVersion = errors.New("chart does not support this Kubernetes version")
@@ -61,20 +81,84 @@ var ErrIncompatibleKubeVersion = errors.New("chart does not support this Kuberne
 // Hooks (templates with a helm.sh/hook annotation) are returned as ordinary objects after the
 // other templates: the operator has no install/upgrade events to run them on, and SCS charts use
 // hooks only for objects that must simply exist. NOTES.txt, partials and empty documents are
-// skipped. Template errors name the chart and the template file.
+// skipped. Template errors name the chart and the template file. A chart that exceeds a budget
+// gives ErrRenderTimeout, ErrRenderTooLarge or ErrRenderMemory (errors.Is).
 func Chart(ctx context.Context, chartPath string, opts Options) ([]*unstructured.Unstructured, error) {
 	ch, err := loadChart(chartPath)
 	if err != nil {
 		return nil, fmt.Errorf("loading chart %s: %w", chartPath, err)
 	}
-	objs, err := renderChart(ctx, ch, opts)
+	return renderLoaded(ctx, ch, opts)
+}
+
+// File is one file of a chart: its path inside the chart (slash-separated, e.g.
+// "templates/deployment.yaml", "charts/sub/Chart.yaml") and its content.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// ChartFiles renders the chart made of files, as Chart does; for callers that hold a chart's
+// verified files in memory rather than on disk.
+func ChartFiles(ctx context.Context, files []File, opts Options) ([]*unstructured.Unstructured, error) {
+	ch, err := loader.LoadFiles(bufferedFiles(files))
 	if err != nil {
-		return nil, fmt.Errorf("rendering chart %s: %w", ch.Name(), err)
+		return nil, fmt.Errorf("loading chart: %w", err)
+	}
+	return renderLoaded(ctx, ch, opts)
+}
+
+// renderLoaded renders a chart the parent has loaded (to know its name and to fail early on a
+// chart Helm cannot load) in a child process.
+func renderLoaded(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstructured.Unstructured, error) {
+	req := request{Chart: &chartRequest{
+		ReleaseName: opts.ReleaseName,
+		Namespace:   opts.Namespace,
+		KubeVersion: opts.KubeVersion,
+		Values:      opts.Values,
+		IncludeCRDs: opts.IncludeCRDs,
+		APIVersions: opts.APIVersions,
+	}}
+	for _, f := range ch.Raw {
+		req.Chart.Files = append(req.Chart.Files, File{Name: f.Name, Data: f.Data})
+	}
+	resp, err := runIsolated(ctx, "chart "+ch.Name(), req)
+	if err != nil {
+		return nil, err
+	}
+	objs := make([]*unstructured.Unstructured, 0, len(resp.Objects))
+	for _, raw := range resp.Objects {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(raw); err != nil {
+			return nil, fmt.Errorf("rendering chart %s: reading the renderer's output: %w", ch.Name(), err)
+		}
+		objs = append(objs, u)
 	}
 	if opts.Mapper != nil {
 		if err := SetDefaultNamespace(objs, opts.Namespace, opts.Mapper); err != nil {
 			return objs, fmt.Errorf("rendering chart %s: %w", ch.Name(), err)
 		}
+	}
+	return objs, nil
+}
+
+func bufferedFiles(files []File) []*archive.BufferedFile {
+	out := make([]*archive.BufferedFile, len(files))
+	for i, f := range files {
+		out[i] = &archive.BufferedFile{Name: f.Name, Data: f.Data}
+	}
+	return out
+}
+
+// renderInProcess is what the child runs for a chart request: load, render, parse.
+func renderInProcess(ctx context.Context, files []File, opts Options) ([]*unstructured.Unstructured, error) {
+	ch, err := loader.LoadFiles(bufferedFiles(files))
+	if err != nil {
+		return nil, fmt.Errorf("loading chart: %w", err)
+	}
+	objs, err := renderChart(ctx, ch, opts)
+	if err != nil {
+		return nil, fmt.Errorf("rendering chart %s: %w", ch.Name(), err)
 	}
 	return objs, nil
 }
@@ -116,10 +200,18 @@ func renderChart(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstruc
 	if err != nil {
 		return nil, err
 	}
-	for name := range files {
+	total := 0
+	for name, content := range files {
 		if strings.HasSuffix(name, "NOTES.txt") {
 			delete(files, name)
+			continue
 		}
+		total += len(content)
+	}
+	// The objects are larger as JSON than as YAML: text over the budget will not fit, and
+	// parsing it would only cost memory.
+	if limit := isolated.OutputBudget(); limit > 0 && int64(total) > limit {
+		return nil, errRenderedTooLarge
 	}
 	hooks, manifests, err := releaseutil.SortManifests(files, caps.APIVersions, releaseutil.InstallOrder)
 	if err != nil {

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,8 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// ErrValuesTemplate is matched (errors.Is) by every error of ValuesTemplate.
+// ErrValuesTemplate is matched (errors.Is) by every error of ValuesTemplate but
+// ErrRenderUnavailable.
 var ErrValuesTemplate = errors.New("invalid values template")
 
 // ValuesTemplate renders a values file that is itself a Go template (cluster-addon-values.yaml,
@@ -26,7 +28,33 @@ var ErrValuesTemplate = errors.New("invalid values template")
 //
 // When the result is a single top-level key `values` holding a string (the SCS convention), that
 // string is parsed as the values YAML. The result is never nil.
+//
+// The template runs in a rendering process with the budgets of Chart (SetLimits): a values
+// template can loop and allocate as well as a chart's.
 func ValuesTemplate(content []byte, data map[string]any) (map[string]any, error) {
+	l := CurrentLimits()
+	// No context in the signature: the time budget bounds it (plus the wait for a slot).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*l.Timeout)
+	defer cancel()
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encoding its data: %w", ErrValuesTemplate, err)
+	}
+	resp, err := runIsolated(ctx, "values template", request{Values: &valuesRequest{Content: content, Data: raw}})
+	if err != nil {
+		if IsBudgetError(err) {
+			return nil, fmt.Errorf("%w: %w", ErrValuesTemplate, err)
+		}
+		return nil, err
+	}
+	if resp.Values == nil {
+		return map[string]any{}, nil
+	}
+	return resp.Values, nil
+}
+
+// valuesTemplate is ValuesTemplate in this process: the child's side.
+func valuesTemplate(content []byte, data map[string]any) (map[string]any, error) {
 	tpl, err := template.New("values").Option("missingkey=zero").Funcs(valuesFuncs).Parse(string(content))
 	if err != nil {
 		return nil, fmt.Errorf("%w: parsing: %w", ErrValuesTemplate, err)

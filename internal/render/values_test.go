@@ -117,7 +117,7 @@ func FuzzValuesTemplate(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, content string) {
-		vals, err := render.ValuesTemplate([]byte(content), clusterData)
+		vals, err := render.ValuesTemplateInProcess([]byte(content), clusterData)
 		if err != nil {
 			if !errors.Is(err, render.ErrValuesTemplate) {
 				t.Fatalf("error %v is not ErrValuesTemplate", err)

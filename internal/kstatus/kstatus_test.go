@@ -1,0 +1,82 @@
+package kstatus_test
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+)
+
+func TestBoundMessage(t *testing.T) {
+	long := "Rendering the cluster-class chart: " + strings.Repeat("frame: ", 20000) + "innermost cause"
+	for name, tc := range map[string]struct {
+		msg     string
+		same    bool
+		head    string
+		tail    string
+		hasMark bool
+	}{
+		"short":         {msg: "all good", same: true},
+		"at the bound":  {msg: strings.Repeat("a", kstatus.MaxMessageBytes), same: true},
+		"one over":      {msg: strings.Repeat("a", kstatus.MaxMessageBytes+1), hasMark: true},
+		"include chain": {msg: long, head: "Rendering the cluster-class chart: ", tail: "innermost cause", hasMark: true},
+		"multi-byte":    {msg: strings.Repeat("ä", kstatus.MaxMessageBytes), hasMark: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := kstatus.BoundMessage(tc.msg)
+			if tc.same {
+				if got != tc.msg {
+					t.Fatalf("a message that fits was changed")
+				}
+				return
+			}
+			if len(got) > kstatus.MaxMessageBytes {
+				t.Errorf("len = %d, want at most %d", len(got), kstatus.MaxMessageBytes)
+			}
+			if !utf8.ValidString(got) {
+				t.Errorf("the cut split a character")
+			}
+			if !strings.HasPrefix(got, tc.head) || !strings.HasSuffix(got, tc.tail) {
+				t.Errorf("head or tail lost: %.100q ... %.100q", got, got[len(got)-100:])
+			}
+			if tc.hasMark != strings.Contains(got, "bytes cut") {
+				t.Errorf("marker present = %v, want %v", !tc.hasMark, tc.hasMark)
+			}
+		})
+	}
+}
+
+func TestBoundConditionsAndMarks(t *testing.T) {
+	long := strings.Repeat("x", 100000)
+	cs := &csv1alpha1.ClusterStack{}
+	kstatus.MarkStalled(cs, csv1alpha1.InvalidReleaseReason, long)
+	cs.SetConditions(append(cs.GetConditions(), metav1.Condition{Type: "Step", Status: metav1.ConditionFalse, Reason: "Bad", Message: long}))
+	kstatus.BoundConditions(cs)
+	for _, c := range cs.GetConditions() {
+		if len(c.Message) > kstatus.MaxMessageBytes {
+			t.Errorf("condition %s: message of %d bytes", c.Type, len(c.Message))
+		}
+	}
+}
+
+func FuzzBoundMessage(f *testing.F) {
+	f.Add("short")
+	f.Add(strings.Repeat("error calling include: ", 500))
+	f.Add(strings.Repeat("ä€😀", 2000))
+	f.Fuzz(func(t *testing.T, msg string) {
+		got := kstatus.BoundMessage(msg)
+		if len(got) > kstatus.MaxMessageBytes {
+			t.Fatalf("len = %d", len(got))
+		}
+		if utf8.ValidString(msg) && !utf8.ValidString(got) {
+			t.Fatal("the cut split a character")
+		}
+		if len(msg) <= kstatus.MaxMessageBytes && got != msg {
+			t.Fatal("a message that fits was changed")
+		}
+	})
+}

@@ -1,0 +1,270 @@
+package render
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/render/isolated"
+)
+
+// The names of the manager flags that set Limits; error messages name them, so that whoever reads
+// a condition knows what to change if the chart is fine and the budget too small.
+const (
+	TimeoutFlag        = "render-timeout"
+	MaxOutputBytesFlag = "render-max-output-bytes"
+	MaxMemoryFlag      = "render-max-memory"
+	ConcurrencyFlag    = "render-concurrency"
+)
+
+// Limits bound every rendering (chart or values template).
+type Limits struct {
+	// Timeout is how long one rendering may take.
+	Timeout time.Duration
+	// MaxOutputBytes bounds what one rendering returns (the objects, as JSON).
+	MaxOutputBytes int64
+	// MaxMemoryBytes bounds the memory of one rendering's process.
+	MaxMemoryBytes int64
+	// Concurrency is how many renderings run at once; the others wait. The manager's memory
+	// limit must hold the manager plus Concurrency times MaxMemoryBytes (plus each process's
+	// binary pages, which are shared with the manager's).
+	Concurrency int
+}
+
+// DefaultLimits fit the Deployment's 512Mi memory limit: a manager at 70-150 MiB plus two
+// renderings of at most 128 MiB each. Real SCS charts render in well under a second, in a few MiB,
+// to well under a MiB of objects (the addons of the scs stack: 53 objects).
+var DefaultLimits = Limits{
+	Timeout:        30 * time.Second,
+	MaxOutputBytes: 8 << 20,
+	MaxMemoryBytes: 128 << 20,
+	Concurrency:    2,
+}
+
+// Errors of a rendering that exceeded its budget: the chart (or values template) is at fault, or
+// the budget is too small for it, and rendering it again gives the same result.
+var (
+	ErrRenderTimeout  = errors.New("rendering exceeded its time budget")
+	ErrRenderTooLarge = errors.New("rendering exceeded its output budget")
+	ErrRenderMemory   = errors.New("rendering exceeded its memory budget")
+	// ErrRenderUnavailable means the rendering process could not be started or died without
+	// an answer (e.g. killed by the kernel): not the chart's fault, worth retrying.
+	ErrRenderUnavailable = errors.New("rendering process unavailable")
+)
+
+// IsBudgetError reports whether err is one of the budget errors.
+func IsBudgetError(err error) bool {
+	return errors.Is(err, ErrRenderTimeout) || errors.Is(err, ErrRenderTooLarge) || errors.Is(err, ErrRenderMemory)
+}
+
+type config struct {
+	limits Limits
+	sem    chan struct{}
+}
+
+var (
+	configMu sync.Mutex
+	current  = newConfig(DefaultLimits)
+)
+
+func newConfig(l Limits) *config {
+	if l.Timeout <= 0 {
+		l.Timeout = DefaultLimits.Timeout
+	}
+	if l.MaxOutputBytes <= 0 {
+		l.MaxOutputBytes = DefaultLimits.MaxOutputBytes
+	}
+	if l.MaxMemoryBytes <= 0 {
+		l.MaxMemoryBytes = DefaultLimits.MaxMemoryBytes
+	}
+	if l.Concurrency <= 0 {
+		l.Concurrency = DefaultLimits.Concurrency
+	}
+	return &config{limits: l, sem: make(chan struct{}, l.Concurrency)}
+}
+
+// SetLimits sets the budgets of every later rendering; zero fields take DefaultLimits'. The
+// manager calls it once from its flags, tests to make bombs fail fast. Renderings already waiting
+// or running keep the budgets they started with.
+func SetLimits(l Limits) {
+	c := newConfig(l)
+	configMu.Lock()
+	current = c
+	configMu.Unlock()
+}
+
+// CurrentLimits returns the budgets in effect.
+func CurrentLimits() Limits {
+	configMu.Lock()
+	defer configMu.Unlock()
+	return current.limits
+}
+
+// childName is the name the rendering child serves under (isolated.Serve).
+const childName = "clusterstack-render"
+
+func init() {
+	// Every binary that links this package can be its own renderer: the manager, and each test
+	// binary. In a child this never returns.
+	isolated.Serve(childName, serveChild)
+}
+
+// request is what the parent sends: exactly one of Chart and Values.
+type request struct {
+	Chart  *chartRequest  `json:"chart,omitempty"`
+	Values *valuesRequest `json:"values,omitempty"`
+}
+
+type chartRequest struct {
+	Files       []File         `json:"files"`
+	ReleaseName string         `json:"releaseName"`
+	Namespace   string         `json:"namespace"`
+	KubeVersion string         `json:"kubeVersion"`
+	Values      map[string]any `json:"values"`
+	IncludeCRDs bool           `json:"includeCRDs"`
+	APIVersions []string       `json:"apiVersions"`
+}
+
+type valuesRequest struct {
+	Content []byte `json:"content"`
+	// Data is decoded with Kubernetes' JSON rules (whole numbers as int64), as the objects it
+	// holds were: a template comparing `.Cluster.spec...port` with 6443 must see an integer.
+	Data json.RawMessage `json:"data"`
+}
+
+// response is what the child answers. An error of the chart is an answer, not a failure of the
+// child: its text goes back with the sentinel it matched, so errors.Is works across processes.
+type response struct {
+	Objects []json.RawMessage `json:"objects,omitempty"`
+	Values  map[string]any    `json:"values,omitempty"`
+	Error   string            `json:"error,omitempty"`
+	// ErrorKind names the sentinel Error matched: "kubeVersion" or "valuesTemplate".
+	ErrorKind string `json:"errorKind,omitempty"`
+}
+
+// remoteError is an error the child reported, with the sentinel it matched there.
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+func serveChild(in []byte) ([]byte, error) {
+	var req request
+	if err := json.Unmarshal(in, &req); err != nil {
+		return nil, fmt.Errorf("reading the rendering request: %w", err)
+	}
+	var resp response
+	var err error
+	switch {
+	case req.Chart != nil:
+		c := req.Chart
+		var objs []json.RawMessage
+		objs, err = renderInProcessJSON(context.Background(), c.Files, Options{
+			ReleaseName: c.ReleaseName,
+			Namespace:   c.Namespace,
+			KubeVersion: c.KubeVersion,
+			Values:      c.Values,
+			IncludeCRDs: c.IncludeCRDs,
+			APIVersions: c.APIVersions,
+		})
+		resp.Objects = objs
+	case req.Values != nil:
+		data := map[string]any{}
+		if len(req.Values.Data) > 0 {
+			if err := utiljson.Unmarshal(req.Values.Data, &data); err != nil {
+				return nil, fmt.Errorf("reading the values template's data: %w", err)
+			}
+		}
+		resp.Values, err = valuesTemplate(req.Values.Content, data)
+	default:
+		return nil, fmt.Errorf("reading the rendering request: neither chart nor values")
+	}
+	if errors.Is(err, errRenderedTooLarge) {
+		isolated.ExitOutputTooLarge()
+	}
+	if err != nil {
+		resp.Error = compactFrames(err.Error())
+		switch {
+		case errors.Is(err, ErrIncompatibleKubeVersion):
+			resp.ErrorKind = "kubeVersion"
+		case errors.Is(err, ErrValuesTemplate):
+			resp.ErrorKind = "valuesTemplate"
+		}
+		resp.Objects, resp.Values = nil, nil
+	}
+	return json.Marshal(resp)
+}
+
+func renderInProcessJSON(ctx context.Context, files []File, opts Options) ([]json.RawMessage, error) {
+	objs, err := renderInProcess(ctx, files, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]json.RawMessage, len(objs))
+	for i, o := range objs {
+		b, err := o.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// runIsolated runs req in a child within the current budgets; what names the chart or file for
+// budget errors.
+func runIsolated(ctx context.Context, what string, req request) (*response, error) {
+	configMu.Lock()
+	cfg := current
+	configMu.Unlock()
+	// The budget starts when the rendering does: waiting for a slot is not the chart's time.
+	select {
+	case cfg.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting to render %s: %w", what, ctx.Err())
+	}
+	defer func() { <-cfg.sem }()
+
+	in, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the rendering request for %s: %w", what, err)
+	}
+	l := cfg.limits
+	out, err := isolated.Run(ctx, childName, in, isolated.Limits{Timeout: l.Timeout, MaxOutputBytes: l.MaxOutputBytes, MaxMemoryBytes: l.MaxMemoryBytes})
+	switch {
+	case err == nil:
+	case errors.Is(err, isolated.ErrTimeout):
+		return nil, fmt.Errorf("%w: rendering %s did not finish within %s; a template loops too long (the manager's --%s flag sets this budget)", ErrRenderTimeout, what, l.Timeout, TimeoutFlag)
+	case errors.Is(err, isolated.ErrOutputTooLarge):
+		return nil, fmt.Errorf("%w: rendering %s produced more than %d bytes of objects (the manager's --%s flag sets this budget)", ErrRenderTooLarge, what, l.MaxOutputBytes, MaxOutputBytesFlag)
+	case errors.Is(err, isolated.ErrMemory):
+		return nil, fmt.Errorf("%w: rendering %s needed more than %d MiB of memory (the manager's --%s flag sets this budget)", ErrRenderMemory, what, l.MaxMemoryBytes>>20, MaxMemoryFlag)
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("rendering %s: %w", what, ctx.Err())
+	default:
+		return nil, fmt.Errorf("%w: rendering %s: %w", ErrRenderUnavailable, what, err)
+	}
+	var resp response
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("%w: rendering %s: reading the renderer's answer: %w", ErrRenderUnavailable, what, err)
+	}
+	if resp.Error != "" {
+		var sentinel error
+		switch resp.ErrorKind {
+		case "kubeVersion":
+			sentinel = ErrIncompatibleKubeVersion
+		case "valuesTemplate":
+			sentinel = ErrValuesTemplate
+		}
+		return nil, &remoteError{msg: resp.Error, sentinel: sentinel}
+	}
+	return &resp, nil
+}
