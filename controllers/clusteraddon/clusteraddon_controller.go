@@ -197,6 +197,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 // behind, and the watch event of the spec write would cost another status write that only moves
 // it. observedGeneration moves only when the reconcile succeeded (STYLE.md 5).
 func (r *Reconciler) patch(ctx context.Context, before, ca *csv1alpha1.ClusterAddon, succeeded bool) error {
+	// A rendering error can be far longer than the API server accepts in a condition message.
+	kstatus.BoundConditions(ca)
 	ca.Status.Ready = conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
 	var errs []error
 	if !equality.Semantic.DeepEqual(before.ObjectMeta, ca.ObjectMeta) || !equality.Semantic.DeepEqual(before.Spec, ca.Spec) {
@@ -576,6 +578,9 @@ func (r *Reconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, 
 func (r *Reconciler) renderFailed(ctx context.Context, ca *csv1alpha1.ClusterAddon, rel string, err error) (ctrl.Result, error) {
 	var dep *chartdeps.DependencyError
 	switch {
+	case errors.Is(err, render.ErrRenderUnavailable), ctx.Err() != nil:
+		// Not the release's fault: the rendering process could not run. Retried with backoff.
+		return ctrl.Result{}, fmt.Errorf("rendering addons of release %s: %w", rel, err)
 	case errors.Is(err, render.ErrUnknownKind):
 		markApplyFailed(ca, csv1alpha1.MissingAPIReason, fmt.Sprintf("Release %s: %v", rel, err))
 		return ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil

@@ -88,6 +88,7 @@ func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.
 		return ctrl.Result{}, err
 	}
 	defer func() {
+		kstatus.BoundConditions(obj) // cloud and release messages can exceed the API's limit
 		obj.Status.Ready = conditions.IsTrue(obj, csv1alpha1.ReadyCondition)
 		opts := []patch.Option{patch.WithOwnedConditions{Conditions: nodeImageConditions}}
 		if reterr == nil {

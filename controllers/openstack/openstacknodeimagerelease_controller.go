@@ -29,6 +29,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
@@ -145,6 +146,7 @@ func (r *NodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	// stalled for good); only then is observedGeneration recorded.
 	converged := false
 	defer func() {
+		kstatus.BoundConditions(obj) // cloud and release messages can exceed the API's limit
 		obj.Status.Ready = conditions.IsTrue(obj, csv1alpha1.ReadyCondition)
 		opts := []patch.Option{patch.WithOwnedConditions{Conditions: nodeImageConditions}}
 		if reterr == nil && converged {
