@@ -90,7 +90,7 @@ func runClusterAPI(p *poller, c client.Client, workload *testenv.Environment, ns
 		if cond == nil {
 			return false, "no Discovered condition yet", nil
 		}
-		state := fmt.Sprintf("Discovered=%s %s %s, handlers %v", cond.Status, cond.Reason, cond.Message, handlers)
+		state := fmt.Sprintf("Discovered=%s %s, handlers %v", cond.Status, strings.TrimSpace(cond.Reason+" "+cond.Message), handlers)
 		p.report("ext", "Cluster API: ExtensionConfig "+ext.Name+" "+state)
 		return cond.Status == "True" && len(handlers) == len(capiflow.WantHandlers()), state, nil
 	}); err != nil {
@@ -108,8 +108,8 @@ func runClusterAPI(p *poller, c client.Client, workload *testenv.Environment, ns
 	if err := c.Create(ctx, cluster); err != nil {
 		return fmt.Errorf("creating the Cluster: %w", err)
 	}
-	p.step("Created Cluster %s/%s (topology: class %s, Kubernetes %s) and Secret %s (kubeconfig of the workload API server %s)",
-		ns, clusterName, v1Class, fromVersion, secret.Name, workload.Config.Host)
+	p.step("Created Secret %s/%s (kubeconfig of the workload API server) and Cluster %s/%s (topology: class %s, Kubernetes %s)",
+		ns, secret.Name, ns, clusterName, v1Class, fromVersion)
 
 	var topo *capiflow.Topology
 	if err := p.waitFor("Cluster API to create the topology", func() (bool, string, error) {
@@ -185,7 +185,6 @@ func upgrade(p *poller, c client.Client, workload *testenv.Environment, cluster 
 	// (see test/fixtures/stacks/openstack-scs-capi-v2): the demo opens it once Cluster API has
 	// been held for a few calls, playing the rollout that finishes the new addons.
 	var gateOpened time.Duration
-	var heldFor float64
 	if err := p.waitFor("Cluster API to upgrade the control plane after the addons", func() (bool, string, error) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(cluster), cluster); err != nil {
 			return false, "", err
@@ -221,8 +220,7 @@ func upgrade(p *poller, c client.Client, workload *testenv.Environment, cluster 
 		held := cond != nil && cond.Reason == clusterv1.ClusterTopologyReconciledClusterUpgradingReason &&
 			strings.Contains(cond.Message, "BeforeClusterUpgrade")
 		if gateOpened == 0 && held && n-before >= heldCalls {
-			heldFor = n - before
-			p.step("Held: %v %s calls answered 'retry', KubeadmControlPlane still %s; the new CNI finishes (kube-system/upgrade-gate opened in the workload cluster)", heldFor, bcu, version)
+			p.step("Held: %v %s calls answered 'retry', KubeadmControlPlane still %s; now the new CNI finishes (the demo opens kube-system/upgrade-gate in the workload cluster)", n-before, bcu, version)
 			gate := &corev1.ConfigMap{Data: map[string]string{"open": "true"}}
 			gate.Namespace, gate.Name = "kube-system", "upgrade-gate"
 			if err := workload.Client.Create(ctx, gate); err != nil {
@@ -242,8 +240,12 @@ func upgrade(p *poller, c client.Client, workload *testenv.Environment, cluster 
 	if done, msg := hooks.Done(ca, cluster); !done {
 		return fmt.Errorf("cluster API upgraded the control plane, but the addons are not done: %s", msg)
 	}
-	p.step("Upgrade released after %.1fs (held %.1fs until the addons were done): Cluster API set KubeadmControlPlane to %s",
-		time.Since(upgradeStart).Seconds(), gateOpened.Seconds(), toVersion)
+	total, err := hookCalls(bcu)
+	if err != nil {
+		return err
+	}
+	p.step("Upgrade released %.1fs after the bump (held %.1fs, %v %s calls, until v2's addons were done): Cluster API set KubeadmControlPlane to %s",
+		time.Since(upgradeStart).Seconds(), gateOpened.Seconds(), total-before, bcu, toVersion)
 	fmt.Fprintln(out)
 	if err := printWorkloadObjects(ctx, out, workload.Client, ca); err != nil {
 		return err
@@ -303,7 +305,7 @@ func addonState(ca *clusterstackv1alpha1.ClusterAddon) string {
 func printTopology(out io.Writer, cluster *clusterv1.Cluster, topo *capiflow.Topology) error {
 	w := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
 	fmt.Fprintln(w, "CLUSTER API OBJECT\tNAME\tDETAIL")
-	fmt.Fprintf(w, "Cluster\t%s\tclass %s, version %s, pending hooks %s\n", cluster.Name, cluster.Spec.Topology.ClassRef.Name, cluster.Spec.Topology.Version, orNone(capiflow.PendingHooks(cluster)))
+	fmt.Fprintf(w, "Cluster\t%s\tclass %s, version %s\n", cluster.Name, cluster.Spec.Topology.ClassRef.Name, cluster.Spec.Topology.Version)
 	version, err := capiflow.ControlPlaneVersion(topo.ControlPlane)
 	if err != nil {
 		return err
@@ -312,7 +314,7 @@ func printTopology(out io.Writer, cluster *clusterv1.Cluster, topo *capiflow.Top
 	fmt.Fprintf(w, "%s\t%s\tversion %s, replicas %d\n", topo.ControlPlane.GetKind(), topo.ControlPlane.GetName(), version, replicas)
 	fmt.Fprintf(w, "%s\t%s\t%s (no OpenStack provider runs: the object stays as created)\n", topo.Infrastructure.GetKind(), topo.Infrastructure.GetName(), topo.Infrastructure.GetAPIVersion())
 	for _, md := range topo.MachineDeployments {
-		fmt.Fprintf(w, "MachineDeployment\t%s\tclass %s, version %s, replicas %d\n", md.Name, md.Labels[clusterv1.ClusterTopologyMachineDeploymentNameLabel], md.Spec.Template.Spec.Version, ptr.Deref(md.Spec.Replicas, 0))
+		fmt.Fprintf(w, "MachineDeployment\t%s\ttopology %s, version %s, replicas %d\n", md.Name, md.Labels[clusterv1.ClusterTopologyMachineDeploymentNameLabel], md.Spec.Template.Spec.Version, ptr.Deref(md.Spec.Replicas, 0))
 	}
 	return w.Flush()
 }
@@ -360,8 +362,8 @@ func printHookCalls(out io.Writer) error {
 
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 200 {
-		return s[:200] + "..."
+	if len(s) > 320 {
+		return s[:320] + "..."
 	}
 	return s
 }

@@ -105,32 +105,46 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 		classes = append(classes, n.ClusterClassName())
 	}
 
-	step("Starting a local control plane (kube-apiserver, etcd) with the real Cluster API managers (core, kubeadm bootstrap, kubeadm control plane) as processes")
+	// Both API servers start at once: each start mostly waits on its own processes.
+	step("Starting a local control plane (kube-apiserver, etcd) with the real Cluster API managers (core, kubeadm bootstrap, kubeadm control plane) as processes, and a second API server standing in for the workload cluster")
+	type started struct {
+		env *testenv.Environment
+		err error
+	}
+	workloadStarted := make(chan started, 1)
+	go func() {
+		env, err := testenv.Start(testenv.Options{})
+		workloadStarted <- started{env, err}
+	}()
 	env, err := capiflow.StartManagement(testenv.Options{})
+	w := <-workloadStarted
+	if w.env != nil {
+		defer func() {
+			step("Stopping the workload API server")
+			if err := w.env.Stop(); err != nil && reterr == nil {
+				reterr = err
+			}
+		}()
+	}
+	if env != nil {
+		defer func() {
+			step("Stopping the control plane and the Cluster API managers")
+			if err := env.Stop(); err != nil && reterr == nil {
+				reterr = err
+			}
+		}()
+	}
 	if errors.Is(err, testenv.ErrNoManagers) {
 		return fmt.Errorf("%w (make demo builds them)", err)
 	}
 	if err != nil {
 		return err
 	}
-	defer func() {
-		step("Stopping the control plane and the Cluster API managers")
-		if err := env.Stop(); err != nil && reterr == nil {
-			reterr = err
-		}
-	}()
-	step("Starting a second API server, standing in for the workload cluster")
-	workload, err := testenv.Start(testenv.Options{})
-	if err != nil {
-		return err
+	if w.err != nil {
+		return fmt.Errorf("starting the workload API server: %w", w.err)
 	}
-	defer func() {
-		step("Stopping the workload API server")
-		if err := workload.Stop(); err != nil && reterr == nil {
-			reterr = err
-		}
-	}()
-
+	workload := w.env
+	step("  management API server and Cluster API managers ready; workload API server at %s", workload.Config.Host)
 	step("Starting the OpenStack double (Keystone + Glance, web-download off) and a web server for the node image files")
 	cloud, err := startCloud()
 	if err != nil {
