@@ -50,10 +50,14 @@ type poller struct {
 func (p *poller) waitFor(what string, check func() (done bool, state string, err error)) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	last := "nothing observed yet"
 	for {
 		done, state, err := check()
+		if state != "" {
+			last = state
+		}
 		if p.ctx.Err() != nil {
-			return fmt.Errorf("timed out after %s waiting for %s: %s", p.timeout, what, state)
+			return fmt.Errorf("timed out after %s waiting for %s: last seen: %s", p.timeout, what, last)
 		}
 		if err != nil {
 			return fmt.Errorf("waiting for %s: %w", what, err)
