@@ -22,6 +22,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/capiflow"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
@@ -105,7 +107,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	operator, err = capiflow.NewOperator(capiflow.OperatorOptions{Env: mgmt, HooksPort: hooksPort, WorkDir: work})
+	// The in-process registry listens on loopback, which the egress policy refuses by default.
+	operator, err = capiflow.NewOperator(capiflow.OperatorOptions{
+		Env: mgmt, HooksPort: hooksPort, WorkDir: work,
+		StoreOptions: []releasestore.Option{releasestore.WithConfinement(egress.AllowLoopbackForTests(), nil)},
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
