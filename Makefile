@@ -99,6 +99,9 @@ docker-build: ## Build the container image IMG (needs a Docker engine).
 
 ##@ Demo
 
+# Each directory in its own assignment, as in test: a failed build stops make.
 .PHONY: demo
-demo: ## Run the operator on an embedded default: local control plane, in-process registry and OpenStack double.
-	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" go run ./hack/demo
+demo: ## Run the operator on an embedded default: local control plane with real Cluster API, a workload API server, in-process registry and OpenStack double.
+	assets="$$(bash hack/envtest-assets.sh)"; \
+	managers="$$(bash hack/capi-managers.sh)"; \
+	KUBEBUILDER_ASSETS="$$assets" CAPI_MANAGERS_DIR="$$managers" go run ./hack/demo

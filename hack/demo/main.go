@@ -1,17 +1,28 @@
 // Command demo is the embedded-default run (`make demo`): without a cloud account or a cluster it
-// starts a local control plane (envtest's kube-apiserver and etcd) with the operator's and Cluster
-// API's CRDs, an in-process OCI registry holding two releases of a sample OpenStack cluster
-// stack (with node-images.yaml), an in-process OpenStack double (Keystone + Glance) with a web
-// server for the node image files, and the operator's ClusterStack and OpenStack node image
-// controllers; then it creates a credentials Secret and an OpenStackClusterStackReleaseTemplate,
-// applies config/samples/demo_clusterstack.yaml (whose providerRef names the template), prints
-// progress until the ClusterClasses and the node images are ready, prints kubectl-get-style
-// tables, the images in the double's Glance and the OpenStack calls made, and stops. It exits 1
-// with the reason when the timeout passes.
+// shows the whole product on local parts. It starts a local control plane (envtest's
+// kube-apiserver and etcd) on which the real Cluster API managers run (core, kubeadm bootstrap,
+// kubeadm control plane; built by hack/capi-managers.sh, passed in CAPI_MANAGERS_DIR), a second
+// API server standing in for the workload cluster, an in-process OCI registry holding two
+// releases of a sample OpenStack cluster stack (with node-images.yaml), an in-process OpenStack
+// double (Keystone + Glance) with a web server for the node image files, and the operator's
+// controllers and runtime extension in-process.
+//
+// It registers the extension with Cluster API (ExtensionConfig), creates a credentials Secret and
+// an OpenStackClusterStackReleaseTemplate, applies config/samples/demo_clusterstack.yaml (whose
+// providerRef names the template) and prints progress until the ClusterClasses are accepted by
+// Cluster API and the node images are in Glance, with kubectl-get-style tables. Then it creates a
+// Cluster with a managed topology on v1's ClusterClass, prints the objects Cluster API creates for
+// it, simulates the control plane's machines reporting initialized (no machines run), prints the
+// addons Cluster API's AfterControlPlaneInitialized call put into the workload API server, bumps
+// the Cluster to v2 and prints, as it happens, Cluster API holding the upgrade on
+// BeforeClusterUpgrade until v2's addons are done and then upgrading; it ends with the hook calls
+// Cluster API made. It exits 1 with the reason when the timeout passes, and stops every process
+// it started.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,22 +36,22 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/capiflow"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
@@ -49,7 +60,7 @@ import (
 const repository = "kaas/cluster-stacks"
 
 func main() {
-	timeout := flag.Duration("timeout", 5*time.Minute, "Give up (exit 1) when the ClusterClasses are not ready after this long.")
+	timeout := flag.Duration("timeout", 10*time.Minute, "Give up (exit 1) when the demo has not finished this long after its API servers started.")
 	sample := flag.String("sample", filepath.Join(testenv.RepoRoot(), "config", "samples", "demo_clusterstack.yaml"), "ClusterStack manifest to apply.")
 	verbose := flag.Bool("v", false, "Show the operator's logs.")
 	flag.Parse()
@@ -66,6 +77,15 @@ func main() {
 	}
 }
 
+// demoReleases are the two releases of the sample stack the registry holds, shaped like the
+// published SCS stacks (Cluster API objects in v1beta1 form, converted by Cluster API's own
+// webhooks) with node images: v2 moves Kubernetes to v1.32.8, and its BeforeClusterUpgrade addon
+// stages wait for kube-system/upgrade-gate in the workload cluster.
+var demoReleases = []fixtures.Options{
+	{StackVersion: "v1", Source: "openstack-scs-v1beta1", KubernetesVersion: fromVersion, NodeImages: true},
+	{StackVersion: "v2", Source: "openstack-scs-capi-v2", KubernetesVersion: toVersion, NodeImages: true},
+}
+
 func run(samplePath string, timeout time.Duration) (reterr error) {
 	start := time.Now()
 	step := func(format string, args ...any) {
@@ -76,19 +96,55 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	if err != nil {
 		return err
 	}
+	var classes []string
+	for _, o := range demoReleases {
+		n, err := o.Name()
+		if err != nil {
+			return err
+		}
+		classes = append(classes, n.ClusterClassName())
+	}
 
-	step("Starting a local control plane (kube-apiserver, etcd) with the operator's and Cluster API's CRDs")
-	env, err := testenv.Start(testenv.Options{})
+	// Both API servers start at once: each start mostly waits on its own processes.
+	step("Starting a local control plane (kube-apiserver, etcd) with the real Cluster API managers (core, kubeadm bootstrap, kubeadm control plane) as processes, and a second API server standing in for the workload cluster")
+	type started struct {
+		env *testenv.Environment
+		err error
+	}
+	workloadStarted := make(chan started, 1)
+	go func() {
+		env, err := testenv.Start(testenv.Options{})
+		workloadStarted <- started{env, err}
+	}()
+	env, err := capiflow.StartManagement(testenv.Options{})
+	w := <-workloadStarted
+	if w.env != nil {
+		defer func() {
+			step("Stopping the workload API server")
+			if err := w.env.Stop(); err != nil && reterr == nil {
+				reterr = err
+			}
+		}()
+	}
+	if env != nil {
+		defer func() {
+			step("Stopping the control plane and the Cluster API managers")
+			if err := env.Stop(); err != nil && reterr == nil {
+				reterr = err
+			}
+		}()
+	}
+	if errors.Is(err, testenv.ErrNoManagers) {
+		return fmt.Errorf("%w (make demo builds them)", err)
+	}
 	if err != nil {
 		return err
 	}
-	defer func() {
-		step("Stopping the control plane")
-		if err := env.Stop(); err != nil && reterr == nil {
-			reterr = err
-		}
-	}()
-
+	if w.err != nil {
+		return fmt.Errorf("starting the workload API server: %w", w.err)
+	}
+	workload := w.env
+	step("  management API server and Cluster API managers ready; workload API server at %s", workload.Config.Host)
 	step("Starting the OpenStack double (Keystone + Glance, web-download off) and a web server for the node image files")
 	cloud, err := startCloud()
 	if err != nil {
@@ -106,8 +162,7 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	}
 	defer os.RemoveAll(work)
 	step("Publishing two releases of the sample OpenStack cluster stack to the in-process OCI registry %s/%s", host, repository)
-	for _, v := range []string{"v1", "v2"} {
-		opts := fixtures.Options{StackVersion: v, NodeImages: true}
+	for _, opts := range demoReleases {
 		dir, err := fixtures.Build(filepath.Join(work, "build"), opts)
 		if err != nil {
 			return err
@@ -118,14 +173,7 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 		step("  pushed %s", opts.ReleaseName())
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-	})
+	hooksPort, err := capiflow.FreePort()
 	if err != nil {
 		return err
 	}
@@ -135,31 +183,41 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	// The registry and the file server listen on loopback, which the egress policy refuses by
 	// default; the releases' image host (images.invalid) does not resolve and is redirected.
 	policy := &egress.Policy{AllowCIDRs: egress.AllowLoopbackForTests().AllowCIDRs, AllowHosts: []string{"images.invalid"}}
-	releases, err := releasestore.New(mgr.GetClient(), defaultSource, filepath.Join(work, "cache"), releasestore.WithConfinement(policy, nil))
+	operator, err := capiflow.NewOperator(capiflow.OperatorOptions{
+		Env: env, HooksPort: hooksPort, WorkDir: filepath.Join(work, "operator"),
+		DefaultSource: defaultSource,
+		StoreOptions:  []releasestore.Option{releasestore.WithConfinement(policy, nil)},
+		// The node image controllers share the Store (one cache instance per directory), as in
+		// main.go, and get a download client that sends the releases' image URLs
+		// (images.invalid) to the file server.
+		Setup: func(mgr ctrl.Manager, releases *releasestore.Store) error {
+			return openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: releases, HTTPClient: cloud.redirect, NodeImage: nodeimage.Options{Egress: policy}})
+		},
+	})
 	if err != nil {
 		return err
 	}
-	// Webhooks are left out: the demo's API server has no webhook configuration.
-	if err := clusterstack.Setup(mgr, clusterstack.Options{Releases: releases}); err != nil {
+	if err := operator.Start(); err != nil {
 		return err
 	}
-	// The node image controllers share the Store (one cache instance per directory), as in
-	// main.go, and get a download client that sends the releases' image URLs (images.invalid) to
-	// the file server.
-	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: releases, HTTPClient: cloud.redirect, NodeImage: nodeimage.Options{Egress: policy}}); err != nil {
-		return err
-	}
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(ctx) }()
 	defer func() {
-		cancel()
-		if err := <-mgrDone; err != nil && reterr == nil {
-			reterr = fmt.Errorf("the operator stopped with an error: %w", err)
+		if err := operator.Stop(); err != nil && reterr == nil {
+			reterr = err
 		}
 	}()
-	step("Operator started (ClusterStack, ClusterStackRelease, OpenStackClusterStackRelease and OpenStackNodeImageRelease controllers)")
+	step("Operator started (ClusterStack, ClusterStackRelease, ClusterAddon, OpenStackClusterStackRelease and OpenStackNodeImageRelease controllers; runtime extension on 127.0.0.1:%d)", hooksPort)
 
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	seen := map[string]string{}
+	p := &poller{ctx: ctx, timeout: timeout, step: step, report: reporter(seen, step)}
 	c := env.Client
+	// The extension first: Cluster API records the hooks a new Cluster is owed when the Cluster
+	// is created, and only calls extensions it discovered.
+	if err := c.Create(ctx, capiflow.ExtensionConfig(hooksPort, env.ClusterAPI.CABundle)); err != nil {
+		return fmt.Errorf("creating the ExtensionConfig: %w", err)
+	}
+	step("Created ExtensionConfig %s (the operator's runtime extension, for every namespace)", capiflow.ExtensionName)
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cs.Namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
@@ -173,41 +231,30 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	}
 	step("Applied ClusterStack %s/%s (versions %v, autoSubscribe %t)", cs.Namespace, cs.Name, cs.Spec.Versions, cs.Spec.AutoSubscribe)
 
-	deadline := time.After(timeout)
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	seen := map[string]string{}
-	for {
-		done, lastReason, err := progress(ctx, c, cs, seen, step)
-		if err != nil {
-			return err
+	if err := p.waitFor("the ClusterClasses and node images", func() (bool, string, error) {
+		done, reason, err := progress(ctx, c, cs, classes, p.report)
+		if err != nil || !done {
+			return false, reason, err
 		}
-		imagesDone, imagesReason, err := nodeImageProgress(ctx, c, cs.Namespace, reporter(seen, step))
-		if err != nil {
-			return err
-		}
-		if done && imagesDone {
-			break
-		}
-		if done {
-			lastReason = imagesReason
-		}
-		select {
-		case <-deadline:
-			return fmt.Errorf("timed out after %s: not ready: %s", timeout, lastReason)
-		case err := <-mgrDone:
-			mgrDone <- err
-			return fmt.Errorf("the operator stopped: %v", err)
-		case <-tick.C:
-		}
+		return nodeImageProgress(ctx, c, cs.Namespace, p.report)
+	}); err != nil {
+		return err
 	}
-	step("ClusterClasses and node images ready")
+	step("ClusterClasses (accepted by Cluster API) and node images ready")
 	fmt.Println()
 	if err := printTables(ctx, c, cs.Namespace, os.Stdout); err != nil {
 		return err
 	}
 	fmt.Println()
-	return cloud.printOpenStackTables(ctx, c, cs.Namespace, os.Stdout)
+	if err := cloud.printOpenStackTables(ctx, c, cs.Namespace, os.Stdout); err != nil {
+		return err
+	}
+	fmt.Println()
+	if err := runClusterAPI(p, c, workload, cs.Namespace, classes[0], classes[1], os.Stdout); err != nil {
+		return err
+	}
+	step("Demo done")
+	return nil
 }
 
 func readSample(path string) (*clusterstackv1alpha1.ClusterStack, error) {
@@ -226,9 +273,9 @@ func readSample(path string) (*clusterstackv1alpha1.ClusterStack, error) {
 }
 
 // progress prints what changed since the last call and reports whether the ClusterStack is
-// ready with every ClusterClass of its releases present.
-func progress(ctx context.Context, c client.Client, want *clusterstackv1alpha1.ClusterStack, seen map[string]string, step func(string, ...any)) (bool, string, error) {
-	report := reporter(seen, step)
+// ready with every wanted ClusterClass present and accepted by Cluster API (its variables valid
+// at the current generation).
+func progress(ctx context.Context, c client.Client, want *clusterstackv1alpha1.ClusterStack, wantClasses []string, report func(key, line string)) (bool, string, error) {
 	cs := &clusterstackv1alpha1.ClusterStack{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(want), cs); err != nil {
 		return false, "", err
@@ -248,17 +295,27 @@ func progress(ctx context.Context, c client.Client, want *clusterstackv1alpha1.C
 	if err := c.List(ctx, &classes, client.InNamespace(cs.Namespace)); err != nil {
 		return false, "", err
 	}
-	have := map[string]bool{}
+	accepted := map[string]bool{}
 	for _, cc := range classes.Items {
-		have[cc.Name] = true
-		report("cc/"+cc.Name, fmt.Sprintf("ClusterClass %s applied", cc.Name))
+		vr := meta.FindStatusCondition(cc.Status.Conditions, clusterv1.ClusterClassVariablesReadyCondition)
+		verdict := "not reported yet"
+		if vr != nil {
+			verdict = fmt.Sprintf("VariablesReady=%s %s", vr.Status, vr.Message)
+			accepted[cc.Name] = vr.Status == metav1.ConditionTrue && vr.ObservedGeneration == cc.Generation
+		}
+		report("cc/"+cc.Name, fmt.Sprintf("ClusterClass %s applied; Cluster API: %s", cc.Name, verdict))
 	}
 	if ready.Status != metav1.ConditionTrue || cs.Status.ObservedGeneration != cs.Generation || len(csrs.Items) == 0 {
-		return false, ready.Reason + ": " + ready.Message, nil
+		return false, "ClusterStack " + ready.Reason + ": " + ready.Message, nil
 	}
 	for _, r := range csrs.Items {
-		if !r.Status.Ready || !have[classNameOf(r.Name)] {
-			return false, "waiting for ClusterClass of " + r.Name, nil
+		if !r.Status.Ready {
+			return false, "ClusterStackRelease " + r.Name + " not ready", nil
+		}
+	}
+	for _, name := range wantClasses {
+		if !accepted[name] {
+			return false, "waiting for Cluster API to accept ClusterClass " + name, nil
 		}
 	}
 	return true, "", nil

@@ -2,9 +2,6 @@ package capi
 
 import (
 	"context"
-	"fmt"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,20 +10,17 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	runtimecatalog "sigs.k8s.io/cluster-api/api/runtime/catalog"
 	runtimehooksv1 "sigs.k8s.io/cluster-api/api/runtime/hooks/v1alpha1"
-	runtimev1 "sigs.k8s.io/cluster-api/api/runtime/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/hooks"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/capiflow"
 )
 
 // Generous: five processes share two busy cores with the API servers.
@@ -34,8 +28,6 @@ const (
 	timeout = 3 * time.Minute
 	poll    = 250 * time.Millisecond
 )
-
-var kcpGVK = schema.GroupVersionKind{Group: "controlplane.cluster.x-k8s.io", Version: "v1beta2", Kind: "KubeadmControlPlane"}
 
 // TestClusterStackWithRealClusterAPI walks a cluster stack through real Cluster API: the
 // ClusterStack installs two releases whose v1beta1 ClusterClasses Cluster API accepts; a Cluster
@@ -64,30 +56,16 @@ func TestClusterStackWithRealClusterAPI(t *testing.T) {
 
 	// The extension first: Cluster API only calls extensions it has discovered, and it records
 	// the hooks a new Cluster is owed when the Cluster is created.
-	ext := &runtimev1.ExtensionConfig{
-		ObjectMeta: metav1.ObjectMeta{Name: "clusterstack-operator"},
-		Spec: runtimev1.ExtensionConfigSpec{
-			ClientConfig:      runtimev1.ClientConfig{URL: fmt.Sprintf("https://127.0.0.1:%d", hooksPort), CABundle: mgmt.ClusterAPI.CABundle},
-			NamespaceSelector: &metav1.LabelSelector{},
-		},
-	}
+	ext := capiflow.ExtensionConfig(hooksPort, mgmt.ClusterAPI.CABundle)
 	g.Expect(c.Create(ctx, ext)).To(Succeed())
-	// Cluster API patches the condition before the handlers: wait for both.
 	var handlers []string
 	g.Eventually(func(g Gomega) {
 		g.Expect(c.Get(ctx, client.ObjectKeyFromObject(ext), ext)).To(Succeed())
-		cond := meta.FindStatusCondition(ext.Status.Conditions, runtimev1.ExtensionConfigDiscoveredCondition)
+		var cond *metav1.Condition
+		cond, handlers = capiflow.Discovery(ext)
 		g.Expect(cond).NotTo(BeNil())
 		g.Expect(cond.Status).To(Equal(metav1.ConditionTrue), "Discovered: %s: %s", cond.Reason, cond.Message)
-		handlers = nil
-		for _, h := range ext.Status.Handlers {
-			handlers = append(handlers, h.Name)
-		}
-		g.Expect(handlers).To(ConsistOf(
-			hooks.AfterControlPlaneInitializedHandler+"."+ext.Name,
-			hooks.BeforeClusterUpgradeHandler+"."+ext.Name,
-			hooks.AfterClusterUpgradeHandler+"."+ext.Name,
-		))
+		g.Expect(handlers).To(ConsistOf(capiflow.WantHandlers()))
 	}).Should(Succeed())
 	step("ExtensionConfig Discovered=True by Cluster API, handlers %v", handlers)
 
@@ -123,59 +101,37 @@ func TestClusterStackWithRealClusterAPI(t *testing.T) {
 		step("ClusterStackRelease %s Ready; Cluster API: ClusterClass VariablesReady=True, RefVersionsUpToDate=%s", class, condStatus(refs))
 	}
 
-	// The Cluster and its kubeconfig Secret, pointing at the workload API server. No worker
-	// replicas: no infrastructure provider runs, so Machines would never be ready and would hold
-	// a rollout forever; the MachineDeployment itself is still Cluster API's.
+	// The Cluster and its kubeconfig Secret, pointing at the workload API server.
 	clusterName := "c1"
-	kc, err := workloadcluster.Kubeconfig(workload.Config, clusterName)
+	secret, err := capiflow.KubeconfigSecret(workload.Config, ns.Name, clusterName)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: workloadcluster.SecretName(clusterName), Labels: map[string]string{clusterv1.ClusterNameLabel: clusterName}},
-		Type:       clusterv1.ClusterSecretType,
-		Data:       map[string][]byte{workloadcluster.KubeconfigKey: kc},
-	})).To(Succeed())
-	cluster := &clusterv1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: clusterName},
-		Spec: clusterv1.ClusterSpec{Topology: clusterv1.Topology{
-			ClassRef:     clusterv1.ClusterClassRef{Name: "openstack-scs-1-32-v1"},
-			Version:      "v1.32.5",
-			ControlPlane: clusterv1.ControlPlaneTopology{Replicas: ptr.To[int32](1)},
-			Workers: clusterv1.WorkersTopology{MachineDeployments: []clusterv1.MachineDeploymentTopology{
-				{Class: "default-worker", Name: "md-0", Replicas: ptr.To[int32](0)},
-			}},
-		}},
-	}
+	g.Expect(c.Create(ctx, secret)).To(Succeed())
+	cluster := capiflow.TopologyCluster(ns.Name, clusterName, "openstack-scs-1-32-v1", "v1.32.5")
 	g.Expect(c.Create(ctx, cluster)).To(Succeed())
 
 	// Topology from Cluster API: the control plane, the OpenStackCluster and the workers.
-	kcp := &unstructured.Unstructured{}
+	var topo *capiflow.Topology
 	g.Eventually(func(g Gomega) {
-		g.Expect(c.Get(ctx, client.ObjectKeyFromObject(cluster), cluster)).To(Succeed())
-		g.Expect(cluster.Spec.ControlPlaneRef.IsDefined()).To(BeTrue(), "Cluster API set no controlPlaneRef yet")
-		g.Expect(cluster.Spec.InfrastructureRef.IsDefined()).To(BeTrue(), "Cluster API set no infrastructureRef yet")
-		kcp.SetGroupVersionKind(kcpGVK)
-		g.Expect(c.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: cluster.Spec.ControlPlaneRef.Name}, kcp)).To(Succeed())
-		osc := &unstructured.Unstructured{}
-		osc.SetGroupVersionKind(schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "OpenStackCluster"})
-		g.Expect(c.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: cluster.Spec.InfrastructureRef.Name}, osc)).To(Succeed())
-		mds := &clusterv1.MachineDeploymentList{}
-		g.Expect(c.List(ctx, mds, client.InNamespace(ns.Name), client.MatchingLabels{clusterv1.ClusterNameLabel: clusterName})).To(Succeed())
-		g.Expect(mds.Items).To(HaveLen(1))
+		var err error
+		topo, err = capiflow.GetTopology(ctx, c, cluster)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(topo.MachineDeployments).To(HaveLen(1))
 	}).Should(Succeed())
+	kcp := topo.ControlPlane
 	g.Expect(kcpVersion(g, kcp)).To(Equal("v1.32.5"))
 	step("Cluster API created the topology: KubeadmControlPlane %s (v1.32.5), OpenStackCluster %s, MachineDeployment md-0; pending hooks %q",
-		kcp.GetName(), cluster.Spec.InfrastructureRef.Name, cluster.Annotations[runtimev1.PendingHooksAnnotation])
+		kcp.GetName(), cluster.Spec.InfrastructureRef.Name, capiflow.PendingHooks(cluster))
 
 	// The control plane comes up: what KCP would report once kubeadm init ran on a machine.
 	// Cluster API mirrors it into the Cluster and then owes AfterControlPlaneInitialized.
-	setControlPlaneStatus(g, kcp, "v1.32.5", true)
+	g.Expect(capiflow.SetControlPlaneStatus(ctx, c, kcp, "v1.32.5", true)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(c.Get(ctx, client.ObjectKeyFromObject(cluster), cluster)).To(Succeed())
 		g.Expect(ptr.Deref(cluster.Status.Initialization.ControlPlaneInitialized, false)).To(BeTrue())
-		g.Expect(cluster.Annotations[runtimev1.PendingHooksAnnotation]).NotTo(ContainSubstring("AfterControlPlaneInitialized"))
+		g.Expect(capiflow.PendingHooks(cluster)).NotTo(ContainSubstring("AfterControlPlaneInitialized"))
 	}).Should(Succeed())
 	g.Expect(hookCalls(g)[name(runtimehooksv1.AfterControlPlaneInitialized)]).To(BeNumerically(">=", 1), "Cluster API cleared the pending hook without calling it")
-	step("Cluster API called AfterControlPlaneInitialized (calls so far: %s)", formatCalls(hookCalls(g)))
+	step("Cluster API called AfterControlPlaneInitialized (calls so far: %s)", capiflow.FormatCalls(hookCalls(g)))
 	cm := &corev1.ConfigMap{}
 	g.Eventually(func(g Gomega) {
 		g.Expect(workload.Client.Get(ctx, types.NamespacedName{Namespace: "kube-system", Name: "fixture-cni"}, cm)).To(Succeed())
@@ -196,7 +152,7 @@ func TestClusterStackWithRealClusterAPI(t *testing.T) {
 	waitBlocked := func() {
 		g.Eventually(func(g Gomega) {
 			g.Expect(c.Get(ctx, client.ObjectKeyFromObject(cluster), cluster)).To(Succeed())
-			cond := meta.FindStatusCondition(cluster.Status.Conditions, clusterv1.ClusterTopologyReconciledCondition)
+			cond := capiflow.TopologyReconciled(cluster)
 			g.Expect(cond).NotTo(BeNil())
 			// Cluster API's own account: upgrading, held by our hook with the hook's message.
 			g.Expect(cond.Reason).To(Equal(clusterv1.ClusterTopologyReconciledClusterUpgradingReason), "TopologyReconciled: %s", cond.Message)
@@ -210,14 +166,14 @@ func TestClusterStackWithRealClusterAPI(t *testing.T) {
 	g.Expect(kcpVersion(g, kcp)).To(Equal("v1.32.5"), "Cluster API upgraded the control plane while BeforeClusterUpgrade held it")
 	ca := getAddon(g, ns.Name, clusterName)
 	g.Expect(ca.Spec.ClusterStack).To(Equal("openstack-scs-1-32-v2"))
-	cond := meta.FindStatusCondition(cluster.Status.Conditions, clusterv1.ClusterTopologyReconciledCondition)
+	cond := capiflow.TopologyReconciled(cluster)
 	step("upgrade held by BeforeClusterUpgrade (%v calls): KubeadmControlPlane still v1.32.5; Cluster API says %q",
 		hookCalls(g)[name(runtimehooksv1.BeforeClusterUpgrade)]-before, cond.Message)
 
 	// The operator restarts mid-upgrade: a new one answers from the ClusterAddon exactly as the
 	// old one did, so the upgrade stays held.
-	stopOperator()
-	g.Expect(startOperator()).To(Succeed())
+	g.Expect(operator.Stop()).To(Succeed())
+	g.Expect(operator.Start()).To(Succeed())
 	afterRestart := hookCalls(g)[name(runtimehooksv1.BeforeClusterUpgrade)]
 	g.Eventually(func() float64 { return hookCalls(g)[name(runtimehooksv1.BeforeClusterUpgrade)] - afterRestart }).Should(BeNumerically(">=", 2))
 	waitBlocked()
@@ -243,18 +199,18 @@ func TestClusterStackWithRealClusterAPI(t *testing.T) {
 
 	// The control plane reaches v1.32.8 (simulated, as its machines would report it); the
 	// workers have no replicas; Cluster API then calls AfterClusterUpgrade and clears it.
-	setControlPlaneStatus(g, kcp, "v1.32.8", true)
+	g.Expect(capiflow.SetControlPlaneStatus(ctx, c, kcp, "v1.32.8", true)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(c.Get(ctx, client.ObjectKeyFromObject(cluster), cluster)).To(Succeed())
 		g.Expect(hookCalls(g)[name(runtimehooksv1.AfterClusterUpgrade)]).To(BeNumerically(">=", 1))
-		g.Expect(cluster.Annotations[runtimev1.PendingHooksAnnotation]).NotTo(ContainSubstring("AfterClusterUpgrade"))
+		g.Expect(capiflow.PendingHooks(cluster)).NotTo(ContainSubstring("AfterClusterUpgrade"))
 	}).Should(Succeed())
 	calls := hookCalls(g)
-	step("Cluster API called AfterClusterUpgrade; hook calls by Cluster API: %s", formatCalls(calls))
-	t.Logf("hook calls by Cluster API (operator starts: %d): %s", mgrStarts, formatCalls(calls))
+	step("Cluster API called AfterClusterUpgrade; hook calls by Cluster API: %s", capiflow.FormatCalls(calls))
+	t.Logf("hook calls by Cluster API (operator starts: %d): %s", operator.Starts(), capiflow.FormatCalls(calls))
 }
 
-func name(hook runtimecatalog.Hook) string { return runtimecatalog.HookName(hook) }
+func name(hook runtimecatalog.Hook) string { return capiflow.HookName(hook) }
 
 func condStatus(c *metav1.Condition) string {
 	if c == nil {
@@ -270,68 +226,13 @@ func getAddon(g Gomega, ns, cluster string) *csv1alpha1.ClusterAddon {
 }
 
 func kcpVersion(g Gomega, kcp *unstructured.Unstructured) string {
-	v, _, err := unstructured.NestedString(kcp.Object, "spec", "version")
+	v, err := capiflow.ControlPlaneVersion(kcp)
 	g.Expect(err).NotTo(HaveOccurred())
 	return v
 }
 
-// setControlPlaneStatus reports what the KubeadmControlPlane controller would once its machines
-// run: initialized, at version. The controller keeps both (it only ever sets initialized, and
-// derives status.versions from Machines, of which there are none without an infrastructure
-// provider, leaving the deprecated status.version that Cluster API falls back to as set here).
-func setControlPlaneStatus(g Gomega, kcp *unstructured.Unstructured, version string, initialized bool) {
-	ctx := context.Background()
-	g.Eventually(func(g Gomega) {
-		g.Expect(mgmt.Client.Get(ctx, client.ObjectKeyFromObject(kcp), kcp)).To(Succeed())
-		base := kcp.DeepCopy()
-		g.Expect(unstructured.SetNestedField(kcp.Object, initialized, "status", "initialization", "controlPlaneInitialized")).To(Succeed())
-		g.Expect(unstructured.SetNestedField(kcp.Object, version, "status", "version")).To(Succeed())
-		g.Expect(mgmt.Client.Status().Patch(ctx, kcp, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))).To(Succeed())
-	}).Should(Succeed())
-}
-
-// hookCalls counts the calls of each hook the operator's extension server answered, from the
-// server's request metrics (it is a controller-runtime webhook server): every call comes from
-// Cluster API, the tests never call the handlers themselves.
 func hookCalls(g Gomega) map[string]float64 {
-	cat, err := hooks.NewCatalog()
+	calls, err := capiflow.HookCalls()
 	g.Expect(err).NotTo(HaveOccurred())
-	paths := map[string]string{}
-	for _, hook := range []runtimecatalog.Hook{runtimehooksv1.AfterControlPlaneInitialized, runtimehooksv1.BeforeClusterUpgrade, runtimehooksv1.AfterClusterUpgrade} {
-		gvh, err := cat.GroupVersionHook(hook)
-		g.Expect(err).NotTo(HaveOccurred())
-		paths[runtimecatalog.GVHToPath(gvh, hooks.HandlerName(hook))] = runtimecatalog.HookName(hook)
-	}
-	gvh, err := cat.GroupVersionHook(runtimehooksv1.Discovery)
-	g.Expect(err).NotTo(HaveOccurred())
-	paths[runtimecatalog.GVHToPath(gvh, "")] = runtimecatalog.HookName(runtimehooksv1.Discovery)
-
-	families, err := ctrlmetrics.Registry.Gather()
-	g.Expect(err).NotTo(HaveOccurred())
-	calls := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_webhook_requests_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() != "webhook" {
-					continue
-				}
-				if hook, ok := paths[strings.TrimSuffix(l.GetValue(), "/")]; ok {
-					calls[hook] += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
 	return calls
-}
-
-func formatCalls(calls map[string]float64) string {
-	var parts []string
-	for hook, n := range calls {
-		parts = append(parts, fmt.Sprintf("%s=%v", hook, n))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, " ")
 }

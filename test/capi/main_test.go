@@ -12,28 +12,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/utils/ptr"
-	runtimev1 "sigs.k8s.io/cluster-api/api/runtime/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
-	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/capiflow"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
@@ -47,13 +38,9 @@ var (
 	registryHost   string
 	hooksPort      int
 	work           string
+	operator       *capiflow.Operator
 	// skipReason is set when the Cluster API managers are not configured (a plain go test).
 	skipReason string
-
-	mgrMu     sync.Mutex
-	mgrCancel context.CancelFunc
-	mgrDone   chan error
-	mgrStarts int
 )
 
 // Fixture releases: v1 and v2 of openstack-scs-1-32, both rendering Cluster API v1beta1 objects
@@ -76,7 +63,7 @@ func run(m *testing.M) int {
 
 	start := time.Now()
 	var err error
-	mgmt, err = testenv.StartWithClusterAPI(testenv.Options{})
+	mgmt, err = capiflow.StartManagement(testenv.Options{})
 	if errors.Is(err, testenv.ErrNoManagers) {
 		// Outside make: every test skips with the reason; under make the variable is always set
 		// and a missing manager is an error below.
@@ -89,10 +76,6 @@ func run(m *testing.M) int {
 	}
 	defer stopEnv(mgmt)
 	fmt.Fprintf(os.Stderr, "capi: API server and Cluster API managers ready in %s\n", time.Since(start).Round(100*time.Millisecond))
-	if err := runtimev1.AddToScheme(mgmt.Scheme); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	if workload, err = testenv.Start(testenv.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the workload API server:", err)
 		return 1
@@ -120,15 +103,28 @@ func run(m *testing.M) int {
 		}
 	}
 
-	if hooksPort, err = freePort(); err != nil {
+	if hooksPort, err = capiflow.FreePort(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := startOperator(); err != nil {
+	// The in-process registry listens on loopback, which the egress policy refuses by default.
+	operator, err = capiflow.NewOperator(capiflow.OperatorOptions{
+		Env: mgmt, HooksPort: hooksPort, WorkDir: work,
+		StoreOptions: []releasestore.Option{releasestore.WithConfinement(egress.AllowLoopbackForTests(), nil)},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := operator.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the operator:", err)
 		return 1
 	}
-	defer stopOperator()
+	defer func() {
+		if err := operator.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintln(os.Stderr, mgmt.ClusterAPI.LogTail(40))
@@ -136,76 +132,8 @@ func run(m *testing.M) int {
 	return code
 }
 
-// startOperator runs the operator's controllers and its runtime extension in-process, as main.go
-// wires them, with the serving certificate of the Cluster API managers (so the ExtensionConfig's
-// caBundle is the environment's CA). Each start gets a fresh release cache, as a restarted pod
-// without a persistent volume would.
-func startOperator() error {
-	mgrMu.Lock()
-	defer mgrMu.Unlock()
-	mgrStarts++
-	mgr, err := ctrl.NewManager(mgmt.Config, ctrl.Options{
-		Scheme:                 mgmt.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Client:                 client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-		// The restart starts a second manager in the same process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		return err
-	}
-	dir := filepath.Join(work, fmt.Sprintf("operator-%d", mgrStarts))
-	releases, err := releasestore.New(mgr.GetClient(), source.Config{}, filepath.Join(dir, "releases"))
-	if err != nil {
-		return err
-	}
-	if err := clusterstack.Setup(mgr, clusterstack.Options{Releases: releases}); err != nil {
-		return err
-	}
-	if err := clusteraddon.Setup(mgr, clusteraddon.Options{
-		Releases:              releases,
-		AddonCacheDir:         filepath.Join(dir, "addons"),
-		HooksPort:             hooksPort,
-		HooksCertDir:          mgmt.ClusterAPI.CertDir,
-		ClusterRetryInterval:  time.Second,
-		ConditionPollInterval: time.Second,
-		ReleaseRetryInterval:  time.Second,
-		ApplyRetryInterval:    time.Second,
-		HookRetryAfter:        time.Second,
-	}); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	mgrCancel, mgrDone = cancel, done
-	return nil
-}
-
-func stopOperator() {
-	mgrMu.Lock()
-	defer mgrMu.Unlock()
-	if mgrCancel != nil {
-		mgrCancel()
-		if err := <-mgrDone; err != nil {
-			fmt.Fprintln(os.Stderr, "stopping the operator:", err)
-		}
-		mgrCancel = nil
-	}
-}
-
 func stopEnv(env *testenv.Environment) {
 	if err := env.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping the test API server:", err)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
