@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"text/template"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -191,8 +190,9 @@ func (r *Renderer) RenderUmbrella(ctx context.Context, rel *release.Release, in 
 // depends on the Cluster's state and waits (ErrValuesNotReady); anything else is the release's
 // fault (ErrRender).
 func valuesError(where string, err error) error {
-	var exec template.ExecError
-	if errors.As(err, &exec) {
+	// The template runs in a rendering process (package render), so its text/template.ExecError
+	// arrives as render.ErrValuesExecution.
+	if errors.Is(err, render.ErrValuesExecution) {
 		return fmt.Errorf("%w: %s: %w", ErrValuesNotReady, where, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrRender, where, err)

@@ -149,12 +149,12 @@ type response struct {
 
 // remoteError is an error the child reported, with the sentinel it matched there.
 type remoteError struct {
-	msg      string
-	sentinel error
+	msg       string
+	sentinels []error
 }
 
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.sentinel }
+func (e *remoteError) Error() string   { return e.msg }
+func (e *remoteError) Unwrap() []error { return e.sentinels }
 
 func serveChild(in []byte) ([]byte, error) {
 	var req request
@@ -195,6 +195,8 @@ func serveChild(in []byte) ([]byte, error) {
 		switch {
 		case errors.Is(err, ErrIncompatibleKubeVersion):
 			resp.ErrorKind = "kubeVersion"
+		case errors.Is(err, ErrValuesExecution):
+			resp.ErrorKind = "valuesExecution"
 		case errors.Is(err, ErrValuesTemplate):
 			resp.ErrorKind = "valuesTemplate"
 		}
@@ -257,14 +259,16 @@ func runIsolated(ctx context.Context, what string, req request) (*response, erro
 		return nil, fmt.Errorf("%w: rendering %s: reading the renderer's answer: %w", ErrRenderUnavailable, what, err)
 	}
 	if resp.Error != "" {
-		var sentinel error
+		var sentinels []error
 		switch resp.ErrorKind {
 		case "kubeVersion":
-			sentinel = ErrIncompatibleKubeVersion
+			sentinels = []error{ErrIncompatibleKubeVersion}
+		case "valuesExecution":
+			sentinels = []error{ErrValuesTemplate, ErrValuesExecution}
 		case "valuesTemplate":
-			sentinel = ErrValuesTemplate
+			sentinels = []error{ErrValuesTemplate}
 		}
-		return nil, &remoteError{msg: resp.Error, sentinel: sentinel}
+		return nil, &remoteError{msg: resp.Error, sentinels: sentinels}
 	}
 	return &resp, nil
 }

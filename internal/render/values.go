@@ -17,6 +17,11 @@ import (
 // ErrRenderUnavailable.
 var ErrValuesTemplate = errors.New("invalid values template")
 
+// ErrValuesExecution is matched, besides ErrValuesTemplate, by a values template that parsed but
+// failed while executing (a nil field, a failing `required`): it may depend on the state of the
+// objects it reads, so callers can wait instead of calling the release bad.
+var ErrValuesExecution = errors.New("failed while executing")
+
 // ValuesTemplate renders a values file that is itself a Go template (cluster-addon-values.yaml,
 // overwrite.yaml) over data, e.g. {"Cluster": ..., "ControlPlane": ..., "InfraCluster": ...} with
 // the objects' unstructured content, and returns the values.
@@ -61,7 +66,7 @@ func valuesTemplate(content []byte, data map[string]any) (map[string]any, error)
 	}
 	var buf bytes.Buffer
 	if err := tpl.Execute(&buf, data); err != nil {
-		return nil, fmt.Errorf("%w: executing: %w", ErrValuesTemplate, err)
+		return nil, fmt.Errorf("%w: %w: %w", ErrValuesTemplate, ErrValuesExecution, err)
 	}
 	// text/template prints a missing map key as "<no value>" even with missingkey=zero; Helm
 	// replaces it the same way.

@@ -230,7 +230,9 @@ func Run(ctx context.Context, name string, input []byte, limits Limits) ([]byte,
 			return nil, ErrMemory
 		case code == ExitTooLarge:
 			return nil, ErrOutputTooLarge
-		case strings.Contains(stderr.String(), "out of memory"):
+		case strings.Contains(stderr.String(), "out of memory"),
+			// The runtime's mmap refused by RLIMIT_DATA (ENOMEM), before its own "out of memory".
+			strings.Contains(stderr.String(), "runtime: cannot allocate memory"):
 			return nil, ErrMemory
 		default:
 			return nil, fmt.Errorf("%w (%v): %s", ErrCrashed, waitErr, firstLine(stderr.String()))
