@@ -57,7 +57,6 @@ func imageObject(url string, hash *infrav1.ImageHash) *infrav1.OpenStackNodeImag
 	}}}
 }
 
-
 func listen(t *testing.T, addr string, h http.Handler) *httptest.Server {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
