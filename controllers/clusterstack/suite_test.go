@@ -119,6 +119,10 @@ func startEnv() error {
 	if err != nil {
 		return err
 	}
+	providerCRDs, err := testenv.ProviderCRDs()
+	if err != nil {
+		return err
+	}
 	if scheme, err = testenv.NewScheme(); err != nil {
 		return err
 	}
@@ -137,10 +141,8 @@ func startEnv() error {
 	}
 	env = &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths: append([]string{
-			filepath.Join(root, "config", "crd", "bases"),
-			filepath.Join(root, "test", "crd"),
-		}, capiDirs...),
+		CRDDirectoryPaths:     append([]string{filepath.Join(root, "config", "crd", "bases")}, capiDirs...),
+		CRDs:                  providerCRDs,
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{

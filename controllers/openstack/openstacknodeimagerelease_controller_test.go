@@ -333,6 +333,9 @@ func TestImageInUseNotDeleted(t *testing.T) {
 	tmpl.SetKind("OpenStackMachineTemplate")
 	tmpl.SetNamespace(f.ns)
 	tmpl.SetName("workers")
+	// Shaped like the workers' template of a published SCS stack.
+	g.Expect(unstructured.SetNestedField(tmpl.Object, "SCS-2V-4", "spec", "template", "spec", "flavor")).To(Succeed())
+	g.Expect(unstructured.SetNestedField(tmpl.Object, int64(50), "spec", "template", "spec", "rootVolume", "sizeGiB")).To(Succeed())
 	g.Expect(unstructured.SetNestedField(tmpl.Object, "ubuntu-capi-image-used", "spec", "template", "spec", "image", "filter", "name")).To(Succeed())
 	g.Expect(env.Client.Create(context.Background(), tmpl)).To(Succeed())
 

@@ -140,6 +140,7 @@ spec:
     spec:
       flavor: SCS-2V-4
       rootVolume: {sizeGiB: 50}
+      image: {filter: {name: ubuntu-capi-image-v1.32.5}}
 `),
 	}
 }
@@ -418,7 +419,20 @@ func TestPreflight(t *testing.T) {
 	ctx := context.Background()
 	desired := []*unstructured.Unstructured{
 		obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: "+ns+"}\n"),
-		obj(t, "apiVersion: openstack.k-orc.cloud/v1alpha1\nkind: Image\nmetadata: {name: img, namespace: "+ns+"}\n"),
+		obj(t, `
+apiVersion: openstack.k-orc.cloud/v1alpha1
+kind: Image
+metadata: {name: ubuntu-capi-image-v1.32.5, namespace: `+ns+`}
+spec:
+  cloudCredentialsRef: {cloudName: openstack, secretName: openstack}
+  managementPolicy: managed
+  resource:
+    content:
+      diskFormat: qcow2
+      download:
+        url: https://images.example.org/ubuntu-2204-kube-v1.32.5.qcow2
+        hash: {algorithm: sha256, value: 8bfad5cb331480a7530952d8d6ff41155c28b2941f8be7a3f0318ebd1569cf83}
+`),
 		obj(t, "apiVersion: missing.example.org/v1\nkind: Thing\nmetadata: {name: t1, namespace: "+ns+"}\n"),
 		obj(t, "apiVersion: missing.example.org/v1\nkind: Thing\nmetadata: {name: t2, namespace: "+ns+"}\n"),
 		obj(t, "apiVersion: cluster.x-k8s.io/v1alpha9\nkind: ClusterClass\nmetadata: {name: cc, namespace: "+ns+"}\n"),

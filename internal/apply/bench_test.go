@@ -21,7 +21,7 @@ spec:
     spec:
       flavor: SCS-2V-4
       rootVolume: {sizeGiB: %d}
-      image: {filter: {name: ubuntu-capi-image}}
+      image: {filter: {name: ubuntu-capi-image-v1.32.5}}
 `, i, ns, 50+i)))
 	}
 	return objs

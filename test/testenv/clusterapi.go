@@ -124,8 +124,8 @@ func errNotFile(err error) error {
 // webhooks, so ClusterClass conditions, topology and lifecycle hook calls come from Cluster API
 // itself. Cluster API's CRDs get conversion webhooks pointing at their managers (the base CRDs,
 // unlike a release's kustomized ones, have none); the OpenStack provider's (CAPO) and ORC's CRDs
-// are the real ones from the module cache instead of the test/crd stand-ins. No CAPO or ORC
-// controller runs: their objects stay as created. Stop stops the managers too.
+// are those of Start (ProviderCRDs). No CAPO or ORC controller runs: their objects stay as
+// created. Stop stops the managers too.
 //
 // It returns ErrNoManagers when ManagersDirEnv is unset.
 func StartWithClusterAPI(opts Options) (env *Environment, err error) {
@@ -137,11 +137,7 @@ func StartWithClusterAPI(opts Options) (env *Environment, err error) {
 	if err != nil {
 		return nil, err
 	}
-	capoDir, err := moduleDir(CAPOModule, CAPOVersion)
-	if err != nil {
-		return nil, err
-	}
-	orcDir, err := moduleDir(ORCModule, ORCVersion)
+	providerCRDs, err := ProviderCRDs()
 	if err != nil {
 		return nil, err
 	}
@@ -206,23 +202,7 @@ func StartWithClusterAPI(opts Options) (env *Environment, err error) {
 		}
 		mutating, validating = append(mutating, mw...), append(validating, vw...)
 	}
-	// CAPO's kustomization labels its CRDs with the contract they implement (v1beta1); each
-	// serves one version, so they need no conversion.
-	capoCRDs, err := readCRDs(filepath.Join(capoDir, "config", "crd", "bases"), nil)
-	if err != nil {
-		return nil, err
-	}
-	for _, crd := range capoCRDs {
-		addLabels(crd, map[string]string{"cluster.x-k8s.io/v1beta1": "v1beta1"})
-	}
-	// Of ORC only the kinds cluster stacks render (node images).
-	orcCRDs, err := readCRDs(filepath.Join(orcDir, "config", "crd", "bases"), func(name string) bool {
-		return name == "openstack.k-orc.cloud_images.yaml"
-	})
-	if err != nil {
-		return nil, err
-	}
-	crds = append(append(crds, capoCRDs...), orcCRDs...)
+	crds = append(crds, providerCRDs...)
 
 	env, err = start(opts, false)
 	if err != nil {

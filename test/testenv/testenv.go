@@ -1,8 +1,8 @@
 // Package testenv starts a real kube-apiserver and etcd (controller-runtime's envtest) with the
-// operator's CRDs, Cluster API's CRDs and the small test CRDs under test/crd installed, for
-// integration tests and the demo. Start one per test package (in TestMain), not one per test: a
-// start costs several seconds. StartWithClusterAPI also runs the real Cluster API managers
-// against it (the test/capi tier).
+// operator's CRDs, Cluster API's CRDs and the real CRDs of the OpenStack provider (CAPO) and ORC
+// installed, for integration tests and the demo. Start one per test package (in TestMain), not
+// one per test: a start costs several seconds. StartWithClusterAPI also runs the real Cluster API
+// managers against it (the test/capi tier).
 package testenv
 
 import (
@@ -63,9 +63,9 @@ func Start(opts Options) (*Environment, error) {
 	return start(opts, true)
 }
 
-// start starts the API server with the operator's CRDs and opts.ExtraCRDDirs; withTestCRDs adds
-// Cluster API's base CRDs and the test/crd stand-ins.
-func start(opts Options, withTestCRDs bool) (*Environment, error) {
+// start starts the API server with the operator's CRDs and opts.ExtraCRDDirs; withBaseCRDs adds
+// Cluster API's base CRDs and ProviderCRDs (StartWithClusterAPI installs its own variants).
+func start(opts Options, withBaseCRDs bool) (*Environment, error) {
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -77,18 +77,23 @@ func start(opts Options, withTestCRDs bool) (*Environment, error) {
 	}
 
 	dirs := []string{filepath.Join(root, "config", "crd", "bases")}
-	if withTestCRDs {
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	if withBaseCRDs {
 		capiDirs, err := ClusterAPICRDDirs()
 		if err != nil {
 			return nil, err
 		}
-		dirs = append(append(dirs, filepath.Join(root, "test", "crd")), capiDirs...)
+		dirs = append(dirs, capiDirs...)
+		if crds, err = ProviderCRDs(); err != nil {
+			return nil, err
+		}
 	}
 	dirs = append(dirs, opts.ExtraCRDDirs...)
 
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     dirs,
+		CRDs:                  crds,
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 		WebhookInstallOptions: opts.WebhookInstallOptions,
