@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/atomicfile"
 )
 
 // store is the on-disk cache. Everything is written through a temporary file and a rename, so a
@@ -134,23 +136,7 @@ func (s *store) vendoredPath(key string) string {
 
 // writeFile writes data to dest through a synced temporary file and a rename.
 func (s *store) writeFile(dest string, data []byte) error {
-	f, err := os.CreateTemp(s.path("tmp"), "write-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), dest)
+	return atomicfile.Write(s.path("tmp"), dest, data)
 }
 
 func exists(p string) bool {

@@ -30,6 +30,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/atomicfile"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
@@ -232,23 +233,7 @@ func (c *Cache) writeIndex(key Key, digest string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(c.tmpDir(), "index-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), filepath.Join(c.indexDir(), key.file())); err != nil {
+	if err := atomicfile.Write(c.tmpDir(), filepath.Join(c.indexDir(), key.file()), data); err != nil {
 		return err
 	}
 	return syncPath(c.indexDir())
