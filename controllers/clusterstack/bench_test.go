@@ -111,14 +111,6 @@ func BenchmarkTimeToReady(b *testing.B) {
 // checked every second) and one Cluster API v1beta1 stack converged. Target: 0. The window is
 // BENCH_WRITE_WINDOW (default 10s): every ClusterStack is reconciled about once a second in it.
 func BenchmarkWritesAfterConvergence(b *testing.B) {
-	window := 10 * time.Second
-	if v := os.Getenv("BENCH_WRITE_WINDOW"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatal(err)
-		}
-		window = d
-	}
 	repo := repoFor(b)
 	publish(b, repo, fixtures.Options{StackVersion: "v1"})
 	publish(b, repo, fixtures.Options{StackVersion: "v2"})
@@ -140,17 +132,7 @@ func BenchmarkWritesAfterConvergence(b *testing.B) {
 	// Let the events of the convergence reach the API server before the window opens.
 	time.Sleep(2 * time.Second)
 
-	b.ResetTimer()
-	var total, requests int64
-	for i := 0; i < b.N; i++ {
-		before, r := apiWrites.Load(), apiRequests.Load()
-		time.Sleep(window)
-		total += apiWrites.Load() - before
-		requests += apiRequests.Load() - r
-	}
-	b.ReportMetric(float64(total)/float64(b.N), "writes/window")
-	b.ReportMetric(float64(requests)/float64(b.N)/window.Seconds(), "requests/s")
-	b.ReportMetric(window.Seconds(), "window-s")
+	reportConvergedWindow(b)
 }
 
 // BenchmarkSharedObjectsConverged counts the manager's API requests in a window after 5
@@ -159,14 +141,6 @@ func BenchmarkWritesAfterConvergence(b *testing.B) {
 // Target: 0 writes, and no more requests than BenchmarkWritesAfterConvergence's stacks make
 // without shared objects. The window is BENCH_WRITE_WINDOW (default 10s).
 func BenchmarkSharedObjectsConverged(b *testing.B) {
-	window := 10 * time.Second
-	if v := os.Getenv("BENCH_WRITE_WINDOW"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatal(err)
-		}
-		window = d
-	}
 	repo := repoFor(b)
 	publish(b, repo, shared("v1"))
 	publish(b, repo, shared("v2"))
@@ -185,17 +159,7 @@ func BenchmarkSharedObjectsConverged(b *testing.B) {
 	waitAllReady(b, namespaces, 2, 5*time.Minute)
 	time.Sleep(2 * time.Second)
 
-	b.ResetTimer()
-	var writes, requests int64
-	for i := 0; i < b.N; i++ {
-		w, r := apiWrites.Load(), apiRequests.Load()
-		time.Sleep(window)
-		writes += apiWrites.Load() - w
-		requests += apiRequests.Load() - r
-	}
-	b.ReportMetric(float64(writes)/float64(b.N), "writes/window")
-	b.ReportMetric(float64(requests)/float64(b.N)/window.Seconds(), "requests/s")
-	b.ReportMetric(window.Seconds(), "window-s")
+	reportConvergedWindow(b)
 }
 
 // BenchmarkManagerMemory reports the heap in use (runtime.MemStats.HeapInuse, after a GC) of
@@ -230,4 +194,28 @@ func BenchmarkManagerMemory(b *testing.B) {
 		b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/(1<<20), "heap-growth-MiB")
 		b.StartTimer()
 	}
+}
+
+// reportConvergedWindow reports the manager's API writes and requests per second in windows of
+// BENCH_WRITE_WINDOW (default 10s), once the benchmark's stacks have converged.
+func reportConvergedWindow(b *testing.B) {
+	window := 10 * time.Second
+	if v := os.Getenv("BENCH_WRITE_WINDOW"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		window = d
+	}
+	b.ResetTimer()
+	var writes, requests int64
+	for i := 0; i < b.N; i++ {
+		w, r := apiWrites.Load(), apiRequests.Load()
+		time.Sleep(window)
+		writes += apiWrites.Load() - w
+		requests += apiRequests.Load() - r
+	}
+	b.ReportMetric(float64(writes)/float64(b.N), "writes/window")
+	b.ReportMetric(float64(requests)/float64(b.N)/window.Seconds(), "requests/s")
+	b.ReportMetric(window.Seconds(), "window-s")
 }
