@@ -67,9 +67,9 @@ const (
 // is the only CPU-heavy step.
 const clusterAddonWorkers = 4
 
-// Reconciler reconciles ClusterAddons: it renders the addons of a Cluster's release and applies
+// ClusterAddonReconciler reconciles ClusterAddons: it renders the addons of a Cluster's release and applies
 // them into its workload cluster, running the stages of the current hook first.
-type Reconciler struct {
+type ClusterAddonReconciler struct {
 	Client client.Client
 	// APIReader reads ClusterAddons from the API server: stage progress written by the last
 	// reconcile must never be read back stale, or a stage would run twice.
@@ -102,7 +102,7 @@ type Reconciler struct {
 
 // SetupWithManager registers the controller. It watches Clusters for what changes the addons:
 // the class (a release change), the initialized control plane, deletion.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusteraddon").
 		WithOptions(controller.Options{MaxConcurrentReconciles: clusterAddonWorkers}).
@@ -121,12 +121,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 // The record is keyed by UID, so a re-created ClusterAddon of the same name never inherits one.
 // If the event arrives before the record is made, it passes: one reconcile too many, never one
 // too few.
-func (r *Reconciler) notOwnSpecWrite(e event.UpdateEvent) bool {
+func (r *ClusterAddonReconciler) notOwnSpecWrite(e event.UpdateEvent) bool {
 	gen, ok := r.ownSpecWrites.LoadAndDelete(e.ObjectNew.GetUID())
 	return !ok || gen.(int64) != e.ObjectNew.GetGeneration()
 }
 
-func (r *Reconciler) forgetSpecWrites(e event.DeleteEvent) bool {
+func (r *ClusterAddonReconciler) forgetSpecWrites(e event.DeleteEvent) bool {
 	r.ownSpecWrites.Delete(e.Object.GetUID())
 	return true
 }
@@ -152,7 +152,7 @@ func controlPlaneInitialized(c *clusterv1.Cluster) bool {
 	return conditions.IsTrue(c, clusterv1.ClusterControlPlaneInitializedCondition)
 }
 
-func (r *Reconciler) interval(d, def time.Duration) time.Duration {
+func (r *ClusterAddonReconciler) interval(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
 	}
@@ -160,7 +160,7 @@ func (r *Reconciler) interval(d, def time.Duration) time.Duration {
 }
 
 // Reconcile follows STYLE.md: get, logger, patch helper, deferred patch, then delete or normal.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	ca := &csv1alpha1.ClusterAddon{}
 	if err := r.APIReader.Get(ctx, req.NamespacedName, ca); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -196,7 +196,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 // that spec write: recording the generation read would leave status.observedGeneration one
 // behind, and the watch event of the spec write would cost another status write that only moves
 // it. observedGeneration moves only when the reconcile succeeded (STYLE.md 5).
-func (r *Reconciler) patch(ctx context.Context, before, ca *csv1alpha1.ClusterAddon, succeeded bool) error {
+func (r *ClusterAddonReconciler) patch(ctx context.Context, before, ca *csv1alpha1.ClusterAddon, succeeded bool) error {
 	// A rendering error can be far longer than the API server accepts in a condition message.
 	kstatus.BoundConditions(ca)
 	ca.Status.Ready = conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
@@ -251,7 +251,7 @@ func (r *Reconciler) patch(ctx context.Context, before, ca *csv1alpha1.ClusterAd
 // live cluster because someone deleted the ClusterAddon would break it (the Cluster controller
 // re-creates the ClusterAddon, which adopts the objects again). This controller does not add the
 // finalizer for the same reason.
-func (r *Reconciler) reconcileDelete(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
+func (r *ClusterAddonReconciler) reconcileDelete(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
 	if ca.Spec.ClusterRef != nil {
 		r.Workload.Drop(types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name})
 	}
@@ -286,7 +286,7 @@ func (p *plan) stages(hook string) []addon.Stage {
 	return p.cfg.Stages(hook)
 }
 
-func (r *Reconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input) ([]*unstructured.Unstructured, error) {
+func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input) ([]*unstructured.Unstructured, error) {
 	if p.cfg == nil {
 		return r.Renderer.RenderUmbrella(ctx, p.rel, in)
 	}
@@ -294,7 +294,7 @@ func (r *Reconciler) renderStage(ctx context.Context, p *plan, chart string, in 
 }
 
 // renderSteady renders every addon a Cluster of this release runs once installed.
-func (r *Reconciler) renderSteady(ctx context.Context, p *plan, in addon.Input) ([]*unstructured.Unstructured, error) {
+func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in addon.Input) ([]*unstructured.Unstructured, error) {
 	if p.cfg == nil {
 		objs, err := r.Renderer.RenderUmbrella(ctx, p.rel, in)
 		if err == nil && len(objs) == 0 {
@@ -317,7 +317,7 @@ func (r *Reconciler) renderSteady(ctx context.Context, p *plan, in addon.Input) 
 	return all, nil
 }
 
-func (r *Reconciler) loadPlan(rel *release.Release) (*plan, error) {
+func (r *ClusterAddonReconciler) loadPlan(rel *release.Release) (*plan, error) {
 	p := &plan{rel: rel}
 	if rel.AddonConvention != release.AddonConventionConfig {
 		return p, nil
@@ -335,7 +335,7 @@ func (r *Reconciler) loadPlan(rel *release.Release) (*plan, error) {
 	return p, nil
 }
 
-func (r *Reconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
+func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	if ca.Spec.ClusterRef == nil {
 		markInvalidRelease(ca, "spec.clusterRef is not set")
@@ -463,7 +463,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.Cluster
 }
 
 // connect returns the workload cluster, or records why it cannot be reached.
-func (r *Reconciler) connect(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster types.NamespacedName) (*workloadcluster.Cluster, ctrl.Result, bool) {
+func (r *ClusterAddonReconciler) connect(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster types.NamespacedName) (*workloadcluster.Cluster, ctrl.Result, bool) {
 	retry := ctrl.Result{RequeueAfter: r.interval(r.ClusterRetryInterval, DefaultClusterRetryInterval)}
 	wc, err := r.Workload.Get(ctx, cluster)
 	if err == nil {
@@ -493,7 +493,7 @@ func (r *Reconciler) connect(ctx context.Context, ca *csv1alpha1.ClusterAddon, c
 }
 
 // runStage advances one stage as far as it goes now. done is true when the stage is finished.
-func (r *Reconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addon.Stage, status *csv1alpha1.StageStatus,
+func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addon.Stage, status *csv1alpha1.StageStatus,
 	wc *workloadcluster.Cluster, applier *apply.Applier, in addon.Input) (bool, ctrl.Result, error) {
 	poll := ctrl.Result{RequeueAfter: r.interval(r.ConditionPollInterval, DefaultConditionPollInterval)}
 	for {
@@ -575,7 +575,7 @@ func (r *Reconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, 
 // A chart dependency that cannot be fetched is retried when its repository is unavailable, and
 // stalls the ClusterAddon when it cannot be resolved as declared (retried slowly, since the
 // repository may be fixed without any event here).
-func (r *Reconciler) renderFailed(ctx context.Context, ca *csv1alpha1.ClusterAddon, rel string, err error) (ctrl.Result, error) {
+func (r *ClusterAddonReconciler) renderFailed(ctx context.Context, ca *csv1alpha1.ClusterAddon, rel string, err error) (ctrl.Result, error) {
 	var dep *chartdeps.DependencyError
 	switch {
 	case errors.Is(err, render.ErrRenderUnavailable), ctx.Err() != nil:
@@ -611,7 +611,7 @@ func (r *Reconciler) renderFailed(ctx context.Context, ca *csv1alpha1.ClusterAdd
 
 // warnOnce emits a warning event unless the same problem is already reported, so a retried
 // failure does not flood events.
-func (r *Reconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason string, err error) {
+func (r *ClusterAddonReconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason string, err error) {
 	if conditions.GetReason(ca, csv1alpha1.ReadyCondition) == reason {
 		return
 	}
@@ -621,7 +621,7 @@ func (r *Reconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason string, err er
 // templateData returns the objects the values templates see: the Cluster, its control plane and
 // its infrastructure cluster, as unstructured content. A referenced object that does not exist
 // (yet) is left out rather than failing: templates that use it render empty values.
-func (r *Reconciler) templateData(ctx context.Context, cluster *clusterv1.Cluster) (map[string]any, error) {
+func (r *ClusterAddonReconciler) templateData(ctx context.Context, cluster *clusterv1.Cluster) (map[string]any, error) {
 	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(cluster)
 	if err != nil {
 		return nil, fmt.Errorf("converting Cluster %s: %w", cluster.Name, err)

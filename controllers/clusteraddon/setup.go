@@ -101,7 +101,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := cr.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Cluster controller of addons: %w", err)
 	}
-	ar := &Reconciler{
+	ar := &ClusterAddonReconciler{
 		Client:                mgr.GetClient(),
 		APIReader:             mgr.GetAPIReader(),
 		Mapper:                mgr.GetRESTMapper(),

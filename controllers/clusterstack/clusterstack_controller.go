@@ -67,10 +67,10 @@ var clusterStackConditions = []string{
 	clusterstackv1alpha1.ReleasesSyncedCondition,
 }
 
-// Reconciler makes the ClusterStackReleases of a ClusterStack exist: the listed
+// ClusterStackReconciler makes the ClusterStackReleases of a ClusterStack exist: the listed
 // versions, the newest release of the channel with autoSubscribe, and every release a Cluster of
 // the namespace uses; it removes the releases nobody wants any more.
-type Reconciler struct {
+type ClusterStackReconciler struct {
 	Client client.Client
 	// APIReader reads Clusters from the API server for the in-use checks that decide what may be
 	// deleted: a Cluster created a moment ago may not be in the cache yet, and a release it uses
@@ -112,7 +112,7 @@ type sourceCheck struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the controller.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.checks = map[types.NamespacedName]*sourceCheck{}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusterstack").
@@ -125,7 +125,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // clusterStacksOfCluster maps a Cluster to the ClusterStacks of its namespace that provide its
 // ClusterClass, so that a release a new Cluster uses is kept (and one no longer used collected).
-func (r *Reconciler) clusterStacksOfCluster(ctx context.Context, obj client.Object) []reconcile.Request {
+func (r *ClusterStackReconciler) clusterStacksOfCluster(ctx context.Context, obj client.Object) []reconcile.Request {
 	cl, ok := obj.(*clusterv1.Cluster)
 	if !ok {
 		return nil
@@ -147,7 +147,7 @@ func (r *Reconciler) clusterStacksOfCluster(ctx context.Context, obj client.Obje
 	return reqs
 }
 
-func (r *Reconciler) clusterStacksOfTemplate(ctx context.Context, obj client.Object) []reconcile.Request {
+func (r *ClusterStackReconciler) clusterStacksOfTemplate(ctx context.Context, obj client.Object) []reconcile.Request {
 	var list clusterstackv1alpha1.ClusterStackList
 	if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
 		return nil
@@ -163,7 +163,7 @@ func (r *Reconciler) clusterStacksOfTemplate(ctx context.Context, obj client.Obj
 
 // Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete or
 // normal.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *ClusterStackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	cs := &clusterstackv1alpha1.ClusterStack{}
 	if err := r.Client.Get(ctx, req.NamespacedName, cs); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -206,7 +206,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	return r.reconcileNormal(ctx, cs)
 }
 
-func (r *Reconciler) forget(key types.NamespacedName) {
+func (r *ClusterStackReconciler) forget(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.checks, key)
@@ -215,7 +215,7 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 // reconcileDelete deletes the ClusterStack's releases and waits until they are gone. Each release
 // keeps its own finalizer while a Cluster uses it, so nothing in use disappears even when the
 // delete webhook was bypassed.
-func (r *Reconciler) reconcileDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
+func (r *ClusterStackReconciler) reconcileDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
 	owned, err := r.ownedReleases(ctx, cs)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -256,7 +256,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, cs *clusterstackv1alph
 }
 
 // ownedReleases returns the ClusterStackReleases of the namespace that cs controls.
-func (r *Reconciler) ownedReleases(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
+func (r *ClusterStackReconciler) ownedReleases(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
 	all, err := r.releasesOfNamespace(ctx, cs.Namespace)
 	if err != nil {
 		return nil, err
@@ -270,7 +270,7 @@ func (r *Reconciler) ownedReleases(ctx context.Context, cs *clusterstackv1alpha1
 	return out, nil
 }
 
-func (r *Reconciler) releasesOfNamespace(ctx context.Context, namespace string) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
+func (r *ClusterStackReconciler) releasesOfNamespace(ctx context.Context, namespace string) (map[string]*clusterstackv1alpha1.ClusterStackRelease, error) {
 	var list clusterstackv1alpha1.ClusterStackReleaseList
 	if err := r.Client.List(ctx, &list, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing the ClusterStackReleases of namespace %s: %w", namespace, err)
@@ -282,7 +282,7 @@ func (r *Reconciler) releasesOfNamespace(ctx context.Context, namespace string) 
 	return out, nil
 }
 
-func (r *Reconciler) reconcileNormal(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
+func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
 	log := ctrl.LoggerFrom(ctx)
 	k8s, err := name.ParseKubernetesMinor(cs.Spec.KubernetesVersion)
 	if err != nil {
@@ -378,7 +378,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, cs *clusterstackv1alph
 // checkSource lists the ClusterStack's source when a check is due (first reconcile, a new
 // generation, the interval elapsed, or the last check failed) and returns the last outcome and
 // how long until the next check.
-func (r *Reconciler) checkSource(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (sourceCheck, time.Duration) {
+func (r *ClusterStackReconciler) checkSource(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (sourceCheck, time.Duration) {
 	if !cs.Spec.AutoSubscribe {
 		return sourceCheck{known: true}, 0
 	}
@@ -415,7 +415,7 @@ func (r *Reconciler) checkSource(ctx context.Context, cs *clusterstackv1alpha1.C
 	return next, next.next.Sub(now)
 }
 
-func (r *Reconciler) interval(cs *clusterstackv1alpha1.ClusterStack) time.Duration {
+func (r *ClusterStackReconciler) interval(cs *clusterstackv1alpha1.ClusterStack) time.Duration {
 	if cs.Spec.Source != nil && cs.Spec.Source.CheckInterval != nil && cs.Spec.Source.CheckInterval.Duration > 0 {
 		return cs.Spec.Source.CheckInterval.Duration
 	}
@@ -428,7 +428,7 @@ func (r *Reconciler) interval(cs *clusterstackv1alpha1.ClusterStack) time.Durati
 // latestRelease returns the name of the newest release of cs's stack in its channel, "" when the
 // source holds none. Hash versions carry no order, so the custom channel has no newest release
 // and autoSubscribe adds nothing there.
-func (r *Reconciler) latestRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (string, error) {
+func (r *ClusterStackReconciler) latestRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (string, error) {
 	src, err := r.Releases.SourceFor(ctx, cs)
 	if err != nil {
 		return "", err
@@ -502,7 +502,7 @@ func desiredReleases(cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesM
 
 // ensureRelease creates the ClusterStackRelease n when it is missing and adopts an orphan of the
 // same name (created by hand or left by the reference operator).
-func (r *Reconciler) ensureRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, n name.Release, existing *clusterstackv1alpha1.ClusterStackRelease, withProvider bool) (*clusterstackv1alpha1.ClusterStackRelease, error) {
+func (r *ClusterStackReconciler) ensureRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, n name.Release, existing *clusterstackv1alpha1.ClusterStackRelease, withProvider bool) (*clusterstackv1alpha1.ClusterStackRelease, error) {
 	var providerRef *corev1.ObjectReference
 	if withProvider {
 		providerRef = &corev1.ObjectReference{
@@ -558,7 +558,7 @@ func (r *Reconciler) ensureRelease(ctx context.Context, cs *clusterstackv1alpha1
 }
 
 // providerTemplate reads the template spec.providerRef points at.
-func (r *Reconciler) providerTemplate(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (*infrav1alpha1.OpenStackClusterStackReleaseTemplate, error) {
+func (r *ClusterStackReconciler) providerTemplate(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (*infrav1alpha1.OpenStackClusterStackReleaseTemplate, error) {
 	ref := cs.Spec.ProviderRef
 	if ref == nil {
 		return nil, errors.New("spec.providerRef is not set: point it at an OpenStackClusterStackReleaseTemplate, or set noProvider: true")
@@ -582,7 +582,7 @@ func (r *Reconciler) providerTemplate(ctx context.Context, cs *clusterstackv1alp
 
 // ensureProvider creates or updates the provider object of csr from the template, owned by the
 // release so that it goes when the release goes.
-func (r *Reconciler) ensureProvider(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, tmpl *infrav1alpha1.OpenStackClusterStackReleaseTemplate) error {
+func (r *ClusterStackReconciler) ensureProvider(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, tmpl *infrav1alpha1.OpenStackClusterStackReleaseTemplate) error {
 	obj := &infrav1alpha1.OpenStackClusterStackRelease{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: csr.Namespace, Name: csr.Name}, obj)
 	switch {

@@ -91,9 +91,9 @@ var releaseConditions = []string{
 	clusterstackv1alpha1.ResourcesAppliedCondition,
 }
 
-// ReleaseReconciler installs one release: it materialises it, waits for its provider
+// ClusterStackReleaseReconciler installs one release: it materialises it, waits for its provider
 // object, renders its cluster-class chart and applies the objects with server-side apply.
-type ReleaseReconciler struct {
+type ClusterStackReleaseReconciler struct {
 	Client client.Client
 	// APIReader reads the release itself (its inventory must be current) and the Clusters for
 	// the in-use checks that decide what may be pruned or deleted (an ORC Image, the whole
@@ -124,7 +124,7 @@ type ReleaseReconciler struct {
 
 // SetupWithManager registers the controller. ORC Images are only watched when their CRD is
 // installed at start; without it a release that renders one reports the missing CRD instead.
-func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("clusterstackrelease").
 		// Releases are independent and a reconcile mostly waits for the registry and the API
@@ -175,7 +175,7 @@ func releaseOfClusterRequest(_ context.Context, obj client.Object) []reconcile.R
 
 // Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete or
 // normal.
-func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	csr := &clusterstackv1alpha1.ClusterStackRelease{}
 	// Read from the API server, not the cache: status.resources is the inventory that decides
 	// what is pruned (and what an ORC Image in use keeps), and the status patch does not use
@@ -220,7 +220,7 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	return r.reconcileNormal(ctx, csr)
 }
 
-func (r *ReleaseReconciler) reconcileNormal(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
+func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
 	st := &releaseStatus{}
 	defer setReleaseStatus(csr, st)
 
@@ -275,7 +275,7 @@ func (r *ReleaseReconciler) reconcileNormal(ctx context.Context, csr *clustersta
 
 // materialise gets the verified release. A nil release means the reconcile ends with the
 // returned result and error; the conditions say why.
-func (r *ReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, st *releaseStatus) (*release.Release, ctrl.Result, error) {
+func (r *ClusterStackReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, st *releaseStatus) (*release.Release, ctrl.Result, error) {
 	rel, err := r.Releases.ReleaseFor(ctx, csr.Namespace, csr.Name)
 	if err == nil {
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReleaseAvailableCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason})
@@ -308,7 +308,7 @@ func (r *ReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1
 
 // providerReady reports whether the provider object is ready (true when there is none) and sets
 // ProviderReady.
-func (r *ReleaseReconciler) providerReady(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (bool, error) {
+func (r *ClusterStackReleaseReconciler) providerReady(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (bool, error) {
 	ref := csr.Spec.ProviderRef
 	if ref == nil {
 		conditions.Delete(csr, clusterstackv1alpha1.ProviderReadyCondition)
@@ -349,7 +349,7 @@ func (r *ReleaseReconciler) providerReady(ctx context.Context, csr *clusterstack
 // render renders the cluster-class chart the way csctl's users expect: Helm release name
 // <provider>-<stack>-<maj>-<min>, the release's namespace, the release's Kubernetes version. A
 // nil result ends the reconcile; the conditions say why.
-func (r *ReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release, st *releaseStatus) ([]*unstructured.Unstructured, ctrl.Result, error) {
+func (r *ClusterStackReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release, st *releaseStatus) ([]*unstructured.Unstructured, ctrl.Result, error) {
 	objs, err := renderChart(ctx, rel, csr.Namespace)
 	switch {
 	case err != nil && (errors.Is(err, render.ErrRenderUnavailable) || ctx.Err() != nil):
@@ -441,7 +441,7 @@ func checkClusterClass(objs []*unstructured.Unstructured, want string) error {
 }
 
 // missingAPI sets ResourcesApplied False naming the missing kinds and what provides them.
-func (r *ReleaseReconciler) missingAPI(csr *clusterstackv1alpha1.ClusterStackRelease, err error, kinds []schema.GroupVersionKind, st *releaseStatus) {
+func (r *ClusterStackReleaseReconciler) missingAPI(csr *clusterstackv1alpha1.ClusterStackRelease, err error, kinds []schema.GroupVersionKind, st *releaseStatus) {
 	msg := "Nothing applied: " + err.Error()
 	if hints := installHints(kinds); hints != "" {
 		msg += ". " + hints
@@ -498,7 +498,7 @@ const (
 // still boot from them. It reports whether the failures (if any) need a human: a conflict with
 // another field manager is not retried in a loop, since the operator never forces, and objects
 // the operator may not write (RBAC) are not applied at all, nor any other object of the release.
-func (r *ReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured, inUse bool) (applyOutcome, error) {
+func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured, inUse bool) (applyOutcome, error) {
 	applier := r.Applier
 	if inUse {
 		applier = r.Applier.WithKeepOnPrune(func(ref apply.Ref) bool {
@@ -576,7 +576,7 @@ func (r *ReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1
 // forbidden sets ResourcesApplied False naming the kinds the operator may not write and the
 // rules its ClusterRole lacks. The message depends only on the denied permissions, so a release
 // that keeps being refused costs no status writes; the event is sent when the refusal starts.
-func (r *ReleaseReconciler) forbidden(csr *clusterstackv1alpha1.ClusterStackRelease, fe *apply.ForbiddenError) {
+func (r *ClusterStackReleaseReconciler) forbidden(csr *clusterstackv1alpha1.ClusterStackRelease, fe *apply.ForbiddenError) {
 	var kinds, grants []string
 	seen := map[string]bool{}
 	for _, rule := range fe.Rules() {
@@ -605,7 +605,7 @@ func (r *ReleaseReconciler) forbidden(csr *clusterstackv1alpha1.ClusterStackRele
 }
 
 // imagesWaiting returns descriptions of the release's ORC Images that are not Available.
-func (r *ReleaseReconciler) imagesWaiting(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) ([]string, error) {
+func (r *ClusterStackReleaseReconciler) imagesWaiting(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) ([]string, error) {
 	var waiting []string
 	for _, res := range csr.Status.Resources {
 		if res.Group != orcImage.Group || res.Kind != orcImage.Kind {
@@ -635,7 +635,7 @@ func (r *ReleaseReconciler) imagesWaiting(ctx context.Context, csr *clusterstack
 }
 
 // reconcileDelete removes what the release applied, once no Cluster uses its ClusterClass.
-func (r *ReleaseReconciler) reconcileDelete(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
+func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer) {
 		return ctrl.Result{}, nil
 	}

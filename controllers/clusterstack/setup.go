@@ -36,7 +36,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.Releases == nil {
 		return errors.New("setting up the ClusterStack controllers: Options.Releases is required")
 	}
-	cs := &Reconciler{
+	cs := &ClusterStackReconciler{
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
 		Releases:      opts.Releases,
@@ -46,7 +46,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := cs.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ClusterStack controller: %w", err)
 	}
-	csr := &ReleaseReconciler{
+	csr := &ClusterStackReleaseReconciler{
 		Client:             mgr.GetClient(),
 		APIReader:          mgr.GetAPIReader(),
 		Releases:           opts.Releases,

@@ -86,7 +86,7 @@ type sharing struct {
 
 // readSharing lists, from the API server, the other releases that may hold the objects of refs:
 // those of csr's namespace, or of every namespace when one of refs lies outside it.
-func (r *ReleaseReconciler) readSharing(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, refs []apply.Ref) (*sharing, error) {
+func (r *ClusterStackReleaseReconciler) readSharing(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, refs []apply.Ref) (*sharing, error) {
 	var opts []client.ListOption
 	scope := "namespace " + csr.Namespace
 	outside := false
@@ -135,7 +135,7 @@ func (s *sharing) writtenByOther(ref apply.Ref) bool {
 // still holds or, not having applied yet, will hold. It reads the Clusters of the namespaces of
 // deleting holders and renders releases that have not applied; both only when there are
 // candidates, which a converged release has none of.
-func (r *ReleaseReconciler) heldElsewhere(ctx context.Context, s *sharing, candidates []apply.Ref) (map[apply.Ref]bool, error) {
+func (r *ClusterStackReleaseReconciler) heldElsewhere(ctx context.Context, s *sharing, candidates []apply.Ref) (map[apply.Ref]bool, error) {
 	held := map[apply.Ref]bool{}
 	if len(candidates) == 0 {
 		return held, nil
@@ -196,7 +196,7 @@ func (r *ReleaseReconciler) heldElsewhere(ctx context.Context, s *sharing, candi
 }
 
 // renderOther renders another release's cluster-class chart as that release would.
-func (r *ReleaseReconciler) renderOther(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) ([]*unstructured.Unstructured, error) {
+func (r *ClusterStackReleaseReconciler) renderOther(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) ([]*unstructured.Unstructured, error) {
 	rel, err := r.Releases.ReleaseFor(ctx, csr.Namespace, csr.Name)
 	if err != nil {
 		return nil, err
@@ -212,7 +212,7 @@ func keyed(set map[apply.Ref]bool) func(apply.Ref) bool {
 // releasesHolding returns the requests of every release of obj's namespace whose inventory (in
 // the cache) lists obj, and of the release in its ReleaseLabel: a shared object's change (an ORC
 // Image becoming Available) concerns every release that records it, not only its writer.
-func (r *ReleaseReconciler) releasesHolding(ctx context.Context, obj client.Object) []reconcile.Request {
+func (r *ClusterStackReleaseReconciler) releasesHolding(ctx context.Context, obj client.Object) []reconcile.Request {
 	reqs := releaseOfAppliedObject(ctx, obj)
 	gvk := obj.GetObjectKind().GroupVersionKind()
 	key := apply.Ref{Group: gvk.Group, Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
@@ -245,7 +245,7 @@ func (r *ReleaseReconciler) releasesHolding(ctx context.Context, obj client.Obje
 // releasesSharingWith returns the requests of the other releases of the namespace whose
 // inventory shares an object with csr's: when csr lets an object go (deleted, or no longer
 // rendering it), the next newest holder takes it over.
-func (r *ReleaseReconciler) releasesSharingWith(ctx context.Context, obj client.Object) []reconcile.Request {
+func (r *ClusterStackReleaseReconciler) releasesSharingWith(ctx context.Context, obj client.Object) []reconcile.Request {
 	csr, ok := obj.(*clusterstackv1alpha1.ClusterStackRelease)
 	if !ok || len(csr.Status.Resources) == 0 {
 		return nil

@@ -13,7 +13,7 @@ import (
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 // BenchmarkTwentyReleasesThreeImages converges 20 releases whose node-images.yaml name 3
@@ -47,7 +47,7 @@ func BenchmarkTwentyReleasesThreeImages(b *testing.B) {
 	var converge time.Duration
 	for b.Loop() {
 		g := NewWithT(b)
-		f := newFixture(b, openstack.WithWebDownload(false))
+		f := newFixture(b, openstackdouble.WithWebDownload(false))
 		f.startManager(f.options(dirReleases{dir: dir, adjust: adjust}))
 		start := time.Now()
 		for i := range releases {
@@ -57,7 +57,7 @@ func BenchmarkTwentyReleasesThreeImages(b *testing.B) {
 			waitReleaseReady(g, f.ns, fmt.Sprintf("openstack-scs-1-32-v%d", i+1))
 		}
 		converge = time.Since(start)
-		uploads, logins, total = f.cloud.Calls(openstack.CallUploadImage), f.cloud.Calls(openstack.CallAuthTokens), f.cloud.TotalCalls()
+		uploads, logins, total = f.cloud.Calls(openstackdouble.CallUploadImage), f.cloud.Calls(openstackdouble.CallAuthTokens), f.cloud.TotalCalls()
 
 		f.cloud.ResetCalls()
 		ctx := context.Background()

@@ -16,7 +16,7 @@ import (
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 // quickCloud are the fixture's options with small request timeouts and outage retries, so that
@@ -51,7 +51,7 @@ func (f *fixture) waitReconciling(g Gomega, name, reason string) string {
 func TestHangingGlanceCall(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	hang := f.cloud.InjectFault(openstack.Fault{Method: "GET", Path: pathOf(openstack.CallListImages), Hang: true})
+	hang := f.cloud.InjectFault(openstackdouble.Fault{Method: "GET", Path: pathOf(openstackdouble.CallListImages), Hang: true})
 	opts := f.quickCloud(nil)
 	opts.NodeImageWorkers = 1
 	f.startManager(opts)
@@ -74,18 +74,18 @@ func TestHangingGlanceCall(t *testing.T) {
 func TestOutageShowsRetry(t *testing.T) {
 	tests := []struct {
 		name  string
-		fault openstack.Fault
+		fault openstackdouble.Fault
 		want  []string
 	}{
-		{name: "Glance 503 with Retry-After", fault: openstack.Fault{Method: "GET", Path: pathOf(openstack.CallListImages), Status: 503, RetryAfter: 2 * time.Second},
+		{name: "Glance 503 with Retry-After", fault: openstackdouble.Fault{Method: "GET", Path: pathOf(openstackdouble.CallListImages), Status: 503, RetryAfter: 2 * time.Second},
 			want: []string{"Glance unavailable (HTTP 503)", "(in 2s)"}},
-		{name: "Glance 429 with Retry-After", fault: openstack.Fault{Method: "POST", Path: pathOf(openstack.CallCreateImage), Status: 429, RetryAfter: time.Second},
+		{name: "Glance 429 with Retry-After", fault: openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallCreateImage), Status: 429, RetryAfter: time.Second},
 			want: []string{"Glance rate limit reached (HTTP 429)", "(in 1s)"}},
-		{name: "Glance resets", fault: openstack.Fault{Method: "POST", Path: pathOf(openstack.CallCreateImage), ResetConnection: true},
+		{name: "Glance resets", fault: openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallCreateImage), ResetConnection: true},
 			want: []string{"Glance", "(in 100ms)"}},
-		{name: "Keystone 503", fault: openstack.Fault{Method: "POST", Path: pathOf(openstack.CallAuthTokens), Status: 503, RetryAfter: time.Second},
+		{name: "Keystone 503", fault: openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallAuthTokens), Status: 503, RetryAfter: time.Second},
 			want: []string{"Keystone at ", "is unavailable (HTTP 503)", "(in 1s)"}},
-		{name: "Keystone hangs", fault: openstack.Fault{Method: "POST", Path: pathOf(openstack.CallAuthTokens), Hang: true},
+		{name: "Keystone hangs", fault: openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallAuthTokens), Hang: true},
 			want: []string{"cannot reach Keystone", "did not answer within 300ms"}},
 	}
 	for _, tt := range tests {
@@ -115,7 +115,7 @@ func TestOutageShowsRetry(t *testing.T) {
 func TestOutageSummarisedByRelease(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	fault := f.cloud.InjectFault(openstack.Fault{Method: "GET", Path: pathOf(openstack.CallListImages), Status: 503, RetryAfter: time.Second})
+	fault := f.cloud.InjectFault(openstackdouble.Fault{Method: "GET", Path: pathOf(openstackdouble.CallListImages), Status: 503, RetryAfter: time.Second})
 	f.startManager(f.quickCloud(dirReleases{dir: buildReleases(t, []int{1})}))
 	createRelease(t, f.ns, "openstack-scs-1-32-v1", f.secret)
 
@@ -138,7 +138,7 @@ func TestOutageSummarisedByRelease(t *testing.T) {
 func TestKeystoneRefusesLogin(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	f.cloud.InjectFault(openstack.Fault{Method: "POST", Path: pathOf(openstack.CallAuthTokens), Status: 401})
+	f.cloud.InjectFault(openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallAuthTokens), Status: 401})
 	f.startManager(f.quickCloud(nil))
 	f.nodeImage("refused", nil)
 
@@ -153,7 +153,7 @@ func TestKeystoneRefusesLogin(t *testing.T) {
 func TestQuotaRefusal(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	fault := f.cloud.InjectFault(openstack.Fault{Method: "PUT", Path: pathOf(openstack.CallUploadImage), AfterBytes: 64 << 10, Status: http.StatusRequestEntityTooLarge})
+	fault := f.cloud.InjectFault(openstackdouble.Fault{Method: "PUT", Path: pathOf(openstackdouble.CallUploadImage), AfterBytes: 64 << 10, Status: http.StatusRequestEntityTooLarge})
 	f.startManager(f.quickCloud(nil))
 	f.nodeImage("quota", withHash(f))
 
@@ -163,7 +163,7 @@ func TestQuotaRefusal(t *testing.T) {
 	g.Expect(msg).To(ContainSubstring("raise the quota"))
 	g.Expect(msg).To(ContainSubstring("was deleted"))
 	g.Expect(fault.Hits()).To(Equal(1))
-	g.Expect(f.cloud.Calls(openstack.CallCreateImage)).To(Equal(1))
+	g.Expect(f.cloud.Calls(openstackdouble.CallCreateImage)).To(Equal(1))
 	g.Expect(f.cloud.Images()).To(BeEmpty(), "the queued image the operator created is deleted")
 	g.Expect(nir.Status.ImageID).To(BeEmpty())
 }
@@ -190,7 +190,7 @@ func TestStalledDownload(t *testing.T) {
 func TestStalledUpload(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	stuck := f.cloud.InjectFault(openstack.Fault{Method: "PUT", Path: pathOf(openstack.CallUploadImage), AfterBytes: 64 << 10, Hang: true, Times: 1})
+	stuck := f.cloud.InjectFault(openstackdouble.Fault{Method: "PUT", Path: pathOf(openstackdouble.CallUploadImage), AfterBytes: 64 << 10, Hang: true, Times: 1})
 	opts := f.quickCloud(nil)
 	opts.NodeImage.SavingTimeout = 300 * time.Millisecond
 	f.startManager(opts)
@@ -198,7 +198,7 @@ func TestStalledUpload(t *testing.T) {
 
 	nir := f.waitReady(g, "glance-stall")
 	g.Expect(stuck.Hits()).To(Equal(1))
-	g.Expect(f.cloud.Calls(openstack.CallCreateImage)).To(Equal(2), "the stuck image was replaced")
+	g.Expect(f.cloud.Calls(openstackdouble.CallCreateImage)).To(Equal(2), "the stuck image was replaced")
 	g.Expect(f.cloud.Images()).To(HaveLen(1))
 	g.Expect(f.cloud.Images()[0].ID).To(Equal(nir.Status.ImageID))
 }
@@ -210,8 +210,8 @@ func TestStuckSavingImageReplaced(t *testing.T) {
 	f := newFixture(t)
 	f.nodeImage("saving", nil)
 	uid := f.get("saving").UID
-	stuck := f.cloud.AddImage(openstack.Image{Name: "ubuntu-capi-image-saving", Status: openstack.StatusSaving, DiskFormat: "qcow2", ContainerFormat: "bare",
-		Owner: f.cloud.ProjectID(openstack.DefaultProject), Properties: map[string]string{nodeimage.PropertyOwnerUID: string(uid)}})
+	stuck := f.cloud.AddImage(openstackdouble.Image{Name: "ubuntu-capi-image-saving", Status: openstackdouble.StatusSaving, DiskFormat: "qcow2", ContainerFormat: "bare",
+		Owner: f.cloud.ProjectID(openstackdouble.DefaultProject), Properties: map[string]string{nodeimage.PropertyOwnerUID: string(uid)}})
 	opts := f.quickCloud(nil)
 	opts.NodeImage.SavingTimeout = 300 * time.Millisecond
 	f.startManager(opts)
@@ -234,8 +234,8 @@ func TestCrashAfterCreate(t *testing.T) {
 	f := newFixture(t)
 	f.nodeImage("crashed", nil)
 	f.nodeImage("foreign", nil)
-	foreign := f.cloud.AddImage(openstack.Image{Name: "ubuntu-capi-image-foreign", Status: openstack.StatusActive, DiskFormat: "qcow2", ContainerFormat: "bare",
-		Owner: f.cloud.ProjectID(openstack.DefaultProject), Properties: map[string]string{nodeimage.PropertyOwnerUID: "uid-of-another-object"}})
+	foreign := f.cloud.AddImage(openstackdouble.Image{Name: "ubuntu-capi-image-foreign", Status: openstackdouble.StatusActive, DiskFormat: "qcow2", ContainerFormat: "bare",
+		Owner: f.cloud.ProjectID(openstackdouble.DefaultProject), Properties: map[string]string{nodeimage.PropertyOwnerUID: "uid-of-another-object"}})
 
 	// The run that crashed: the service creates the image, the status write fails.
 	images, err := scope.NewFactory(env.Client).ImageClient(context.Background(), f.ns, f.get("crashed").Spec.IdentityRef)
@@ -251,7 +251,7 @@ func TestCrashAfterCreate(t *testing.T) {
 	f.startManager(f.quickCloud(nil))
 	crashed := f.waitReady(g, "crashed")
 	g.Expect(crashed.Status.CreatedImage).To(BeTrue(), "recognised as created by this object")
-	g.Expect(f.cloud.Calls(openstack.CallCreateImage)).To(Equal(1))
+	g.Expect(f.cloud.Calls(openstackdouble.CallCreateImage)).To(Equal(1))
 	found := f.waitReady(g, "foreign")
 	g.Expect(found.Status.ImageID).To(Equal(foreign.ID))
 	g.Expect(found.Status.CreatedImage).To(BeFalse())

@@ -36,7 +36,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
 
@@ -72,7 +72,7 @@ type fixture struct {
 	ns string
 	// more are further namespaces the manager reconciles.
 	more  []string
-	cloud *openstack.Server
+	cloud *openstackdouble.Server
 	files *httptest.Server
 	data  []byte
 	gets  atomic.Int32
@@ -85,7 +85,7 @@ type fixture struct {
 	redirect *http.Client
 }
 
-func newFixture(t testing.TB, opts ...openstack.Option) *fixture {
+func newFixture(t testing.TB, opts ...openstackdouble.Option) *fixture {
 	t.Helper()
 	f := &fixture{t: t, data: make([]byte, 256<<10)}
 	_, _ = rand.Read(f.data)
@@ -116,7 +116,7 @@ func newFixture(t testing.TB, opts ...openstack.Option) *fixture {
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // test server with a throwaway certificate
 	}}
 	var err error
-	f.cloud, err = openstack.New(append([]openstack.Option{openstack.WithImportHTTPClient(f.redirect)}, opts...)...)
+	f.cloud, err = openstackdouble.New(append([]openstackdouble.Option{openstackdouble.WithImportHTTPClient(f.redirect)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,15 +127,15 @@ func newFixture(t testing.TB, opts ...openstack.Option) *fixture {
 		t.Fatal(err)
 	}
 	f.ns = ns.Name
-	f.secret = f.addSecret("openstack", openstack.CloudsYAMLOptions{})
+	f.secret = f.addSecret("openstack", openstackdouble.CloudsYAMLOptions{})
 	return f
 }
 
-func (f *fixture) addSecret(name string, o openstack.CloudsYAMLOptions) string {
+func (f *fixture) addSecret(name string, o openstackdouble.CloudsYAMLOptions) string {
 	return f.addSecretIn(f.ns, name, o)
 }
 
-func (f *fixture) addSecretIn(ns, name string, o openstack.CloudsYAMLOptions) string {
+func (f *fixture) addSecretIn(ns, name string, o openstackdouble.CloudsYAMLOptions) string {
 	f.t.Helper()
 	content, cloud := f.cloud.CloudsYAML(o)
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},

@@ -36,9 +36,9 @@ import (
 // releaseWorkers is how many OpenStackClusterStackReleases are reconciled at once.
 const releaseWorkers = 4
 
-// ClusterStackReleaseReconciler turns a release's node-images.yaml into
+// OpenStackClusterStackReleaseReconciler turns a release's node-images.yaml into
 // OpenStackNodeImageReleases and reports Ready when all their images are active.
-type ClusterStackReleaseReconciler struct {
+type OpenStackClusterStackReleaseReconciler struct {
 	Client   client.Client
 	Releases ReleaseFiles
 	Recorder events.EventRecorder
@@ -50,7 +50,7 @@ type ClusterStackReleaseReconciler struct {
 
 // SetupWithManager registers the controller. Node image objects are shared by several releases
 // (non-controller owner references), so every owner is told when one changes.
-func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *OpenStackClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openstackclusterstackrelease").
 		// Releases are independent: one waiting for its release to be fetched must not hold back
@@ -65,7 +65,7 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 
 // Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete
 // or normal.
-func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *OpenStackClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	obj := &infrav1.OpenStackClusterStackRelease{}
 	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -105,7 +105,7 @@ func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.
 	return ctrl.Result{}, r.reconcileNormal(ctx, obj)
 }
 
-func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
+func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
 	rel, err := r.Releases.ReleaseFor(ctx, obj.Namespace, obj.Name)
 	if err != nil {
 		if errors.Is(err, release.ErrInvalid) || errors.Is(err, name.ErrInvalidName) {
@@ -183,7 +183,7 @@ func summariseNodeImages(obj *infrav1.OpenStackClusterStackRelease, nirs []*infr
 // ensureNodeImage creates the shared OpenStackNodeImageRelease of one image or adds this release
 // to its owners. An existing object's spec is left alone: releases sharing a node-image version
 // ask for the same image.
-func (r *ClusterStackReleaseReconciler) ensureNodeImage(ctx context.Context, owner *infrav1.OpenStackClusterStackRelease, prefix, version string, img infrav1.NodeImage) (*infrav1.OpenStackNodeImageRelease, error) {
+func (r *OpenStackClusterStackReleaseReconciler) ensureNodeImage(ctx context.Context, owner *infrav1.OpenStackClusterStackRelease, prefix, version string, img infrav1.NodeImage) (*infrav1.OpenStackNodeImageRelease, error) {
 	nir := &infrav1.OpenStackNodeImageRelease{}
 	key := client.ObjectKey{Namespace: owner.Namespace, Name: NodeImageReleaseName(prefix, img.CreateOpts.Name, version)}
 	err := r.Client.Get(ctx, key, nir)
@@ -231,7 +231,7 @@ func (r *ClusterStackReleaseReconciler) ensureNodeImage(ctx context.Context, own
 // reconcileDelete removes this release from the owners of its node images and deletes those it
 // owned alone. Owner references would let the garbage collector do the same, but doing it here
 // keeps the finalizer meaningful and works where no garbage collector runs.
-func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
+func (r *OpenStackClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
 	list := &infrav1.OpenStackNodeImageReleaseList{}
 	if err := r.Client.List(ctx, list, client.InNamespace(obj.Namespace)); err != nil {
 		return fmt.Errorf("listing OpenStackNodeImageReleases: %w", err)

@@ -18,7 +18,7 @@ import (
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 // buildReleases builds fixture releases openstack-scs-1-32-v<n> for the versions, with node
@@ -85,7 +85,7 @@ func TestClusterStackReleaseNodeImages(t *testing.T) {
 	nir = f.get(nirName)
 	g.Expect(nir.OwnerReferences).To(HaveLen(2))
 	g.Expect(f.cloud.Images()).To(HaveLen(1))
-	g.Expect(f.cloud.Calls(openstack.CallImportImage)).To(Equal(1))
+	g.Expect(f.cloud.Calls(openstackdouble.CallImportImage)).To(Equal(1))
 
 	// The shared object stays while one release uses it.
 	g.Expect(env.Client.Delete(context.Background(), v1)).To(Succeed())
@@ -105,11 +105,11 @@ func TestClusterStackReleaseNodeImages(t *testing.T) {
 func TestClusterStackReleaseSecondProject(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t,
-		openstack.WithUser(openstack.User{Name: "alice", Password: "alice-pw", Projects: []string{"alpha"}}),
-		openstack.WithUser(openstack.User{Name: "bob", Password: "bob-pw", Projects: []string{"beta"}}))
+		openstackdouble.WithUser(openstackdouble.User{Name: "alice", Password: "alice-pw", Projects: []string{"alpha"}}),
+		openstackdouble.WithUser(openstackdouble.User{Name: "bob", Password: "bob-pw", Projects: []string{"beta"}}))
 	other := f.newNamespace()
-	f.addSecretIn(f.ns, "alpha", openstack.CloudsYAMLOptions{User: "alice", Password: "alice-pw"})
-	f.addSecretIn(other, "beta", openstack.CloudsYAMLOptions{User: "bob", Password: "bob-pw"})
+	f.addSecretIn(f.ns, "alpha", openstackdouble.CloudsYAMLOptions{User: "alice", Password: "alice-pw"})
+	f.addSecretIn(other, "beta", openstackdouble.CloudsYAMLOptions{User: "bob", Password: "bob-pw"})
 	f.startManager(f.options(dirReleases{dir: buildReleases(t, []int{1})}))
 
 	createRelease(t, f.ns, "openstack-scs-1-32-v1", "alpha")

@@ -48,8 +48,8 @@ var (
 	machineListGVK         = schema.GroupVersionKind{Group: "infrastructure.cluster.x-k8s.io", Version: "v1beta1", Kind: "OpenStackMachineList"}
 )
 
-// NodeImageReleaseReconciler makes one node image exist in one Glance project.
-type NodeImageReleaseReconciler struct {
+// OpenStackNodeImageReleaseReconciler makes one node image exist in one Glance project.
+type OpenStackNodeImageReleaseReconciler struct {
 	Client client.Client
 	// APIReader reads the namespace of an object whose credentials are gone.
 	APIReader       client.Reader
@@ -86,7 +86,7 @@ const defaultNodeImageWorkers = 4
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the controller.
-func (r *NodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *OpenStackNodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	workers := r.Workers
 	if workers <= 0 {
 		workers = defaultNodeImageWorkers
@@ -106,7 +106,7 @@ func (r *NodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete
 // or normal.
-func (r *NodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *OpenStackNodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
 	obj := &infrav1.OpenStackNodeImageRelease{}
 	// Read from the API server, not the cache: this controller writes its status in the middle of
 	// a reconcile (the image ID right after creating) and a reconcile started from a cache that
@@ -187,7 +187,7 @@ func (r *NodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	return res, err
 }
 
-func (r *NodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, persistStatus nodeimage.Persist) report {
+func (r *OpenStackNodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, persistStatus nodeimage.Persist) report {
 	upToDate := obj.Status.ObservedGeneration == obj.Generation
 	// A converged image costs no OpenStack call (and no Secret read) unless a re-check is asked.
 	if upToDate && obj.Status.Ready && obj.Status.ImageID != "" && obj.Status.ImageStatus == "active" && r.RecheckInterval == 0 {
@@ -238,7 +238,7 @@ func (r *NodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *i
 	return report{outcome: out, err: err}
 }
 
-func (r *NodeImageReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) report {
+func (r *OpenStackNodeImageReleaseReconciler) reconcileDelete(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) report {
 	log := ctrl.LoggerFrom(ctx)
 	if !controllerutil.ContainsFinalizer(obj, infrav1.OpenStackNodeImageReleaseFinalizer) {
 		return report{unchanged: true, converged: true}
@@ -300,7 +300,7 @@ func (r *NodeImageReleaseReconciler) reconcileDelete(ctx context.Context, obj *i
 // imageUsers lists what still uses the image: OpenStackMachineTemplates and OpenStackMachines of
 // the namespace naming it by ID or name, and other OpenStackNodeImageReleases (any namespace)
 // that adopted the same Glance image. Kinds whose CRD is not installed use nothing.
-func (r *NodeImageReleaseReconciler) imageUsers(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) ([]string, error) {
+func (r *OpenStackNodeImageReleaseReconciler) imageUsers(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) ([]string, error) {
 	id, name := obj.Status.ImageID, obj.Spec.Image.CreateOpts.Name
 	var users []string
 	for _, gvk := range []schema.GroupVersionKind{machineTemplateListGVK, machineListGVK} {
@@ -348,7 +348,7 @@ func usesImage(obj map[string]any, id, name string) bool {
 	return v != "" && v == id
 }
 
-func (r *NodeImageReleaseReconciler) namespaceTerminating(ctx context.Context, namespace string) bool {
+func (r *OpenStackNodeImageReleaseReconciler) namespaceTerminating(ctx context.Context, namespace string) bool {
 	ns := &corev1.Namespace{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
 		return false

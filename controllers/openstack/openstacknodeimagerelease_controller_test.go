@@ -15,7 +15,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 // pathOf turns a call key ("POST /v2/images") into the path a Fault matches.
@@ -41,13 +41,13 @@ func TestWebDownload(t *testing.T) {
 	g.Expect(nir.Status.CreatedImage).To(BeTrue())
 	img, ok := f.cloud.Image(nir.Status.ImageID)
 	g.Expect(ok).To(BeTrue())
-	g.Expect(img.Status).To(Equal(openstack.StatusActive))
+	g.Expect(img.Status).To(Equal(openstackdouble.StatusActive))
 	g.Expect(img.Properties).To(HaveKeyWithValue("os_purpose", "k8snode"))
 	g.Expect(img.Properties).To(HaveKeyWithValue("image_source", f.url(imagePath)))
 	g.Expect(img.Properties).To(HaveKeyWithValue("replace_frequency", "never"))
 	g.Expect(img.Properties).To(HaveKey("image_build_date"))
-	g.Expect(f.cloud.Calls(openstack.CallImportImage)).To(Equal(1))
-	g.Expect(f.cloud.Calls(openstack.CallUploadImage)).To(Equal(0))
+	g.Expect(f.cloud.Calls(openstackdouble.CallImportImage)).To(Equal(1))
+	g.Expect(f.cloud.Calls(openstackdouble.CallUploadImage)).To(Equal(0))
 	g.Expect(f.cloud.Images()).To(HaveLen(1))
 }
 
@@ -62,19 +62,19 @@ func TestUploadWithHash(t *testing.T) {
 	nir := f.waitReady(g, "upload")
 	img, _ := f.cloud.Image(nir.Status.ImageID)
 	g.Expect(img.Size).To(Equal(int64(len(f.data))))
-	g.Expect(f.cloud.Calls(openstack.CallUploadImage)).To(Equal(1))
-	g.Expect(f.cloud.Calls(openstack.CallImportImage)).To(Equal(0))
+	g.Expect(f.cloud.Calls(openstackdouble.CallUploadImage)).To(Equal(1))
+	g.Expect(f.cloud.Calls(openstackdouble.CallImportImage)).To(Equal(0))
 }
 
 func TestUploadWithoutWebDownload(t *testing.T) {
 	g := NewWithT(t)
-	f := newFixture(t, openstack.WithWebDownload(false))
+	f := newFixture(t, openstackdouble.WithWebDownload(false))
 	f.startManager(f.options(nil))
 	f.nodeImage("noweb", nil)
 
 	f.waitReady(g, "noweb")
-	g.Expect(f.cloud.Calls(openstack.CallUploadImage)).To(Equal(1))
-	g.Expect(f.cloud.Calls(openstack.CallImportImage)).To(Equal(0))
+	g.Expect(f.cloud.Calls(openstackdouble.CallUploadImage)).To(Equal(1))
+	g.Expect(f.cloud.Calls(openstackdouble.CallImportImage)).To(Equal(0))
 }
 
 func TestHashMismatchRefused(t *testing.T) {
@@ -88,7 +88,7 @@ func TestHashMismatchRefused(t *testing.T) {
 	nir := f.waitCondition(g, "bad", csv1alpha1.StalledCondition, metav1.ConditionTrue, infrav1.HashMismatchReason)
 	g.Expect(nir.Status.Ready).To(BeFalse())
 	g.Expect(nir.Status.ImageID).To(BeEmpty())
-	g.Expect(f.cloud.Calls(openstack.CallCreateImage)).To(Equal(1))
+	g.Expect(f.cloud.Calls(openstackdouble.CallCreateImage)).To(Equal(1))
 	// The upload was aborted and the record deleted: nothing can boot from the wrong bytes.
 	g.Expect(f.cloud.Images()).To(BeEmpty())
 	// Stalled waits for a new spec: no further attempts.
@@ -99,21 +99,21 @@ func TestHashMismatchRefused(t *testing.T) {
 func TestFailedImportRetried(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	fault := f.cloud.InjectFault(openstack.Fault{Method: "POST", Path: pathOf(openstack.CallImportImage), Times: 1, Import: openstack.ImportFails})
+	fault := f.cloud.InjectFault(openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallImportImage), Times: 1, Import: openstackdouble.ImportFails})
 	f.startManager(f.options(nil))
 	f.nodeImage("retry", nil)
 
 	nir := f.waitReady(g, "retry")
 	g.Expect(fault.Hits()).To(Equal(1))
 	g.Expect(nir.Status.TransferAttempts).To(Equal(int32(2)))
-	g.Expect(f.cloud.Calls(openstack.CallImportImage)).To(Equal(2))
+	g.Expect(f.cloud.Calls(openstackdouble.CallImportImage)).To(Equal(2))
 	g.Expect(f.cloud.Images()).To(HaveLen(1))
 }
 
 func TestFailedImportTerminal(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	f.cloud.InjectFault(openstack.Fault{Method: "POST", Path: pathOf(openstack.CallImportImage), Import: openstack.ImportFails})
+	f.cloud.InjectFault(openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallImportImage), Import: openstackdouble.ImportFails})
 	opts := f.options(nil)
 	opts.NodeImage.MaxTransferAttempts = 3
 	f.startManager(opts)
@@ -121,7 +121,7 @@ func TestFailedImportTerminal(t *testing.T) {
 
 	nir := f.waitCondition(g, "doomed", csv1alpha1.StalledCondition, metav1.ConditionTrue, infrav1.TransferFailedReason)
 	g.Expect(nir.Status.TransferAttempts).To(Equal(int32(3)))
-	g.Expect(f.cloud.Calls(openstack.CallImportImage)).To(Equal(3))
+	g.Expect(f.cloud.Calls(openstackdouble.CallImportImage)).To(Equal(3))
 	msg := nir.Status.Conditions[0].Message
 	for _, c := range nir.Status.Conditions {
 		if c.Type == csv1alpha1.ReadyCondition {
@@ -135,7 +135,7 @@ func TestFailedImportTerminal(t *testing.T) {
 func TestStuckImportReplaced(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	f.cloud.InjectFault(openstack.Fault{Method: "POST", Path: pathOf(openstack.CallImportImage), Times: 1, Import: openstack.ImportHangs})
+	f.cloud.InjectFault(openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallImportImage), Times: 1, Import: openstackdouble.ImportHangs})
 	opts := f.options(nil)
 	opts.NodeImage.ImportTimeout = 500 * time.Millisecond
 	f.startManager(opts)
@@ -143,16 +143,16 @@ func TestStuckImportReplaced(t *testing.T) {
 
 	nir := f.waitReady(g, "stuck")
 	// The hanging image was deleted and a fresh one imported.
-	g.Expect(f.cloud.Calls(openstack.CallCreateImage)).To(Equal(2))
+	g.Expect(f.cloud.Calls(openstackdouble.CallCreateImage)).To(Equal(2))
 	g.Expect(f.cloud.Images()).To(HaveLen(1))
 	g.Expect(f.cloud.Images()[0].ID).To(Equal(nir.Status.ImageID))
 }
 
 func TestCrashBetweenCreateAndUpload(t *testing.T) {
 	g := NewWithT(t)
-	f := newFixture(t, openstack.WithWebDownload(false))
+	f := newFixture(t, openstackdouble.WithWebDownload(false))
 	// The upload hangs until the manager is stopped, like a process killed mid-upload.
-	hang := f.cloud.InjectFault(openstack.Fault{Method: "PUT", Path: pathOf(openstack.CallUploadImage), Delay: time.Hour})
+	hang := f.cloud.InjectFault(openstackdouble.Fault{Method: "PUT", Path: pathOf(openstackdouble.CallUploadImage), Delay: time.Hour})
 	stop := f.startManager(f.options(nil))
 	f.nodeImage("crash", nil)
 
@@ -166,7 +166,7 @@ func TestCrashBetweenCreateAndUpload(t *testing.T) {
 	nir := f.waitReady(g, "crash")
 	g.Expect(nir.Status.ImageID).To(Equal(id))
 	g.Expect(f.cloud.Images()).To(HaveLen(1))
-	g.Expect(f.cloud.Calls(openstack.CallCreateImage)).To(Equal(1))
+	g.Expect(f.cloud.Calls(openstackdouble.CallCreateImage)).To(Equal(1))
 }
 
 func TestExistingImageFound(t *testing.T) {
@@ -185,11 +185,11 @@ func TestExistingImageFound(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)
-			existing := f.cloud.AddImage(openstack.Image{
-				Name: "ubuntu-capi-image-" + tt.name, Status: openstack.StatusActive, Visibility: tt.visibility, Hidden: tt.hidden,
-				Owner: f.cloud.ProjectID(openstack.DefaultProject), DiskFormat: "qcow2", ContainerFormat: "bare",
+			existing := f.cloud.AddImage(openstackdouble.Image{
+				Name: "ubuntu-capi-image-" + tt.name, Status: openstackdouble.StatusActive, Visibility: tt.visibility, Hidden: tt.hidden,
+				Owner: f.cloud.ProjectID(openstackdouble.DefaultProject), DiskFormat: "qcow2", ContainerFormat: "bare",
 			})
-			creates := f.cloud.Calls(openstack.CallCreateImage)
+			creates := f.cloud.Calls(openstackdouble.CallCreateImage)
 			f.nodeImage(tt.name, func(n *infrav1.OpenStackNodeImageRelease) {
 				n.Spec.Image.CreateOpts.Visibility = ptr.To(tt.visibility)
 				n.Spec.Image.CreateOpts.Hidden = ptr.To(tt.hidden)
@@ -197,7 +197,7 @@ func TestExistingImageFound(t *testing.T) {
 			nir := f.waitReady(g, tt.name)
 			g.Expect(nir.Status.ImageID).To(Equal(existing.ID))
 			g.Expect(nir.Status.CreatedImage).To(BeFalse())
-			g.Expect(f.cloud.Calls(openstack.CallCreateImage)).To(Equal(creates))
+			g.Expect(f.cloud.Calls(openstackdouble.CallCreateImage)).To(Equal(creates))
 		})
 	}
 }
@@ -208,21 +208,21 @@ func TestTokenExpiryMidRun(t *testing.T) {
 	f.startManager(f.options(nil))
 	f.nodeImage("first", nil)
 	f.waitReady(g, "first")
-	g.Expect(f.cloud.Calls(openstack.CallAuthTokens)).To(Equal(1))
+	g.Expect(f.cloud.Calls(openstackdouble.CallAuthTokens)).To(Equal(1))
 
 	f.cloud.ExpireTokens()
 	f.nodeImage("second", withHash(f))
 	f.waitReady(g, "second")
 	// One re-authentication, on the cached client; no login per image or per reconcile.
-	g.Expect(f.cloud.Calls(openstack.CallAuthTokens)).To(Equal(2))
+	g.Expect(f.cloud.Calls(openstackdouble.CallAuthTokens)).To(Equal(2))
 	g.Expect(f.cloud.Images()).To(HaveLen(2))
 }
 
 func TestRateLimitsHonoured(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	limited := f.cloud.InjectFault(openstack.Fault{Method: "GET", Path: pathOf(openstack.CallListImages), Status: 429, RetryAfter: time.Second, Times: 2})
-	unavailable := f.cloud.InjectFault(openstack.Fault{Method: "POST", Path: pathOf(openstack.CallCreateImage), Status: 503, RetryAfter: time.Second, Times: 1})
+	limited := f.cloud.InjectFault(openstackdouble.Fault{Method: "GET", Path: pathOf(openstackdouble.CallListImages), Status: 429, RetryAfter: time.Second, Times: 2})
+	unavailable := f.cloud.InjectFault(openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallCreateImage), Status: 503, RetryAfter: time.Second, Times: 1})
 	f.startManager(f.options(nil))
 	f.nodeImage("limited", nil)
 
@@ -237,7 +237,7 @@ func TestWrongCredentials(t *testing.T) {
 	const password = "not-the-password-42"
 	g := NewWithT(t)
 	f := newFixture(t)
-	f.addSecret("wrong", openstack.CloudsYAMLOptions{Password: password})
+	f.addSecret("wrong", openstackdouble.CloudsYAMLOptions{Password: password})
 	f.startManager(f.options(nil))
 	f.nodeImage("wrong", func(n *infrav1.OpenStackNodeImageRelease) { n.Spec.IdentityRef.Name = "wrong" })
 	f.nodeImage("absent", func(n *infrav1.OpenStackNodeImageRelease) { n.Spec.IdentityRef.Name = "absent" })
@@ -284,8 +284,8 @@ func TestDeletionPolicy(t *testing.T) {
 	f.nodeImage("kept", func(n *infrav1.OpenStackNodeImageRelease) { n.Spec.DeletionPolicy = infrav1.DeletionPolicyKeep })
 	kept := f.waitReady(g, "kept").Status.ImageID
 	// Found, policy unset: kept.
-	found := f.cloud.AddImage(openstack.Image{Name: "ubuntu-capi-image-found", Status: openstack.StatusActive,
-		Owner: f.cloud.ProjectID(openstack.DefaultProject), DiskFormat: "qcow2", ContainerFormat: "bare"})
+	found := f.cloud.AddImage(openstackdouble.Image{Name: "ubuntu-capi-image-found", Status: openstackdouble.StatusActive,
+		Owner: f.cloud.ProjectID(openstackdouble.DefaultProject), DiskFormat: "qcow2", ContainerFormat: "bare"})
 	f.nodeImage("found", nil)
 	f.waitReady(g, "found")
 

@@ -61,7 +61,7 @@ func (e *kubeError) Unwrap() error { return e.err }
 // setNodeImageStatus computes the conditions of obj from rep and returns the reconcile result,
 // whether the conditions describe the current spec (converged: observedGeneration is recorded),
 // and the error for controller-runtime's backoff.
-func (r *NodeImageReleaseReconciler) setNodeImageStatus(obj *infrav1.OpenStackNodeImageRelease, rep report) (ctrl.Result, bool, error) {
+func (r *OpenStackNodeImageReleaseReconciler) setNodeImageStatus(obj *infrav1.OpenStackNodeImageRelease, rep report) (ctrl.Result, bool, error) {
 	if rep.unchanged {
 		return rep.result, rep.converged, rep.err
 	}
@@ -124,7 +124,7 @@ func (r *NodeImageReleaseReconciler) setNodeImageStatus(obj *infrav1.OpenStackNo
 }
 
 // stall marks obj Stalled, with an event when the message is news.
-func (r *NodeImageReleaseReconciler) stall(obj *infrav1.OpenStackNodeImageRelease, action, reason, msg string) {
+func (r *OpenStackNodeImageReleaseReconciler) stall(obj *infrav1.OpenStackNodeImageRelease, action, reason, msg string) {
 	if !conditions.IsTrue(obj, csv1alpha1.StalledCondition) || conditions.GetMessage(obj, csv1alpha1.StalledCondition) != msg {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, reason, action, "%s", msg)
 	}
@@ -135,7 +135,7 @@ func (r *NodeImageReleaseReconciler) stall(obj *infrav1.OpenStackNodeImageReleas
 // returns the result that makes it so. The message carries the retry time, so each retry during
 // an outage writes the status once; the controller ignores its own status writes, so that write
 // does not bring the retry forward.
-func (r *NodeImageReleaseReconciler) outage(obj *infrav1.OpenStackNodeImageRelease, rep report, problem string, retryAfter time.Duration) ctrl.Result {
+func (r *OpenStackNodeImageReleaseReconciler) outage(obj *infrav1.OpenStackNodeImageRelease, rep report, problem string, retryAfter time.Duration) ctrl.Result {
 	wait := retryAfter
 	if wait <= 0 {
 		wait = r.OutageRetry
@@ -176,7 +176,7 @@ func identityName(obj *infrav1.OpenStackNodeImageRelease) string {
 	return scope.DefaultCloudName
 }
 
-func (r *NodeImageReleaseReconciler) now() time.Time {
+func (r *OpenStackNodeImageReleaseReconciler) now() time.Time {
 	if r.NodeImage.Now != nil {
 		return r.NodeImage.Now()
 	}

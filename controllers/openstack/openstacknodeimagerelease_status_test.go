@@ -70,7 +70,7 @@ func TestSetNodeImageStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &NodeImageReleaseReconciler{Recorder: events.NewFakeRecorder(10), OutageRetry: 10 * time.Second,
+			r := &OpenStackNodeImageReleaseReconciler{Recorder: events.NewFakeRecorder(10), OutageRetry: 10 * time.Second,
 				NodeImage: nodeimage.Options{Now: func() time.Time { return now }}}
 			obj := &infrav1.OpenStackNodeImageRelease{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "img"},
 				Spec:   infrav1.OpenStackNodeImageReleaseSpec{IdentityRef: &infrav1.OpenStackIdentityReference{Name: "openstack"}},

@@ -69,7 +69,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.HTTPClient != nil && opts.NodeImage.HTTPClient == nil {
 		opts.NodeImage.HTTPClient = opts.HTTPClient
 	}
-	nir := &NodeImageReleaseReconciler{
+	nir := &OpenStackNodeImageReleaseReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
 		ImageClients:    opts.ImageClients,
@@ -83,7 +83,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := nir.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the OpenStackNodeImageRelease controller: %w", err)
 	}
-	csr := &ClusterStackReleaseReconciler{
+	csr := &OpenStackClusterStackReleaseReconciler{
 		Client:   mgr.GetClient(),
 		Releases: opts.Releases,
 		Recorder: mgr.GetEventRecorder("openstackclusterstackrelease-controller"),

@@ -20,7 +20,7 @@ import (
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 // imageSize is the size of the demo's node image file: big enough to be streamed in several
@@ -30,7 +30,7 @@ const imageSize = 4 << 20
 // cloud is the demo's OpenStack: the Keystone + Glance double, and a web server holding the
 // node image files that the releases' node-images.yaml name.
 type cloud struct {
-	server *openstack.Server
+	server *openstackdouble.Server
 	files  *httptest.Server
 	// fetches counts downloads of image files, by whoever makes them.
 	fetches atomic.Int32
@@ -69,7 +69,7 @@ func startCloud() (*cloud, error) {
 		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "example.com", MinVersion: tls.VersionTLS12},
 	}}
 	var err error
-	c.server, err = openstack.New(openstack.WithWebDownload(false), openstack.WithImportHTTPClient(c.redirect))
+	c.server, err = openstackdouble.New(openstackdouble.WithWebDownload(false), openstackdouble.WithImportHTTPClient(c.redirect))
 	if err != nil {
 		c.files.Close()
 		return nil, fmt.Errorf("starting the OpenStack double: %w", err)
@@ -94,7 +94,7 @@ func (c *cloud) createProvider(ctx context.Context, cl client.Client, cs *cluste
 		ns = cs.Namespace
 	}
 	secretName = ref.Name + "-credentials"
-	content, cloudName := c.server.CloudsYAML(openstack.CloudsYAMLOptions{})
+	content, cloudName := c.server.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: secretName},
 		StringData: map[string]string{scope.CloudsYAMLKey: content, scope.CloudNameKey: cloudName},
@@ -209,19 +209,19 @@ func (c *cloud) printOpenStackTables(ctx context.Context, cl client.Client, name
 			distinct[n.Spec.Image.URL] = true
 		}
 	}
-	uploads, imports := c.server.Calls(openstack.CallUploadImage), c.server.Calls(openstack.CallImportImage)
+	uploads, imports := c.server.Calls(openstackdouble.CallUploadImage), c.server.Calls(openstackdouble.CallImportImage)
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "Glance: %d image(s) for %d node image object(s) of %d release(s); %d distinct image file(s) downloaded %d time(s)\n",
 		len(imgs), len(nirs.Items), len(rels.Items), len(distinct), c.fetches.Load())
 	fmt.Fprintf(out, "Glance uploads (PUT /v2/images/{id}/file): %d, web-download imports: %d (web-download off) -- one upload per distinct image: %s\n",
 		uploads, imports, verdict(uploads+imports == len(distinct) && len(imgs) == len(distinct)))
 	fmt.Fprintf(out, "Keystone logins (POST /v3/auth/tokens): %d; OpenStack calls in total: %d\n",
-		c.server.Calls(openstack.CallAuthTokens), c.server.TotalCalls())
+		c.server.Calls(openstackdouble.CallAuthTokens), c.server.TotalCalls())
 	return nil
 }
 
 // shortHash shows the start of the hash Glance computed over the stored bytes.
-func shortHash(img openstack.Image) string {
+func shortHash(img openstackdouble.Image) string {
 	if img.HashValue == "" {
 		return "<none>"
 	}

@@ -32,7 +32,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
 
@@ -94,7 +94,7 @@ type scenario struct {
 	// creating hundreds of objects does not pace the measurement.
 	c        client.Client
 	workC    client.Client
-	cloud    *openstack.Server
+	cloud    *openstackdouble.Server
 	files    *httptest.Server
 	fetches  atomic.Int64
 	registry string
@@ -145,7 +145,7 @@ func newScenario(tb testing.TB) *scenario {
 	// Web-download off: the manager downloads each file and uploads it (PUT
 	// /v2/images/{id}/file), the path every cloud supports; the upload counter then counts
 	// the image bytes the operator sent to Glance.
-	if s.cloud, err = openstack.New(openstack.WithWebDownload(false)); err != nil {
+	if s.cloud, err = openstackdouble.New(openstackdouble.WithWebDownload(false)); err != nil {
 		tb.Fatal(err)
 	}
 	s.closers = append(s.closers, s.cloud.Close)
@@ -279,7 +279,7 @@ func (s *scenario) prepareNamespace(ctx context.Context, ns string) error {
 	if err := s.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return fmt.Errorf("creating namespace %s: %w", ns, err)
 	}
-	content, cloudName := s.cloud.CloudsYAML(openstack.CloudsYAMLOptions{})
+	content, cloudName := s.cloud.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: credentialsSecret},
 		StringData: map[string]string{scope.CloudsYAMLKey: content, scope.CloudNameKey: cloudName},
@@ -517,7 +517,7 @@ func (s *scenario) glance() (uploads, imports int, images map[string]int) {
 	for _, img := range s.cloud.Images() {
 		images[img.Name]++
 	}
-	return s.cloud.Calls(openstack.CallUploadImage), s.cloud.Calls(openstack.CallImportImage), images
+	return s.cloud.Calls(openstackdouble.CallUploadImage), s.cloud.Calls(openstackdouble.CallImportImage), images
 }
 
 func describeImages(images map[string]int) string {

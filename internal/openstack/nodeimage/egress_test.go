@@ -20,20 +20,20 @@ import (
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 // glance starts the OpenStack double and returns a Glance client for it. The double listens on
 // loopback: the OpenStack API endpoints come from the administrator's clouds.yaml, not from
 // release content, so the egress policy does not apply to them.
-func glance(t *testing.T, webDownload bool) (*openstack.Server, clients.ImageClient) {
+func glance(t *testing.T, webDownload bool) (*openstackdouble.Server, clients.ImageClient) {
 	t.Helper()
-	s, err := openstack.New(openstack.WithWebDownload(webDownload))
+	s, err := openstackdouble.New(openstackdouble.WithWebDownload(webDownload))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	content, cloud := s.CloudsYAML(openstack.CloudsYAMLOptions{})
+	content, cloud := s.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
 	ao, eo, tlsConfig, err := clouds.Parse(clouds.WithCloudsYAML(strings.NewReader(content)), clouds.WithCloudName(cloud))
 	if err != nil {
 		t.Fatal(err)

@@ -22,12 +22,12 @@ import (
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 // world is a Glance double, a file server and a service logged in to the double.
 type world struct {
-	cloud *openstack.Server
+	cloud *openstackdouble.Server
 	files *httptest.Server
 	data  []byte
 	// stall makes the file server send half the file and then nothing.
@@ -50,7 +50,7 @@ func (secretReader) List(context.Context, client.ObjectList, ...client.ListOptio
 	return errors.New("not used")
 }
 
-func newWorld(t *testing.T, opts Options, cloudOpts ...openstack.Option) *world {
+func newWorld(t *testing.T, opts Options, cloudOpts ...openstackdouble.Option) *world {
 	t.Helper()
 	w := &world{data: make([]byte, 256<<10), now: time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)}
 	_, _ = rand.Read(w.data)
@@ -65,12 +65,12 @@ func newWorld(t *testing.T, opts Options, cloudOpts ...openstack.Option) *world 
 	}))
 	t.Cleanup(w.files.Close)
 	var err error
-	w.cloud, err = openstack.New(append([]openstack.Option{openstack.WithWebDownload(false)}, cloudOpts...)...)
+	w.cloud, err = openstackdouble.New(append([]openstackdouble.Option{openstackdouble.WithWebDownload(false)}, cloudOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.cloud.Close)
-	content, cloud := w.cloud.CloudsYAML(openstack.CloudsYAMLOptions{})
+	content, cloud := w.cloud.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "openstack", UID: "secret-uid", ResourceVersion: "1"},
 		Data: map[string][]byte{scope.CloudsYAMLKey: []byte(content), scope.CloudNameKey: []byte(cloud)}}
 	images, err := scope.NewFactory(secretReader{sec}, scope.WithRequestTimeout(time.Second)).ImageClient(t.Context(), "ns", nil)
@@ -131,7 +131,7 @@ func TestOwnershipSurvivesLostStatus(t *testing.T) {
 	if restarted.Status.ImageID != imgs[0].ID || !restarted.Status.CreatedImage {
 		t.Fatalf("status after the restart = %+v, want image %s created by this object", restarted.Status, imgs[0].ID)
 	}
-	if n := w.cloud.Calls(openstack.CallCreateImage); n != 1 {
+	if n := w.cloud.Calls(openstackdouble.CallCreateImage); n != 1 {
 		t.Errorf("creates = %d, want 1", n)
 	}
 
@@ -141,8 +141,8 @@ func TestOwnershipSurvivesLostStatus(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := newWorld(t, Options{})
-			found := w.cloud.AddImage(openstack.Image{Name: "ubuntu", Status: openstack.StatusActive, DiskFormat: "qcow2", ContainerFormat: "bare",
-				Owner: w.cloud.ProjectID(openstack.DefaultProject), Properties: props})
+			found := w.cloud.AddImage(openstackdouble.Image{Name: "ubuntu", Status: openstackdouble.StatusActive, DiskFormat: "qcow2", ContainerFormat: "bare",
+				Owner: w.cloud.ProjectID(openstackdouble.DefaultProject), Properties: props})
 			obj := w.object("b")
 			out, err := w.svc.Ensure(t.Context(), obj, noPersist)
 			if err != nil || !out.Ready {
@@ -166,7 +166,7 @@ func TestUploadStallFailsAfterProgressDeadline(t *testing.T) {
 	}{
 		{name: "download stalls", setup: func(w *world) { w.stall.Store(true) }, phase: PhaseDownload},
 		{name: "Glance stops taking data", setup: func(w *world) {
-			w.cloud.InjectFault(openstack.Fault{Method: "PUT", Path: openstack.CallUploadImage[len("PUT "):], AfterBytes: 64 << 10, Hang: true})
+			w.cloud.InjectFault(openstackdouble.Fault{Method: "PUT", Path: openstackdouble.CallUploadImage[len("PUT "):], AfterBytes: 64 << 10, Hang: true})
 		}, phase: -1},
 	}
 	for _, tt := range tests {
@@ -210,8 +210,8 @@ func TestUploadStallFailsAfterProgressDeadline(t *testing.T) {
 func TestSavingBounded(t *testing.T) {
 	w := newWorld(t, Options{SavingTimeout: time.Minute})
 	obj := w.object("c")
-	stuck := w.cloud.AddImage(openstack.Image{Name: "ubuntu", Status: openstack.StatusSaving, DiskFormat: "qcow2", ContainerFormat: "bare",
-		Owner: w.cloud.ProjectID(openstack.DefaultProject), Properties: map[string]string{PropertyOwnerUID: string(obj.UID)}})
+	stuck := w.cloud.AddImage(openstackdouble.Image{Name: "ubuntu", Status: openstackdouble.StatusSaving, DiskFormat: "qcow2", ContainerFormat: "bare",
+		Owner: w.cloud.ProjectID(openstackdouble.DefaultProject), Properties: map[string]string{PropertyOwnerUID: string(obj.UID)}})
 
 	out, err := w.svc.Ensure(t.Context(), obj, noPersist)
 	if err != nil || out.Reason != infrav1.UploadingReason || obj.Status.TransferStartedAt == nil {
@@ -236,8 +236,8 @@ func TestSavingBounded(t *testing.T) {
 
 	// Someone else's image stuck in saving is left alone and reported.
 	w2 := newWorld(t, Options{SavingTimeout: time.Minute})
-	foreign := w2.cloud.AddImage(openstack.Image{Name: "ubuntu", Status: openstack.StatusSaving, DiskFormat: "qcow2", ContainerFormat: "bare",
-		Owner: w2.cloud.ProjectID(openstack.DefaultProject)})
+	foreign := w2.cloud.AddImage(openstackdouble.Image{Name: "ubuntu", Status: openstackdouble.StatusSaving, DiskFormat: "qcow2", ContainerFormat: "bare",
+		Owner: w2.cloud.ProjectID(openstackdouble.DefaultProject)})
 	obj = w2.object("d")
 	if _, err := w2.svc.Ensure(t.Context(), obj, noPersist); err != nil {
 		t.Fatal(err)
@@ -258,7 +258,7 @@ func TestSavingBounded(t *testing.T) {
 // count, and the queued image the operator created is deleted.
 func TestQuotaRefusalDeletesCreatedImage(t *testing.T) {
 	w := newWorld(t, Options{})
-	fault := w.cloud.InjectFault(openstack.Fault{Method: "PUT", Path: openstack.CallUploadImage[len("PUT "):], AfterBytes: 64 << 10, Status: http.StatusRequestEntityTooLarge})
+	fault := w.cloud.InjectFault(openstackdouble.Fault{Method: "PUT", Path: openstackdouble.CallUploadImage[len("PUT "):], AfterBytes: 64 << 10, Status: http.StatusRequestEntityTooLarge})
 	obj := w.object("q")
 	_, err := w.svc.Ensure(t.Context(), obj, noPersist)
 	var terminal *TerminalError

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 // secrets is the smallest client.Reader that serves Secrets from a map; the factory only Gets.
@@ -36,13 +36,13 @@ func (s secrets) List(context.Context, client.ObjectList, ...client.ListOption) 
 func TestFactoryCachesLogins(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
-	srv, err := openstack.New(openstack.WithClock(clock), openstack.WithTLS())
+	srv, err := openstackdouble.New(openstackdouble.WithClock(clock), openstackdouble.WithTLS())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	ctx := t.Context()
-	cloudsYAML, _ := srv.CloudsYAML(openstack.CloudsYAMLOptions{})
+	cloudsYAML, _ := srv.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
 	sec := secretWith(map[string]string{CloudsYAMLKey: cloudsYAML, CACertKey: string(srv.CACertPEM())})
 	sec.UID, sec.ResourceVersion = "uid-1", "1"
 	store := secrets{"ns/creds": sec}
@@ -62,7 +62,7 @@ func TestFactoryCachesLogins(t *testing.T) {
 	for range 5 {
 		list()
 	}
-	if got := srv.Calls(openstack.CallAuthTokens); got != 1 {
+	if got := srv.Calls(openstackdouble.CallAuthTokens); got != 1 {
 		t.Fatalf("logins after 5 uses of the same Secret = %d, want 1", got)
 	}
 
@@ -70,7 +70,7 @@ func TestFactoryCachesLogins(t *testing.T) {
 	srv.ExpireTokens()
 	list()
 	list()
-	if got := srv.Calls(openstack.CallAuthTokens); got != 2 {
+	if got := srv.Calls(openstackdouble.CallAuthTokens); got != 2 {
 		t.Fatalf("logins after token expiry = %d, want 2", got)
 	}
 
@@ -78,12 +78,12 @@ func TestFactoryCachesLogins(t *testing.T) {
 	sec.ResourceVersion = "2"
 	list()
 	list()
-	if got := srv.Calls(openstack.CallAuthTokens); got != 3 {
+	if got := srv.Calls(openstackdouble.CallAuthTokens); got != 3 {
 		t.Fatalf("logins after the Secret changed = %d, want 3", got)
 	}
 
 	// Wrong credentials: a readable, value-free error naming the Secret.
-	bad, _ := srv.CloudsYAML(openstack.CloudsYAMLOptions{Password: "wrong-" + testPassword})
+	bad, _ := srv.CloudsYAML(openstackdouble.CloudsYAMLOptions{Password: "wrong-" + testPassword})
 	store["ns/bad"] = secretWith(map[string]string{CloudsYAMLKey: bad, CACertKey: string(srv.CACertPEM())})
 	store["ns/bad"].Name, store["ns/bad"].UID = "bad", "uid-2"
 	_, err = f.ImageClient(ctx, "ns", &infrav1.OpenStackIdentityReference{Name: "bad"})

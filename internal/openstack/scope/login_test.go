@@ -11,7 +11,7 @@ import (
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 // TestLoginFailureClasses checks that a failed login says what it is: an unavailable or hanging
@@ -19,29 +19,29 @@ import (
 func TestLoginFailureClasses(t *testing.T) {
 	tests := []struct {
 		name  string
-		fault openstack.Fault
+		fault openstackdouble.Fault
 		// want is the sentinel of the CredentialsError.
 		want       error
 		retryable  bool
 		retryAfter time.Duration
 	}{
-		{name: "Keystone 503", fault: openstack.Fault{Status: 503, RetryAfter: 4 * time.Second}, want: ErrUnreachable, retryable: true, retryAfter: 4 * time.Second},
-		{name: "Keystone 429", fault: openstack.Fault{Status: 429, RetryAfter: 2 * time.Second}, want: ErrUnreachable, retryable: true, retryAfter: 2 * time.Second},
-		{name: "Keystone 500", fault: openstack.Fault{Status: 500}, want: ErrUnreachable, retryable: true},
-		{name: "Keystone hangs", fault: openstack.Fault{Hang: true}, want: ErrUnreachable, retryable: true},
-		{name: "Keystone resets", fault: openstack.Fault{ResetConnection: true}, want: ErrUnreachable, retryable: true},
-		{name: "Keystone 401", fault: openstack.Fault{Status: 401}, want: ErrAuthenticationFailed},
+		{name: "Keystone 503", fault: openstackdouble.Fault{Status: 503, RetryAfter: 4 * time.Second}, want: ErrUnreachable, retryable: true, retryAfter: 4 * time.Second},
+		{name: "Keystone 429", fault: openstackdouble.Fault{Status: 429, RetryAfter: 2 * time.Second}, want: ErrUnreachable, retryable: true, retryAfter: 2 * time.Second},
+		{name: "Keystone 500", fault: openstackdouble.Fault{Status: 500}, want: ErrUnreachable, retryable: true},
+		{name: "Keystone hangs", fault: openstackdouble.Fault{Hang: true}, want: ErrUnreachable, retryable: true},
+		{name: "Keystone resets", fault: openstackdouble.Fault{ResetConnection: true}, want: ErrUnreachable, retryable: true},
+		{name: "Keystone 401", fault: openstackdouble.Fault{Status: 401}, want: ErrAuthenticationFailed},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, err := openstack.New()
+			srv, err := openstackdouble.New()
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer srv.Close()
 			tt.fault.Method, tt.fault.Path = "POST", "/v3/auth/tokens"
 			srv.InjectFault(tt.fault)
-			cloudsYAML, _ := srv.CloudsYAML(openstack.CloudsYAMLOptions{})
+			cloudsYAML, _ := srv.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
 			sec := secretWith(map[string]string{CloudsYAMLKey: cloudsYAML})
 			sec.UID, sec.ResourceVersion = types.UID(fmt.Sprintf("uid-%d", i)), "1"
 			f := NewFactory(secrets{"ns/creds": sec}, WithRequestTimeout(100*time.Millisecond))
@@ -68,13 +68,13 @@ func TestLoginFailureClasses(t *testing.T) {
 // TestGlanceRequestTimeout checks that a Glance call that never answers ends after the request
 // timeout with a retryable error naming Glance.
 func TestGlanceRequestTimeout(t *testing.T) {
-	srv, err := openstack.New()
+	srv, err := openstackdouble.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	hang := srv.InjectFault(openstack.Fault{Method: "GET", Path: "/v2/images", Hang: true})
-	cloudsYAML, _ := srv.CloudsYAML(openstack.CloudsYAMLOptions{})
+	hang := srv.InjectFault(openstackdouble.Fault{Method: "GET", Path: "/v2/images", Hang: true})
+	cloudsYAML, _ := srv.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
 	sec := secretWith(map[string]string{CloudsYAMLKey: cloudsYAML})
 	sec.UID, sec.ResourceVersion = "uid", "1"
 	f := NewFactory(secrets{"ns/creds": sec}, WithRequestTimeout(100*time.Millisecond))

@@ -1,4 +1,4 @@
-package openstack_test
+package openstackdouble_test
 
 import (
 	"bytes"
@@ -15,25 +15,25 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imageimport"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 func TestStatusFaults(t *testing.T) {
 	tests := []struct {
 		name           string
-		fault          openstack.Fault
+		fault          openstackdouble.Fault
 		wantRetryAfter string // empty: no header expected
 	}{
-		{name: "403", fault: openstack.Fault{Status: http.StatusForbidden}},
-		{name: "409", fault: openstack.Fault{Status: http.StatusConflict}},
-		{name: "413", fault: openstack.Fault{Status: http.StatusRequestEntityTooLarge}},
-		{name: "429 default retry-after", fault: openstack.Fault{Status: http.StatusTooManyRequests}, wantRetryAfter: "1"},
-		{name: "503 with retry-after", fault: openstack.Fault{Status: http.StatusServiceUnavailable, RetryAfter: 1500 * time.Millisecond}, wantRetryAfter: "2"},
+		{name: "403", fault: openstackdouble.Fault{Status: http.StatusForbidden}},
+		{name: "409", fault: openstackdouble.Fault{Status: http.StatusConflict}},
+		{name: "413", fault: openstackdouble.Fault{Status: http.StatusRequestEntityTooLarge}},
+		{name: "429 default retry-after", fault: openstackdouble.Fault{Status: http.StatusTooManyRequests}, wantRetryAfter: "1"},
+		{name: "503 with retry-after", fault: openstackdouble.Fault{Status: http.StatusServiceUnavailable, RetryAfter: 1500 * time.Millisecond}, wantRetryAfter: "2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newServer(t)
-			c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+			c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 			img := createImage(t, c, images.CreateOpts{Name: "f"})
 			f := tt.fault
 			f.Method, f.Path, f.Times = http.MethodPut, "/v2/images/{id}/file", 1
@@ -47,15 +47,15 @@ func TestStatusFaults(t *testing.T) {
 			if got := ue.ResponseHeader.Get("Retry-After"); got != tt.wantRetryAfter {
 				t.Errorf("Retry-After = %q, want %q", got, tt.wantRetryAfter)
 			}
-			if got, _ := s.Image(img.ID); got.Status != openstack.StatusQueued {
+			if got, _ := s.Image(img.ID); got.Status != openstackdouble.StatusQueued {
 				t.Errorf("faulted upload changed the image to %s", got.Status)
 			}
 			// Times: 1 means the retry goes through.
 			if err := imagedata.Upload(t.Context(), c, img.ID, bytes.NewReader([]byte("data"))).ExtractErr(); err != nil {
 				t.Fatalf("retrying upload: %v", err)
 			}
-			if h.Hits() != 1 || s.Calls(openstack.CallUploadImage) != 2 {
-				t.Errorf("hits %d, upload calls %d; want 1, 2", h.Hits(), s.Calls(openstack.CallUploadImage))
+			if h.Hits() != 1 || s.Calls(openstackdouble.CallUploadImage) != 2 {
+				t.Errorf("hits %d, upload calls %d; want 1, 2", h.Hits(), s.Calls(openstackdouble.CallUploadImage))
 			}
 		})
 	}
@@ -64,16 +64,16 @@ func TestStatusFaults(t *testing.T) {
 // A 401 looks like an expired token: gophercloud logs in again and repeats the call once.
 func TestUnauthorizedFaultTriggersReauth(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	img := createImage(t, c, images.CreateOpts{Name: "a"})
 	oldToken := c.Token()
-	h := s.InjectFault(openstack.Fault{Method: http.MethodPut, Path: "/v2/images/{id}/file", Status: http.StatusUnauthorized, Times: 1})
+	h := s.InjectFault(openstackdouble.Fault{Method: http.MethodPut, Path: "/v2/images/{id}/file", Status: http.StatusUnauthorized, Times: 1})
 
 	data := []byte("payload")
 	if err := imagedata.Upload(t.Context(), c, img.ID, bytes.NewReader(data)).ExtractErr(); err != nil {
 		t.Fatalf("uploading: %v", err)
 	}
-	if h.Hits() != 1 || s.Calls(openstack.CallAuthTokens) != 2 || s.Calls(openstack.CallUploadImage) != 2 {
+	if h.Hits() != 1 || s.Calls(openstackdouble.CallAuthTokens) != 2 || s.Calls(openstackdouble.CallUploadImage) != 2 {
 		t.Errorf("hits %d; calls:\n%s", h.Hits(), s)
 	}
 	// The faulted token is dead for good, as an expired one would be.
@@ -95,8 +95,8 @@ func TestUnauthorizedFaultTriggersReauth(t *testing.T) {
 
 func TestLatencyFault(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
-	h := s.InjectFault(openstack.Fault{Method: http.MethodGet, Path: "/v2/images", Delay: 20 * time.Millisecond})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
+	h := s.InjectFault(openstackdouble.Fault{Method: http.MethodGet, Path: "/v2/images", Delay: 20 * time.Millisecond})
 	for range 2 {
 		if _, err := images.List(c, nil).AllPages(t.Context()); err != nil {
 			t.Fatalf("listing: %v", err)
@@ -116,8 +116,8 @@ func TestLatencyFault(t *testing.T) {
 
 func TestConnectionReset(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
-	h := s.InjectFault(openstack.Fault{Method: http.MethodPost, Path: "/v2/images", ResetConnection: true, Times: 1})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
+	h := s.InjectFault(openstackdouble.Fault{Method: http.MethodPost, Path: "/v2/images", ResetConnection: true, Times: 1})
 	_, err := images.Create(t.Context(), c, images.CreateOpts{Name: "r"}).Extract()
 	var ue gophercloud.ErrUnexpectedResponseCode
 	if err == nil || errors.As(err, &ue) {
@@ -137,10 +137,10 @@ func TestConnectionReset(t *testing.T) {
 // A fault's Path may be a pattern over the real path, to hit one image only.
 func TestFaultMatchingByPathPattern(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	a := createImage(t, c, images.CreateOpts{Name: "a"})
 	b := createImage(t, c, images.CreateOpts{Name: "b"})
-	s.InjectFault(openstack.Fault{Path: "/v2/images/" + a.ID + "/*", Status: http.StatusServiceUnavailable})
+	s.InjectFault(openstackdouble.Fault{Path: "/v2/images/" + a.ID + "/*", Status: http.StatusServiceUnavailable})
 
 	tests := []struct {
 		call func() error
@@ -164,11 +164,11 @@ func TestFaultMatchingByPathPattern(t *testing.T) {
 
 func TestKeystoneFault(t *testing.T) {
 	s := newServer(t)
-	s.InjectFault(openstack.Fault{Path: "/v3/auth/tokens", Status: http.StatusServiceUnavailable, Times: 1})
-	if _, _, err := login(t, s, openstack.CloudsYAMLOptions{}); !gophercloud.ResponseCodeIs(err, http.StatusServiceUnavailable) {
+	s.InjectFault(openstackdouble.Fault{Path: "/v3/auth/tokens", Status: http.StatusServiceUnavailable, Times: 1})
+	if _, _, err := login(t, s, openstackdouble.CloudsYAMLOptions{}); !gophercloud.ResponseCodeIs(err, http.StatusServiceUnavailable) {
 		t.Fatalf("login error = %v, want 503", err)
 	}
-	if _, _, err := login(t, s, openstack.CloudsYAMLOptions{}); err != nil {
+	if _, _, err := login(t, s, openstackdouble.CloudsYAMLOptions{}); err != nil {
 		t.Fatalf("second login: %v", err)
 	}
 }
@@ -177,7 +177,7 @@ func TestImportFaults(t *testing.T) {
 	data := []byte("image bytes")
 	src := fileServer(t, data)
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	importInto := func(id string) {
 		t.Helper()
 		err := imageimport.Create(t.Context(), c, id, imageimport.CreateOpts{Name: imageimport.WebDownloadMethod, URI: src.URL + "/image.qcow2"}).ExtractErr()
@@ -187,24 +187,24 @@ func TestImportFaults(t *testing.T) {
 	}
 
 	failing := createImage(t, c, images.CreateOpts{Name: "fails"})
-	s.InjectFault(openstack.Fault{Method: http.MethodPost, Path: "/v2/images/{id}/import", Import: openstack.ImportFails, Times: 1})
+	s.InjectFault(openstackdouble.Fault{Method: http.MethodPost, Path: "/v2/images/{id}/import", Import: openstackdouble.ImportFails, Times: 1})
 	importInto(failing.ID)
 	got := waitForImport(t, s, failing.ID)
-	if got.Status != openstack.StatusQueued || got.Properties["os_glance_failed_import"] != "file" {
+	if got.Status != openstackdouble.StatusQueued || got.Properties["os_glance_failed_import"] != "file" {
 		t.Errorf("failed import: status %s, properties %v", got.Status, got.Properties)
 	}
 
 	hanging := createImage(t, c, images.CreateOpts{Name: "hangs"})
-	s.InjectFault(openstack.Fault{Method: http.MethodPost, Path: "/v2/images/{id}/import", Import: openstack.ImportHangs, Times: 1})
+	s.InjectFault(openstackdouble.Fault{Method: http.MethodPost, Path: "/v2/images/{id}/import", Import: openstackdouble.ImportHangs, Times: 1})
 	importInto(hanging.ID)
 
 	// A normal import started after the hanging one finishes; the hanging one is still importing.
 	normal := createImage(t, c, images.CreateOpts{Name: "normal"})
 	importInto(normal.ID)
-	if got := waitForImport(t, s, normal.ID); got.Status != openstack.StatusActive {
+	if got := waitForImport(t, s, normal.ID); got.Status != openstackdouble.StatusActive {
 		t.Errorf("normal import ended %s", got.Status)
 	}
-	if got, _ := s.Image(hanging.ID); got.Status != openstack.StatusImporting || got.Properties["os_glance_failed_import"] != "" {
+	if got, _ := s.Image(hanging.ID); got.Status != openstackdouble.StatusImporting || got.Properties["os_glance_failed_import"] != "" {
 		t.Errorf("hanging import: status %s, properties %v", got.Status, got.Properties)
 	}
 	// While importing, the image takes no data.
@@ -212,14 +212,14 @@ func TestImportFaults(t *testing.T) {
 	if !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
 		t.Errorf("upload into importing image: error = %v, want 409", err)
 	}
-	if s.Calls(openstack.CallImportImage) != 3 {
+	if s.Calls(openstackdouble.CallImportImage) != 3 {
 		t.Errorf("calls:\n%s", s)
 	}
 }
 
 func TestCallCounts(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	img := createImage(t, c, images.CreateOpts{Name: "a"})
 	_, _ = images.Get(t.Context(), c, img.ID).Extract()
 	_, _ = images.Get(t.Context(), c, img.ID).Extract()
@@ -227,12 +227,12 @@ func TestCallCounts(t *testing.T) {
 	_ = images.Delete(t.Context(), c, img.ID).ExtractErr()
 
 	want := map[string]int{
-		openstack.CallAuthTokens:    1,
-		openstack.CallImageVersions: 1, // gophercloud's endpoint discovery in NewImageV2
-		openstack.CallCreateImage:   1,
-		openstack.CallGetImage:      2,
-		openstack.CallUploadImage:   1,
-		openstack.CallDeleteImage:   1,
+		openstackdouble.CallAuthTokens:    1,
+		openstackdouble.CallImageVersions: 1, // gophercloud's endpoint discovery in NewImageV2
+		openstackdouble.CallCreateImage:   1,
+		openstackdouble.CallGetImage:      2,
+		openstackdouble.CallUploadImage:   1,
+		openstackdouble.CallDeleteImage:   1,
 	}
 	got := s.CallCounts()
 	for k, v := range want {
@@ -244,7 +244,7 @@ func TestCallCounts(t *testing.T) {
 		t.Errorf("unexpected counters:\n%s", s)
 	}
 	s.ResetCalls()
-	if s.TotalCalls() != 0 || s.Calls(openstack.CallGetImage) != 0 {
+	if s.TotalCalls() != 0 || s.Calls(openstackdouble.CallGetImage) != 0 {
 		t.Errorf("after reset:\n%s", s)
 	}
 }
@@ -267,8 +267,8 @@ func getWithToken(t *testing.T, url, token string) int {
 // A hanging call never answers: the client's own deadline ends it, and the server notices.
 func TestHangFault(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
-	h := s.InjectFault(openstack.Fault{Method: http.MethodPost, Path: "/v2/images", Hang: true, Times: 1})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
+	h := s.InjectFault(openstackdouble.Fault{Method: http.MethodPost, Path: "/v2/images", Hang: true, Times: 1})
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	_, err := images.Create(ctx, c, images.CreateOpts{Name: "h"}).Extract()
@@ -287,18 +287,18 @@ func TestMidUploadFaults(t *testing.T) {
 	data := bytes.Repeat([]byte("x"), 64<<10)
 	tests := []struct {
 		name       string
-		fault      openstack.Fault
+		fault      openstackdouble.Fault
 		wantStatus int
 		wantImage  string
 	}{
-		{name: "413 after some bytes", fault: openstack.Fault{Status: http.StatusRequestEntityTooLarge}, wantStatus: http.StatusRequestEntityTooLarge, wantImage: openstack.StatusQueued},
-		{name: "reset after some bytes", fault: openstack.Fault{ResetConnection: true}, wantImage: openstack.StatusQueued},
-		{name: "stall after some bytes", fault: openstack.Fault{Hang: true}, wantImage: openstack.StatusSaving},
+		{name: "413 after some bytes", fault: openstackdouble.Fault{Status: http.StatusRequestEntityTooLarge}, wantStatus: http.StatusRequestEntityTooLarge, wantImage: openstackdouble.StatusQueued},
+		{name: "reset after some bytes", fault: openstackdouble.Fault{ResetConnection: true}, wantImage: openstackdouble.StatusQueued},
+		{name: "stall after some bytes", fault: openstackdouble.Fault{Hang: true}, wantImage: openstackdouble.StatusSaving},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newServer(t)
-			c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+			c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 			img := createImage(t, c, images.CreateOpts{Name: "m"})
 			f := tt.fault
 			f.Method, f.Path, f.AfterBytes, f.Times = http.MethodPut, "/v2/images/{id}/file", 1024, 1

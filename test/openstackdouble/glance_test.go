@@ -1,4 +1,4 @@
-package openstack_test
+package openstackdouble_test
 
 import (
 	"bytes"
@@ -17,12 +17,12 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 func TestCreateAndGet(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	id := "8d8a7a2c-8f7e-4d3b-9c59-0c8f5d6e1a2b"
 	created := createImage(t, c, images.CreateOpts{
 		ID: id, Name: "ubuntu-2404-kube-v1.33.1", Visibility: ptr(images.ImageVisibilityShared),
@@ -39,8 +39,8 @@ func TestCreateAndGet(t *testing.T) {
 			img.DiskFormat != "qcow2" || img.ContainerFormat != "bare" || !slices.Equal(img.Tags, []string{"scs", "kube"}) {
 			t.Errorf("image = %+v", img)
 		}
-		if img.Owner != s.ProjectID(openstack.DefaultProject) {
-			t.Errorf("owner = %s, want the token's project %s", img.Owner, s.ProjectID(openstack.DefaultProject))
+		if img.Owner != s.ProjectID(openstackdouble.DefaultProject) {
+			t.Errorf("owner = %s, want the token's project %s", img.Owner, s.ProjectID(openstackdouble.DefaultProject))
 		}
 		if img.Properties["os_distro"] != "ubuntu" || img.Properties["image_build_date"] != "2026-01-01" {
 			t.Errorf("properties = %v", img.Properties)
@@ -64,7 +64,7 @@ func TestCreateAndGet(t *testing.T) {
 
 func TestCreateRejects(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	existing := createImage(t, c, images.CreateOpts{Name: "existing"})
 	deleted := createImage(t, c, images.CreateOpts{Name: "deleted"})
 	if err := images.Delete(t.Context(), c, deleted.ID).ExtractErr(); err != nil {
@@ -99,21 +99,21 @@ func TestCreateRejects(t *testing.T) {
 }
 
 func TestListFiltersAndDefaultHiding(t *testing.T) {
-	s := newServer(t, openstack.WithUser(openstack.User{Name: "other", Password: "pw", Projects: []string{"other"}}),
-		openstack.WithUser(openstack.User{Name: openstack.DefaultUser, Password: openstack.DefaultPassword, Projects: []string{openstack.DefaultProject}}))
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{User: openstack.DefaultUser})
-	mine, other := s.ProjectID(openstack.DefaultProject), s.ProjectID("other")
+	s := newServer(t, openstackdouble.WithUser(openstackdouble.User{Name: "other", Password: "pw", Projects: []string{"other"}}),
+		openstackdouble.WithUser(openstackdouble.User{Name: openstackdouble.DefaultUser, Password: openstackdouble.DefaultPassword, Projects: []string{openstackdouble.DefaultProject}}))
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{User: openstackdouble.DefaultUser})
+	mine, other := s.ProjectID(openstackdouble.DefaultProject), s.ProjectID("other")
 
 	createImage(t, c, images.CreateOpts{Name: "plain", Tags: []string{"a"}})
 	createImage(t, c, images.CreateOpts{Name: "tagged", Tags: []string{"a", "b"}})
 	createImage(t, c, images.CreateOpts{Name: "hidden", Hidden: ptr(true), Tags: []string{"a", "b"}})
 	createImage(t, c, images.CreateOpts{Name: "community", Visibility: ptr(images.ImageVisibilityCommunity)})
 	createImage(t, c, images.CreateOpts{Name: "public", Visibility: ptr(images.ImageVisibilityPublic)})
-	s.AddImage(openstack.Image{Name: "other-private", Owner: other, Status: openstack.StatusActive})
-	s.AddImage(openstack.Image{Name: "other-public", Owner: other, Visibility: "public"})
-	s.AddImage(openstack.Image{Name: "other-community", Owner: other, Visibility: "community"})
-	s.AddImage(openstack.Image{Name: "other-shared-with-me", Owner: other, Visibility: "shared", Members: []string{mine}})
-	s.AddImage(openstack.Image{Name: "other-shared", Owner: other, Visibility: "shared"})
+	s.AddImage(openstackdouble.Image{Name: "other-private", Owner: other, Status: openstackdouble.StatusActive})
+	s.AddImage(openstackdouble.Image{Name: "other-public", Owner: other, Visibility: "public"})
+	s.AddImage(openstackdouble.Image{Name: "other-community", Owner: other, Visibility: "community"})
+	s.AddImage(openstackdouble.Image{Name: "other-shared-with-me", Owner: other, Visibility: "shared", Members: []string{mine}})
+	s.AddImage(openstackdouble.Image{Name: "other-shared", Owner: other, Visibility: "shared"})
 
 	tests := []struct {
 		name string
@@ -149,7 +149,7 @@ func TestListPagination(t *testing.T) {
 	for _, n := range []int{7, 6, 0} {
 		t.Run(fmt.Sprint(n, " images"), func(t *testing.T) {
 			s := newServer(t)
-			c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+			c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 			var want []string
 			for i := range n {
 				want = append(want, createImage(t, c, images.CreateOpts{Name: fmt.Sprint("img-", i), Tags: []string{"page"}}).ID)
@@ -184,7 +184,7 @@ func TestListPagination(t *testing.T) {
 			// Glance sends a next link whenever a page is full, so a multiple of the limit costs one
 			// extra, empty page.
 			wantCalls := n/3 + 1
-			if got := s.Calls(openstack.CallListImages); got != wantCalls {
+			if got := s.Calls(openstackdouble.CallListImages); got != wantCalls {
 				t.Errorf("list calls = %d, want %d", got, wantCalls)
 			}
 		})
@@ -193,7 +193,7 @@ func TestListPagination(t *testing.T) {
 
 func TestPatch(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	img := createImage(t, c, images.CreateOpts{Name: "p", Properties: map[string]string{"keep": "1", "drop": "2", "change": "3"}})
 
 	updated, err := images.Update(t.Context(), c, img.ID, images.UpdateOpts{
@@ -241,8 +241,8 @@ func TestPatch(t *testing.T) {
 }
 
 func TestUpload(t *testing.T) {
-	s := newServer(t, openstack.WithKeepImageData(true))
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	s := newServer(t, openstackdouble.WithKeepImageData(true))
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	data := bytes.Repeat([]byte("node image "), 100000)
 	wantMD5, wantSHA := hashes(data)
 
@@ -300,14 +300,14 @@ func TestWebDownloadImport(t *testing.T) {
 		wantStatus string
 		wantFailed string
 	}{
-		{name: "success", uri: src.URL + "/image.qcow2", wantStatus: openstack.StatusActive},
-		{name: "source 404", uri: src.URL + "/missing", wantStatus: openstack.StatusQueued, wantFailed: "file"},
-		{name: "source unreachable", uri: "http://127.0.0.1:1/image.qcow2", wantStatus: openstack.StatusQueued, wantFailed: "file"},
+		{name: "success", uri: src.URL + "/image.qcow2", wantStatus: openstackdouble.StatusActive},
+		{name: "source 404", uri: src.URL + "/missing", wantStatus: openstackdouble.StatusQueued, wantFailed: "file"},
+		{name: "source unreachable", uri: "http://127.0.0.1:1/image.qcow2", wantStatus: openstackdouble.StatusQueued, wantFailed: "file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newServer(t)
-			c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+			c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 			info, err := imageimport.Get(t.Context(), c).Extract()
 			if err != nil || !slices.Contains(info.ImportMethods.Value, string(imageimport.WebDownloadMethod)) {
 				t.Fatalf("import info = %+v, %v; want web-download", info, err)
@@ -322,7 +322,7 @@ func TestWebDownloadImport(t *testing.T) {
 				t.Fatalf("after import: status %s, os_glance_failed_import %q; want %s, %q", got.Status,
 					got.Properties["os_glance_failed_import"], tt.wantStatus, tt.wantFailed)
 			}
-			if tt.wantStatus == openstack.StatusActive && (got.Checksum != wantMD5 || got.HashValue != wantSHA || got.HashAlgo != "sha512") {
+			if tt.wantStatus == openstackdouble.StatusActive && (got.Checksum != wantMD5 || got.HashValue != wantSHA || got.HashAlgo != "sha512") {
 				t.Errorf("hashes = %s %s %s", got.Checksum, got.HashAlgo, got.HashValue)
 			}
 			// The client sees the same through the API.
@@ -333,7 +333,7 @@ func TestWebDownloadImport(t *testing.T) {
 			if string(api.Status) != tt.wantStatus || api.Properties["os_glance_failed_import"] != tt.wantFailed {
 				t.Errorf("API image = %+v", api)
 			}
-			if tt.wantStatus == openstack.StatusQueued {
+			if tt.wantStatus == openstackdouble.StatusQueued {
 				// A failed import can be retried, e.g. by uploading.
 				if err := imagedata.Upload(t.Context(), c, img.ID, bytes.NewReader(data)).ExtractErr(); err != nil {
 					t.Errorf("uploading after failed import: %v", err)
@@ -349,8 +349,8 @@ func TestWebDownloadImport(t *testing.T) {
 }
 
 func TestWebDownloadDisabled(t *testing.T) {
-	s := newServer(t, openstack.WithWebDownload(false))
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	s := newServer(t, openstackdouble.WithWebDownload(false))
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	info, err := imageimport.Get(t.Context(), c).Extract()
 	if err != nil {
 		t.Fatal(err)
@@ -363,19 +363,19 @@ func TestWebDownloadDisabled(t *testing.T) {
 	if !gophercloud.ResponseCodeIs(err, http.StatusBadRequest) {
 		t.Errorf("import error = %v, want 400", err)
 	}
-	if got, _ := s.Image(img.ID); got.Status != openstack.StatusQueued {
+	if got, _ := s.Image(img.ID); got.Status != openstackdouble.StatusQueued {
 		t.Errorf("status = %s, want queued", got.Status)
 	}
 }
 
 func TestDelete(t *testing.T) {
-	s := newServer(t, openstack.WithUser(openstack.User{Name: "other", Password: "pw", Projects: []string{"other"}}),
-		openstack.WithUser(openstack.User{Name: openstack.DefaultUser, Password: openstack.DefaultPassword, Projects: []string{openstack.DefaultProject}}))
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{User: openstack.DefaultUser})
+	s := newServer(t, openstackdouble.WithUser(openstackdouble.User{Name: "other", Password: "pw", Projects: []string{"other"}}),
+		openstackdouble.WithUser(openstackdouble.User{Name: openstackdouble.DefaultUser, Password: openstackdouble.DefaultPassword, Projects: []string{openstackdouble.DefaultProject}}))
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{User: openstackdouble.DefaultUser})
 	protected := createImage(t, c, images.CreateOpts{Name: "protected", Protected: ptr(true)})
 	plain := createImage(t, c, images.CreateOpts{Name: "plain"})
-	foreign := s.AddImage(openstack.Image{Name: "foreign", Owner: s.ProjectID("other"), Visibility: "public"})
-	foreignPrivate := s.AddImage(openstack.Image{Name: "foreign-private", Owner: s.ProjectID("other")})
+	foreign := s.AddImage(openstackdouble.Image{Name: "foreign", Owner: s.ProjectID("other"), Visibility: "public"})
+	foreignPrivate := s.AddImage(openstackdouble.Image{Name: "foreign-private", Owner: s.ProjectID("other")})
 
 	tests := []struct {
 		name string
@@ -414,7 +414,7 @@ func TestDelete(t *testing.T) {
 // The double is used by many reconcilers at once.
 func TestConcurrentClients(t *testing.T) {
 	s := newServer(t)
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	const n = 12
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -439,11 +439,11 @@ func TestConcurrentClients(t *testing.T) {
 	}
 	active := 0
 	for _, img := range s.Images() {
-		if img.Status == openstack.StatusActive {
+		if img.Status == openstackdouble.StatusActive {
 			active++
 		}
 	}
-	if active != n || s.Calls(openstack.CallUploadImage) != n || s.Calls(openstack.CallCreateImage) != n {
+	if active != n || s.Calls(openstackdouble.CallUploadImage) != n || s.Calls(openstackdouble.CallCreateImage) != n {
 		t.Errorf("%d active images, want %d; calls:\n%s", active, n, s)
 	}
 }
@@ -451,8 +451,8 @@ func TestConcurrentClients(t *testing.T) {
 func TestFormatConversionChangesStoredHashes(t *testing.T) {
 	data := []byte("qcow2 bytes")
 	src := fileServer(t, data)
-	s := newServer(t, openstack.WithFormatConversion("raw"))
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	s := newServer(t, openstackdouble.WithFormatConversion("raw"))
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	sentMD5, sentSHA := hashes(data)
 
 	uploaded := createImage(t, c, images.CreateOpts{Name: "up"})
@@ -471,7 +471,7 @@ func TestFormatConversionChangesStoredHashes(t *testing.T) {
 
 	for _, id := range []string{uploaded.ID, imported.ID} {
 		got, _ := s.Image(id)
-		if got.Status != openstack.StatusActive || got.DiskFormat != "raw" || got.Checksum == sentMD5 || got.HashValue == sentSHA {
+		if got.Status != openstackdouble.StatusActive || got.DiskFormat != "raw" || got.Checksum == sentMD5 || got.HashValue == sentSHA {
 			t.Errorf("converted image = %+v; want active raw with hashes different from the source", got)
 		}
 	}

@@ -1,4 +1,4 @@
-package openstack_test
+package openstackdouble_test
 
 import (
 	"crypto/tls"
@@ -16,7 +16,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
 func authenticatedProject(t *testing.T, pc *gophercloud.ProviderClient) string {
@@ -34,27 +34,27 @@ func authenticatedProject(t *testing.T, pc *gophercloud.ProviderClient) string {
 
 func TestPasswordAndApplicationCredentialAuth(t *testing.T) {
 	s := newServer(t,
-		openstack.WithUser(openstack.User{Name: "alice", Password: "wonderland", Projects: []string{"p1", "p2"}}),
-		openstack.WithUser(openstack.User{Name: "bob", Password: "builder", Domain: "Other", Projects: []string{"p3"}}),
-		openstack.WithApplicationCredential(openstack.ApplicationCredential{Name: "ci", Secret: "s3cret", User: "alice", Project: "p2"}),
+		openstackdouble.WithUser(openstackdouble.User{Name: "alice", Password: "wonderland", Projects: []string{"p1", "p2"}}),
+		openstackdouble.WithUser(openstackdouble.User{Name: "bob", Password: "builder", Domain: "Other", Projects: []string{"p3"}}),
+		openstackdouble.WithApplicationCredential(openstackdouble.ApplicationCredential{Name: "ci", Secret: "s3cret", User: "alice", Project: "p2"}),
 	)
 	acID := s.ApplicationCredentialID("ci")
 
 	tests := []struct {
 		name        string
-		opts        openstack.CloudsYAMLOptions
+		opts        openstackdouble.CloudsYAMLOptions
 		wantProject string // empty: login must fail with 401
 	}{
-		{name: "password, first project", opts: openstack.CloudsYAMLOptions{User: "alice"}, wantProject: "p1"},
-		{name: "password, second project", opts: openstack.CloudsYAMLOptions{User: "alice", Project: "p2"}, wantProject: "p2"},
-		{name: "password, other domain", opts: openstack.CloudsYAMLOptions{User: "bob"}, wantProject: "p3"},
-		{name: "wrong password", opts: openstack.CloudsYAMLOptions{User: "alice", Password: "nope"}},
-		{name: "unknown user", opts: openstack.CloudsYAMLOptions{User: "mallory", Password: "x", Project: "p1"}},
-		{name: "wrong user domain", opts: openstack.CloudsYAMLOptions{User: "bob", Domain: "Default"}},
-		{name: "project without role", opts: openstack.CloudsYAMLOptions{User: "alice", Project: "p3"}},
-		{name: "application credential", opts: openstack.CloudsYAMLOptions{ApplicationCredentialID: acID, ApplicationCredentialSecret: "s3cret"}, wantProject: "p2"},
-		{name: "application credential, wrong secret", opts: openstack.CloudsYAMLOptions{ApplicationCredentialID: acID, ApplicationCredentialSecret: "nope"}},
-		{name: "application credential, unknown id", opts: openstack.CloudsYAMLOptions{ApplicationCredentialID: "0000", ApplicationCredentialSecret: "s3cret"}},
+		{name: "password, first project", opts: openstackdouble.CloudsYAMLOptions{User: "alice"}, wantProject: "p1"},
+		{name: "password, second project", opts: openstackdouble.CloudsYAMLOptions{User: "alice", Project: "p2"}, wantProject: "p2"},
+		{name: "password, other domain", opts: openstackdouble.CloudsYAMLOptions{User: "bob"}, wantProject: "p3"},
+		{name: "wrong password", opts: openstackdouble.CloudsYAMLOptions{User: "alice", Password: "nope"}},
+		{name: "unknown user", opts: openstackdouble.CloudsYAMLOptions{User: "mallory", Password: "x", Project: "p1"}},
+		{name: "wrong user domain", opts: openstackdouble.CloudsYAMLOptions{User: "bob", Domain: "Default"}},
+		{name: "project without role", opts: openstackdouble.CloudsYAMLOptions{User: "alice", Project: "p3"}},
+		{name: "application credential", opts: openstackdouble.CloudsYAMLOptions{ApplicationCredentialID: acID, ApplicationCredentialSecret: "s3cret"}, wantProject: "p2"},
+		{name: "application credential, wrong secret", opts: openstackdouble.CloudsYAMLOptions{ApplicationCredentialID: acID, ApplicationCredentialSecret: "nope"}},
+		{name: "application credential, unknown id", opts: openstackdouble.CloudsYAMLOptions{ApplicationCredentialID: "0000", ApplicationCredentialSecret: "s3cret"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,20 +81,20 @@ func TestPasswordAndApplicationCredentialAuth(t *testing.T) {
 
 func TestApplicationCredentialByNameAndUser(t *testing.T) {
 	s := newServer(t,
-		openstack.WithApplicationCredential(openstack.ApplicationCredential{Name: "ci", Secret: "s3cret", User: openstack.DefaultUser}),
+		openstackdouble.WithApplicationCredential(openstackdouble.ApplicationCredential{Name: "ci", Secret: "s3cret", User: openstackdouble.DefaultUser}),
 	)
 	ao := gophercloud.AuthOptions{
 		IdentityEndpoint:            s.AuthURL(),
 		ApplicationCredentialName:   "ci",
 		ApplicationCredentialSecret: "s3cret",
-		Username:                    openstack.DefaultUser,
-		DomainName:                  openstack.DefaultDomain,
+		Username:                    openstackdouble.DefaultUser,
+		DomainName:                  openstackdouble.DefaultDomain,
 	}
 	pc, err := config.NewProviderClient(t.Context(), ao)
 	if err != nil {
 		t.Fatalf("logging in: %v", err)
 	}
-	if got, want := authenticatedProject(t, pc), s.ProjectID(openstack.DefaultProject); got != want {
+	if got, want := authenticatedProject(t, pc), s.ProjectID(openstackdouble.DefaultProject); got != want {
 		t.Errorf("token project = %s, want %s", got, want)
 	}
 
@@ -105,10 +105,10 @@ func TestApplicationCredentialByNameAndUser(t *testing.T) {
 }
 
 func TestProjectScopeByID(t *testing.T) {
-	s := newServer(t, openstack.WithProject(openstack.Project{Name: openstack.DefaultProject, ID: "fixed-id"}))
+	s := newServer(t, openstackdouble.WithProject(openstackdouble.Project{Name: openstackdouble.DefaultProject, ID: "fixed-id"}))
 	ao := gophercloud.AuthOptions{
-		IdentityEndpoint: s.AuthURL(), Username: openstack.DefaultUser, Password: openstack.DefaultPassword,
-		DomainName: openstack.DefaultDomain, Scope: &gophercloud.AuthScope{ProjectID: "fixed-id"},
+		IdentityEndpoint: s.AuthURL(), Username: openstackdouble.DefaultUser, Password: openstackdouble.DefaultPassword,
+		DomainName: openstackdouble.DefaultDomain, Scope: &gophercloud.AuthScope{ProjectID: "fixed-id"},
 	}
 	pc, err := config.NewProviderClient(t.Context(), ao)
 	if err != nil {
@@ -123,22 +123,22 @@ func TestProjectScopeByID(t *testing.T) {
 func TestUnversionedAuthURLDiscovery(t *testing.T) {
 	s := newServer(t)
 	_, err := gopenstack.AuthenticatedClient(t.Context(), gophercloud.AuthOptions{
-		IdentityEndpoint: s.URL() + "/", Username: openstack.DefaultUser, Password: openstack.DefaultPassword,
-		DomainName: openstack.DefaultDomain, TenantName: openstack.DefaultProject,
+		IdentityEndpoint: s.URL() + "/", Username: openstackdouble.DefaultUser, Password: openstackdouble.DefaultPassword,
+		DomainName: openstackdouble.DefaultDomain, TenantName: openstackdouble.DefaultProject,
 	})
 	if err != nil {
 		t.Fatalf("logging in: %v", err)
 	}
-	if got := s.Calls(openstack.CallIdentityVersions); got != 1 {
+	if got := s.Calls(openstackdouble.CallIdentityVersions); got != 1 {
 		t.Errorf("version discovery calls = %d, want 1\n%s", got, s)
 	}
-	if got := s.Calls(openstack.CallAuthTokens); got != 1 {
+	if got := s.Calls(openstackdouble.CallAuthTokens); got != 1 {
 		t.Errorf("token calls = %d, want 1", got)
 	}
 }
 
 func TestCatalogRegionAndInterface(t *testing.T) {
-	s := newServer(t, openstack.WithRegion("RegionOne"), openstack.WithRegion("RegionTwo"))
+	s := newServer(t, openstackdouble.WithRegion("RegionOne"), openstackdouble.WithRegion("RegionTwo"))
 	tests := []struct {
 		region, iface string
 		wantFound     bool
@@ -150,7 +150,7 @@ func TestCatalogRegionAndInterface(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.region+"/"+tt.iface, func(t *testing.T) {
-			pc, eo, err := login(t, s, openstack.CloudsYAMLOptions{Region: tt.region, Interface: tt.iface})
+			pc, eo, err := login(t, s, openstackdouble.CloudsYAMLOptions{Region: tt.region, Interface: tt.iface})
 			if err != nil {
 				t.Fatalf("logging in: %v", err)
 			}
@@ -178,18 +178,18 @@ func TestCatalogRegionAndInterface(t *testing.T) {
 
 func TestTokenExpiryReauthenticates(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s := newServer(t, openstack.WithTokenLifetime(time.Hour), openstack.WithClock(clock.Now))
-	c := imageClient(t, s, openstack.CloudsYAMLOptions{})
+	s := newServer(t, openstackdouble.WithTokenLifetime(time.Hour), openstackdouble.WithClock(clock.Now))
+	c := imageClient(t, s, openstackdouble.CloudsYAMLOptions{})
 	img := createImage(t, c, images.CreateOpts{Name: "a"})
 
 	clock.Advance(61 * time.Minute)
 	if _, err := images.Get(t.Context(), c, img.ID).Extract(); err != nil {
 		t.Fatalf("getting image after token expiry: %v", err)
 	}
-	if got := s.Calls(openstack.CallAuthTokens); got != 2 {
+	if got := s.Calls(openstackdouble.CallAuthTokens); got != 2 {
 		t.Errorf("token calls = %d, want 2 (login and re-login)", got)
 	}
-	if got := s.Calls(openstack.CallGetImage); got != 2 {
+	if got := s.Calls(openstackdouble.CallGetImage); got != 2 {
 		t.Errorf("get calls = %d, want 2 (401 and retry)", got)
 	}
 
@@ -198,7 +198,7 @@ func TestTokenExpiryReauthenticates(t *testing.T) {
 	if _, err := images.Get(t.Context(), c, img.ID).Extract(); err != nil {
 		t.Fatalf("getting image: %v", err)
 	}
-	if got := s.Calls(openstack.CallAuthTokens); got != 2 {
+	if got := s.Calls(openstackdouble.CallAuthTokens); got != 2 {
 		t.Errorf("token calls = %d, want still 2", got)
 	}
 
@@ -206,14 +206,14 @@ func TestTokenExpiryReauthenticates(t *testing.T) {
 	if _, err := images.Get(t.Context(), c, img.ID).Extract(); err != nil {
 		t.Fatalf("getting image after revocation: %v", err)
 	}
-	if got := s.Calls(openstack.CallAuthTokens); got != 3 {
+	if got := s.Calls(openstackdouble.CallAuthTokens); got != 3 {
 		t.Errorf("token calls = %d, want 3", got)
 	}
 }
 
 func TestGlanceRejectsMissingToken(t *testing.T) {
 	s := newServer(t)
-	resp, err := http.Get(s.ImageEndpoint(openstack.DefaultRegion, "public") + "v2/images")
+	resp, err := http.Get(s.ImageEndpoint(openstackdouble.DefaultRegion, "public") + "v2/images")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestGlanceRejectsMissingToken(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	s := newServer(t, openstack.WithTLS())
+	s := newServer(t, openstackdouble.WithTLS())
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, s.CACertPEM(), 0o600); err != nil {
 		t.Fatal(err)
@@ -234,13 +234,13 @@ func TestTLS(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		opts    openstack.CloudsYAMLOptions
+		opts    openstackdouble.CloudsYAMLOptions
 		wantErr bool
 	}{
-		{name: "cacert", opts: openstack.CloudsYAMLOptions{CACertFile: caFile}},
-		{name: "verify false", opts: openstack.CloudsYAMLOptions{Verify: ptr(false)}},
-		{name: "no cacert", opts: openstack.CloudsYAMLOptions{}, wantErr: true},
-		{name: "cacert but verify true", opts: openstack.CloudsYAMLOptions{CACertFile: caFile, Verify: ptr(true)}},
+		{name: "cacert", opts: openstackdouble.CloudsYAMLOptions{CACertFile: caFile}},
+		{name: "verify false", opts: openstackdouble.CloudsYAMLOptions{Verify: ptr(false)}},
+		{name: "no cacert", opts: openstackdouble.CloudsYAMLOptions{}, wantErr: true},
+		{name: "cacert but verify true", opts: openstackdouble.CloudsYAMLOptions{CACertFile: caFile, Verify: ptr(true)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package openstack_test
+package openstackdouble_test
 
 import (
 	"context"
@@ -18,12 +18,12 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
-	"github.com/seed-a720dd5e/clusterstack-operator/test/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
-func newServer(t *testing.T, opts ...openstack.Option) *openstack.Server {
+func newServer(t *testing.T, opts ...openstackdouble.Option) *openstackdouble.Server {
 	t.Helper()
-	s, err := openstack.New(opts...)
+	s, err := openstackdouble.New(opts...)
 	if err != nil {
 		t.Fatalf("starting double: %v", err)
 	}
@@ -32,7 +32,7 @@ func newServer(t *testing.T, opts ...openstack.Option) *openstack.Server {
 }
 
 // login parses a clouds.yaml written by the double and logs in the way the operator does.
-func login(t *testing.T, s *openstack.Server, o openstack.CloudsYAMLOptions) (*gophercloud.ProviderClient, gophercloud.EndpointOpts, error) {
+func login(t *testing.T, s *openstackdouble.Server, o openstackdouble.CloudsYAMLOptions) (*gophercloud.ProviderClient, gophercloud.EndpointOpts, error) {
 	t.Helper()
 	content, name := s.CloudsYAML(o)
 	ao, eo, tlsConfig, err := clouds.Parse(clouds.WithCloudsYAML(strings.NewReader(content)), clouds.WithCloudName(name))
@@ -45,7 +45,7 @@ func login(t *testing.T, s *openstack.Server, o openstack.CloudsYAMLOptions) (*g
 }
 
 // imageClient logs in with the default credentials and returns a Glance client.
-func imageClient(t *testing.T, s *openstack.Server, o openstack.CloudsYAMLOptions) *gophercloud.ServiceClient {
+func imageClient(t *testing.T, s *openstackdouble.Server, o openstackdouble.CloudsYAMLOptions) *gophercloud.ServiceClient {
 	t.Helper()
 	pc, eo, err := login(t, s, o)
 	if err != nil {
@@ -96,8 +96,8 @@ func fileServer(t *testing.T, data []byte) *httptest.Server {
 
 // waitForImport polls the double until the image leaves status importing, which imports do
 // asynchronously. The deadline only bounds a broken run; no assertion depends on timing.
-func waitForImport(t *testing.T, s *openstack.Server, id string) openstack.Image {
-	const from = openstack.StatusImporting
+func waitForImport(t *testing.T, s *openstackdouble.Server, id string) openstackdouble.Image {
+	const from = openstackdouble.StatusImporting
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

@@ -7,4 +7,4 @@
 // and it lets tests inject faults per call, count calls per endpoint and inspect the stored
 // images. The behaviour it models is described in shared/reference/openstack-behaviour.md; where
 // the double is stricter or simpler than a real cloud, the code says so.
-package openstack
+package openstackdouble

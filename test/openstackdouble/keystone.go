@@ -1,4 +1,4 @@
-package openstack
+package openstackdouble
 
 import (
 	"encoding/json"
