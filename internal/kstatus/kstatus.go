@@ -17,7 +17,30 @@ import (
 	"sigs.k8s.io/cluster-api/util/conditions"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
 )
+
+// Summarise sets the triple from the outcome of a reconcile (see package outcome): nil is ready
+// (readyMsg, settled in settledReason), a stall is Stalled, a wait or a transient failure with a
+// reason is Reconciling. Any other error leaves the triple as it is: it is retried with backoff
+// and is no news for a user (a write conflict, a cache not synced yet).
+func Summarise(obj conditions.Setter, err error, settledReason, readyMsg string) {
+	if err == nil {
+		MarkReady(obj, settledReason, readyMsg)
+		return
+	}
+	if s, ok := outcome.AsStalled(err); ok {
+		MarkStalled(obj, s.Reason, s.Message)
+		return
+	}
+	if w, ok := outcome.AsWaiting(err); ok {
+		MarkProgressing(obj, w.Reason, w.Message)
+		return
+	}
+	if t, ok := outcome.AsTransient(err); ok {
+		MarkProgressing(obj, t.Reason, t.Error())
+	}
+}
 
 // MarkReady sets Ready True with msg, and Reconciling and Stalled False with settledReason (what
 // the object settled in, e.g. Ready or ImageActive).
