@@ -1,6 +1,7 @@
 // Package config_test renders the kustomize overlays under config/ the way `kubectl apply -k`
 // does and checks that what they install fits together: every CRD, the manager with its
-// certificate, and webhook and runtime-extension services that match the certificate's names.
+// certificate, and webhook and runtime-extension services that match the certificate's names,
+// also when the overlay is re-targeted to another namespace and name prefix.
 package config_test
 
 import (
@@ -17,10 +18,15 @@ import (
 
 func render(t *testing.T, overlay string) resmap.ResMap {
 	t.Helper()
+	return renderFS(t, filesys.MakeFsOnDisk(), filepath.Join(testenv.RepoRoot(), "config", overlay))
+}
+
+func renderFS(t *testing.T, fs filesys.FileSystem, dir string) resmap.ResMap {
+	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(testenv.RepoRoot(), "config", overlay))
+	m, err := k.Run(fs, dir)
 	if err != nil {
-		t.Fatalf("rendering config/%s: %v", overlay, err)
+		t.Fatalf("rendering %s: %v", dir, err)
 	}
 	return m
 }
@@ -123,14 +129,14 @@ func TestDefaultOverlay(t *testing.T) {
 }
 
 func TestRuntimeExtensionOverlay(t *testing.T) {
-	m := render(t, "runtime-extension")
+	m := render(t, "default")
 	ext := find(t, m, "ExtensionConfig", "clusterstack-operator")
 	if got := get(ext, "metadata", "annotations", "cert-manager.io/inject-ca-from"); got != "clusterstack-system/clusterstack-serving-cert" {
-		t.Errorf("ExtensionConfig CA injection from %v, want the serving certificate of config/default", got)
+		t.Errorf("ExtensionConfig CA injection from %v, want the serving certificate", got)
 	}
 	svc := get(ext, "spec", "clientConfig", "service").(map[string]any)
 	host := svc["name"].(string) + "." + svc["namespace"].(string) + ".svc"
-	cert := find(t, render(t, "default"), "Certificate", "clusterstack-serving-cert")
+	cert := find(t, m, "Certificate", "clusterstack-serving-cert")
 	if !slices.Contains(strings(get(cert, "spec", "dnsNames")), host) {
 		t.Errorf("the ExtensionConfig calls %s, which the serving certificate does not name", host)
 	}
