@@ -1,7 +1,16 @@
 # Makefile of the ClusterStack operator for OpenStack. `make help` lists the targets.
 
-# Image to build with docker-build.
-IMG ?= clusterstack-operator:dev
+# The build's version: a release tag (v0.1.0) on a tagged commit, else what `git describe` says
+# (v0.1.0-3-gabcdef0, -dirty with uncommitted changes; the commit alone before the first tag).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+VERSION_PKG := github.com/seed-a720dd5e/clusterstack-operator/internal/version
+LDFLAGS := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).revision=$(REVISION) -X $(VERSION_PKG).buildDate=$(BUILD_DATE)
+# Image to build with docker-build and to name in the release artifacts. The registry is a
+# placeholder: set REGISTRY (or IMG) to the registry you push to.
+REGISTRY ?= registry.example.com/clusterstack
+IMG ?= $(REGISTRY)/clusterstack-operator:$(VERSION)
 # Every Go tool is pinned: controller-gen in go.mod's tool block, golangci-lint in hack/tools.
 CONTROLLER_GEN ?= go tool controller-gen
 LOCALBIN ?= $(CURDIR)/bin
@@ -87,7 +96,7 @@ bench: ## Run the benchmarks (speed, API writes, cloud calls, memory) and print 
 
 .PHONY: build
 build: ## Build the manager binary into bin/manager.
-	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/manager .
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager .
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
@@ -95,7 +104,7 @@ run: manifests generate ## Run the manager against the cluster of the current ku
 
 .PHONY: docker-build
 docker-build: ## Build the container image IMG (needs a Docker engine).
-	docker build -t $(IMG) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg BUILD_DATE=$(BUILD_DATE) -t $(IMG) .
 
 ##@ Demo
 

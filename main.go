@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -41,6 +42,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/version"
 )
 
 var scheme = runtime.NewScheme()
@@ -112,10 +114,19 @@ func main() {
 	flag.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
 	flag.DurationVar(&opts.imageTransferProgressTimeout, "image-transfer-progress-timeout", nodeimage.DefaultTransferProgressTimeout, "An image upload (with the download feeding it) fails when no byte moved for this long; there is no total limit.")
 	zapOpts.BindFlags(flag.CommandLine)
+	printVersion := flag.Bool("version", false, "Print the operator's version, commit, build date and Go version, and exit.")
 	flag.Parse()
+
+	build := version.Get()
+	if *printVersion {
+		fmt.Println(build)
+		return
+	}
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	log.Info("Operator build", "version", build.Version, "revision", build.Revision, "buildDate", build.BuildDate)
+	metrics.Registry.MustRegister(build.Collector())
 	if err := setRenderLimits(opts.render); err != nil {
 		log.Error(err, "Invalid rendering budgets")
 		os.Exit(1)
