@@ -123,7 +123,7 @@ type ClusterAddonStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=caddon,categories=cluster-api;clusterstack
+// +kubebuilder:resource:shortName=caddon,categories=cluster-api;clusterstack-operator
 // +kubebuilder:printcolumn:name="Cluster",type="string",JSONPath=".spec.clusterRef.name"
 // +kubebuilder:printcolumn:name="Hook",type="string",JSONPath=".spec.hook"
 // +kubebuilder:printcolumn:name="Ready",type="boolean",JSONPath=".status.ready"

@@ -251,7 +251,7 @@ type ClusterStackStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=csk,categories=cluster-api;clusterstack
+// +kubebuilder:resource:shortName=csk,categories=cluster-api;clusterstack-operator
 // +kubebuilder:printcolumn:name="Provider",type="string",JSONPath=".spec.provider"
 // +kubebuilder:printcolumn:name="ClusterStack",type="string",JSONPath=".spec.name"
 // +kubebuilder:printcolumn:name="K8s",type="string",JSONPath=".spec.kubernetesVersion"

@@ -105,7 +105,7 @@ type ClusterStackReleaseStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=cskr,categories=cluster-api;clusterstack
+// +kubebuilder:resource:shortName=cskr,categories=cluster-api;clusterstack-operator
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]+-[a-z0-9]+-(0|[1-9][0-9]{0,8})-(0|[1-9][0-9]{0,8})-v(0|[1-9][0-9]{0,8})(-[a-z][a-z0-9]*-([a-z0-9]{7}|0|[1-9][0-9]{0,8}))?$')",message="the name must be a release name <provider>-<stack>-<major>-<minor>-<version>, e.g. openstack-scs-1-32-v1 or openstack-scs-1-32-v0-sha-abc1234"
 // +kubebuilder:printcolumn:name="K8s Version",type="string",JSONPath=".status.kubernetesVersion"
 // +kubebuilder:printcolumn:name="Ready",type="boolean",JSONPath=".status.ready"

@@ -64,7 +64,7 @@ type OpenStackClusterStackReleaseStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=oscsr,categories=cluster-api;clusterstack
+// +kubebuilder:resource:shortName=oscsr,categories=cluster-api;clusterstack-operator
 // +kubebuilder:printcolumn:name="Ready",type="boolean",JSONPath=".status.ready"
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Reason",type="string",JSONPath=".status.conditions[?(@.type=='Ready')].reason"
@@ -120,7 +120,7 @@ type OpenStackClusterStackReleaseTemplateSpec struct {
 // OpenStack settings (credentials) for every release of the stack.
 //
 // +kubebuilder:object:root=true
-// +kubebuilder:resource:shortName=oscsrt,categories=cluster-api;clusterstack
+// +kubebuilder:resource:shortName=oscsrt,categories=cluster-api;clusterstack-operator
 // +kubebuilder:printcolumn:name="Identity",type="string",JSONPath=".spec.template.spec.identityRef.name"
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 type OpenStackClusterStackReleaseTemplate struct {

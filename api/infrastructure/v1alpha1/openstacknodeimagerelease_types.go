@@ -204,7 +204,7 @@ type OpenStackNodeImageReleaseStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=osnir,categories=cluster-api;clusterstack
+// +kubebuilder:resource:shortName=osnir,categories=cluster-api;clusterstack-operator
 // +kubebuilder:printcolumn:name="Image",type="string",JSONPath=".spec.image.createOpts.name"
 // +kubebuilder:printcolumn:name="ID",type="string",JSONPath=".status.imageID"
 // +kubebuilder:printcolumn:name="Glance",type="string",JSONPath=".status.imageStatus"
