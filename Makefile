@@ -42,13 +42,14 @@ manifests: ## Generate CRDs, RBAC and webhook manifests from the code markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac
 	@if grep -rqs 'kubebuilder:webhook' --include='*.go' controllers internal; then \
 		$(CONTROLLER_GEN) webhook paths=./controllers/... output:webhook:artifacts:config=config/webhook; fi
+	go run ./hack/artifacts sync-chart
 
 .PHONY: generate
 generate: ## Generate the DeepCopy methods of the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: verify-generated
-verify-generated: generate manifests ## Fail when committed generated files are stale.
+verify-generated: generate manifests ## Fail when committed generated files (API, config, the chart's copies) are stale.
 	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
 		echo "Generated files are stale; run 'make generate manifests' and commit:"; \
 		git status --porcelain -- api config; git --no-pager diff --stat -- api config; exit 1; fi
@@ -101,6 +102,13 @@ build: ## Build the manager binary into bin/manager.
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
 	go run . --metrics-bind-address=:8080 --health-probe-bind-address=:8081
+
+# Where release-artifacts writes; gitignored.
+RELEASE_DIR ?= out
+
+.PHONY: release-artifacts
+release-artifacts: ## Write the release into RELEASE_DIR: clusterctl's metadata.yaml, runtime-extension-components.yaml with IMG, the packaged Helm chart.
+	go run ./hack/artifacts build -version $(VERSION) -image $(IMG) -out $(RELEASE_DIR)
 
 .PHONY: docker-build
 docker-build: ## Build the container image IMG (needs a Docker engine).

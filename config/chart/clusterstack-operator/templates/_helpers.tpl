@@ -1,0 +1,32 @@
+{{- define "cso.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cso.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "cso.labels" -}}
+{{ include "cso.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+cluster.x-k8s.io/provider: runtime-extension-clusterstack
+{{- end -}}
+
+{{- define "cso.tlsSecret" -}}
+{{- .Values.tlsSecretName | default (printf "%s-serving-cert" (include "cso.fullname" .)) -}}
+{{- end -}}
+
+{{/* cso.caInjection: cert-manager's CA injection, or the given CA bundle (in clientConfig). */}}
+{{- define "cso.caAnnotation" -}}
+{{- if .Values.certManager.enabled }}
+annotations:
+  cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "cso.fullname" . }}-serving-cert
+{{- end }}
+{{- end -}}
