@@ -1,6 +1,7 @@
-// Package chart_test renders the Helm chart under config/chart with Helm's own engine, the way
-// `helm install` does, and applies what it renders to a real API server (server-side, dry run),
-// so a template that renders an object the API refuses fails here, not in a user's cluster.
+// Package chart_test renders what a release installs, the Helm chart under config/chart (with
+// Helm's own engine, as `helm install` does) and clusterctl's components (config/clusterctl), and
+// applies it to a real API server (server-side, dry run), so a template that renders an object
+// the API refuses fails here, not in a user's cluster.
 package chart_test
 
 import (
