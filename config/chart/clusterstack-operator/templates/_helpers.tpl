@@ -23,7 +23,7 @@ cluster.x-k8s.io/provider: runtime-extension-clusterstack
 {{- .Values.tlsSecretName | default (printf "%s-serving-cert" (include "cso.fullname" .)) -}}
 {{- end -}}
 
-{{/* cso.caInjection: cert-manager's CA injection, or the given CA bundle (in clientConfig). */}}
+{{/* cso.caAnnotation: cert-manager's CA injection; without cert-manager the templates set clientConfig.caBundle instead. */}}
 {{- define "cso.caAnnotation" -}}
 {{- if .Values.certManager.enabled }}
 annotations:
