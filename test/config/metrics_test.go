@@ -65,7 +65,7 @@ func TestDefaultOverlayMetrics(t *testing.T) {
 	}
 	authRole := get(binding, "roleRef", "name").(string)
 	wantRules := map[string][]any{
-		authRole:                       {map[string]any{"apiGroups": []any{"authentication.k8s.io"}, "resources": []any{"tokenreviews"}, "verbs": []any{"create"}}, map[string]any{"apiGroups": []any{"authorization.k8s.io"}, "resources": []any{"subjectaccessreviews"}, "verbs": []any{"create"}}},
+		authRole:                      {map[string]any{"apiGroups": []any{"authentication.k8s.io"}, "resources": []any{"tokenreviews"}, "verbs": []any{"create"}}, map[string]any{"apiGroups": []any{"authorization.k8s.io"}, "resources": []any{"subjectaccessreviews"}, "verbs": []any{"create"}}},
 		"clusterstack-metrics-reader": {map[string]any{"nonResourceURLs": []any{"/metrics"}, "verbs": []any{"get"}}},
 	}
 	for name, want := range wantRules {
