@@ -43,7 +43,8 @@ const listTimeout = 10 * time.Second
 // StateCollector counts the operator's objects by condition on every scrape. It reads the
 // manager's cache, which the controllers fill anyway, so a scrape costs no API request and the
 // controllers stay unaware of it. Every replica exports the same counts (caches run without
-// leader election): aggregate with max, not sum.
+// leader election; a replica that is not the leader starts the informers at its first scrape):
+// aggregate with max, not sum.
 type StateCollector struct {
 	reader client.Reader
 }
