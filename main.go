@@ -26,7 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
@@ -36,7 +36,7 @@ import (
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/metrics"
+	operatormetrics "github.com/seed-a720dd5e/clusterstack-operator/internal/metrics"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
@@ -128,7 +128,7 @@ func main() {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metrics.ServerOptions(opts.metricsAddr, opts.metricsSecure, opts.metricsCertDir),
+		Metrics:                operatormetrics.ServerOptions(opts.metricsAddr, opts.metricsSecure, opts.metricsCertDir),
 		HealthProbeBindAddress: opts.probeAddr,
 		PprofBindAddress:       opts.profilerAddress,
 		LeaderElection:         opts.leaderElect,
@@ -146,7 +146,7 @@ func main() {
 	}
 
 	// The state gauges read the manager's cache, which the controllers fill.
-	if err := ctrlmetrics.Registry.Register(metrics.NewStateCollector(mgr.GetCache())); err != nil {
+	if err := metrics.Registry.Register(operatormetrics.NewStateCollector(mgr.GetCache())); err != nil {
 		log.Error(err, "Unable to register the state metrics")
 		os.Exit(1)
 	}
