@@ -101,7 +101,7 @@ build: ## Build the manager binary into bin/manager.
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
-	go run . --metrics-bind-address=:8080 --health-probe-bind-address=:8081
+	go run . --metrics-bind-address=:8080 --metrics-secure=false --health-probe-bind-address=:8081
 
 # Where release-artifacts writes; gitignored.
 RELEASE_DIR ?= out

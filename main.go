@@ -27,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
@@ -37,6 +36,7 @@ import (
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
+	operatormetrics "github.com/seed-a720dd5e/clusterstack-operator/internal/metrics"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
@@ -57,6 +57,8 @@ func init() {
 // options are the operator's command-line settings.
 type options struct {
 	metricsAddr          string
+	metricsSecure        bool
+	metricsCertDir       string
 	probeAddr            string
 	leaderElect          bool
 	webhookPort          int
@@ -90,7 +92,9 @@ type options struct {
 
 func main() {
 	var opts options
-	flag.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8080", "Address the metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to (HTTPS with --metrics-secure, else HTTP); 0 disables it.")
+	flag.BoolVar(&opts.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, only to clients the API server authenticates and authorises for GET /metrics (the metrics-reader ClusterRole); false serves plain HTTP to anyone, for a local run.")
+	flag.StringVar(&opts.metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the metrics endpoint; empty (or without them) means a self-signed certificate.")
 	flag.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&opts.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
 	flag.IntVar(&opts.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
@@ -134,7 +138,7 @@ func main() {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: opts.metricsAddr},
+		Metrics:                operatormetrics.ServerOptions(opts.metricsAddr, opts.metricsSecure, opts.metricsCertDir),
 		HealthProbeBindAddress: opts.probeAddr,
 		PprofBindAddress:       opts.profilerAddress,
 		LeaderElection:         opts.leaderElect,
@@ -148,6 +152,12 @@ func main() {
 	})
 	if err != nil {
 		log.Error(err, "Unable to create the manager")
+		os.Exit(1)
+	}
+
+	// The state gauges read the manager's cache, which the controllers fill.
+	if err := metrics.Registry.Register(operatormetrics.NewStateCollector(mgr.GetCache())); err != nil {
+		log.Error(err, "Unable to register the state metrics")
 		os.Exit(1)
 	}
 

@@ -1,8 +1,8 @@
 // Package hooks is the operator's Cluster API runtime extension: the lifecycle hook handlers that
-// let Cluster API wait for a Cluster's addons. The handlers keep no state and do no work: they
-// read (and, for AfterControlPlaneInitialized, mark) the Cluster's ClusterAddon, whose controller
-// does the work, and answer at once. So a restarted or new leader answers exactly as the old one
-// would have.
+// let Cluster API wait for a Cluster's addons. The handlers keep no state (beyond their metrics)
+// and do no work: they read (and, for AfterControlPlaneInitialized, mark) the Cluster's
+// ClusterAddon, whose controller does the work, and answer at once. So a restarted or new leader
+// answers exactly as the old one would have.
 package hooks
 
 import (
@@ -59,6 +59,16 @@ type Handlers struct {
 	Writer client.Client
 	// RetryAfter is the retry of a blocking hook; zero means DefaultRetryAfter.
 	RetryAfter time.Duration
+
+	// metrics records the answers; nil means the registered defaultRecorder.
+	metrics *recorder
+}
+
+func (h *Handlers) recorder() *recorder {
+	if h.metrics != nil {
+		return h.metrics
+	}
+	return defaultRecorder
 }
 
 func (h *Handlers) retryAfter() int32 {
@@ -109,6 +119,8 @@ func (h *Handlers) AfterControlPlaneInitialized(ctx context.Context, req *runtim
 	log := ctrl.LoggerFrom(ctx).WithValues("Cluster", client.ObjectKeyFromObject(&req.Cluster))
 	resp.SetStatus(runtimehooksv1.ResponseStatusSuccess)
 	ca, ours, err := h.clusterAddon(ctx, &req.Cluster)
+	// It never blocks: nothing to track beyond the call.
+	h.recorder().answered(runtimecatalog.HookName(runtimehooksv1.AfterControlPlaneInitialized), &req.Cluster, false, resp.GetStatus(), 0, 0)
 	if err != nil {
 		log.Error(err, "Reading the ClusterAddon")
 		return
@@ -127,17 +139,21 @@ func (h *Handlers) AfterControlPlaneInitialized(ctx context.Context, req *runtim
 // BeforeClusterUpgrade holds the upgrade until the addons of the new release are installed: its
 // BeforeClusterUpgrade stages done and its addons applied.
 func (h *Handlers) BeforeClusterUpgrade(ctx context.Context, req *runtimehooksv1.BeforeClusterUpgradeRequest, resp *runtimehooksv1.BeforeClusterUpgradeResponse) {
-	h.block(ctx, &req.Cluster, &resp.CommonRetryResponse)
+	h.block(ctx, runtimecatalog.HookName(runtimehooksv1.BeforeClusterUpgrade), &req.Cluster, &resp.CommonRetryResponse)
 }
 
 // AfterClusterUpgrade holds the next upgrade until the addons of the current release are
 // installed.
 func (h *Handlers) AfterClusterUpgrade(ctx context.Context, req *runtimehooksv1.AfterClusterUpgradeRequest, resp *runtimehooksv1.AfterClusterUpgradeResponse) {
-	h.block(ctx, &req.Cluster, &resp.CommonRetryResponse)
+	h.block(ctx, runtimecatalog.HookName(runtimehooksv1.AfterClusterUpgrade), &req.Cluster, &resp.CommonRetryResponse)
 }
 
-func (h *Handlers) block(ctx context.Context, cluster *clusterv1.Cluster, resp *runtimehooksv1.CommonRetryResponse) {
+func (h *Handlers) block(ctx context.Context, hook string, cluster *clusterv1.Cluster, resp *runtimehooksv1.CommonRetryResponse) {
 	ca, ours, err := h.clusterAddon(ctx, cluster)
+	// Recorded from the response as sent, whichever way below it was made.
+	defer func() {
+		h.recorder().answered(hook, cluster, ours, resp.GetStatus(), resp.GetRetryAfterSeconds(), time.Duration(h.retryAfter())*time.Second)
+	}()
 	switch {
 	case err != nil:
 		resp.SetStatus(runtimehooksv1.ResponseStatusFailure)
