@@ -36,6 +36,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	addonplan "github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
@@ -270,7 +271,7 @@ func (r *ClusterAddonReconciler) reconcileDelete(ctx context.Context, ca *csv1al
 type plan struct {
 	rel *release.Release
 	// cfg is clusteraddon.yaml; nil for the cluster-addon-values.yaml convention.
-	cfg *addon.Config
+	cfg *addonplan.Config
 	// addonDir is the extracted addon archive (clusteraddon.yaml convention).
 	addonDir string
 }
@@ -279,9 +280,9 @@ type plan struct {
 const umbrellaStage = "cluster-addon"
 
 // stages returns the stages of a hook.
-func (p *plan) stages(hook string) []addon.Stage {
+func (p *plan) stages(hook string) []addonplan.Stage {
 	if p.cfg == nil {
-		return []addon.Stage{{Name: umbrellaStage, Action: addon.ActionApply}}
+		return []addonplan.Stage{{Name: umbrellaStage, Action: addonplan.ActionApply}}
 	}
 	return p.cfg.Stages(hook)
 }
@@ -326,7 +327,7 @@ func (r *ClusterAddonReconciler) loadPlan(rel *release.Release) (*plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", filepath.Base(rel.ClusterAddonConfig), err)
 	}
-	if p.cfg, err = addon.Parse(data); err != nil {
+	if p.cfg, err = addonplan.Parse(data); err != nil {
 		return nil, err
 	}
 	if p.addonDir, err = r.Renderer.Extract(rel); err != nil {
@@ -389,7 +390,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	}
 	p, err := r.loadPlan(rel)
 	if err != nil {
-		if errors.Is(err, addon.ErrInvalidConfig) {
+		if errors.Is(err, addonplan.ErrInvalidConfig) {
 			markInvalidRelease(ca, fmt.Sprintf("Release %s: %v", rn, err))
 			return ctrl.Result{}, nil
 		}
@@ -493,7 +494,7 @@ func (r *ClusterAddonReconciler) connect(ctx context.Context, ca *csv1alpha1.Clu
 }
 
 // runStage advances one stage as far as it goes now. done is true when the stage is finished.
-func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addon.Stage, status *csv1alpha1.StageStatus,
+func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addonplan.Stage, status *csv1alpha1.StageStatus,
 	wc *workloadcluster.Cluster, applier *apply.Applier, in addon.Input) (bool, ctrl.Result, error) {
 	poll := ctrl.Result{RequeueAfter: r.interval(r.ConditionPollInterval, DefaultConditionPollInterval)}
 	for {
@@ -519,7 +520,7 @@ func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.Cl
 				res, err := r.renderFailed(ctx, ca, p.rel.Name.String(), err)
 				return false, res, err
 			}
-			if st.Action == addon.ActionDelete {
+			if st.Action == addonplan.ActionDelete {
 				refs := make([]apply.Ref, 0, len(objs))
 				for _, o := range objs {
 					refs = append(refs, apply.RefOf(o))
@@ -656,8 +657,8 @@ func (r *ClusterAddonReconciler) templateData(ctx context.Context, cluster *clus
 	return data, nil
 }
 
-func sameStages(status []csv1alpha1.StageStatus, stages []addon.Stage) bool {
-	return slices.EqualFunc(status, stages, func(s csv1alpha1.StageStatus, st addon.Stage) bool {
+func sameStages(status []csv1alpha1.StageStatus, stages []addonplan.Stage) bool {
+	return slices.EqualFunc(status, stages, func(s csv1alpha1.StageStatus, st addonplan.Stage) bool {
 		return s.Name == st.Name && string(s.Action) == string(st.Action)
 	})
 }

@@ -1,3 +1,8 @@
+// Package addon renders the addons of a cluster-stack release for one workload cluster: it
+// extracts the addon archive once per content, renders a chart of the clusteraddon.yaml
+// convention with its overwrite.yaml, or the umbrella chart of the cluster-addon-values.yaml
+// convention, and names a Cluster's ClusterAddon. What to render when is the plan's business
+// (package plan); whether a stage may proceed, the conditions' (package condition).
 package addon
 
 import (
@@ -15,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
@@ -137,7 +143,7 @@ func fileHash(file string) (string, error) {
 // RenderChart renders one chart of an extracted addon archive (clusteraddon.yaml convention) with
 // its overwrite.yaml, if any, rendered over in.Data as values.
 func (r *Renderer) RenderChart(ctx context.Context, addonDir, chart string, in Input) ([]*unstructured.Unstructured, error) {
-	if err := checkChartName(chart); err != nil {
+	if err := plan.CheckChartName(chart); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRender, err)
 	}
 	chartDir := filepath.Join(addonDir, chart)
