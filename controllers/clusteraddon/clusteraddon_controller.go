@@ -287,17 +287,30 @@ func (p *plan) stages(hook string) []addonplan.Stage {
 	return p.cfg.Stages(hook)
 }
 
-func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input) ([]*unstructured.Unstructured, error) {
+// renderStage renders the objects of one chart as they are applied to the workload cluster whose
+// kinds mapper knows: namespaced objects without a namespace go to addon.DefaultNamespace.
+func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input, mapper meta.RESTMapper) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	var err error
 	if p.cfg == nil {
-		return r.Renderer.RenderUmbrella(ctx, p.rel, in)
+		objs, err = r.Renderer.RenderUmbrella(ctx, p.rel, in)
+	} else {
+		objs, err = r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
 	}
-	return r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
+	if err != nil {
+		return nil, err
+	}
+	// An unknown kind is not the release's fault yet: its CRD may come with a later stage.
+	if err := apply.SetDefaultNamespace(objs, addon.DefaultNamespace, mapper); err != nil {
+		return nil, err
+	}
+	return objs, nil
 }
 
 // renderSteady renders every addon a Cluster of this release runs once installed.
-func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in addon.Input) ([]*unstructured.Unstructured, error) {
+func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in addon.Input, mapper meta.RESTMapper) ([]*unstructured.Unstructured, error) {
 	if p.cfg == nil {
-		objs, err := r.Renderer.RenderUmbrella(ctx, p.rel, in)
+		objs, err := r.renderStage(ctx, p, umbrellaStage, in, mapper)
 		if err == nil && len(objs) == 0 {
 			err = fmt.Errorf("%w: the umbrella chart %s renders nothing", addon.ErrNothingRendered, filepath.Base(p.rel.ClusterAddonArchive))
 		}
@@ -306,7 +319,7 @@ func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in a
 	var all []*unstructured.Unstructured
 	charts := p.cfg.SteadyCharts()
 	for _, chart := range charts {
-		objs, err := r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
+		objs, err := r.renderStage(ctx, p, chart, in, mapper)
 		if err != nil {
 			return nil, err
 		}
@@ -406,7 +419,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	in := addon.Input{KubeVersion: rel.Metadata.Versions.Kubernetes, Data: data, Mapper: wc.Mapper}
+	in := addon.Input{KubeVersion: rel.Metadata.Versions.Kubernetes, Data: data}
 	applier := &apply.Applier{Client: wc.Client, FieldManager: FieldManager}
 
 	if ca.Spec.Hook != "" {
@@ -430,7 +443,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 
 	// Steady state: everything the release runs, applied; what it no longer renders, pruned.
 	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
-	desired, err := r.renderSteady(ctx, p, in)
+	desired, err := r.renderSteady(ctx, p, in, wc.Mapper)
 	if err != nil {
 		return r.renderFailed(ctx, ca, rn.String(), err)
 	}
@@ -515,7 +528,7 @@ func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.Cl
 			}
 			status.Phase = csv1alpha1.StagePhaseApplyingOrDeleting
 		case csv1alpha1.StagePhaseApplyingOrDeleting:
-			objs, err := r.renderStage(ctx, p, st.Name, in)
+			objs, err := r.renderStage(ctx, p, st.Name, in, wc.Mapper)
 			if err != nil {
 				res, err := r.renderFailed(ctx, ca, p.rel.Name.String(), err)
 				return false, res, err
@@ -582,7 +595,7 @@ func (r *ClusterAddonReconciler) renderFailed(ctx context.Context, ca *csv1alpha
 	case errors.Is(err, render.ErrRenderUnavailable), ctx.Err() != nil:
 		// Not the release's fault: the rendering process could not run. Retried with backoff.
 		return ctrl.Result{}, fmt.Errorf("rendering addons of release %s: %w", rel, err)
-	case errors.Is(err, render.ErrUnknownKind):
+	case errors.Is(err, apply.ErrKindNotServed):
 		markApplyFailed(ca, csv1alpha1.MissingAPIReason, fmt.Sprintf("Release %s: %v", rel, err))
 		return ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
 	case errors.Is(err, addon.ErrValuesNotReady):

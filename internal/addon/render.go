@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
@@ -26,8 +25,8 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 )
 
-// DefaultNamespace is where namespaced addon objects without a namespace go, as with the
-// reference operator.
+// DefaultNamespace is .Release.Namespace of the addon charts and where namespaced addon objects
+// without a namespace go (apply.SetDefaultNamespace), as with the reference operator.
 const DefaultNamespace = "kube-system"
 
 // HelmReleaseName is the Helm release name addon charts are rendered with; the reference renders
@@ -63,8 +62,6 @@ type Input struct {
 	KubeVersion string
 	// Data is the data of the values templates: Cluster, ControlPlane, InfraCluster.
 	Data map[string]any
-	// Mapper of the workload cluster, to tell namespaced kinds from cluster-scoped ones.
-	Mapper meta.RESTMapper
 }
 
 // Renderer renders the addons of releases. It extracts each addon archive once into its own
@@ -221,10 +218,6 @@ func (r *Renderer) render(ctx context.Context, chartPath string, values map[stri
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRender, err)
-	}
-	// An unknown kind is not the release's fault yet: its CRD may come with a later stage.
-	if err := render.SetDefaultNamespace(objs, DefaultNamespace, in.Mapper); err != nil {
-		return nil, err
 	}
 	return objs, nil
 }
