@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,27 +47,13 @@ func countingConfig(cfg *rest.Config) *rest.Config {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	env, err = testenv.Start(testenv.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+	testenv.Main(m, func(s *testenv.Suite) (err error) {
+		if env, err = s.Start(testenv.Options{}); err != nil {
+			return err
 		}
-	}()
-	counted, err = client.New(countingConfig(env.Config), client.Options{Scheme: env.Scheme})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+		counted, err = client.New(countingConfig(env.Config), client.Options{Scheme: env.Scheme})
+		return err
+	})
 }
 
 var nsCounter atomic.Int64

@@ -4,7 +4,8 @@
 // these functions, so they never contradict each other.
 //
 // Messages must carry no timestamps or counters that change between identical reconciles: a
-// waiting object then costs no writes. They are bounded here (BoundMessage, BoundConditions): the
+// waiting object then costs no writes. The one exception is the time of the next retry during a
+// cloud outage: it changes only when a new retry is scheduled, which is a change worth a write. They are bounded here (BoundMessage, BoundConditions): the
 // API server refuses a condition message over 32 KiB, and a status patch refused for it is
 // refused on every retry, so the user would see nothing of what went wrong.
 package kstatus
@@ -17,7 +18,30 @@ import (
 	"sigs.k8s.io/cluster-api/util/conditions"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
 )
+
+// Summarise sets the triple from the outcome of a reconcile (see package outcome): nil is ready
+// (readyMsg, settled in settledReason), a stall is Stalled, a wait or a transient failure with a
+// reason is Reconciling. Any other error leaves the triple as it is: it is retried with backoff
+// and is no news for a user (a write conflict, a cache not synced yet).
+func Summarise(obj conditions.Setter, err error, settledReason, readyMsg string) {
+	if err == nil {
+		MarkReady(obj, settledReason, readyMsg)
+		return
+	}
+	if s, ok := outcome.AsStalled(err); ok {
+		MarkStalled(obj, s.Reason, s.Message)
+		return
+	}
+	if w, ok := outcome.AsWaiting(err); ok {
+		MarkProgressing(obj, w.Reason, w.Message)
+		return
+	}
+	if t, ok := outcome.AsTransient(err); ok {
+		MarkProgressing(obj, t.Reason, t.Error())
+	}
+}
 
 // MarkReady sets Ready True with msg, and Reconciling and Stalled False with settledReason (what
 // the object settled in, e.g. Ready or ImageActive).

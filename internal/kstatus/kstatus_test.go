@@ -1,14 +1,18 @@
 package kstatus_test
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
 )
 
 func TestBoundMessage(t *testing.T) {
@@ -79,4 +83,44 @@ func FuzzBoundMessage(f *testing.F) {
 			t.Fatal("a message that fits was changed")
 		}
 	})
+}
+
+func TestSummarise(t *testing.T) {
+	type triple struct{ ready, reconciling, stalled metav1.ConditionStatus }
+	for name, tc := range map[string]struct {
+		err    error
+		want   triple
+		reason string
+		msg    string
+	}{
+		"done":      {want: triple{"True", "False", "False"}, reason: csv1alpha1.ReadyReason, msg: "all there"},
+		"stalled":   {err: fmt.Errorf("step: %w", outcome.Stall("InvalidRelease", "fix the release")), want: triple{"False", "False", "True"}, reason: "InvalidRelease", msg: "fix the release"},
+		"waiting":   {err: outcome.Wait("WaitingForImages", time.Minute, "images"), want: triple{"False", "True", "False"}, reason: "WaitingForImages", msg: "images"},
+		"transient": {err: outcome.Retry("SourceError", errors.New("registry down")), want: triple{"False", "True", "False"}, reason: "SourceError", msg: "registry down"},
+		// A plain error changes nothing: the conditions of the last outcome stay.
+		"plain error": {err: errors.New("conflict"), want: triple{"False", "False", "True"}, reason: "Earlier", msg: "earlier stall"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			obj := &csv1alpha1.ClusterAddon{}
+			kstatus.MarkStalled(obj, "Earlier", "earlier stall")
+			kstatus.Summarise(obj, tc.err, csv1alpha1.ReadyReason, "all there")
+			got := triple{}
+			for _, c := range obj.Status.Conditions {
+				switch c.Type {
+				case csv1alpha1.ReadyCondition:
+					got.ready = c.Status
+					if c.Reason != tc.reason || c.Message != tc.msg {
+						t.Errorf("Ready = %s %q, want %s %q", c.Reason, c.Message, tc.reason, tc.msg)
+					}
+				case csv1alpha1.ReconcilingCondition:
+					got.reconciling = c.Status
+				case csv1alpha1.StalledCondition:
+					got.stalled = c.Status
+				}
+			}
+			if got != tc.want {
+				t.Errorf("Ready/Reconciling/Stalled = %v, want %v", got, tc.want)
+			}
+		})
+	}
 }

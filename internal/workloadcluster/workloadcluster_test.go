@@ -3,8 +3,6 @@ package workloadcluster
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,15 +16,10 @@ import (
 var env *testenv.Environment
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start(testenv.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
+	testenv.Main(m, func(s *testenv.Suite) (err error) {
+		env, err = s.Start(testenv.Options{})
+		return err
+	})
 }
 
 func TestCache(t *testing.T) {

@@ -4,8 +4,6 @@
 package api_test
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
@@ -15,20 +13,8 @@ import (
 var env *testenv.Environment
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	env, err = testenv.Start(testenv.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}()
-	return m.Run()
+	testenv.Main(m, func(s *testenv.Suite) (err error) {
+		env, err = s.Start(testenv.Options{})
+		return err
+	})
 }

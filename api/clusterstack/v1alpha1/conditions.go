@@ -25,12 +25,17 @@ const (
 	ProviderReadyCondition = "ProviderReady"
 	// ClusterReachableCondition (ClusterAddon) is True when the workload cluster's API answers.
 	ClusterReachableCondition = "ClusterReachable"
+	// PausedCondition is True while the object carries the cluster.x-k8s.io/paused annotation
+	// (as during `clusterctl move`): the operator then leaves it, and what it made, alone.
+	PausedCondition = "Paused"
 )
 
 // Reasons used in conditions. They are part of the API: tools may match on them.
 const (
 	// ReadyReason is the reason of a True Ready condition.
 	ReadyReason = "Ready"
+	// PausedReason is the reason of a True Paused condition.
+	PausedReason = "Paused"
 	// ProgressingReason means work is under way and no error stops it.
 	ProgressingReason = "Progressing"
 	// ReleaseSourceErrorReason means the release source could not be read.

@@ -1,0 +1,229 @@
+// Package reconciler is the one shape every reconciler of the operator has, as in Cluster API:
+// get the object (gone: done), a logger with it, the pause check, the finalizer, a patch helper
+// and a deferred status patch, then the kind's delete or normal steps, and last the kind's pure
+// status function, which turns what the steps reported into conditions and the reconcile result.
+// A kind supplies its steps and its status function (a Kind); the skeleton does the rest, so
+// preamble, pause, observedGeneration and the stall events are the same for every kind.
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/cluster-api/util/annotations"
+	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/cluster-api/util/patch"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+)
+
+// Object is what the skeleton reconciles: an API object with conditions.
+type Object interface {
+	client.Object
+	conditions.Setter
+}
+
+// Kind describes one kind to the skeleton. R is what the kind's steps report: an error (nil, or
+// an outcome of package outcome) or a struct of the steps' findings.
+type Kind[T Object, R any] struct {
+	// Name is the kind's name for logs and errors, e.g. "ClusterStack".
+	Name string
+	// New returns an empty object of the kind.
+	New func() T
+	// Reader reads the object: the manager's cache, or the API server for kinds whose status is
+	// an inventory that a stale read would overwrite.
+	Reader client.Reader
+	// Client writes the finalizer and the status.
+	Client client.Client
+	// Finalizer is added before any step runs; empty adds none.
+	Finalizer string
+	// Conditions are the conditions the kind owns, for the patch helper's conflict resolution;
+	// Ready, Reconciling, Stalled and Paused are always owned.
+	Conditions []string
+	// Normal runs the steps of a live object. The steps report; they set no conditions.
+	Normal func(ctx context.Context, obj T) R
+	// Delete runs the steps of an object being deleted.
+	Delete func(ctx context.Context, obj T) R
+	// Status is the kind's pure status function: it sets the conditions (and the status fields
+	// that follow from them) from the report and returns the reconcile result and error, usually
+	// through outcome.Result. It does no I/O.
+	Status func(obj T, rep R) (ctrl.Result, error)
+	// Observed says whether the report describes the current spec, so that
+	// status.observedGeneration is recorded; nil means: when Status returned no error.
+	Observed func(rep R) bool
+	// Gone is called with the key of an object that no longer exists, to forget what is kept
+	// per object; optional.
+	Gone func(types.NamespacedName)
+	// Recorder, when set, gets a Warning event whenever Stalled turns True or its message
+	// changes: events only when something changed or failed, as Cluster API emits them.
+	Recorder events.EventRecorder
+	// Lock, when set, is called once the object is read and its unlock runs after the status
+	// patch: for kinds whose objects share something outside the API (a Glance image name), so
+	// that the next holder sees what this reconcile recorded.
+	Lock func(obj T) (unlock func())
+	// Patch, when set, replaces the patch helper: it writes what the reconcile changed between
+	// before and obj, recording observedGeneration when observed. Persist is not available then.
+	Patch func(ctx context.Context, before, obj T, observed bool) error
+}
+
+// Reconcile is the skeleton; a kind's reconciler calls it from its own Reconcile.
+func (k *Kind[T, R]) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	obj := k.New()
+	if err := k.Reader.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			if k.Gone != nil {
+				k.Gone(req.NamespacedName)
+			}
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("reading %s %s: %w", k.Name, req.NamespacedName, err)
+	}
+	ctx = ctrl.LoggerInto(ctx, ctrl.LoggerFrom(ctx).WithValues(k.Name, klog.KObj(obj)))
+	if k.Lock != nil {
+		// Deferred first, so it runs after the deferred status patch.
+		defer k.Lock(obj)()
+	}
+
+	deleting := !obj.GetDeletionTimestamp().IsZero()
+	if !deleting && k.Finalizer != "" && !controllerutil.ContainsFinalizer(obj, k.Finalizer) {
+		base := client.MergeFrom(obj.DeepCopyObject().(T))
+		controllerutil.AddFinalizer(obj, k.Finalizer)
+		if err := k.Client.Patch(ctx, obj, base); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding the finalizer to %s: %w", k.Name, err)
+		}
+	}
+
+	before := obj.DeepCopyObject().(T)
+	w := &writer[T]{kind: k.Name, client: k.Client, owned: k.owned()}
+	if k.Patch == nil {
+		if err := w.start(obj); err != nil {
+			return ctrl.Result{}, err
+		}
+		ctx = context.WithValue(ctx, persistKey{}, func(ctx context.Context) error { return w.persist(ctx, obj) })
+	}
+
+	observed := false
+	defer func() {
+		kstatus.BoundConditions(obj)
+		k.notify(before, obj, deleting)
+		var err error
+		if k.Patch != nil {
+			err = k.Patch(ctx, before, obj, observed)
+		} else {
+			err = w.patch(ctx, obj, observed)
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			reterr = errors.Join(reterr, err)
+		}
+	}()
+
+	if annotations.HasPaused(obj) {
+		// Nothing is read or written for a paused object: `clusterctl move` pauses what it moves.
+		conditions.Set(obj, metav1.Condition{Type: csv1alpha1.PausedCondition, Status: metav1.ConditionTrue, Reason: csv1alpha1.PausedReason,
+			Message: fmt.Sprintf("The %s carries the annotation %s: remove it to resume", k.Name, "cluster.x-k8s.io/paused")})
+		return ctrl.Result{}, nil
+	}
+	conditions.Delete(obj, csv1alpha1.PausedCondition)
+
+	var rep R
+	if deleting {
+		rep = k.Delete(ctx, obj)
+	} else {
+		rep = k.Normal(ctx, obj)
+	}
+	res, err := k.Status(obj, rep)
+	if k.Observed != nil {
+		observed = k.Observed(rep)
+	} else {
+		observed = err == nil
+	}
+	return res, err
+}
+
+// owned returns the conditions the patch helper owns.
+func (k *Kind[T, R]) owned() []string {
+	return append([]string{csv1alpha1.ReadyCondition, csv1alpha1.ReconcilingCondition, csv1alpha1.StalledCondition, csv1alpha1.PausedCondition}, k.Conditions...)
+}
+
+// notify emits the stall event when Stalled turned True or says something new.
+func (k *Kind[T, R]) notify(before, after T, deleting bool) {
+	if k.Recorder == nil {
+		return
+	}
+	now := conditions.Get(after, csv1alpha1.StalledCondition)
+	if now == nil || now.Status != metav1.ConditionTrue {
+		return
+	}
+	if was := conditions.Get(before, csv1alpha1.StalledCondition); was != nil && was.Status == metav1.ConditionTrue && was.Message == now.Message {
+		return
+	}
+	action := "Reconcile"
+	if deleting {
+		action = "Delete"
+	}
+	k.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, action, "%s", now.Message)
+}
+
+// persistKey is the context key of the Persist function.
+type persistKey struct{}
+
+// Persist writes the object's status now, in the middle of a reconcile: for steps that must
+// record what they created before they go on (an image ID right after the create), so that a
+// crash cannot lose it. The deferred patch then writes only what changed after. It fails for a
+// kind that brings its own Patch.
+func Persist(ctx context.Context) error {
+	p, ok := ctx.Value(persistKey{}).(func(context.Context) error)
+	if !ok {
+		return errors.New("persisting the status: the reconciler has no patch helper")
+	}
+	return p(ctx)
+}
+
+// writer is the default status writer: Cluster API's patch helper.
+type writer[T Object] struct {
+	kind   string
+	client client.Client
+	owned  []string
+	helper *patch.Helper
+}
+
+func (w *writer[T]) start(obj T) error {
+	h, err := patch.NewHelper(obj, w.client)
+	if err != nil {
+		return fmt.Errorf("starting the patch of %s: %w", w.kind, err)
+	}
+	w.helper = h
+	return nil
+}
+
+func (w *writer[T]) patch(ctx context.Context, obj T, observed bool) error {
+	opts := []patch.Option{patch.WithOwnedConditions{Conditions: w.owned}}
+	if observed {
+		opts = append(opts, patch.WithStatusObservedGeneration{})
+	}
+	if err := w.helper.Patch(ctx, obj, opts...); err != nil {
+		return fmt.Errorf("patching %s: %w", w.kind, err)
+	}
+	return nil
+}
+
+// persist patches now and starts a new helper from what was written, so that the deferred patch
+// compares against the stored state (a field cleared after persist must be removed, not lost in
+// an empty diff).
+func (w *writer[T]) persist(ctx context.Context, obj T) error {
+	if err := w.patch(ctx, obj, false); err != nil {
+		return err
+	}
+	return w.start(obj)
+}
