@@ -3,7 +3,6 @@ package resolver_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -33,18 +32,10 @@ var env *testenv.Environment
 var testConfinement = resolver.WithConfinement(egress.AllowLoopbackForTests(), []string{os.TempDir()})
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	env, err = testenv.Start(testenv.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	return m.Run()
+	testenv.Main(m, func(s *testenv.Suite) (err error) {
+		env, err = s.Start(testenv.Options{})
+		return err
+	})
 }
 
 func namespace(t *testing.T) string {
@@ -98,6 +89,7 @@ func clusterStack(t *testing.T, ns string, src *clusterstackv1alpha1.ReleaseSour
 }
 
 func TestReleaseIsFetchedOnceThenCached(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ns := namespace(t)
 	host, manifests := registry(t, "v1")
@@ -137,6 +129,7 @@ func TestReleaseIsFetchedOnceThenCached(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ns := namespace(t)
 	host, _ := registry(t, "v1")
@@ -180,6 +173,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestSourceForFollowsSecret(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ns := namespace(t)
 	host, _ := registry(t)
@@ -217,6 +211,7 @@ func TestSourceForFollowsSecret(t *testing.T) {
 }
 
 func TestReleaseFor(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ns := namespace(t)
 	host, _ := registry(t, "v1", "v0-sha.abc1234")
@@ -293,6 +288,7 @@ func (r *secretReads) Get(ctx context.Context, key client.ObjectKey, obj client.
 }
 
 func TestSecretIsReadOncePerVersion(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ns := namespace(t)
 	host, manifests := registry(t, "v1")
@@ -344,6 +340,7 @@ func TestSecretIsReadOncePerVersion(t *testing.T) {
 }
 
 func TestClustersByReleaseFollowsClassNamespace(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	stacks, tenant := namespace(t), namespace(t)
 	create := func(ns, cluster, class, classNS string) {
@@ -379,6 +376,7 @@ func TestClustersByReleaseFollowsClassNamespace(t *testing.T) {
 }
 
 func TestPrunerKeepsNamedReleases(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ns := namespace(t)
 	host, manifests := registry(t, "v5", "v6", "v7")

@@ -15,6 +15,7 @@ import (
 )
 
 func TestReleaseOfCluster(t *testing.T) {
+	t.Parallel()
 	cluster := func(class, classNS string) *clusterv1.Cluster {
 		c := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant", Name: "c"}}
 		c.Spec.Topology.ClassRef = clusterv1.ClusterClassRef{Name: class, Namespace: classNS}
@@ -49,6 +50,7 @@ func TestReleaseOfCluster(t *testing.T) {
 }
 
 func TestStackRules(t *testing.T) {
+	t.Parallel()
 	stack := func(channel string) *clusterstackv1alpha1.ClusterStack {
 		return &clusterstackv1alpha1.ClusterStack{Spec: clusterstackv1alpha1.ClusterStackSpec{Provider: "openstack", Name: "scs", KubernetesVersion: "1.32", Channel: channel}}
 	}
@@ -86,6 +88,7 @@ func TestStackRules(t *testing.T) {
 }
 
 func TestLatest(t *testing.T) {
+	t.Parallel()
 	var releases []name.Release
 	for _, s := range []string{
 		"openstack-scs-1-32-v9", "openstack-scs-1-32-v10", "openstack-scs-1-32-v1-alpha-2",
@@ -124,6 +127,7 @@ func TestLatest(t *testing.T) {
 }
 
 func TestConfigOf(t *testing.T) {
+	t.Parallel()
 	secret := map[string][]byte{"username": []byte("u\n"), "password": []byte("p"), "token": []byte("t")}
 	tests := []struct {
 		name    string
