@@ -1,27 +1,28 @@
 // Package release defines a verified cluster-stack release on disk: the
-// parsed metadata.yaml and the paths of the files later stages use (the
-// cluster-class chart, the addon archive and its configuration, the node
-// images). Load is the only way to get a Release, and it rejects a release
-// whole when any file is missing, malformed, unsafe or inconsistent with the
-// release name.
+// parsed metadata.yaml, node-images.yaml and addon plan (clusteraddon.yaml),
+// and the paths of the files later stages use (the cluster-class chart, the
+// addon archive, cluster-addon-values.yaml). Load is the only way to get a
+// Release, and it rejects a release whole when any file is missing, malformed,
+// unsafe or inconsistent with the release name, so a loaded release is usable
+// in every part.
 package release
 
 import (
 	"archive/tar"
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
@@ -96,12 +97,14 @@ type Release struct {
 	ClusterAddonArchive string
 	// AddonConvention tells which of the two addon files is set.
 	AddonConvention AddonConvention
-	// ClusterAddonConfig is clusteraddon.yaml; empty for the values convention.
-	ClusterAddonConfig string
+	// AddonPlan is the parsed and checked clusteraddon.yaml: every stage names a chart of the
+	// addon archive. Nil for the values convention.
+	AddonPlan *plan.Config
 	// ClusterAddonValues is cluster-addon-values.yaml; empty for the config convention.
 	ClusterAddonValues string
-	// NodeImages is node-images.yaml; empty when the release has none.
-	NodeImages string
+	// NodeImages are the images of node-images.yaml, parsed and validated; none when the
+	// release has no such file or it lists none.
+	NodeImages []infrav1.NodeImage
 }
 
 // Options tune verification.
@@ -110,21 +113,19 @@ type Options struct {
 	Limits archive.Limits
 }
 
-// Load verifies the release directory dir for the release named releaseName
-// (dashed form) and returns it. It never changes dir.
-func Load(dir, releaseName string, opts Options) (*Release, error) {
+// Load verifies the release directory dir for release n and returns it. It never changes dir.
+func Load(dir string, n name.Release, opts Options) (*Release, error) {
 	invalid := func(file string, err error) (*Release, error) {
-		return nil, &InvalidError{Release: releaseName, File: file, Err: err}
+		return nil, &InvalidError{Release: n.String(), File: file, Err: err}
 	}
 	limits := opts.Limits
 	if limits == (archive.Limits{}) {
 		limits = archive.DefaultLimits
 	}
-	n, err := name.Parse(releaseName)
-	if err != nil {
+	if err := n.Validate(); err != nil {
 		return invalid("", err)
 	}
-	dir, err = filepath.Abs(dir)
+	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("resolving release directory: %w", err)
 	}
@@ -169,7 +170,6 @@ func Load(dir, releaseName string, opts Options) (*Release, error) {
 		// A release built with the new convention may still carry an old
 		// values file; the config file decides.
 		r.AddonConvention = AddonConventionConfig
-		r.ClusterAddonConfig = filepath.Join(dir, ClusterAddonConfigFile)
 	case has(ClusterAddonValuesFile):
 		r.AddonConvention = AddonConventionValues
 		r.ClusterAddonValues = filepath.Join(dir, ClusterAddonValuesFile)
@@ -177,9 +177,12 @@ func Load(dir, releaseName string, opts Options) (*Release, error) {
 		return invalid(ClusterAddonConfigFile, fmt.Errorf("neither %s nor %s is present: %w", ClusterAddonConfigFile, ClusterAddonValuesFile, ErrMissingFile))
 	}
 	if has(NodeImagesFile) {
-		r.NodeImages = filepath.Join(dir, NodeImagesFile)
-		if err := checkYAML(r.NodeImages); err != nil {
+		data, err := readBounded(filepath.Join(dir, NodeImagesFile), maxNodeImagesBytes)
+		if err != nil {
 			return invalid(NodeImagesFile, err)
+		}
+		if r.NodeImages, err = ParseNodeImages(data); err != nil {
+			return invalid(NodeImagesFile, fmt.Errorf("%w: %w", err, ErrMalformedFile))
 		}
 	}
 
@@ -199,8 +202,8 @@ func Load(dir, releaseName string, opts Options) (*Release, error) {
 		return invalid(filepath.Base(r.ClusterAddonArchive), fmt.Errorf("holds no Helm chart: %w", ErrMalformedFile))
 	}
 	if r.AddonConvention == AddonConventionConfig {
-		if err := checkAddonConfig(r.ClusterAddonConfig, charts); err != nil {
-			return invalid(ClusterAddonConfigFile, err)
+		if r.AddonPlan, err = loadAddonPlan(filepath.Join(dir, ClusterAddonConfigFile), charts); err != nil {
+			return invalid(ClusterAddonConfigFile, fmt.Errorf("%w: %w", err, ErrMalformedFile))
 		}
 	}
 	return r, nil
@@ -252,54 +255,47 @@ func chartDirs(entries []archive.Entry) []string {
 	return slices.Compact(dirs)
 }
 
-type addonConfig struct {
-	AddonStages map[string][]struct {
-		Name string `json:"name"`
-		// HelmChartName is the reference operator's spelling of name; releases use either.
-		HelmChartName string `json:"helmChartName"`
-		Action        string `json:"action"`
-	} `json:"addonStages"`
-}
+// maxAddonPlanBytes bounds clusteraddon.yaml as plan.Parse does.
+const maxAddonPlanBytes = 1 << 20
 
-// checkAddonConfig parses clusteraddon.yaml and checks that every step names
-// a chart of the addon archive and a known action, so a typo fails at fetch
-// time rather than halfway through a cluster upgrade.
-func checkAddonConfig(file string, charts []string) error {
-	data, err := os.ReadFile(file)
+// loadAddonPlan parses clusteraddon.yaml (plan.Parse checks hooks, actions and conditions) and
+// checks that every stage names a chart of the addon archive, so a typo fails when the release
+// is loaded rather than halfway through a cluster upgrade.
+func loadAddonPlan(file string, charts []string) (*plan.Config, error) {
+	data, err := readBounded(file, maxAddonPlanBytes)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var c addonConfig
-	if err := yaml.Unmarshal(data, &c); err != nil {
-		return fmt.Errorf("parsing YAML: %v: %w", err, ErrMalformedFile)
+	p, err := plan.Parse(data)
+	if err != nil {
+		return nil, err
 	}
-	if len(c.AddonStages) == 0 {
-		return fmt.Errorf("addonStages is empty: %w", ErrMalformedFile)
-	}
-	for stage, steps := range c.AddonStages {
-		for i, s := range steps {
-			chart := cmp.Or(s.Name, s.HelmChartName)
-			if _, ok := slices.BinarySearch(charts, chart); !ok {
-				return fmt.Errorf("addonStages.%s[%d]: %q is not a chart of the addon archive (have %v): %w", stage, i, chart, charts, ErrMalformedFile)
-			}
-			if s.Action != "apply" && s.Action != "delete" {
-				return fmt.Errorf("addonStages.%s[%d]: action %q is neither apply nor delete: %w", stage, i, s.Action, ErrMalformedFile)
+	hooks := slices.Sorted(maps.Keys(p.AddonStages))
+	for _, hook := range hooks {
+		for i, s := range p.AddonStages[hook] {
+			if _, ok := slices.BinarySearch(charts, s.Name); !ok {
+				return nil, &plan.ConfigError{Field: fmt.Sprintf("addonStages.%s[%d].name", hook, i), Err: fmt.Errorf("%q is not a chart of the addon archive (have %v)", s.Name, charts)}
 			}
 		}
 	}
-	return nil
+	return p, nil
 }
 
-func checkYAML(file string) error {
-	data, err := os.ReadFile(file)
+// readBounded reads a release file of at most limit bytes: release files are outside input.
+func readBounded(file string, limit int64) ([]byte, error) {
+	f, err := os.Open(file)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var v map[string]any
-	if err := yaml.Unmarshal(data, &v); err != nil {
-		return fmt.Errorf("parsing YAML: %v: %w", err, ErrMalformedFile)
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes: %w", limit, ErrMalformedFile)
+	}
+	return data, nil
 }
 
 // DirDigest returns the content digest of a flat release directory:
