@@ -6,7 +6,8 @@
 //	go run ./hack/artifacts build -version v0.1.0 -image <registry>/clusterstack-operator:v0.1.0 -out out
 //
 // sync-chart copies what controller-gen generates (CRDs, the manager's RBAC rules, the webhooks)
-// into the chart, so the chart cannot drift from the code; make manifests runs it. build writes
+// and the metrics objects of config/rbac, config/prometheus and config/grafana into the chart, so
+// the chart cannot drift from the code and the overlays; make manifests runs it. build writes
 // clusterctl's metadata.yaml, the components file (runtime-extension-components.yaml) and the
 // packaged chart into -out; make release-artifacts runs it.
 package main
@@ -26,6 +27,7 @@ import (
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/version"
 	clusterctlv1 "sigs.k8s.io/cluster-api/cmd/clusterctl/api/v1alpha3"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -84,9 +86,26 @@ func kustomize(dir string) (resmap.ResMap, error) {
 	return m, nil
 }
 
+// chartCopies are the parts of the chart copied from the overlays: a field of the one object of a
+// kind in a file, written as YAML to a file below the chart's files/.
+var chartCopies = []struct {
+	source, kind string
+	field        []string
+	file         string
+}{
+	{"config/rbac/role.yaml", "ClusterRole", []string{"rules"}, "manager-role-rules.yaml"},
+	{"config/rbac/metrics_auth_role.yaml", "ClusterRole", []string{"rules"}, "metrics-auth-role-rules.yaml"},
+	{"config/rbac/metrics_reader_role.yaml", "ClusterRole", []string{"rules"}, "metrics-reader-role-rules.yaml"},
+	// The chart selects its own metrics Service and names the port of its mode (https or http).
+	{"config/prometheus/monitor.yaml", "ServiceMonitor", []string{"spec", "endpoints"}, "servicemonitor-endpoints.yaml"},
+	{"config/prometheus/alerts.yaml", "PrometheusRule", []string{"spec", "groups"}, "prometheus-rule-groups.yaml"},
+}
+
+// dashboard is config/grafana's dashboard, copied verbatim (JSON has no comments for a header).
+const dashboard = "config/grafana/clusterstack-operator.json"
+
 // syncChart writes the chart's generated parts: crds/ from config/crd (with its labels),
-// files/manager-role-rules.yaml from config/rbac/role.yaml and files/*-webhooks.yaml from
-// config/webhook/manifests.yaml.
+// files/*-webhooks.yaml from config/webhook/manifests.yaml, the chartCopies and the dashboard.
 func syncChart() error {
 	crds, err := kustomize("config/crd")
 	if err != nil {
@@ -109,15 +128,21 @@ func syncChart() error {
 		}
 	}
 
-	role, err := objects("config/rbac/role.yaml")
-	if err != nil {
-		return err
-	}
-	if len(role) != 1 || role[0]["kind"] != "ClusterRole" {
-		return errors.New("reading config/rbac/role.yaml: want the one ClusterRole")
-	}
-	if err := writeYAML(filepath.Join(chartDir, "files", "manager-role-rules.yaml"), role[0]["rules"]); err != nil {
-		return err
+	for _, c := range chartCopies {
+		objs, err := objects(c.source)
+		if err != nil {
+			return err
+		}
+		if len(objs) != 1 || objs[0]["kind"] != c.kind {
+			return fmt.Errorf("reading %s: want the one %s", c.source, c.kind)
+		}
+		v, ok, err := unstructured.NestedFieldNoCopy(objs[0], c.field...)
+		if err != nil || !ok {
+			return fmt.Errorf("reading %s: the %s has no %s", c.source, c.kind, strings.Join(c.field, "."))
+		}
+		if err := writeYAML(filepath.Join(chartDir, "files", c.file), v); err != nil {
+			return err
+		}
 	}
 
 	webhooks, err := objects("config/webhook/manifests.yaml")
@@ -136,7 +161,12 @@ func syncChart() error {
 			return err
 		}
 	}
-	return nil
+
+	data, err := os.ReadFile(dashboard)
+	if err != nil {
+		return err
+	}
+	return write(filepath.Join(chartDir, "files", filepath.Base(dashboard)), data)
 }
 
 // objects reads the YAML documents of a file.

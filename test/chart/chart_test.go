@@ -5,6 +5,7 @@
 package chart_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -34,6 +36,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -141,10 +144,10 @@ func caBundle(t *testing.T) string {
 }
 
 // notInEnvtest are the API groups of objects the chart renders whose CRDs the test API server
-// does not have: cert-manager is a prerequisite of the installation, not of the tests. The
-// default case checks those objects' references instead, and the case without cert-manager
-// applies everything.
-var notInEnvtest = map[string]bool{"cert-manager.io": true}
+// does not have: cert-manager and the Prometheus Operator are prerequisites of the installation
+// (or of its options), not of the tests. The cases check those objects' references instead, and
+// the case without cert-manager applies everything else.
+var notInEnvtest = map[string]bool{"cert-manager.io": true, "monitoring.coreos.com": true}
 
 func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
 	for _, o := range objs {
@@ -164,9 +167,14 @@ func TestChartInstalls(t *testing.T) {
 	}{{
 		name: "default values",
 		check: func(t *testing.T, objs []*unstructured.Unstructured, ns string) {
-			deploy := find(objs, "Deployment", fullname)
-			if got := deploymentArgs(t, deploy); !slices.Contains(got, "--metrics-bind-address=:8080") {
-				t.Errorf("manager args %v do not serve metrics", got)
+			checkMetrics(t, objs, ns, "https", 8443)
+			if got := deploymentArgs(t, find(objs, "Deployment", fullname)); slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "--metrics-cert-dir") }) {
+				t.Errorf("manager args %v name a metrics certificate without metrics.certSecret", got)
+			}
+			for _, kind := range []string{"ServiceMonitor", "PrometheusRule", "ConfigMap"} {
+				if o := find(objs, kind, ""); o != nil {
+					t.Errorf("%s %s rendered by default", kind, o.GetName())
+				}
 			}
 			cert := find(objs, "Certificate", fullname+"-serving-cert")
 			if cert == nil {
@@ -245,8 +253,11 @@ func TestChartInstalls(t *testing.T) {
 				if o.GroupVersionKind().Group == "cert-manager.io" {
 					t.Errorf("cert-manager %s rendered with certManager.enabled=false", o.GetKind())
 				}
-				if o.GetKind() == "Service" && strings.HasSuffix(o.GetName(), "-metrics") {
+				if o.GetKind() == "Service" && o.GetName() == fullname+"-metrics-service" {
 					t.Error("a metrics Service with metrics disabled")
+				}
+				if o.GetKind() == "ClusterRole" && strings.Contains(o.GetName(), "-metrics-") {
+					t.Errorf("ClusterRole %s with metrics disabled", o.GetName())
 				}
 			}
 			for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
@@ -262,6 +273,97 @@ func TestChartInstalls(t *testing.T) {
 					if got, _, _ := unstructured.NestedString(h, "clientConfig", "caBundle"); got != ca {
 						t.Errorf("%s webhook %v lacks the given CA bundle", kind, h["name"])
 					}
+				}
+			}
+		},
+	}, {
+		name: "insecure metrics, ServiceMonitor, alerts and dashboard",
+		values: map[string]any{"metrics": map[string]any{
+			"secure":         false,
+			"serviceMonitor": map[string]any{"enabled": true},
+			"prometheusRule": map[string]any{"enabled": true},
+			"dashboard":      map[string]any{"enabled": true},
+		}},
+		check: func(t *testing.T, objs []*unstructured.Unstructured, ns string) {
+			checkMetrics(t, objs, ns, "http", 8080)
+			endpoint := checkServiceMonitor(t, objs, ns)
+			for _, field := range []string{"bearerTokenFile", "tlsConfig"} {
+				if endpoint[field] != nil {
+					t.Errorf("the plain HTTP scrape has %s %v", field, endpoint[field])
+				}
+			}
+			rule := find(objs, "PrometheusRule", fullname+"-alerts")
+			if rule == nil {
+				t.Fatal("no PrometheusRule with metrics.prometheusRule.enabled")
+			}
+			if rule.GetNamespace() != ns {
+				t.Errorf("the PrometheusRule is in namespace %q, want %s", rule.GetNamespace(), ns)
+			}
+			want := overlayObject(t, "config/prometheus/alerts.yaml", "PrometheusRule")
+			if diff := cmp.Diff(normal(t, want.Object["spec"]), normal(t, rule.Object["spec"])); diff != "" {
+				t.Errorf("the PrometheusRule's rules differ from config/prometheus (-overlay +chart):\n%s", diff)
+			}
+			dashboard := find(objs, "ConfigMap", fullname+"-grafana-dashboard")
+			if dashboard == nil {
+				t.Fatal("no dashboard ConfigMap with metrics.dashboard.enabled")
+			}
+			if got := dashboard.GetLabels()["grafana_dashboard"]; got != "1" {
+				t.Errorf("the dashboard ConfigMap has label grafana_dashboard=%q, want the 1 Grafana's sidecar looks for", got)
+			}
+			got, _, _ := unstructured.NestedString(dashboard.Object, "data", "clusterstack-operator.json")
+			source, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "grafana", "clusterstack-operator.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(source) {
+				t.Errorf("the dashboard ConfigMap holds %d bytes, not config/grafana's dashboard (%d bytes)", len(got), len(source))
+			}
+		},
+	}, {
+		name: "secure metrics with a certificate and Prometheus labels",
+		values: map[string]any{"metrics": map[string]any{
+			"certSecret":     "metrics-cert",
+			"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "kps"}, "tlsConfig": map[string]any{"serverName": "metrics.example.org", "ca": map[string]any{"secret": map[string]any{"name": "metrics-ca", "key": "ca.crt"}}}},
+			"prometheusRule": map[string]any{"enabled": true, "labels": map[string]any{"release": "kps"}},
+		}},
+		check: func(t *testing.T, objs []*unstructured.Unstructured, ns string) {
+			checkMetrics(t, objs, ns, "https", 8443)
+			deploy := find(objs, "Deployment", fullname)
+			const certDir = "/tmp/k8s-metrics-server/metrics-certs"
+			if args := deploymentArgs(t, deploy); !slices.Contains(args, "--metrics-cert-dir="+certDir) {
+				t.Errorf("manager args %v lack --metrics-cert-dir=%s", args, certDir)
+			}
+			mounted := ""
+			for _, m := range container(t, deploy).VolumeMounts {
+				if m.MountPath == certDir {
+					mounted = m.Name
+				}
+			}
+			var pod corev1.PodSpec
+			spec, _, _ := unstructured.NestedMap(deploy.Object, "spec", "template", "spec")
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(spec, &pod); err != nil {
+				t.Fatal(err)
+			}
+			secret := ""
+			for _, v := range pod.Volumes {
+				if v.Name == mounted && v.Secret != nil {
+					secret = v.Secret.SecretName
+				}
+			}
+			if mounted == "" || secret != "metrics-cert" {
+				t.Errorf("%s is volume %q from Secret %q, want the Secret metrics-cert", certDir, mounted, secret)
+			}
+			endpoint := checkServiceMonitor(t, objs, ns)
+			if endpoint["bearerTokenFile"] == nil {
+				t.Errorf("the HTTPS scrape %v sends no token", endpoint)
+			}
+			wantTLS := map[string]any{"serverName": "metrics.example.org", "ca": map[string]any{"secret": map[string]any{"name": "metrics-ca", "key": "ca.crt"}}}
+			if diff := cmp.Diff(wantTLS, endpoint["tlsConfig"]); diff != "" {
+				t.Errorf("the scrape's tlsConfig is not metrics.serviceMonitor.tlsConfig (-want +got):\n%s", diff)
+			}
+			for _, kind := range []string{"ServiceMonitor", "PrometheusRule"} {
+				if o := find(objs, kind, ""); o == nil || o.GetLabels()["release"] != "kps" {
+					t.Errorf("%s lacks the label release=kps a Prometheus selects it by", kind)
 				}
 			}
 		},
@@ -308,6 +410,136 @@ func TestChartInstalls(t *testing.T) {
 	}
 }
 
+// checkMetrics checks that the manager serves its metrics as the metrics Service reaches them
+// (scheme https: secure, with the ClusterRoles the manager and a scraper need).
+func checkMetrics(t *testing.T, objs []*unstructured.Unstructured, ns, scheme string, port int64) {
+	t.Helper()
+	deploy := find(objs, "Deployment", fullname)
+	secure := scheme == "https"
+	args := deploymentArgs(t, deploy)
+	for _, want := range []string{fmt.Sprintf("--metrics-secure=%t", secure), fmt.Sprintf("--metrics-bind-address=:%d", port)} {
+		if !slices.Contains(args, want) {
+			t.Errorf("manager args %v lack %s", args, want)
+		}
+	}
+	var containerPort int32
+	for _, p := range container(t, deploy).Ports {
+		if p.Name == "metrics" {
+			containerPort = p.ContainerPort
+		}
+	}
+	if int64(containerPort) != port {
+		t.Errorf("the manager's metrics port is %d, want %d", containerPort, port)
+	}
+	svc := find(objs, "Service", fullname+"-metrics-service")
+	if svc == nil {
+		t.Fatal("no metrics Service")
+	}
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	wantPorts := []any{map[string]any{"name": scheme, "port": port, "protocol": "TCP", "targetPort": "metrics"}}
+	if diff := cmp.Diff(normal(t, wantPorts), normal(t, ports)); diff != "" {
+		t.Errorf("metrics Service ports (-want +got):\n%s", diff)
+	}
+
+	binding := find(objs, "ClusterRoleBinding", fullname+"-metrics-auth")
+	reader := find(objs, "ClusterRole", fullname+"-metrics-reader")
+	if !secure {
+		if binding != nil || reader != nil {
+			t.Error("metrics ClusterRoles rendered for plain HTTP metrics")
+		}
+		return
+	}
+	if binding == nil || reader == nil {
+		t.Fatal("no metrics-auth ClusterRoleBinding or metrics-reader ClusterRole with secure metrics")
+	}
+	subjects, _, _ := unstructured.NestedSlice(binding.Object, "subjects")
+	wantSubjects := []any{map[string]any{"kind": "ServiceAccount", "name": fullname, "namespace": ns}}
+	if diff := cmp.Diff(wantSubjects, subjects); diff != "" {
+		t.Errorf("the metrics-auth binding does not bind the manager's ServiceAccount (-want +got):\n%s", diff)
+	}
+	roleName, _, _ := unstructured.NestedString(binding.Object, "roleRef", "name")
+	role := find(objs, "ClusterRole", roleName)
+	if role == nil {
+		t.Fatalf("the metrics-auth binding names ClusterRole %q, which the chart does not render", roleName)
+	}
+	for _, want := range []struct {
+		role  *unstructured.Unstructured
+		rules []any
+	}{
+		{role, []any{
+			map[string]any{"apiGroups": []any{"authentication.k8s.io"}, "resources": []any{"tokenreviews"}, "verbs": []any{"create"}},
+			map[string]any{"apiGroups": []any{"authorization.k8s.io"}, "resources": []any{"subjectaccessreviews"}, "verbs": []any{"create"}},
+		}},
+		{reader, []any{map[string]any{"nonResourceURLs": []any{"/metrics"}, "verbs": []any{"get"}}}},
+	} {
+		if diff := cmp.Diff(want.rules, want.role.Object["rules"]); diff != "" {
+			t.Errorf("ClusterRole %s rules (-want +got):\n%s", want.role.GetName(), diff)
+		}
+	}
+}
+
+// checkServiceMonitor checks what the API server cannot (envtest lacks the Prometheus Operator's
+// CRDs): that the ServiceMonitor selects the metrics Service and no other, and scrapes its port
+// with its scheme. It returns the endpoint.
+func checkServiceMonitor(t *testing.T, objs []*unstructured.Unstructured, ns string) map[string]any {
+	t.Helper()
+	mon := find(objs, "ServiceMonitor", fullname+"-metrics-monitor")
+	if mon == nil {
+		t.Fatal("no ServiceMonitor with metrics.serviceMonitor.enabled")
+	}
+	if mon.GetNamespace() != ns {
+		t.Errorf("the ServiceMonitor is in namespace %q, want %s", mon.GetNamespace(), ns)
+	}
+	selector, _, _ := unstructured.NestedStringMap(mon.Object, "spec", "selector", "matchLabels")
+	if len(selector) == 0 {
+		t.Fatal("the ServiceMonitor selects every Service")
+	}
+	var selected []string
+	for _, o := range objs {
+		if o.GetKind() != "Service" {
+			continue
+		}
+		labels := o.GetLabels()
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(selector)), func(k string) bool { return labels[k] != selector[k] }) {
+			selected = append(selected, o.GetName())
+		}
+	}
+	if want := []string{fullname + "-metrics-service"}; !slices.Equal(selected, want) {
+		t.Errorf("the ServiceMonitor (%v) selects the Services %v, want %v", selector, selected, want)
+	}
+	endpoints, _, _ := unstructured.NestedSlice(mon.Object, "spec", "endpoints")
+	if len(endpoints) != 1 {
+		t.Fatalf("the ServiceMonitor has %d endpoints, want 1", len(endpoints))
+	}
+	endpoint := endpoints[0].(map[string]any)
+	ports, _, _ := unstructured.NestedSlice(find(objs, "Service", fullname+"-metrics-service").Object, "spec", "ports")
+	portName := ""
+	if len(ports) > 0 {
+		portName, _ = ports[0].(map[string]any)["name"].(string)
+	}
+	if endpoint["port"] != portName || endpoint["scheme"] != portName || endpoint["path"] != "/metrics" {
+		t.Errorf("the ServiceMonitor endpoint %v does not scrape /metrics on the Service's port %q with its scheme", endpoint, portName)
+	}
+	return endpoint
+}
+
+// overlayObject is the one object of a kind in a file of the overlays.
+func overlayObject(t *testing.T, path, kind string) *unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decode(path, string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || objs[0].GetKind() != kind {
+		t.Fatalf("%s holds %d objects, want one %s", path, len(objs), kind)
+	}
+	return objs[0]
+}
+
 func container(t *testing.T, deploy *unstructured.Unstructured) corev1.Container {
 	t.Helper()
 	if deploy == nil {
@@ -341,7 +573,10 @@ func TestChartRefuses(t *testing.T) {
 		values map[string]any
 		want   string
 	}{
-		{"secure metrics", map[string]any{"metrics": map[string]any{"secure": true}}, "metrics.secure"},
+		{"ServiceMonitor without metrics", map[string]any{"metrics": map[string]any{"enabled": false, "serviceMonitor": map[string]any{"enabled": true}}}, "metrics.serviceMonitor.enabled"},
+		{"alerts without metrics", map[string]any{"metrics": map[string]any{"enabled": false, "prometheusRule": map[string]any{"enabled": true}}}, "metrics.prometheusRule.enabled"},
+		{"dashboard without metrics", map[string]any{"metrics": map[string]any{"enabled": false, "dashboard": map[string]any{"enabled": true}}}, "metrics.dashboard.enabled"},
+		{"metrics certificate for plain HTTP", map[string]any{"metrics": map[string]any{"secure": false, "certSecret": "metrics-cert"}}, "metrics.certSecret"},
 		{"unknown failure policy", map[string]any{"webhooks": map[string]any{"failurePolicy": "Sometimes"}}, "webhooks.failurePolicy"},
 		{"two release sources", map[string]any{"releaseSource": map[string]any{"oci": map[string]any{"registry": "r.example.org", "repository": "stacks"}, "github": map[string]any{"org": "o", "repository": "r"}}}, "releaseSource"},
 		{"OCI registry without repository", map[string]any{"releaseSource": map[string]any{"oci": map[string]any{"registry": "r.example.org"}}}, "releaseSource.oci.repository"},
@@ -386,10 +621,17 @@ func TestChartInSync(t *testing.T) {
 		t.Errorf("the chart's CRDs differ from config/crd; run make manifests (-config/crd +chart):\n%s", diff)
 	}
 
-	for file, source := range map[string]struct{ path, kind, field string }{
-		"files/manager-role-rules.yaml":  {"config/rbac/role.yaml", "ClusterRole", "rules"},
-		"files/mutating-webhooks.yaml":   {"config/webhook/manifests.yaml", "MutatingWebhookConfiguration", "webhooks"},
-		"files/validating-webhooks.yaml": {"config/webhook/manifests.yaml", "ValidatingWebhookConfiguration", "webhooks"},
+	for file, source := range map[string]struct {
+		path, kind string
+		field      []string
+	}{
+		"files/manager-role-rules.yaml":        {"config/rbac/role.yaml", "ClusterRole", []string{"rules"}},
+		"files/metrics-auth-role-rules.yaml":   {"config/rbac/metrics_auth_role.yaml", "ClusterRole", []string{"rules"}},
+		"files/metrics-reader-role-rules.yaml": {"config/rbac/metrics_reader_role.yaml", "ClusterRole", []string{"rules"}},
+		"files/servicemonitor-endpoints.yaml":  {"config/prometheus/monitor.yaml", "ServiceMonitor", []string{"spec", "endpoints"}},
+		"files/prometheus-rule-groups.yaml":    {"config/prometheus/alerts.yaml", "PrometheusRule", []string{"spec", "groups"}},
+		"files/mutating-webhooks.yaml":         {"config/webhook/manifests.yaml", "MutatingWebhookConfiguration", []string{"webhooks"}},
+		"files/validating-webhooks.yaml":       {"config/webhook/manifests.yaml", "ValidatingWebhookConfiguration", []string{"webhooks"}},
 	} {
 		data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), source.path))
 		if err != nil {
@@ -402,21 +644,37 @@ func TestChartInSync(t *testing.T) {
 		var want any
 		for _, o := range objs {
 			if o.GetKind() == source.kind {
-				want = o.Object[source.field]
+				want, _, _ = unstructured.NestedFieldNoCopy(o.Object, source.field...)
 			}
 		}
 		var got any
-		for _, f := range ch.Files {
-			if f.Name == file {
-				if err := sigsyaml.Unmarshal(f.Data, &got); err != nil {
-					t.Fatal(err)
-				}
-			}
+		if err := sigsyaml.Unmarshal(chartFile(t, ch, file), &got); err != nil {
+			t.Fatal(err)
 		}
 		if diff := cmp.Diff(normal(t, want), normal(t, got)); diff != "" {
 			t.Errorf("%s differs from %s; run make manifests (-source +chart):\n%s", file, source.path, diff)
 		}
 	}
+
+	dashboard, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "grafana", "clusterstack-operator.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(chartFile(t, ch, "files/clusterstack-operator.json"), dashboard) {
+		t.Error("files/clusterstack-operator.json differs from config/grafana/clusterstack-operator.json; run make manifests")
+	}
+}
+
+// chartFile is the content of a file of the chart outside templates/ and crds/.
+func chartFile(t *testing.T, ch *chart.Chart, name string) []byte {
+	t.Helper()
+	for _, f := range ch.Files {
+		if f.Name == name {
+			return f.Data
+		}
+	}
+	t.Fatalf("the chart has no %s; run make manifests", name)
+	return nil
 }
 
 // normal is v as JSON reads it back: YAML decoders differ in the Go types of numbers.

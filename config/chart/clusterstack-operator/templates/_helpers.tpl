@@ -30,3 +30,12 @@ annotations:
   cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "cso.fullname" . }}-serving-cert
 {{- end }}
 {{- end -}}
+
+{{/* cso.metricsPort and cso.metricsPortName: the manager's metrics endpoint, as config/manager serves it (https on 8443) or, with metrics.secure false, plain http on 8080. */}}
+{{- define "cso.metricsPort" -}}
+{{- if .Values.metrics.secure }}8443{{ else }}8080{{ end -}}
+{{- end -}}
+
+{{- define "cso.metricsPortName" -}}
+{{- if .Values.metrics.secure }}https{{ else }}http{{ end -}}
+{{- end -}}
