@@ -1,5 +1,6 @@
 // Tests of the node image controllers run a real manager against a real API server (envtest)
-// and the in-process OpenStack double.
+// and the in-process OpenStack double. Each test's fixture is its own namespace, double and
+// manager, so tests run in parallel unless short cloud deadlines make them timing-sensitive.
 package openstack
 
 import (

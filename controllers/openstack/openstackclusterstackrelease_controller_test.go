@@ -61,6 +61,7 @@ func waitReleaseReady(g Gomega, ns, name string) {
 }
 
 func TestClusterStackReleaseNodeImages(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	releases := dirReleases{dir: buildReleases(t, []int{1, 2, 3}, 3), adjust: map[string]func(*release.Release){
@@ -103,6 +104,7 @@ func TestClusterStackReleaseNodeImages(t *testing.T) {
 }
 
 func TestClusterStackReleaseSecondProject(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t,
 		openstackdouble.WithUser(openstackdouble.User{Name: "alice", Password: "alice-pw", Projects: []string{"alpha"}}),
@@ -123,6 +125,7 @@ func TestClusterStackReleaseSecondProject(t *testing.T) {
 }
 
 func TestClusterStackReleaseInvalidNodeImages(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	bad := filepath.Join(t.TempDir(), "node-images.yaml")
