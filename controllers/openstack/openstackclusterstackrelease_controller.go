@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
@@ -83,23 +81,21 @@ func (r *OpenStackClusterStackReleaseReconciler) Reconcile(ctx context.Context, 
 	return r.kind.Reconcile(ctx, req)
 }
 
-// reconcileNormal gets the release, parses its node images and ensures an object per image; what
-// it finds is reported, the conditions follow from it in setOpenStackClusterStackReleaseStatus.
+// reconcileNormal gets the release (its node images parsed and validated at load) and ensures an
+// object per image; what it finds is reported, the conditions follow from it in
+// setOpenStackClusterStackReleaseStatus.
 func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) releaseReport {
-	rel, err := r.Releases.ReleaseFor(ctx, obj.Namespace, obj.Name)
+	n, err := name.Parse(obj.Name)
 	if err != nil {
 		return releaseReport{release: err}
 	}
-	if rel.NodeImages == "" {
+	rel, err := r.Releases.ReleaseFor(ctx, obj.Namespace, n)
+	if err != nil {
+		return releaseReport{release: err}
+	}
+	imgs := rel.NodeImages
+	if len(imgs) == 0 {
 		return releaseReport{}
-	}
-	data, err := os.ReadFile(rel.NodeImages)
-	if err != nil {
-		return releaseReport{err: fmt.Errorf("reading node-images.yaml of %s: %w", obj.Name, err)}
-	}
-	imgs, err := nodeimage.ParseNodeImages(data)
-	if err != nil {
-		return releaseReport{nodeImages: err}
 	}
 	version := rel.Metadata.Versions.Components.NodeImage
 	if version == "" {

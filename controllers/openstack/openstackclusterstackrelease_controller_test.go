@@ -18,6 +18,7 @@ import (
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
@@ -130,11 +131,11 @@ func TestClusterStackReleaseInvalidNodeImages(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
-	bad := filepath.Join(t.TempDir(), "node-images.yaml")
+	// The release's own node-images.yaml is bad, so loading the release fails.
+	dir := buildReleases(t, []int{1})
+	bad := filepath.Join(dir, "openstack-scs-1-32-v1", release.NodeImagesFile)
 	g.Expect(os.WriteFile(bad, []byte("openStackNodeImages:\n  - url: ftp://nope\n    createOpts: {name: x}\n"), 0o600)).To(Succeed())
-	f.startManager(f.options(dirReleases{dir: buildReleases(t, []int{1}), adjust: map[string]func(*release.Release){
-		"openstack-scs-1-32-v1": func(r *release.Release) { r.NodeImages = bad },
-	}}))
+	f.startManager(f.options(dirReleases{dir: dir}))
 	createRelease(t, f.ns, "openstack-scs-1-32-v1", f.secret)
 	g.Eventually(func(g Gomega) {
 		obj := &infrav1.OpenStackClusterStackRelease{}
@@ -147,7 +148,7 @@ func TestClusterStackReleaseInvalidNodeImages(t *testing.T) {
 // failingReleases fails every release with err.
 type failingReleases struct{ err error }
 
-func (f failingReleases) ReleaseFor(context.Context, string, string) (*release.Release, error) {
+func (f failingReleases) ReleaseFor(context.Context, string, name.Release) (*release.Release, error) {
 	return nil, f.err
 }
 

@@ -1,6 +1,7 @@
 package openstack
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,7 +13,8 @@ import (
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 )
 
 // releaseRetryInterval is when a release that is not there yet (not published, no ClusterStack
@@ -22,10 +24,8 @@ const releaseRetryInterval = time.Minute
 // releaseReport is what one reconcile of an OpenStackClusterStackRelease found out. Steps only
 // fill it in; setOpenStackClusterStackReleaseStatus turns it into conditions and the result.
 type releaseReport struct {
-	// release is why the release could not be had; releasestore.Classify says what that means.
+	// release is why the release could not be had; resolver.Classify says what that means.
 	release error
-	// nodeImages is why the release's node-images.yaml cannot be used.
-	nodeImages error
 	// err stopped a step for a reason no condition reports (an API call failed): backoff.
 	err error
 	// images are the release's node image objects; none when the release has no node images.
@@ -46,8 +46,6 @@ func setOpenStackClusterStackReleaseStatus(obj *infrav1.OpenStackClusterStackRel
 	switch {
 	case rep.release != nil:
 		err = releaseFailure(obj.Name, rep.release)
-	case rep.nodeImages != nil:
-		err = outcome.Stall(infrav1.InvalidNodeImagesReason, "node-images.yaml of release %s: %v", obj.Name, rep.nodeImages)
 	case rep.err != nil:
 		err = rep.err
 	default:
@@ -67,12 +65,16 @@ func setOpenStackClusterStackReleaseStatus(obj *infrav1.OpenStackClusterStackRel
 // and ClusterStacks of other controllers are not watched here), anything else is retried with
 // backoff.
 func releaseFailure(releaseName string, err error) error {
-	switch releasestore.Classify(err) {
-	case releasestore.FailureInvalid:
+	switch resolver.Classify(err) {
+	case resolver.FailureInvalid:
+		// The file to fix decides the reason: node-images.yaml is this kind's part of a release.
+		if invalid := (*release.InvalidError)(nil); errors.As(err, &invalid) && invalid.File == release.NodeImagesFile {
+			return outcome.Stall(infrav1.InvalidNodeImagesReason, "node-images.yaml of release %s cannot be used: %v", releaseName, err)
+		}
 		return outcome.Stall(infrav1.ReleaseUnavailableReason, "Release %s cannot be used: %v", releaseName, err)
-	case releasestore.FailureNotYet:
+	case resolver.FailureNotYet:
 		return outcome.Wait(infrav1.ReleaseUnavailableReason, releaseRetryInterval, "Waiting for release %s: %v", releaseName, err)
-	case releasestore.FailureSource:
+	case resolver.FailureSource:
 		return outcome.StallRetry(infrav1.ReleaseUnavailableReason, releaseRetryInterval, "The source of release %s cannot be read: %v", releaseName, err)
 	}
 	return outcome.Retry(infrav1.ReleaseUnavailableReason, fmt.Errorf("getting release %s: %w", releaseName, err))

@@ -15,8 +15,8 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 )
 
 // TestSetOpenStackClusterStackReleaseStatus checks the one place that turns what a reconcile of
@@ -70,10 +70,10 @@ func TestSetOpenStackClusterStackReleaseStatus(t *testing.T) {
 		{name: "invalid release", rep: releaseReport{release: wrap(release.ErrInvalid)}, want: stalled,
 			wantReason: infrav1.ReleaseUnavailableReason, wantMessage: []string{"Release " + rel + " cannot be used", release.ErrInvalid.Error()}},
 		{name: "invalid release name", rep: releaseReport{release: wrap(name.ErrInvalidName)}, want: stalled, wantReason: infrav1.ReleaseUnavailableReason},
-		{name: "release of another stack", rep: releaseReport{release: wrap(releasestore.ErrWrongStack)}, want: stalled, wantReason: infrav1.ReleaseUnavailableReason},
+		{name: "release of another stack", rep: releaseReport{release: wrap(resolver.ErrWrongStack)}, want: stalled, wantReason: infrav1.ReleaseUnavailableReason},
 		{name: "invalid artifact", rep: releaseReport{release: wrap(source.ErrInvalidArtifact)}, want: stalled, wantReason: infrav1.ReleaseUnavailableReason},
 		{name: "artifact too large", rep: releaseReport{release: wrap(source.ErrTooLarge)}, want: stalled, wantReason: infrav1.ReleaseUnavailableReason},
-		{name: "no ClusterStack provides it yet", rep: releaseReport{release: wrap(releasestore.ErrNoClusterStack)}, want: progressing,
+		{name: "no ClusterStack provides it yet", rep: releaseReport{release: wrap(resolver.ErrNoClusterStack)}, want: progressing,
 			wantReason: infrav1.ReleaseUnavailableReason, wantMessage: []string{"Waiting for release " + rel}, wantRequeue: releaseRetryInterval},
 		{name: "not published yet", rep: releaseReport{release: wrap(source.ErrNotFound)}, want: progressing,
 			wantReason: infrav1.ReleaseUnavailableReason, wantRequeue: releaseRetryInterval},
@@ -86,8 +86,11 @@ func TestSetOpenStackClusterStackReleaseStatus(t *testing.T) {
 		{name: "registry down", rep: releaseReport{release: registryDown}, want: progressing,
 			wantReason: infrav1.ReleaseUnavailableReason, wantMessage: []string{"getting release " + rel, "registry down"}, wantErr: registryDown},
 
-		{name: "invalid node-images.yaml", rep: releaseReport{nodeImages: errors.New("openStackNodeImages[0]: url is not http(s)")}, want: stalled,
+		{name: "invalid node-images.yaml", rep: releaseReport{release: wrap(&release.InvalidError{Release: rel, File: release.NodeImagesFile,
+			Err: fmt.Errorf("%w: openStackNodeImages[0]: url is not http(s)", release.ErrInvalidNodeImages)})}, want: stalled,
 			wantReason: infrav1.InvalidNodeImagesReason, wantMessage: []string{"node-images.yaml of release " + rel, "openStackNodeImages[0]"}},
+		{name: "another invalid file", rep: releaseReport{release: wrap(&release.InvalidError{Release: rel, File: release.MetadataFile, Err: release.ErrMalformedFile})},
+			want: stalled, wantReason: infrav1.ReleaseUnavailableReason, wantMessage: []string{"Release " + rel + " cannot be used", release.MetadataFile}},
 		{name: "API error", rep: releaseReport{err: apiErr}, want: untouched, wantErr: apiErr},
 
 		{name: "no node images", rep: releaseReport{}, want: ready, wantReason: csv1alpha1.ReadyReason, wantMessage: []string{"The release has no node images"}},
