@@ -19,6 +19,10 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
+// The tests of this file stay serial although each has its own fixture: their deadlines (300ms
+// requests and transfers, 100ms retries) are short enough that the CPU taken by parallel tests
+// would turn an ordinary request into a timeout and the message under test into another one.
+
 // quickCloud are the fixture's options with small request timeouts and outage retries, so that
 // tests of a misbehaving cloud wait for conditions, not for defaults.
 func (f *fixture) quickCloud(releases ReleaseFiles) Options {

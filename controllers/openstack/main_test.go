@@ -1,5 +1,6 @@
 // Tests of the node image controllers run a real manager against a real API server (envtest)
-// and the in-process OpenStack double.
+// and the in-process OpenStack double. Each test's fixture is its own namespace, double and
+// manager, so tests run in parallel unless short cloud deadlines make them timing-sensitive.
 package openstack
 
 import (
@@ -8,11 +9,9 @@ import (
 	"crypto/sha512"
 	"crypto/tls"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -45,23 +44,10 @@ import (
 var env *testenv.Environment
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	ctrl.SetLogger(testLogger())
-	var err error
-	env, err = testenv.Start(testenv.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}()
-	return m.Run()
+	testenv.Main(m, func(s *testenv.Suite) (err error) {
+		env, err = s.Start(testenv.Options{})
+		return err
+	})
 }
 
 const imagePath = "/images/ubuntu-capi-image.qcow2"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -13,26 +12,21 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/klog/v2"
-	"sigs.k8s.io/cluster-api/util/conditions"
-	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 
-	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
 
-// releaseWorkers is how many OpenStackClusterStackReleases are reconciled at once.
-const releaseWorkers = 4
+// defaultReleaseWorkers is how many OpenStackClusterStackReleases are reconciled at once unless
+// Workers says otherwise.
+const defaultReleaseWorkers = 4
 
 // OpenStackClusterStackReleaseReconciler turns a release's node-images.yaml into
 // OpenStackNodeImageReleases and reports Ready when all their images are active.
@@ -40,6 +34,10 @@ type OpenStackClusterStackReleaseReconciler struct {
 	Client   client.Client
 	Releases ReleaseFiles
 	Recorder events.EventRecorder
+	// Workers is how many releases are reconciled at once; zero means defaultReleaseWorkers.
+	Workers int
+
+	kind *reconciler.Kind[*infrav1.OpenStackClusterStackRelease, releaseReport]
 }
 
 // +kubebuilder:rbac:groups=infrastructure.clusterstack.x-k8s.io,resources=openstackclusterstackreleases,verbs=get;list;watch;update;patch
@@ -49,82 +47,55 @@ type OpenStackClusterStackReleaseReconciler struct {
 // SetupWithManager registers the controller. Node image objects are shared by several releases
 // (non-controller owner references), so every owner is told when one changes.
 func (r *OpenStackClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	workers := r.Workers
+	if workers <= 0 {
+		workers = defaultReleaseWorkers
+	}
+	r.kind = &reconciler.Kind[*infrav1.OpenStackClusterStackRelease, releaseReport]{
+		Name:      "OpenStackClusterStackRelease",
+		New:       func() *infrav1.OpenStackClusterStackRelease { return &infrav1.OpenStackClusterStackRelease{} },
+		Reader:    r.Client,
+		Client:    r.Client,
+		Finalizer: infrav1.OpenStackClusterStackReleaseFinalizer,
+		Normal:    r.reconcileNormal,
+		Delete: func(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) releaseReport {
+			return releaseReport{deleting: true, err: r.reconcileDelete(ctx, obj)}
+		},
+		Status:   setOpenStackClusterStackReleaseStatus,
+		Recorder: r.Recorder,
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openstackclusterstackrelease").
 		// Releases are independent: one waiting for its release to be fetched must not hold back
 		// the next one's node images. Shared node image objects stay safe with several workers:
 		// owners are added with optimistic locking, and a lost create race is retried.
-		WithOptions(controller.Options{MaxConcurrentReconciles: releaseWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		For(&infrav1.OpenStackClusterStackRelease{}).
 		Watches(&infrav1.OpenStackNodeImageRelease{},
 			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &infrav1.OpenStackClusterStackRelease{})).
 		Complete(r)
 }
 
-// Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete
-// or normal.
-func (r *OpenStackClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
-	obj := &infrav1.OpenStackClusterStackRelease{}
-	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
-	}
-	log := ctrl.LoggerFrom(ctx).WithValues("OpenStackClusterStackRelease", klog.KObj(obj))
-	ctx = ctrl.LoggerInto(ctx, log)
-
-	if obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, infrav1.OpenStackClusterStackReleaseFinalizer) {
-		base := client.MergeFrom(obj.DeepCopy())
-		controllerutil.AddFinalizer(obj, infrav1.OpenStackClusterStackReleaseFinalizer)
-		if err := r.Client.Patch(ctx, obj, base); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
-		}
-	}
-	helper, err := patch.NewHelper(obj, r.Client)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	defer func() {
-		kstatus.BoundConditions(obj) // cloud and release messages can exceed the API's limit
-		obj.Status.Ready = conditions.IsTrue(obj, csv1alpha1.ReadyCondition)
-		opts := []patch.Option{patch.WithOwnedConditions{Conditions: nodeImageConditions}}
-		if reterr == nil {
-			opts = append(opts, patch.WithStatusObservedGeneration{})
-		}
-		if err := helper.Patch(ctx, obj, opts...); err != nil && !apierrors.IsNotFound(err) {
-			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patching OpenStackClusterStackRelease: %w", err)})
-		}
-	}()
-
-	if !obj.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
-	}
-	return ctrl.Result{}, r.reconcileNormal(ctx, obj)
+// Reconcile runs the one reconcile skeleton (see internal/reconciler) with this kind's steps.
+func (r *OpenStackClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return r.kind.Reconcile(ctx, req)
 }
 
-func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
+// reconcileNormal gets the release (its node images parsed and validated at load) and ensures an
+// object per image; what it finds is reported, the conditions follow from it in
+// setOpenStackClusterStackReleaseStatus.
+func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) releaseReport {
 	n, err := name.Parse(obj.Name)
-	var rel *release.Release
-	if err == nil {
-		rel, err = r.Releases.ReleaseFor(ctx, obj.Namespace, n)
-	}
 	if err != nil {
-		if errors.Is(err, release.ErrInvalidNodeImages) {
-			kstatus.MarkStalled(obj, infrav1.InvalidNodeImagesReason, fmt.Sprintf("node-images.yaml of release %s: %v", obj.Name, err))
-			return nil
-		}
-		if errors.Is(err, release.ErrInvalid) || errors.Is(err, name.ErrInvalidName) {
-			kstatus.MarkStalled(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Release %s cannot be used: %v", obj.Name, err))
-			return nil
-		}
-		kstatus.MarkProgressing(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Waiting for release %s: %v", obj.Name, err))
-		return fmt.Errorf("getting release %s: %w", obj.Name, err)
+		return releaseReport{release: err}
+	}
+	rel, err := r.Releases.ReleaseFor(ctx, obj.Namespace, n)
+	if err != nil {
+		return releaseReport{release: err}
 	}
 	imgs := rel.NodeImages
 	if len(imgs) == 0 {
-		kstatus.MarkReady(obj, csv1alpha1.ReadyReason, "The release has no node images")
-		return nil
+		return releaseReport{}
 	}
 	version := rel.Metadata.Versions.Components.NodeImage
 	if version == "" {
@@ -138,40 +109,11 @@ func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Con
 	for _, img := range imgs {
 		nir, err := r.ensureNodeImage(ctx, obj, rel.Name.Prefix(), version, img)
 		if err != nil {
-			return err
+			return releaseReport{err: err}
 		}
 		nirs = append(nirs, nir)
 	}
-	summariseNodeImages(obj, nirs)
-	return nil
-}
-
-// summariseNodeImages computes the release's conditions from those of its node images: failed
-// ones stall it; an unavailable cloud is named with its retry time (the image's message), so the
-// release says why it waits and until when; otherwise it waits for the images still in progress.
-func summariseNodeImages(obj *infrav1.OpenStackClusterStackRelease, nirs []*infrav1.OpenStackNodeImageRelease) {
-	var notReady, stalled, outage []string
-	for _, nir := range nirs {
-		switch {
-		case conditions.IsTrue(nir, csv1alpha1.StalledCondition):
-			stalled = append(stalled, fmt.Sprintf("%s: %s", nir.Name, conditions.GetMessage(nir, csv1alpha1.StalledCondition)))
-		case !nir.Status.Ready:
-			notReady = append(notReady, nir.Name)
-			if conditions.GetReason(nir, csv1alpha1.ReconcilingCondition) == infrav1.CloudUnavailableReason {
-				outage = append(outage, fmt.Sprintf("%s: %s", nir.Name, conditions.GetMessage(nir, csv1alpha1.ReconcilingCondition)))
-			}
-		}
-	}
-	switch {
-	case len(stalled) > 0:
-		kstatus.MarkStalled(obj, infrav1.WaitingForImagesReason, "Node images failed: "+strings.Join(stalled, "; "))
-	case len(outage) > 0:
-		kstatus.MarkProgressing(obj, infrav1.CloudUnavailableReason, "Waiting for node images: "+strings.Join(notReady, ", ")+"; "+strings.Join(outage, "; "))
-	case len(notReady) > 0:
-		kstatus.MarkProgressing(obj, infrav1.WaitingForImagesReason, "Waiting for node images: "+strings.Join(notReady, ", "))
-	default:
-		kstatus.MarkReady(obj, csv1alpha1.ReadyReason, fmt.Sprintf("All %d node images are active in Glance", len(nirs)))
-	}
+	return releaseReport{images: nirs}
 }
 
 // ensureNodeImage creates the shared OpenStackNodeImageRelease of one image or adds this release

@@ -2,6 +2,7 @@ package openstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
@@ -61,6 +64,7 @@ func waitReleaseReady(g Gomega, ns, name string) {
 }
 
 func TestClusterStackReleaseNodeImages(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	releases := dirReleases{dir: buildReleases(t, []int{1, 2, 3}, 3), adjust: map[string]func(*release.Release){
@@ -103,6 +107,7 @@ func TestClusterStackReleaseNodeImages(t *testing.T) {
 }
 
 func TestClusterStackReleaseSecondProject(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t,
 		openstackdouble.WithUser(openstackdouble.User{Name: "alice", Password: "alice-pw", Projects: []string{"alpha"}}),
@@ -123,6 +128,7 @@ func TestClusterStackReleaseSecondProject(t *testing.T) {
 }
 
 func TestClusterStackReleaseInvalidNodeImages(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	// The release's own node-images.yaml is bad, so loading the release fails.
@@ -137,4 +143,49 @@ func TestClusterStackReleaseInvalidNodeImages(t *testing.T) {
 		g.Expect(conditions.IsTrue(obj, csv1alpha1.StalledCondition)).To(BeTrue())
 		g.Expect(conditions.GetReason(obj, csv1alpha1.StalledCondition)).To(Equal(infrav1.InvalidNodeImagesReason))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
+// failingReleases fails every release with err.
+type failingReleases struct{ err error }
+
+func (f failingReleases) ReleaseFor(context.Context, string, name.Release) (*release.Release, error) {
+	return nil, f.err
+}
+
+// TestClusterStackReleaseUnavailable: a release that cannot be had is reported by its class, as
+// the ClusterStackRelease does: an unusable one stalls, one not published yet waits (and says it
+// has seen the spec), a source that refuses the credentials stalls (looked at again after a
+// while), a registry outage is retried with the reason shown meanwhile. Before, only the first
+// stalled; the others were retried with backoff forever.
+func TestClusterStackReleaseUnavailable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		err          error
+		wantStalled  bool
+		wantObserved bool
+	}{
+		{name: "invalid", err: fmt.Errorf("loading: %w", release.ErrInvalid), wantStalled: true, wantObserved: true},
+		{name: "not published", err: fmt.Errorf("fetching: %w", source.ErrNotFound), wantObserved: true},
+		{name: "source refuses the credentials", err: fmt.Errorf("fetching: %w", source.ErrUnauthorized), wantStalled: true, wantObserved: true},
+		{name: "registry down", err: errors.New("registry down")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			g := NewWithT(t)
+			f := newFixture(t)
+			f.startManager(f.options(failingReleases{err: tt.err}))
+			obj := createRelease(t, f.ns, "openstack-scs-1-32-v1", f.secret)
+			g.Eventually(func(g Gomega) {
+				got := &infrav1.OpenStackClusterStackRelease{}
+				g.Expect(env.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), got)).To(Succeed())
+				g.Expect(conditions.GetReason(got, csv1alpha1.ReadyCondition)).To(Equal(infrav1.ReleaseUnavailableReason))
+				g.Expect(conditions.IsTrue(got, csv1alpha1.StalledCondition)).To(Equal(tt.wantStalled))
+				g.Expect(conditions.IsTrue(got, csv1alpha1.ReconcilingCondition)).To(Equal(!tt.wantStalled))
+				g.Expect(got.Status.ObservedGeneration == got.Generation).To(Equal(tt.wantObserved))
+				g.Expect(got.Status.Ready).To(BeFalse())
+			}).WithTimeout(30 * time.Second).Should(Succeed())
+		})
+	}
 }

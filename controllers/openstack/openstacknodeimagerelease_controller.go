@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -14,12 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/keymutex"
 	"sigs.k8s.io/cluster-api/util/conditions"
-	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,18 +26,14 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 )
 
 // inUseRecheckInterval: machines are not watched (their CRDs may be absent), so a deletion held
 // by machines looks again this often.
 const inUseRecheckInterval = time.Minute
-
-// nodeImageConditions are the conditions this controller owns on its objects.
-var nodeImageConditions = []string{csv1alpha1.ReadyCondition, csv1alpha1.ReconcilingCondition, csv1alpha1.StalledCondition}
 
 // Machine kinds of the OpenStack Cluster API provider that may use an image.
 var (
@@ -51,7 +44,8 @@ var (
 // OpenStackNodeImageReleaseReconciler makes one node image exist in one Glance project.
 type OpenStackNodeImageReleaseReconciler struct {
 	Client client.Client
-	// APIReader reads the namespace of an object whose credentials are gone.
+	// APIReader reads the objects themselves (see newKind) and the namespace of an object whose
+	// credentials are gone.
 	APIReader       client.Reader
 	ImageClients    ImageClients
 	NodeImage       nodeimage.Options
@@ -71,6 +65,7 @@ type OpenStackNodeImageReleaseReconciler struct {
 	// project) must not both look it up, miss it and create it twice. Images of different names
 	// go in parallel.
 	imageLocks keymutex.KeyMutex
+	kind       *reconciler.Kind[*infrav1.OpenStackNodeImageRelease, *report]
 }
 
 // defaultNodeImageWorkers lets a release's distinct images (and several releases' images) go
@@ -93,6 +88,7 @@ func (r *OpenStackNodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager)
 	}
 	// A hashed key mutex: names that share a bucket wait for each other, which is safe.
 	r.imageLocks = keymutex.NewHashed(64)
+	r.kind = r.newKind()
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openstacknodeimagerelease").
 		// Only changes of spec, labels, annotations or deletion start a reconcile, not the
@@ -104,90 +100,66 @@ func (r *OpenStackNodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager)
 		Complete(r)
 }
 
-// Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete
-// or normal.
-func (r *OpenStackNodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
-	obj := &infrav1.OpenStackNodeImageRelease{}
-	// Read from the API server, not the cache: this controller writes its status in the middle of
-	// a reconcile (the image ID right after creating) and a reconcile started from a cache that
-	// has not seen the last write would act on an old imageID or attempt count and create or
-	// import twice.
-	if err := r.APIReader.Get(ctx, req.NamespacedName, obj); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
-	}
-	log := ctrl.LoggerFrom(ctx).WithValues("OpenStackNodeImageRelease", klog.KObj(obj))
-	ctx = ctrl.LoggerInto(ctx, log)
-
-	// The whole reconcile, status patch included (this defer runs last), holds the lock of the
-	// image's Glance name: another object of the same name then sees the image ID this one
-	// recorded before it looks the image up, adopts or deletes it.
-	if obj.Spec.Image != nil && obj.Spec.Image.CreateOpts != nil {
-		name := obj.Spec.Image.CreateOpts.Name
-		r.imageLocks.LockKey(name)
-		defer func() { _ = r.imageLocks.UnlockKey(name) }() // fails only for a key not locked
-	}
-
-	if obj.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(obj, infrav1.OpenStackNodeImageReleaseFinalizer) {
-		base := client.MergeFrom(obj.DeepCopy())
-		controllerutil.AddFinalizer(obj, infrav1.OpenStackNodeImageReleaseFinalizer)
-		if err := r.Client.Patch(ctx, obj, base); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
-		}
-	}
-
-	helper, err := patch.NewHelper(obj, r.Client)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	// converged is set by the reconcile when the outcome describes the current spec (ready, or
-	// stalled for good); only then is observedGeneration recorded.
-	converged := false
-	defer func() {
-		kstatus.BoundConditions(obj) // cloud and release messages can exceed the API's limit
-		obj.Status.Ready = conditions.IsTrue(obj, csv1alpha1.ReadyCondition)
-		opts := []patch.Option{patch.WithOwnedConditions{Conditions: nodeImageConditions}}
-		if reterr == nil && converged {
-			opts = append(opts, patch.WithStatusObservedGeneration{})
-		}
-		if err := helper.Patch(ctx, obj, opts...); err != nil && !apierrors.IsNotFound(err) {
-			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patching OpenStackNodeImageRelease: %w", err)})
-		}
-	}()
-
-	var rep report
-	if !obj.DeletionTimestamp.IsZero() {
-		rep = r.reconcileDelete(ctx, obj)
-		rep.deleting = true
-	} else {
-		// persist writes the status at once and starts a new patch helper from what was
-		// written, so that the deferred patch compares against the stored state (a field cleared
-		// after persist, like an imageID after a refused upload, must be removed, not lost in an
-		// empty diff).
-		persist := func(ctx context.Context) error {
-			if err := helper.Patch(ctx, obj, patch.WithOwnedConditions{Conditions: nodeImageConditions}); err != nil {
-				return &kubeError{err: err}
-			}
-			h, err := patch.NewHelper(obj, r.Client)
-			if err != nil {
-				return &kubeError{err: err}
-			}
-			helper = h
-			return nil
-		}
-		rep = r.reconcileNormal(ctx, obj, persist)
-	}
-	res, ok, err := r.setNodeImageStatus(obj, rep)
-	converged = ok
-	if err != nil {
-		ctrl.LoggerFrom(ctx).V(4).Info("Reconcile failed", "error", err.Error())
-	}
-	return res, err
+// Reconcile runs the one reconcile skeleton (see internal/reconciler) with this kind's steps.
+func (r *OpenStackNodeImageReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return r.kind.Reconcile(ctx, req)
 }
 
-func (r *OpenStackNodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease, persistStatus nodeimage.Persist) report {
+// newKind describes the kind to the skeleton.
+func (r *OpenStackNodeImageReleaseReconciler) newKind() *reconciler.Kind[*infrav1.OpenStackNodeImageRelease, *report] {
+	return &reconciler.Kind[*infrav1.OpenStackNodeImageRelease, *report]{
+		Name: "OpenStackNodeImageRelease",
+		New:  func() *infrav1.OpenStackNodeImageRelease { return &infrav1.OpenStackNodeImageRelease{} },
+		// The API server, not the cache: this controller writes its status in the middle of a
+		// reconcile (the image ID right after creating) and a reconcile started from a cache that
+		// has not seen the last write would act on an old imageID or attempt count and create or
+		// import twice.
+		Reader:    r.APIReader,
+		Client:    r.Client,
+		Finalizer: infrav1.OpenStackNodeImageReleaseFinalizer,
+		Normal: func(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) *report {
+			return r.finish(r.reconcileNormal(ctx, obj))
+		},
+		Delete: func(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) *report {
+			rep := r.reconcileDelete(ctx, obj)
+			rep.deleting = true
+			return r.finish(rep)
+		},
+		Status: func(obj *infrav1.OpenStackNodeImageRelease, rep *report) (ctrl.Result, error) {
+			res, converged, err := setOpenStackNodeImageReleaseStatus(obj, *rep)
+			rep.observed = converged
+			return res, err
+		},
+		Observed: func(rep *report) bool { return rep.observed },
+		Recorder: r.Recorder,
+		// The whole reconcile, status patch included, holds the lock of the image's Glance name:
+		// another object of the same name then sees the image ID this one recorded before it
+		// looks the image up, adopts or deletes it.
+		Lock: func(obj *infrav1.OpenStackNodeImageRelease) func() {
+			if obj.Spec.Image == nil || obj.Spec.Image.CreateOpts == nil {
+				return func() {}
+			}
+			name := obj.Spec.Image.CreateOpts.Name
+			r.imageLocks.LockKey(name)
+			return func() { _ = r.imageLocks.UnlockKey(name) } // fails only for a key not locked
+		},
+	}
+}
+
+// finish adds to a step's report what its status depends on besides the step's findings.
+func (r *OpenStackNodeImageReleaseReconciler) finish(rep report) *report {
+	rep.now, rep.recheck, rep.outageRetry = r.now(), r.RecheckInterval, r.OutageRetry
+	return &rep
+}
+
+func (r *OpenStackNodeImageReleaseReconciler) now() time.Time {
+	if r.NodeImage.Now != nil {
+		return r.NodeImage.Now()
+	}
+	return time.Now()
+}
+
+func (r *OpenStackNodeImageReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackNodeImageRelease) report {
 	upToDate := obj.Status.ObservedGeneration == obj.Generation
 	// A converged image costs no OpenStack call (and no Secret read) unless a re-check is asked.
 	if upToDate && obj.Status.Ready && obj.Status.ImageID != "" && obj.Status.ImageStatus == "active" && r.RecheckInterval == 0 {
@@ -227,9 +199,12 @@ func (r *OpenStackNodeImageReleaseReconciler) reconcileNormal(ctx context.Contex
 	hadID := obj.Status.ImageID
 	persist := func(ctx context.Context) error {
 		// The status written right after the create is computed like any other.
-		_, _, _ = r.setNodeImageStatus(obj, report{outcome: nodeimage.Outcome{
-			Reason: infrav1.CreatingImageReason, Message: fmt.Sprintf("Created image %s; bringing its data in", obj.Status.ImageID)}})
-		return persistStatus(ctx)
+		_, _, _ = setOpenStackNodeImageReleaseStatus(obj, *r.finish(report{outcome: nodeimage.Outcome{
+			Reason: infrav1.CreatingImageReason, Message: fmt.Sprintf("Created image %s; bringing its data in", obj.Status.ImageID)}}))
+		if err := reconciler.Persist(ctx); err != nil {
+			return &kubeError{err: err}
+		}
+		return nil
 	}
 	out, err := svc.Ensure(ctx, obj, persist)
 	if obj.Status.ImageID != "" && obj.Status.ImageID != hadID && obj.Status.CreatedImage {
@@ -285,10 +260,6 @@ func (r *OpenStackNodeImageReleaseReconciler) reconcileDelete(ctx context.Contex
 		return report{err: err}
 	}
 	if err := nodeimage.NewService(images, r.NodeImage).Delete(ctx, obj); err != nil {
-		if clients.StatusCode(err) == http.StatusForbidden {
-			return report{err: &nodeimage.TerminalError{Reason: infrav1.ProtectedReason, Err: err, Message: fmt.Sprintf(
-				"Glance refused to delete image %s (HTTP 403): it is protected or the policy forbids it; unprotect it or set deletionPolicy keep", obj.Status.ImageID)}}
-		}
 		return report{err: err}
 	}
 	log.Info("Deleted the Glance image", "imageID", obj.Status.ImageID)

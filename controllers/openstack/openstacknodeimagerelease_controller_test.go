@@ -31,6 +31,7 @@ func withHash(f *fixture) func(*infrav1.OpenStackNodeImageRelease) {
 }
 
 func TestWebDownload(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	f.startManager(f.options(nil))
@@ -52,6 +53,7 @@ func TestWebDownload(t *testing.T) {
 }
 
 func TestUploadWithHash(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	f.startManager(f.options(nil))
@@ -67,6 +69,7 @@ func TestUploadWithHash(t *testing.T) {
 }
 
 func TestUploadWithoutWebDownload(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t, openstackdouble.WithWebDownload(false))
 	f.startManager(f.options(nil))
@@ -78,6 +81,7 @@ func TestUploadWithoutWebDownload(t *testing.T) {
 }
 
 func TestHashMismatchRefused(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	f.startManager(f.options(nil))
@@ -97,6 +101,7 @@ func TestHashMismatchRefused(t *testing.T) {
 }
 
 func TestFailedImportRetried(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	fault := f.cloud.InjectFault(openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallImportImage), Times: 1, Import: openstackdouble.ImportFails})
@@ -111,6 +116,7 @@ func TestFailedImportRetried(t *testing.T) {
 }
 
 func TestFailedImportTerminal(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	f.cloud.InjectFault(openstackdouble.Fault{Method: "POST", Path: pathOf(openstackdouble.CallImportImage), Import: openstackdouble.ImportFails})
@@ -132,6 +138,8 @@ func TestFailedImportTerminal(t *testing.T) {
 	g.Expect(msg).To(ContainSubstring("3 attempts"))
 }
 
+// TestStuckImportReplaced stays serial: under the load of parallel tests the good import could
+// outlast the 500ms import timeout too and be replaced a second time.
 func TestStuckImportReplaced(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
@@ -149,6 +157,7 @@ func TestStuckImportReplaced(t *testing.T) {
 }
 
 func TestCrashBetweenCreateAndUpload(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t, openstackdouble.WithWebDownload(false))
 	// The upload hangs until the manager is stopped, like a process killed mid-upload.
@@ -170,6 +179,7 @@ func TestCrashBetweenCreateAndUpload(t *testing.T) {
 }
 
 func TestExistingImageFound(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		hidden     bool
@@ -203,6 +213,7 @@ func TestExistingImageFound(t *testing.T) {
 }
 
 func TestTokenExpiryMidRun(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	f.startManager(f.options(nil))
@@ -219,6 +230,7 @@ func TestTokenExpiryMidRun(t *testing.T) {
 }
 
 func TestRateLimitsHonoured(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	limited := f.cloud.InjectFault(openstackdouble.Fault{Method: "GET", Path: pathOf(openstackdouble.CallListImages), Status: 429, RetryAfter: time.Second, Times: 2})
@@ -234,6 +246,7 @@ func TestRateLimitsHonoured(t *testing.T) {
 }
 
 func TestWrongCredentials(t *testing.T) {
+	t.Parallel()
 	const password = "not-the-password-42"
 	g := NewWithT(t)
 	f := newFixture(t)
@@ -273,6 +286,7 @@ func deleteAndWaitGone(g Gomega, f *fixture, name string) {
 }
 
 func TestDeletionPolicy(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	f.startManager(f.options(nil))
@@ -322,6 +336,7 @@ func TestDeletionPolicy(t *testing.T) {
 }
 
 func TestImageInUseNotDeleted(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	f.startManager(f.options(nil))
@@ -349,6 +364,7 @@ func TestImageInUseNotDeleted(t *testing.T) {
 }
 
 func TestConvergedCostsNoCalls(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	f := newFixture(t)
 	f.startManager(f.options(nil))

@@ -3,9 +3,9 @@ package openstack
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -32,9 +32,10 @@ const (
 	maxOutageRetry = 10 * time.Minute
 )
 
-// report is what one reconcile of an OpenStackNodeImageRelease found out. Steps only fill it in;
-// setNodeImageStatus turns it into conditions, events and the result, so that the conditions
-// and the time the object says it retries at come from one place.
+// report is what one reconcile of an OpenStackNodeImageRelease found out, with the settings its
+// status depends on. Steps only fill it in; setOpenStackNodeImageReleaseStatus turns it into
+// conditions and the result, so that the conditions and the time the object says it retries at
+// come from one place.
 type report struct {
 	// outcome is the state of the image (or of its deletion) when no error stopped the step.
 	outcome nodeimage.Outcome
@@ -45,10 +46,17 @@ type report struct {
 	deleting bool
 	// unchanged says the step decided that nothing is to be done: conditions stay as they are.
 	unchanged bool
-	// converged says the conditions describe the current spec for good (unchanged reports).
+	// converged says, for unchanged reports, that the conditions describe the current spec.
 	converged bool
-	// result is the step's own result for unchanged reports.
-	result ctrl.Result
+	// now is when the step ended; an outage message names the retry time counted from it.
+	now time.Time
+	// recheck is how often a ready image is read again from Glance (zero: never).
+	recheck time.Duration
+	// outageRetry is the wait during an outage without Retry-After (zero: defaultOutageRetry).
+	outageRetry time.Duration
+
+	// observed is the status function's verdict, for reconciler.Kind.Observed.
+	observed bool
 }
 
 // kubeError is a failure talking to the Kubernetes API (status writes, listings). It is not the
@@ -58,24 +66,20 @@ type kubeError struct{ err error }
 func (e *kubeError) Error() string { return e.err.Error() }
 func (e *kubeError) Unwrap() error { return e.err }
 
-// setNodeImageStatus computes the conditions of obj from rep and returns the reconcile result,
-// whether the conditions describe the current spec (converged: observedGeneration is recorded),
-// and the error for controller-runtime's backoff.
-func (r *OpenStackNodeImageReleaseReconciler) setNodeImageStatus(obj *infrav1.OpenStackNodeImageRelease, rep report) (ctrl.Result, bool, error) {
+// setOpenStackNodeImageReleaseStatus sets the conditions of obj (and status.ready) from rep, the
+// one place where cloud errors are classified. It returns the reconcile result, whether the
+// conditions describe the current spec for good (converged: observedGeneration is recorded; an
+// image still on its way is not), and the error for controller-runtime's backoff.
+func setOpenStackNodeImageReleaseStatus(obj *infrav1.OpenStackNodeImageRelease, rep report) (_ ctrl.Result, converged bool, _ error) {
+	defer func() { obj.Status.Ready = conditions.IsTrue(obj, csv1alpha1.ReadyCondition) }()
 	if rep.unchanged {
-		return rep.result, rep.converged, rep.err
+		return ctrl.Result{}, rep.converged, nil
 	}
 	if rep.err == nil {
 		out := rep.outcome
 		if out.Ready {
-			if !conditions.IsTrue(obj, csv1alpha1.ReadyCondition) {
-				r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, "ImageActive", "Ensure", "%s", out.Message)
-			}
 			kstatus.MarkReady(obj, infrav1.ImageActiveReason, out.Message)
-			return ctrl.Result{RequeueAfter: r.RecheckInterval}, true, nil
-		}
-		if out.Reason == infrav1.ImageInUseReason && conditions.GetMessage(obj, csv1alpha1.ReadyCondition) != out.Message {
-			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, infrav1.ImageInUseReason, "Delete", "%s", out.Message)
+			return ctrl.Result{RequeueAfter: rep.recheck}, true, nil
 		}
 		kstatus.MarkProgressing(obj, out.Reason, out.Message)
 		return ctrl.Result{RequeueAfter: out.RequeueAfter}, rep.deleting, nil
@@ -85,66 +89,61 @@ func (r *OpenStackNodeImageReleaseReconciler) setNodeImageStatus(obj *infrav1.Op
 	if errors.As(rep.err, &kube) {
 		return ctrl.Result{}, false, rep.err
 	}
-	action := "Ensure"
-	if rep.deleting {
-		action = "Delete"
-	}
 	var terminal *nodeimage.TerminalError
 	if errors.As(rep.err, &terminal) {
-		r.stall(obj, action, terminal.Reason, terminal.Message)
+		kstatus.MarkStalled(obj, terminal.Reason, terminal.Message)
 		return ctrl.Result{RequeueAfter: stalledRetry(terminal.Reason)}, true, nil
 	}
 	var credErr *scope.CredentialsError
-	if errors.As(rep.err, &credErr) {
-		if credErr.Retryable() {
-			return r.outage(obj, rep, credErr.Error(), clients.Classify(credErr).RetryAfter), rep.deleting, nil
-		}
-		r.stall(obj, action, infrav1.InvalidCredentialsReason, credErr.Error())
+	if errors.As(rep.err, &credErr) && !credErr.Retryable() {
+		kstatus.MarkStalled(obj, infrav1.InvalidCredentialsReason, credErr.Error())
 		return ctrl.Result{RequeueAfter: credentialsRetryInterval}, true, nil
 	}
 
 	class := clients.Classify(rep.err)
+	if credErr != nil {
+		// Keystone is unavailable; the credentials may well be fine.
+		return outage(obj, rep, credErr.Error(), class.RetryAfter), rep.deleting, nil
+	}
 	switch class.Kind {
 	case clients.KindRetryable:
-		return r.outage(obj, rep, class.Problem, class.RetryAfter), rep.deleting, nil
+		return outage(obj, rep, class.Problem, class.RetryAfter), rep.deleting, nil
 	case clients.KindAuth:
 		// The token was refused and logging in again failed: the credentials were revoked.
-		msg := fmt.Sprintf("%s; check the credentials Secret %s/%s", class.Problem, obj.Namespace, identityName(obj))
-		r.stall(obj, action, infrav1.InvalidCredentialsReason, msg)
+		kstatus.MarkStalled(obj, infrav1.InvalidCredentialsReason,
+			fmt.Sprintf("%s; check the credentials Secret %s/%s", class.Problem, obj.Namespace, identityName(obj)))
 		return ctrl.Result{RequeueAfter: credentialsRetryInterval}, true, nil
 	case clients.KindQuota:
-		r.stall(obj, action, infrav1.QuotaExceededReason, class.Problem+"; raise the quota or change the image")
+		kstatus.MarkStalled(obj, infrav1.QuotaExceededReason, class.Problem+"; raise the quota or change the image")
 		return ctrl.Result{RequeueAfter: quotaRetryInterval}, true, nil
 	case clients.KindConflict, clients.KindNotFound:
 		// The image changes state under us; that resolves itself and is no news for a user.
 		return ctrl.Result{}, false, rep.err
+	case clients.KindTerminal:
+		if rep.deleting && class.StatusCode == http.StatusForbidden {
+			kstatus.MarkStalled(obj, infrav1.ProtectedReason, fmt.Sprintf(
+				"Glance refused to delete image %s (HTTP 403): it is protected or the policy forbids it; unprotect it or set deletionPolicy keep", obj.Status.ImageID))
+			return ctrl.Result{RequeueAfter: protectedRecheckInterval}, true, nil
+		}
 	}
 	kstatus.MarkProgressing(obj, infrav1.CloudErrorReason, rep.err.Error())
 	return ctrl.Result{}, false, rep.err
-}
-
-// stall marks obj Stalled, with an event when the message is news.
-func (r *OpenStackNodeImageReleaseReconciler) stall(obj *infrav1.OpenStackNodeImageRelease, action, reason, msg string) {
-	if !conditions.IsTrue(obj, csv1alpha1.StalledCondition) || conditions.GetMessage(obj, csv1alpha1.StalledCondition) != msg {
-		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, reason, action, "%s", msg)
-	}
-	kstatus.MarkStalled(obj, reason, msg)
 }
 
 // outage marks obj Reconciling with what is unavailable and when the operator tries again, and
 // returns the result that makes it so. The message carries the retry time, so each retry during
 // an outage writes the status once; the controller ignores its own status writes, so that write
 // does not bring the retry forward.
-func (r *OpenStackNodeImageReleaseReconciler) outage(obj *infrav1.OpenStackNodeImageRelease, rep report, problem string, retryAfter time.Duration) ctrl.Result {
+func outage(obj *infrav1.OpenStackNodeImageRelease, rep report, problem string, retryAfter time.Duration) ctrl.Result {
 	wait := retryAfter
 	if wait <= 0 {
-		wait = r.OutageRetry
+		wait = rep.outageRetry
 		if wait <= 0 {
 			wait = defaultOutageRetry
 		}
 	}
 	wait = min(wait, maxOutageRetry)
-	at := r.now().Add(wait)
+	at := rep.now.Add(wait)
 	if rep.deleting {
 		problem = fmt.Sprintf("Deleting image %s: %s", obj.Status.ImageID, problem)
 	}
@@ -174,11 +173,4 @@ func identityName(obj *infrav1.OpenStackNodeImageRelease) string {
 		return obj.Spec.IdentityRef.Name
 	}
 	return scope.DefaultCloudName
-}
-
-func (r *OpenStackNodeImageReleaseReconciler) now() time.Time {
-	if r.NodeImage.Now != nil {
-		return r.NodeImage.Now()
-	}
-	return time.Now()
 }

@@ -57,6 +57,9 @@ type Options struct {
 	OutageRetryInterval time.Duration
 	// NodeImageWorkers is how many node images are worked on at once; zero means four.
 	NodeImageWorkers int
+	// ReleaseWorkers is how many OpenStackClusterStackReleases are reconciled at once; zero
+	// means four.
+	ReleaseWorkers int
 }
 
 // Setup registers both controllers with mgr.
@@ -88,6 +91,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Client:   mgr.GetClient(),
 		Releases: opts.Releases,
 		Recorder: mgr.GetEventRecorder("openstackclusterstackrelease-controller"),
+		Workers:  opts.ReleaseWorkers,
 	}
 	if err := csr.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the OpenStackClusterStackRelease controller: %w", err)

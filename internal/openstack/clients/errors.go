@@ -141,9 +141,6 @@ func IsNotFound(err error) bool { return err != nil && Classify(err).Kind == Kin
 // IsConflict reports whether err is a 409.
 func IsConflict(err error) bool { return err != nil && Classify(err).Kind == KindConflict }
 
-// IsRetryable reports whether err is transient.
-func IsRetryable(err error) bool { return err != nil && Classify(err).Kind == KindRetryable }
-
 // StatusCode returns the HTTP status of a cloud error, or 0.
 func StatusCode(err error) int {
 	if code, _, ok := responseCode(err); ok {

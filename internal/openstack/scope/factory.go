@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/lru"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
@@ -28,6 +29,11 @@ const userAgent = "clusterstack-operator"
 // means the cloud hangs.
 const DefaultRequestTimeout = time.Minute
 
+// maxClients bounds the logged-in clients a Factory keeps: one per credentials Secret in
+// use, so far more than a management cluster's projects, while a cluster cycling through many
+// Secrets cannot grow the cache (and the tokens and connections it holds) without bound.
+const maxClients = 256
+
 // Factory hands out service clients for identityRefs. It is safe for concurrent use and meant to
 // live as long as the manager.
 type Factory struct {
@@ -37,19 +43,23 @@ type Factory struct {
 	// requestTimeout bounds each HTTP request to OpenStack (see clients.TimeoutTransport).
 	requestTimeout time.Duration
 
-	mu      sync.Mutex
-	entries map[cacheKey]*entry
+	// mu makes looking an entry up and adding it one step.
+	mu sync.Mutex
+	// clients maps a Secret's namespace/name to the *entry of the version last read; the least
+	// recently used Secret goes first when there are more than maxClients.
+	clients *lru.Cache
 }
 
-// cacheKey identifies one set of credentials. A changed Secret has a new resourceVersion, so the
+// version identifies one set of credentials. A changed Secret has a new resourceVersion, so the
 // next reconcile logs in with the new content; a Secret deleted and re-created has a new UID.
-type cacheKey struct {
+type version struct {
 	uid             types.UID
 	resourceVersion string
 	cloud           string
 }
 
 type entry struct {
+	version version
 	// mu serialises the login so that concurrent reconciles with the same credentials log in once.
 	mu    sync.Mutex
 	image clients.ImageClient
@@ -70,7 +80,7 @@ func WithRequestTimeout(d time.Duration) FactoryOption {
 
 // NewFactory returns a Factory reading Secrets with reader.
 func NewFactory(reader client.Reader, opts ...FactoryOption) *Factory {
-	f := &Factory{reader: reader, entries: map[cacheKey]*entry{}, requestTimeout: DefaultRequestTimeout}
+	f := &Factory{reader: reader, requestTimeout: DefaultRequestTimeout, clients: lru.New(maxClients)}
 	for _, o := range opts {
 		o(f)
 	}
@@ -90,25 +100,13 @@ func (f *Factory) ImageClient(ctx context.Context, namespace string, ref *infrav
 	secret := &corev1.Secret{}
 	if err := f.reader.Get(ctx, secretRef, secret); err != nil {
 		if apierrors.IsNotFound(err) {
+			// A Secret that is gone takes its login with it.
+			f.clients.Remove(secretRef)
 			return nil, credErr(secretRef, ErrSecretNotFound, "not found in namespace %s", namespace)
 		}
 		return nil, fmt.Errorf("reading credentials Secret %s: %w", secretRef, err)
 	}
-	key := cacheKey{uid: secret.UID, resourceVersion: secret.ResourceVersion, cloud: CloudName(secret)}
-
-	f.mu.Lock()
-	e, ok := f.entries[key]
-	if !ok {
-		e = &entry{}
-		f.entries[key] = e
-		// Older versions of the same Secret are never asked for again.
-		for k := range f.entries {
-			if k.uid == key.uid && k.resourceVersion != key.resourceVersion {
-				delete(f.entries, k)
-			}
-		}
-	}
-	f.mu.Unlock()
+	e := f.entry(secretRef, version{uid: secret.UID, resourceVersion: secret.ResourceVersion, cloud: CloudName(secret)})
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -132,11 +130,17 @@ func (f *Factory) ImageClient(ctx context.Context, namespace string, ref *infrav
 	return e.image, nil
 }
 
-// Forget drops every cached client, e.g. in tests that simulate an operator restart.
-func (f *Factory) Forget() {
+// entry returns the cache entry of the Secret's version v: a version other than the cached one
+// replaces it, since an older version of a Secret is never asked for again.
+func (f *Factory) entry(secret types.NamespacedName, v version) *entry {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.entries = map[cacheKey]*entry{}
+	if cached, ok := f.clients.Get(secret); ok && cached.(*entry).version == v {
+		return cached.(*entry)
+	}
+	e := &entry{version: v}
+	f.clients.Add(secret, e)
+	return e
 }
 
 func authenticate(ctx context.Context, creds *Credentials, requestTimeout time.Duration) (*gophercloud.ProviderClient, error) {

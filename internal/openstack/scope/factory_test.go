@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/lru"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
@@ -103,5 +105,68 @@ func TestFactoryCachesLogins(t *testing.T) {
 	_, err = f.ImageClient(ctx, "ns", &infrav1.OpenStackIdentityReference{Name: "absent"})
 	if !errors.Is(err, ErrSecretNotFound) || !strings.Contains(err.Error(), "ns/absent") {
 		t.Fatalf("missing Secret: %v", err)
+	}
+}
+
+// TestFactoryBoundsClients: the factory keeps the logins of the most recently used Secrets only,
+// drops the login of a Secret that is gone, and a Secret whose catalog has no Glance endpoint
+// says so.
+func TestFactoryBoundsClients(t *testing.T) {
+	t.Parallel()
+	srv, err := openstackdouble.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx := t.Context()
+	cloudsYAML, _ := srv.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
+	store := secrets{}
+	add := func(name, content string) {
+		sec := secretWith(map[string]string{CloudsYAMLKey: content})
+		sec.Name, sec.UID, sec.ResourceVersion = name, types.UID("uid-"+name), "1"
+		store["ns/"+name] = sec
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		add(n, cloudsYAML)
+	}
+	f := NewFactory(store)
+	f.clients = lru.New(2)
+	use := func(name string, wantLogin bool) {
+		t.Helper()
+		before := srv.Calls(openstackdouble.CallAuthTokens)
+		if _, err := f.ImageClient(ctx, "ns", &infrav1.OpenStackIdentityReference{Name: name}); err != nil {
+			t.Fatalf("client of %s: %v", name, err)
+		}
+		if login := srv.Calls(openstackdouble.CallAuthTokens) > before; login != wantLogin {
+			t.Fatalf("client of %s: logged in = %t, want %t", name, login, wantLogin)
+		}
+	}
+	use("a", true)
+	use("b", true)
+	use("a", false)
+	use("c", true) // b is the least recently used: dropped
+	if got := f.clients.Len(); got != 2 {
+		t.Fatalf("cached clients = %d, want the bound 2", got)
+	}
+	use("a", false)
+	use("b", true)
+
+	// A Secret that is gone takes its login with it; re-created as it was, it logs in again.
+	sec := store["ns/b"]
+	delete(store, "ns/b")
+	if _, err := f.ImageClient(ctx, "ns", &infrav1.OpenStackIdentityReference{Name: "b"}); !errors.Is(err, ErrSecretNotFound) {
+		t.Fatalf("deleted Secret: %v, want ErrSecretNotFound", err)
+	}
+	if _, ok := f.clients.Get(types.NamespacedName{Namespace: "ns", Name: "b"}); ok {
+		t.Fatal("the client of a deleted Secret is still cached")
+	}
+	store["ns/b"] = sec
+	use("b", true)
+
+	// A region the catalog does not have: no image endpoint.
+	elsewhere, _ := srv.CloudsYAML(openstackdouble.CloudsYAMLOptions{Region: "RegionThree"})
+	add("elsewhere", elsewhere)
+	if _, err := f.ImageClient(ctx, "ns", &infrav1.OpenStackIdentityReference{Name: "elsewhere"}); !errors.Is(err, ErrNoEndpoint) || !strings.Contains(err.Error(), "RegionThree") {
+		t.Fatalf("catalog without the region: %v, want ErrNoEndpoint naming the region", err)
 	}
 }

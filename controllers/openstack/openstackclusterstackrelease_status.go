@@ -1,0 +1,109 @@
+package openstack
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/cluster-api/util/conditions"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
+)
+
+// releaseRetryInterval is when a release that is not there yet (not published, no ClusterStack
+// provides it) or whose source cannot be read looks again: neither is watched.
+const releaseRetryInterval = time.Minute
+
+// releaseReport is what one reconcile of an OpenStackClusterStackRelease found out. Steps only
+// fill it in; setOpenStackClusterStackReleaseStatus turns it into conditions and the result.
+type releaseReport struct {
+	// release is why the release could not be had; resolver.Classify says what that means.
+	release error
+	// err stopped a step for a reason no condition reports (an API call failed): backoff.
+	err error
+	// images are the release's node image objects; none when the release has no node images.
+	images []*infrav1.OpenStackNodeImageRelease
+	// deleting says the report is about the deletion of the object.
+	deleting bool
+}
+
+// setOpenStackClusterStackReleaseStatus sets the conditions of obj (and status.ready) from rep
+// and returns the reconcile result.
+func setOpenStackClusterStackReleaseStatus(obj *infrav1.OpenStackClusterStackRelease, rep releaseReport) (ctrl.Result, error) {
+	defer func() { obj.Status.Ready = conditions.IsTrue(obj, csv1alpha1.ReadyCondition) }()
+	if rep.deleting {
+		// A release being deleted only lets go of its node images; that needs no condition.
+		return ctrl.Result{}, rep.err
+	}
+	var err error
+	switch {
+	case rep.release != nil:
+		err = releaseFailure(obj.Name, rep.release)
+	case rep.err != nil:
+		err = rep.err
+	default:
+		err = nodeImagesOutcome(rep.images)
+	}
+	readyMsg := "The release has no node images"
+	if len(rep.images) > 0 {
+		readyMsg = fmt.Sprintf("All %d node images are active in Glance", len(rep.images))
+	}
+	kstatus.Summarise(obj, err, csv1alpha1.ReadyReason, readyMsg)
+	return outcome.Result(ctrl.Result{}, err)
+}
+
+// releaseFailure maps the class of an error getting the release to this kind's outcome: a
+// published release that cannot be used stalls for good, one not there yet is looked at again
+// after releaseRetryInterval, a source that cannot be read stalls but is looked at again (Secrets
+// and ClusterStacks of other controllers are not watched here), anything else is retried with
+// backoff.
+func releaseFailure(releaseName string, err error) error {
+	switch resolver.Classify(err) {
+	case resolver.FailureInvalid:
+		// The file to fix decides the reason: node-images.yaml is this kind's part of a release.
+		if invalid := (*release.InvalidError)(nil); errors.As(err, &invalid) && invalid.File == release.NodeImagesFile {
+			return outcome.Stall(infrav1.InvalidNodeImagesReason, "node-images.yaml of release %s cannot be used: %v", releaseName, err)
+		}
+		return outcome.Stall(infrav1.ReleaseUnavailableReason, "Release %s cannot be used: %v", releaseName, err)
+	case resolver.FailureNotYet:
+		return outcome.Wait(infrav1.ReleaseUnavailableReason, releaseRetryInterval, "Waiting for release %s: %v", releaseName, err)
+	case resolver.FailureSource:
+		return outcome.StallRetry(infrav1.ReleaseUnavailableReason, releaseRetryInterval, "The source of release %s cannot be read: %v", releaseName, err)
+	}
+	return outcome.Retry(infrav1.ReleaseUnavailableReason, fmt.Errorf("getting release %s: %w", releaseName, err))
+}
+
+// nodeImagesOutcome summarises the conditions of the release's node images: failed ones stall
+// it; an unavailable cloud is named with its retry time (the image's message), so the release
+// says why it waits and until when; otherwise it waits for the images still in progress (their
+// changes are watched).
+func nodeImagesOutcome(nirs []*infrav1.OpenStackNodeImageRelease) error {
+	var notReady, stalled, outage []string
+	for _, nir := range nirs {
+		switch {
+		case conditions.IsTrue(nir, csv1alpha1.StalledCondition):
+			stalled = append(stalled, fmt.Sprintf("%s: %s", nir.Name, conditions.GetMessage(nir, csv1alpha1.StalledCondition)))
+		case !nir.Status.Ready:
+			notReady = append(notReady, nir.Name)
+			if conditions.GetReason(nir, csv1alpha1.ReconcilingCondition) == infrav1.CloudUnavailableReason {
+				outage = append(outage, fmt.Sprintf("%s: %s", nir.Name, conditions.GetMessage(nir, csv1alpha1.ReconcilingCondition)))
+			}
+		}
+	}
+	switch {
+	case len(stalled) > 0:
+		return outcome.Stall(infrav1.WaitingForImagesReason, "Node images failed: %s", strings.Join(stalled, "; "))
+	case len(outage) > 0:
+		return outcome.Wait(infrav1.CloudUnavailableReason, 0, "Waiting for node images: %s; %s", strings.Join(notReady, ", "), strings.Join(outage, "; "))
+	case len(notReady) > 0:
+		return outcome.Wait(infrav1.WaitingForImagesReason, 0, "Waiting for node images: %s", strings.Join(notReady, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+package openstack
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cluster-api/util/conditions"
+
+	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
+)
+
+// TestSetOpenStackClusterStackReleaseStatus checks the one place that turns what a reconcile of
+// an OpenStackClusterStackRelease found into conditions, status.ready and a result: every class
+// of release error, a bad node-images.yaml, and every state of the node images.
+func TestSetOpenStackClusterStackReleaseStatus(t *testing.T) {
+	t.Parallel()
+	const rel = "openstack-scs-1-32-v1"
+	wrap := func(sentinel error) error { return fmt.Errorf("getting release %s: %w", rel, sentinel) }
+	nodeImage := func(name string, set func(*infrav1.OpenStackNodeImageRelease)) *infrav1.OpenStackNodeImageRelease {
+		nir := &infrav1.OpenStackNodeImageRelease{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}}
+		if set != nil {
+			set(nir)
+		}
+		return nir
+	}
+	active := func(nir *infrav1.OpenStackNodeImageRelease) {
+		kstatus.MarkReady(nir, infrav1.ImageActiveReason, "active")
+		nir.Status.Ready = true
+	}
+	importing := func(nir *infrav1.OpenStackNodeImageRelease) {
+		kstatus.MarkProgressing(nir, infrav1.ImportingReason, "Glance imports")
+	}
+	unavailable := func(nir *infrav1.OpenStackNodeImageRelease) {
+		kstatus.MarkProgressing(nir, infrav1.CloudUnavailableReason, "Glance unavailable (HTTP 503): retrying at 20:31:05 UTC (in 30s)")
+	}
+	hashMismatch := func(nir *infrav1.OpenStackNodeImageRelease) {
+		kstatus.MarkStalled(nir, infrav1.HashMismatchReason, "wrong bytes")
+	}
+	apiErr := errors.New("etcd is slow")
+	registryDown := errors.New("registry down")
+
+	const (
+		ready       = "ready"       // Ready True, Reconciling and Stalled False
+		progressing = "progressing" // Ready False, Reconciling True, Stalled False
+		stalled     = "stalled"     // Ready False, Reconciling False, Stalled True
+		untouched   = "untouched"   // no condition set
+	)
+	tests := []struct {
+		name        string
+		rep         releaseReport
+		want        string
+		wantReason  string
+		wantMessage []string
+		wantRequeue time.Duration
+		wantErr     error
+	}{
+		{name: "deleted", rep: releaseReport{deleting: true}, want: untouched},
+		{name: "deletion failed", rep: releaseReport{deleting: true, err: apiErr}, want: untouched, wantErr: apiErr},
+
+		{name: "invalid release", rep: releaseReport{release: wrap(release.ErrInvalid)}, want: stalled,
+			wantReason: infrav1.ReleaseUnavailableReason, wantMessage: []string{"Release " + rel + " cannot be used", release.ErrInvalid.Error()}},
+		{name: "invalid release name", rep: releaseReport{release: wrap(name.ErrInvalidName)}, want: stalled, wantReason: infrav1.ReleaseUnavailableReason},
+		{name: "release of another stack", rep: releaseReport{release: wrap(resolver.ErrWrongStack)}, want: stalled, wantReason: infrav1.ReleaseUnavailableReason},
+		{name: "invalid artifact", rep: releaseReport{release: wrap(source.ErrInvalidArtifact)}, want: stalled, wantReason: infrav1.ReleaseUnavailableReason},
+		{name: "artifact too large", rep: releaseReport{release: wrap(source.ErrTooLarge)}, want: stalled, wantReason: infrav1.ReleaseUnavailableReason},
+		{name: "no ClusterStack provides it yet", rep: releaseReport{release: wrap(resolver.ErrNoClusterStack)}, want: progressing,
+			wantReason: infrav1.ReleaseUnavailableReason, wantMessage: []string{"Waiting for release " + rel}, wantRequeue: releaseRetryInterval},
+		{name: "not published yet", rep: releaseReport{release: wrap(source.ErrNotFound)}, want: progressing,
+			wantReason: infrav1.ReleaseUnavailableReason, wantRequeue: releaseRetryInterval},
+		{name: "no source", rep: releaseReport{release: wrap(source.ErrNoSource)}, want: stalled,
+			wantReason: infrav1.ReleaseUnavailableReason, wantMessage: []string{"The source of release " + rel + " cannot be read"}, wantRequeue: releaseRetryInterval},
+		{name: "bad source config", rep: releaseReport{release: wrap(source.ErrInvalidConfig)}, want: stalled,
+			wantReason: infrav1.ReleaseUnavailableReason, wantRequeue: releaseRetryInterval},
+		{name: "source refuses the credentials", rep: releaseReport{release: wrap(source.ErrUnauthorized)}, want: stalled,
+			wantReason: infrav1.ReleaseUnavailableReason, wantRequeue: releaseRetryInterval},
+		{name: "registry down", rep: releaseReport{release: registryDown}, want: progressing,
+			wantReason: infrav1.ReleaseUnavailableReason, wantMessage: []string{"getting release " + rel, "registry down"}, wantErr: registryDown},
+
+		{name: "invalid node-images.yaml", rep: releaseReport{release: wrap(&release.InvalidError{Release: rel, File: release.NodeImagesFile,
+			Err: fmt.Errorf("%w: openStackNodeImages[0]: url is not http(s)", release.ErrInvalidNodeImages)})}, want: stalled,
+			wantReason: infrav1.InvalidNodeImagesReason, wantMessage: []string{"node-images.yaml of release " + rel, "openStackNodeImages[0]"}},
+		{name: "another invalid file", rep: releaseReport{release: wrap(&release.InvalidError{Release: rel, File: release.MetadataFile, Err: release.ErrMalformedFile})},
+			want: stalled, wantReason: infrav1.ReleaseUnavailableReason, wantMessage: []string{"Release " + rel + " cannot be used", release.MetadataFile}},
+		{name: "API error", rep: releaseReport{err: apiErr}, want: untouched, wantErr: apiErr},
+
+		{name: "no node images", rep: releaseReport{}, want: ready, wantReason: csv1alpha1.ReadyReason, wantMessage: []string{"The release has no node images"}},
+		{name: "all active", rep: releaseReport{images: []*infrav1.OpenStackNodeImageRelease{nodeImage("a", active), nodeImage("b", active)}}, want: ready,
+			wantReason: csv1alpha1.ReadyReason, wantMessage: []string{"All 2 node images are active in Glance"}},
+		{name: "one importing", rep: releaseReport{images: []*infrav1.OpenStackNodeImageRelease{nodeImage("a", active), nodeImage("b", importing)}}, want: progressing,
+			wantReason: infrav1.WaitingForImagesReason, wantMessage: []string{"Waiting for node images: b"}},
+		{name: "one new, no conditions yet", rep: releaseReport{images: []*infrav1.OpenStackNodeImageRelease{nodeImage("a", nil)}}, want: progressing,
+			wantReason: infrav1.WaitingForImagesReason, wantMessage: []string{"Waiting for node images: a"}},
+		{name: "cloud unavailable", rep: releaseReport{images: []*infrav1.OpenStackNodeImageRelease{nodeImage("a", unavailable), nodeImage("b", importing)}}, want: progressing,
+			wantReason: infrav1.CloudUnavailableReason, wantMessage: []string{"Waiting for node images: a, b", "a: Glance unavailable (HTTP 503): retrying at 20:31:05 UTC"}},
+		{name: "one failed", rep: releaseReport{images: []*infrav1.OpenStackNodeImageRelease{nodeImage("a", hashMismatch), nodeImage("b", unavailable)}}, want: stalled,
+			wantReason: infrav1.WaitingForImagesReason, wantMessage: []string{"Node images failed: a: wrong bytes"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			obj := &infrav1.OpenStackClusterStackRelease{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: rel}}
+			obj.Status.Ready = tt.want != ready
+			res, err := setOpenStackClusterStackReleaseStatus(obj, tt.rep)
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if res.RequeueAfter != tt.wantRequeue {
+				t.Errorf("RequeueAfter = %s, want %s", res.RequeueAfter, tt.wantRequeue)
+			}
+			if tt.want == untouched {
+				if len(obj.Status.Conditions) != 0 {
+					t.Errorf("conditions set: %+v", obj.Status.Conditions)
+				}
+				return
+			}
+			if obj.Status.Ready != (tt.want == ready) {
+				t.Errorf("status.ready = %t, want %t", obj.Status.Ready, tt.want == ready)
+			}
+			wantStatus := map[string]map[string]metav1.ConditionStatus{
+				ready:       {csv1alpha1.ReadyCondition: metav1.ConditionTrue, csv1alpha1.ReconcilingCondition: metav1.ConditionFalse, csv1alpha1.StalledCondition: metav1.ConditionFalse},
+				progressing: {csv1alpha1.ReadyCondition: metav1.ConditionFalse, csv1alpha1.ReconcilingCondition: metav1.ConditionTrue, csv1alpha1.StalledCondition: metav1.ConditionFalse},
+				stalled:     {csv1alpha1.ReadyCondition: metav1.ConditionFalse, csv1alpha1.ReconcilingCondition: metav1.ConditionFalse, csv1alpha1.StalledCondition: metav1.ConditionTrue},
+			}[tt.want]
+			for typ, status := range wantStatus {
+				if c := conditions.Get(obj, typ); c == nil || c.Status != status {
+					t.Errorf("%s = %+v, want %s", typ, c, status)
+				}
+			}
+			if got := conditions.GetReason(obj, csv1alpha1.ReadyCondition); got != tt.wantReason {
+				t.Errorf("Ready reason = %q, want %q", got, tt.wantReason)
+			}
+			if tt.want != ready {
+				active := map[string]string{progressing: csv1alpha1.ReconcilingCondition, stalled: csv1alpha1.StalledCondition}[tt.want]
+				if got := conditions.GetReason(obj, active); got != tt.wantReason {
+					t.Errorf("%s reason = %q, want %q", active, got, tt.wantReason)
+				}
+			}
+			msg := conditions.GetMessage(obj, csv1alpha1.ReadyCondition)
+			for _, w := range tt.wantMessage {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
