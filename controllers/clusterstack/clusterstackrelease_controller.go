@@ -316,8 +316,8 @@ func (r *ClusterStackReleaseReconciler) render(ctx context.Context, csr *cluster
 	if err := checkClusterClass(objs, rel.Name.ClusterClassName()); err != nil {
 		return nil, outcome.Stall(clusterstackv1alpha1.InvalidReleaseReason, "Nothing applied: %s", err)
 	}
-	if err := render.SetDefaultNamespace(objs, csr.Namespace, r.Mapper); err != nil {
-		if errors.Is(err, render.ErrUnknownKind) {
+	if err := apply.SetDefaultNamespace(objs, csr.Namespace, r.Mapper); err != nil {
+		if errors.Is(err, apply.ErrKindNotServed) {
 			return nil, missingAPI(err)
 		}
 		return nil, fmt.Errorf("setting namespaces: %w", err)
@@ -354,7 +354,7 @@ func renderRelease(ctx context.Context, rel *release.Release, namespace string, 
 	if err != nil {
 		return nil, fmt.Errorf("rendering release %s: %w", rel.Name, err)
 	}
-	if err := render.SetDefaultNamespace(objs, namespace, mapper); err != nil {
+	if err := apply.SetDefaultNamespace(objs, namespace, mapper); err != nil {
 		return nil, fmt.Errorf("rendering release %s: %w", rel.Name, err)
 	}
 	return objs, nil
@@ -396,12 +396,8 @@ func missingAPI(err error) error {
 	return outcome.StallRetry(clusterstackv1alpha1.MissingAPIReason, missingAPIRetryInterval, "%s", msg)
 }
 
-// missingKinds extracts the kinds of a render.NoKindError or apply.MissingKindsError.
+// missingKinds extracts the kinds of an apply.MissingKindsError.
 func missingKinds(err error) []schema.GroupVersionKind {
-	var nk *render.NoKindError
-	if errors.As(err, &nk) {
-		return nk.Kinds
-	}
 	var mk *apply.MissingKindsError
 	if errors.As(err, &mk) {
 		return mk.Kinds

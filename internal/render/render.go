@@ -34,10 +34,9 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
+	helmrelease "helm.sh/helm/v4/pkg/release/v1"
 	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -48,8 +47,9 @@ import (
 type Options struct {
 	// ReleaseName is the Helm release name (.Release.Name).
 	ReleaseName string
-	// Namespace is .Release.Namespace. With Mapper set, namespaced objects without a namespace get
-	// it; without Mapper the caller sets namespaces with SetDefaultNamespace.
+	// Namespace is .Release.Namespace. Objects keep the namespace their templates give them:
+	// which kinds are namespaced is a fact of the cluster they go to, so defaulting the namespace
+	// is for the caller that knows it (apply.SetDefaultNamespace).
 	Namespace string
 	// KubeVersion, e.g. "v1.32.5", is .Capabilities.KubeVersion and is checked against the chart's
 	// kubeVersion constraint. Empty means Helm's default version.
@@ -60,10 +60,6 @@ type Options struct {
 	IncludeCRDs bool
 	// APIVersions are extra .Capabilities.APIVersions ("group/version" or "group/version/Kind").
 	APIVersions []string
-	// Mapper, when set, decides which objects are namespaced: Chart then calls SetDefaultNamespace
-	// with Namespace and returns its *NoKindError for kinds the mapper (and the rendered CRDs) do
-	// not know.
-	Mapper meta.RESTMapper
 }
 
 // errRenderedTooLarge ends a rendering child whose templates rendered more text than its output
@@ -134,11 +130,6 @@ func renderLoaded(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstru
 		}
 		objs = append(objs, u)
 	}
-	if opts.Mapper != nil {
-		if err := SetDefaultNamespace(objs, opts.Namespace, opts.Mapper); err != nil {
-			return objs, fmt.Errorf("rendering chart %s: %w", ch.Name(), err)
-		}
-	}
 	return objs, nil
 }
 
@@ -163,7 +154,26 @@ func renderInProcess(ctx context.Context, files []File, opts Options) ([]*unstru
 	return objs, nil
 }
 
+// renderChart renders a loaded chart the way `helm template` does, in the rendering process.
 func renderChart(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstructured.Unstructured, error) {
+	caps, err := capabilities(ch, opts)
+	if err != nil {
+		return nil, err
+	}
+	files, err := renderTemplates(ctx, ch, opts, caps)
+	if err != nil {
+		return nil, err
+	}
+	hooks, manifests, err := releaseutil.SortManifests(files, caps.APIVersions, releaseutil.InstallOrder)
+	if err != nil {
+		return nil, fmt.Errorf("splitting rendered manifests: %w", err)
+	}
+	return decodeRendered(ch, opts.IncludeCRDs, manifests, hooks)
+}
+
+// capabilities returns the .Capabilities of the rendering, and ErrIncompatibleKubeVersion when
+// the chart's kubeVersion constraint rules the Kubernetes version out.
+func capabilities(ch *chart.Chart, opts Options) (*common.Capabilities, error) {
 	caps := common.DefaultCapabilities.Copy()
 	if opts.KubeVersion != "" {
 		kv, err := common.ParseKubeVersion(opts.KubeVersion)
@@ -176,23 +186,16 @@ func renderChart(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstruc
 	if c := ch.Metadata.KubeVersion; c != "" && !chartutil.IsCompatibleRange(c, caps.KubeVersion.String()) {
 		return nil, fmt.Errorf("%w: chart requires kubeVersion %s, rendering for %s", ErrIncompatibleKubeVersion, c, caps.KubeVersion.Version)
 	}
+	return caps, nil
+}
 
-	// ProcessDependencies and the coalescing below write into the values they are given; the
-	// caller's map must stay untouched (callers reuse it for several charts).
-	vals := deepCopyMap(opts.Values)
-	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
-		return nil, fmt.Errorf("processing dependencies: %w", err)
-	}
-	renderVals, err := commonutil.ToRenderValuesWithSchemaValidation(ch, vals, common.ReleaseOptions{
-		Name:      opts.ReleaseName,
-		Namespace: opts.Namespace,
-		Revision:  1,
-		IsInstall: true,
-	}, caps, false)
+// renderTemplates runs the chart's templates and returns the rendered files (name -> text)
+// without NOTES.txt, or errRenderedTooLarge when they exceed the output budget.
+func renderTemplates(ctx context.Context, ch *chart.Chart, opts Options, caps *common.Capabilities) (map[string]string, error) {
+	renderVals, err := renderValues(ch, opts, caps)
 	if err != nil {
-		return nil, fmt.Errorf("preparing values: %w", err)
+		return nil, err
 	}
-
 	// The zero Engine has no REST config: `lookup` returns empty results and nothing reaches a
 	// cluster or DNS, as in `helm template`.
 	var e engine.Engine
@@ -213,13 +216,35 @@ func renderChart(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstruc
 	if limit := isolated.OutputBudget(); limit > 0 && int64(total) > limit {
 		return nil, errRenderedTooLarge
 	}
-	hooks, manifests, err := releaseutil.SortManifests(files, caps.APIVersions, releaseutil.InstallOrder)
-	if err != nil {
-		return nil, fmt.Errorf("splitting rendered manifests: %w", err)
-	}
+	return files, nil
+}
 
+// renderValues coalesces opts.Values with the chart's and its dependencies' values, as Helm
+// does for an install, and validates them against the charts' schemas.
+func renderValues(ch *chart.Chart, opts Options, caps *common.Capabilities) (common.Values, error) {
+	// ProcessDependencies and the coalescing below write into the values they are given; the
+	// caller's map must stay untouched (callers reuse it for several charts).
+	vals := deepCopyMap(opts.Values)
+	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
+		return nil, fmt.Errorf("processing dependencies: %w", err)
+	}
+	renderVals, err := commonutil.ToRenderValuesWithSchemaValidation(ch, vals, common.ReleaseOptions{
+		Name:      opts.ReleaseName,
+		Namespace: opts.Namespace,
+		Revision:  1,
+		IsInstall: true,
+	}, caps, false)
+	if err != nil {
+		return nil, fmt.Errorf("preparing values: %w", err)
+	}
+	return renderVals, nil
+}
+
+// decodeRendered parses the chart's crds/ files (with includeCRDs), the rendered manifests and
+// the hooks into objects: the CRDs first, then the rest with the kinds others depend on first.
+func decodeRendered(ch *chart.Chart, includeCRDs bool, manifests []releaseutil.Manifest, hooks []*helmrelease.Hook) ([]*unstructured.Unstructured, error) {
 	var crds, rest []*unstructured.Unstructured
-	if opts.IncludeCRDs {
+	if includeCRDs {
 		for _, crd := range ch.CRDObjects() {
 			objs, err := decodeDocuments(crd.Filename, crd.File.Data)
 			if err != nil {
@@ -291,84 +316,6 @@ func decodeDocuments(file string, data []byte) ([]*unstructured.Unstructured, er
 		}
 		objs = append(objs, u)
 	}
-}
-
-// ErrUnknownKind is matched (errors.Is) by a *NoKindError.
-var ErrUnknownKind = errors.New("unknown kind")
-
-// NoKindError names the kinds whose scope could not be decided: neither the RESTMapper nor a
-// CustomResourceDefinition among the objects knows them (typically: a CRD is not installed).
-type NoKindError struct {
-	Kinds []schema.GroupVersionKind
-}
-
-func (e *NoKindError) Error() string {
-	names := make([]string, len(e.Kinds))
-	for i, k := range e.Kinds {
-		names[i] = GVKString(k)
-	}
-	return fmt.Sprintf("unknown kind (CRD not installed?): %s", strings.Join(names, ", "))
-}
-
-// Is makes errors.Is(err, ErrUnknownKind) true.
-func (e *NoKindError) Is(target error) bool { return target == ErrUnknownKind }
-
-// GVKString formats a GroupVersionKind as "Kind.version.group" ("Kind.v1" for the core group),
-// the form kubectl users recognise.
-func GVKString(k schema.GroupVersionKind) string {
-	if k.Group == "" {
-		return k.Kind + "." + k.Version
-	}
-	return k.Kind + "." + k.Version + "." + k.Group
-}
-
-// SetDefaultNamespace sets namespace on every object that has none and whose kind is namespaced,
-// according to mapper or to a CustomResourceDefinition among objs (so that a chart's own CRDs and
-// their objects work before the CRDs are installed). It clears nothing: an explicit namespace
-// stays, and so does one on a cluster-scoped object (the API server rejects it, which is the
-// chart's bug to report). Objects of unknown kinds are left alone and reported together in one
-// *NoKindError.
-func SetDefaultNamespace(objs []*unstructured.Unstructured, namespace string, mapper meta.RESTMapper) error {
-	crdScope := map[schema.GroupKind]bool{} // true = namespaced
-	for _, o := range objs {
-		if gvk := o.GroupVersionKind(); gvk.Group != "apiextensions.k8s.io" || gvk.Kind != "CustomResourceDefinition" {
-			continue
-		}
-		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
-		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
-		scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
-		crdScope[schema.GroupKind{Group: group, Kind: kind}] = scope == "Namespaced"
-	}
-	var unknown []schema.GroupVersionKind
-	seen := map[schema.GroupVersionKind]bool{}
-	for _, o := range objs {
-		if o.GetNamespace() != "" {
-			continue
-		}
-		gvk := o.GroupVersionKind()
-		namespaced, ok := crdScope[gvk.GroupKind()]
-		if !ok {
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				if !meta.IsNoMatchError(err) {
-					return fmt.Errorf("finding the scope of %s: %w", GVKString(gvk), err)
-				}
-				if !seen[gvk] {
-					seen[gvk] = true
-					unknown = append(unknown, gvk)
-				}
-				continue
-			}
-			namespaced = m.Scope.Name() == meta.RESTScopeNameNamespace
-		}
-		if namespaced {
-			o.SetNamespace(namespace)
-		}
-	}
-	if len(unknown) > 0 {
-		return &NoKindError{Kinds: unknown}
-	}
-	return nil
 }
 
 // deepCopyMap copies the maps and slices of a values tree; leaves are shared (they are immutable

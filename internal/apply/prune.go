@@ -7,15 +7,34 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
+
+// pruneDecided deletes the objects of the previous inventory that d decided to prune and records
+// each in d.res: a kept one stays in the inventory, a released one leaves it without being
+// deleted, and one that fails to delete stays in it so that the next Apply tries again.
+func (a *Applier) pruneDecided(ctx context.Context, d *decision) {
+	for _, p := range d.prunes {
+		switch {
+		case p.keep:
+			d.res.Applied = append(d.res.Applied, p.ref)
+		case p.release:
+			d.res.Released = append(d.res.Released, p.ref)
+		default:
+			if _, err := a.deleteOne(ctx, p.ref); err != nil {
+				d.res.Failed[p.ref] = fmt.Errorf("pruning %s: %w", p.ref, err)
+				d.res.Applied = append(d.res.Applied, p.ref)
+			} else {
+				d.res.Pruned = append(d.res.Pruned, p.ref)
+			}
+		}
+	}
+}
 
 // Delete deletes every object of inventory, in reverse order (dependants first), and returns the
 // objects still present afterwards: being finalized, or failed to delete (those errors are
 // joined in err). "Not found", and a kind that is no longer served, count as deleted. Objects
-// that HeldByOther names are not deleted and not returned: they are another applier's now.
+// that another applier holds (WithSharing) are not deleted and not returned: they are its now.
 func (a *Applier) Delete(ctx context.Context, inventory []Ref) (remaining []Ref, err error) {
 	if a.Client == nil {
 		return nil, errors.New("deleting objects: the Applier needs a Client")
@@ -27,7 +46,7 @@ func (a *Applier) Delete(ctx context.Context, inventory []Ref) (remaining []Ref,
 		if present[ref.Key()] || done[ref.Key()] {
 			continue
 		}
-		if a.HeldByOther != nil && a.HeldByOther(ref) {
+		if a.heldByOther != nil && a.heldByOther(ref) {
 			done[ref.Key()] = true
 			continue
 		}
@@ -69,38 +88,4 @@ func (a *Applier) deleteOne(ctx context.Context, ref Ref) (bool, error) {
 		return false, fmt.Errorf("reading after delete: %w", err)
 	}
 	return false, nil
-}
-
-// Preflight checks, before anything is written, that the API server serves every kind of desired,
-// counting kinds defined by CustomResourceDefinitions among desired as served. It returns a
-// *MissingKindsError naming every missing group/version/kind, so that a caller can apply
-// all-or-nothing with respect to missing CRDs.
-func (a *Applier) Preflight(ctx context.Context, desired []*unstructured.Unstructured) error {
-	if a.Client == nil {
-		return errors.New("checking kinds: the Applier needs a Client")
-	}
-	defined := definedByCRDs(desired)
-	mapper := a.Client.RESTMapper()
-	var missing []schema.GroupVersionKind
-	seen := map[schema.GroupVersionKind]bool{}
-	for _, d := range desired {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("checking kinds: %w", err)
-		}
-		gvk := d.GroupVersionKind()
-		if _, ok := defined[gvk]; seen[gvk] || ok {
-			continue
-		}
-		seen[gvk] = true
-		if _, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-			if !meta.IsNoMatchError(err) {
-				return fmt.Errorf("checking kind %s: %w", gvkString(gvk), err)
-			}
-			missing = append(missing, gvk)
-		}
-	}
-	if len(missing) > 0 {
-		return &MissingKindsError{Kinds: missing}
-	}
-	return nil
 }
