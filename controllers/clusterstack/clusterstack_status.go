@@ -86,18 +86,8 @@ func setClusterStackStatus(cs *clusterstackv1alpha1.ClusterStack, rep clusterSta
 	synced, failed, stalled := releasesSynced(cs, rep)
 	conditions.Set(cs, synced)
 
-	ready := metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason}
-	switch {
-	case synced.Status != metav1.ConditionTrue:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, synced.Reason, synced.Message
-	case len(notReady) > 0:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReleasesNotReadyReason, "Waiting for releases: "+strings.Join(notReady, "; ")
-	case len(rep.desired) == 0:
-		ready.Status, ready.Reason = metav1.ConditionFalse, NoReleasesReason
-		ready.Message = fmt.Sprintf("No release of %s-%s-%s in channel %s: list versions in spec.versions or publish a release", cs.Spec.Provider, cs.Spec.Name, strings.ReplaceAll(cs.Spec.KubernetesVersion, ".", "-"), channelOf(cs))
-	}
+	ready := stackReady(cs, rep, synced, notReady)
 	conditions.Set(cs, ready)
-
 	stalledMsg := ready.Message
 	if len(stalledReleases) > 0 && !failed {
 		stalledMsg = "Releases need attention: " + strings.Join(stalledReleases, "; ")
@@ -112,6 +102,22 @@ func setClusterStackStatus(cs *clusterstackv1alpha1.ClusterStack, rep clusterSta
 		return ctrl.Result{}, rep.check.err
 	}
 	return ctrl.Result{RequeueAfter: rep.nextCheck}, nil
+}
+
+// stackReady returns Ready: what ReleasesSynced says when it is not True, else whether every
+// desired release is ready (and there is one).
+func stackReady(cs *clusterstackv1alpha1.ClusterStack, rep clusterStackReport, synced metav1.Condition, notReady []string) metav1.Condition {
+	ready := metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason}
+	switch {
+	case synced.Status != metav1.ConditionTrue:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, synced.Reason, synced.Message
+	case len(notReady) > 0:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReleasesNotReadyReason, "Waiting for releases: "+strings.Join(notReady, "; ")
+	case len(rep.desired) == 0:
+		ready.Status, ready.Reason = metav1.ConditionFalse, NoReleasesReason
+		ready.Message = fmt.Sprintf("No release of %s-%s-%s in channel %s: list versions in spec.versions or publish a release", cs.Spec.Provider, cs.Spec.Name, strings.ReplaceAll(cs.Spec.KubernetesVersion, ".", "-"), channelOf(cs))
+	}
+	return ready
 }
 
 // releasesSynced returns the ReleasesSynced condition, whether some step failed, and whether a

@@ -151,6 +151,20 @@ func TestSetClusterStackStatus(t *testing.T) {
 		wantUsable: "v1", wantLatest: v1, wantPhases: []string{phaseReady},
 		wantResult: ctrl.Result{RequeueAfter: nextCheck},
 	}, {
+		name:       "a stall ends Reconciling",
+		before:     failing(synced, ReleaseSyncErrorReason, syncFailed.Error(), false),
+		rep:        clusterStackReport{desired: []name.Release{rel("v1")}, releases: releases(csrReady(v1)), badVersions: []string{"latest"}, nextCheck: nextCheck},
+		want:       failing(synced, InvalidSpecReason, "spec.versions: cannot parse latest", true),
+		wantUsable: "v1", wantLatest: v1, wantPhases: []string{phaseReady},
+		wantResult: ctrl.Result{RequeueAfter: nextCheck},
+	}, {
+		name:       "progress ends Stalled",
+		before:     failing(synced, InvalidSpecReason, "spec.versions: cannot parse latest", true),
+		rep:        clusterStackReport{desired: []name.Release{rel("v1")}, releases: releases(), nextCheck: nextCheck},
+		want:       failing(synced, csv1alpha1.ProgressingReason, "Creating releases: "+v1, false),
+		wantPhases: []string{phasePending},
+		wantResult: ctrl.Result{RequeueAfter: nextCheck},
+	}, {
 		name:       "provider template missing",
 		rep:        clusterStackReport{desired: []name.Release{rel("v1")}, releases: releases(csrReady(v1)), templateErr: templateErr, nextCheck: nextCheck},
 		want:       failing(synced, ProviderTemplateErrorReason, templateErr.Error(), true),

@@ -64,22 +64,30 @@ func setClusterStackReleaseStatus(csr *clusterstackv1alpha1.ClusterStackRelease,
 	stalled := false
 	for _, t := range releaseSteps {
 		err, ran := rep.steps[t]
-		if !ran {
-			continue
-		}
-		if t == clusterstackv1alpha1.ProviderReadyCondition && csr.Spec.ProviderRef == nil {
+		switch {
+		case !ran:
+		case t == clusterstackv1alpha1.ProviderReadyCondition && csr.Spec.ProviderRef == nil:
 			// Without a provider object there is nothing to be ready.
 			conditions.Delete(csr, t)
-			continue
+		default:
+			setStep(csr, t, err)
+			_, s := outcome.AsStalled(err)
+			stalled = stalled || s
 		}
-		setStep(csr, t, err)
-		_, s := outcome.AsStalled(err)
-		stalled = stalled || s
 	}
 	if rep.kubernetesVersion != "" {
 		csr.Status.KubernetesVersion = rep.kubernetesVersion
 	}
+	ready := releaseReady(csr, rep.imagesWaiting)
+	conditions.Set(csr, ready)
+	csr.Status.Ready = ready.Status == metav1.ConditionTrue
+	setSummary(csr, ready, stalled, ready.Message)
+	return outcome.Result(ctrl.Result{RequeueAfter: rep.driftCheck}, rep.err)
+}
 
+// releaseReady returns Ready: True when every step condition is and no ORC Image is waited for,
+// else False saying why, from the first step in order that is not True.
+func releaseReady(csr *clusterstackv1alpha1.ClusterStackRelease, imagesWaiting []string) metav1.Condition {
 	ready := metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason}
 	for _, t := range releaseSteps {
 		if t == clusterstackv1alpha1.ProviderReadyCondition && csr.Spec.ProviderRef == nil {
@@ -88,21 +96,18 @@ func setClusterStackReleaseStatus(csr *clusterstackv1alpha1.ClusterStackRelease,
 		c := conditions.Get(csr, t)
 		if c == nil {
 			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, clusterstackv1alpha1.ProgressingReason, "Waiting for "+t
-			break
+			return ready
 		}
 		if c.Status != metav1.ConditionTrue {
 			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, c.Reason, c.Message
-			break
+			return ready
 		}
 	}
-	if ready.Status == metav1.ConditionTrue && len(rep.imagesWaiting) > 0 {
+	if len(imagesWaiting) > 0 {
 		ready.Status, ready.Reason = metav1.ConditionFalse, ImagesNotAvailableReason
-		ready.Message = "Waiting for ORC Images to be Available: " + strings.Join(rep.imagesWaiting, ", ")
+		ready.Message = "Waiting for ORC Images to be Available: " + strings.Join(imagesWaiting, ", ")
 	}
-	conditions.Set(csr, ready)
-	csr.Status.Ready = ready.Status == metav1.ConditionTrue
-	setSummary(csr, ready, stalled, ready.Message)
-	return outcome.Result(ctrl.Result{RequeueAfter: rep.driftCheck}, rep.err)
+	return ready
 }
 
 // setStep sets the condition of a step from its outcome: True when it finished, False with the

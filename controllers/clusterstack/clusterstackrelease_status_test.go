@@ -216,6 +216,21 @@ func TestSetClusterStackReleaseStatus(t *testing.T) {
 		want:   allDone, wantReady: true,
 		wantResult: ctrl.Result{RequeueAfter: drift},
 	}, {
+		name:   "a stall ends Reconciling",
+		before: fromMaps(allDone, failing(csv1alpha1.ResourcesAppliedCondition, csv1alpha1.ApplyFailedReason, "registry down", false)),
+		rep: releaseReport{
+			steps: done(map[string]error{csv1alpha1.ResourcesAppliedCondition: outcome.Stall(csv1alpha1.InvalidReleaseReason, "Nothing applied: no ClusterClass")}),
+			err:   outcome.Stall(csv1alpha1.InvalidReleaseReason, "Nothing applied: no ClusterClass"),
+		},
+		want:       fromMaps(allDone, failing(csv1alpha1.ResourcesAppliedCondition, csv1alpha1.InvalidReleaseReason, "Nothing applied: no ClusterClass", true)),
+		wantResult: ctrl.Result{},
+	}, {
+		name:       "progress ends Stalled",
+		before:     fromMaps(allDone, failing(csv1alpha1.ReleaseAvailableCondition, csv1alpha1.ReleaseSourceErrorReason, unauthorized.Error(), true)),
+		rep:        releaseReport{steps: map[string]error{csv1alpha1.ReleaseAvailableCondition: noStack}, err: noStack},
+		want:       fromMaps(allDone, failing(csv1alpha1.ReleaseAvailableCondition, NoClusterStackReason, noStack.Message, false)),
+		wantResult: ctrl.Result{RequeueAfter: releaseRetryInterval},
+	}, {
 		name:   "deletion waits for Clusters",
 		before: fromMaps(allDone, map[string]cond{csv1alpha1.StalledCondition: condActive("Old", "old")}), beforeReady: true,
 		rep: releaseReport{deletion: true, err: outcome.Wait(csv1alpha1.InUseReason, 0, "ClusterClass c is used by Clusters a, b: delete them or move them to another ClusterClass first")},
