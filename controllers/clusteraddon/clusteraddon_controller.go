@@ -41,6 +41,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 )
@@ -365,7 +366,8 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 		}
 		return ctrl.Result{}, err
 	}
-	rn, ok := addon.ReleaseOf(cluster)
+	ref, ok := resolver.ReleaseOfCluster(cluster)
+	rn := ref.Release
 	if !ok {
 		markInvalidRelease(ca, fmt.Sprintf("Cluster %s does not use a cluster-stack ClusterClass (class %q)", cluster.Name, cluster.Spec.Topology.ClassRef.Name))
 		return ctrl.Result{}, nil
@@ -392,7 +394,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 		ca.Status.Stages = nil
 	}
 
-	rel, err := r.Releases.ReleaseFor(ctx, ca.Namespace, rn.String())
+	rel, err := r.Releases.ReleaseFor(ctx, ref.Namespace, rn)
 	if err != nil {
 		if errors.Is(err, release.ErrInvalid) {
 			markInvalidRelease(ca, fmt.Sprintf("Release %s is invalid: %v", rn, err))

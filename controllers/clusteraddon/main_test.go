@@ -49,6 +49,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/hooks"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/helmrepo"
@@ -103,14 +104,14 @@ type fixtureReleases struct {
 	dirs map[string]string
 }
 
-func (f *fixtureReleases) ReleaseFor(_ context.Context, _, releaseName string) (*release.Release, error) {
+func (f *fixtureReleases) ReleaseFor(_ context.Context, _ string, n name.Release) (*release.Release, error) {
 	f.mu.Lock()
-	dir, ok := f.dirs[releaseName]
+	dir, ok := f.dirs[n.String()]
 	f.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("release %s: not found", releaseName)
+		return nil, fmt.Errorf("release %s: not found", n)
 	}
-	return release.Load(dir, releaseName, release.Options{})
+	return release.Load(dir, n, release.Options{})
 }
 
 // writeCounter counts write requests to an API server.

@@ -34,7 +34,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 )
 
@@ -88,7 +88,7 @@ type ClusterStackReleaseReconciler struct {
 	// release) from the API server: the cache may not have the last status patch or a Cluster
 	// that was created a moment ago.
 	APIReader client.Reader
-	Releases  *releasestore.Store
+	Releases  *resolver.Resolver
 	Applier   *apply.Applier
 	Mapper    meta.RESTMapper
 	Recorder  events.EventRecorder
@@ -161,11 +161,11 @@ func releaseOfClusterRequest(_ context.Context, obj client.Object) []reconcile.R
 	if !ok {
 		return nil
 	}
-	n, ok := releaseOfCluster(cl)
+	ref, ok := resolver.ReleaseOfCluster(cl)
 	if !ok {
 		return nil
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: cl.Namespace, Name: n.String()}}}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Release.String()}}}
 }
 
 // Reconcile runs the one reconciler shape (package reconciler) with this kind's steps and its
@@ -236,32 +236,37 @@ func (r *ClusterStackReleaseReconciler) driftCheck() time.Duration {
 // materialise gets the verified release. The ClusterStack it belongs to is looked up first, so
 // that a release no ClusterStack provides is told from one its source does not have.
 func (r *ClusterStackReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (*release.Release, error) {
-	cs, err := r.Releases.ClusterStackFor(ctx, csr.Namespace, csr.Name)
+	n, err := name.Parse(csr.Name) // as releaseOf does
+
 	if err != nil {
-		if releasestore.Classify(err) == releasestore.FailureNotYet {
+		return nil, releaseFailure(err)
+	}
+	cs, err := r.Releases.ClusterStackFor(ctx, csr.Namespace, n)
+	if err != nil {
+		if resolver.Classify(err) == resolver.FailureNotYet {
 			// ClusterStacks are not watched by this controller: look again after a while.
 			return nil, outcome.Wait(NoClusterStackReason, releaseRetryInterval, "No ClusterStack of this namespace provides this release: create one for its provider, stack and Kubernetes version")
 		}
 		return nil, releaseFailure(err)
 	}
-	rel, err := r.Releases.Release(ctx, cs, csr.Name)
+	rel, err := r.Releases.Release(ctx, cs, n)
 	if err != nil {
 		return nil, releaseFailure(err)
 	}
 	return rel, nil
 }
 
-// releaseFailure maps the class of a failure to get the release (releasestore.Classify) to the
+// releaseFailure maps the class of a failure to get the release (resolver.Classify) to the
 // outcome of ReleaseAvailable.
 func releaseFailure(err error) error {
-	switch releasestore.Classify(err) {
-	case releasestore.FailureInvalid:
+	switch resolver.Classify(err) {
+	case resolver.FailureInvalid:
 		// Published content does not change under its name: retrying cannot help.
 		return outcome.Stall(clusterstackv1alpha1.InvalidReleaseReason, "%s", err)
-	case releasestore.FailureNotYet:
+	case resolver.FailureNotYet:
 		// Not published yet; no watch announces it.
 		return outcome.Wait(clusterstackv1alpha1.ReleaseSourceErrorReason, releaseRetryInterval, "%s", err)
-	case releasestore.FailureSource:
+	case resolver.FailureSource:
 		// A user must fix the source or its Secret; Secrets are not watched.
 		return outcome.StallRetry(clusterstackv1alpha1.ReleaseSourceErrorReason, releaseRetryInterval, "%s", err)
 	}
@@ -432,12 +437,12 @@ func installHints(kinds []schema.GroupVersionKind) string {
 // is not retried in a loop, since the operator never forces, and objects the operator may not
 // write (RBAC) are not applied at all, nor any other object of the release.
 func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured) error {
-	inUse, err := clustersByRelease(ctx, r.APIReader, csr.Namespace)
+	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
 	if err != nil {
 		return err
 	}
 	applier := r.Applier
-	if len(inUse[csr.Name]) > 0 {
+	if len(inUse[csr.Name].Clusters) > 0 {
 		applier = r.Applier.WithKeepOnPrune(func(ref apply.Ref) bool {
 			return ref.Group == orcImage.Group && ref.Kind == orcImage.Kind
 		})
@@ -570,11 +575,11 @@ func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, csr
 	if !controllerutil.ContainsFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer) {
 		return nil
 	}
-	inUse, err := clustersByRelease(ctx, r.APIReader, csr.Namespace)
+	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
 	if err != nil {
 		return err
 	}
-	if users := inUse[csr.Name]; len(users) > 0 {
+	if users := inUse[csr.Name].Clusters; len(users) > 0 {
 		// The Cluster watch brings the release back when a Cluster goes.
 		return outcome.Wait(clusterstackv1alpha1.InUseReason, 0, "ClusterClass %s is used by Clusters %s: delete them or move them to another ClusterClass first", classNameOf(csr.Name), strings.Join(users, ", "))
 	}
@@ -582,7 +587,7 @@ func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, csr
 	inventory := apply.FromResources(csr.Status.Resources)
 	// Objects a crashed earlier run applied without recording them are found by rendering the
 	// release again, when it is still available.
-	if rel, err := r.Releases.ReleaseFor(ctx, csr.Namespace, csr.Name); err == nil {
+	if rel, err := releaseOf(ctx, r.Releases, csr); err == nil {
 		if objs, err := renderRelease(ctx, rel, csr.Namespace, r.Mapper); err == nil {
 			seen := map[apply.Ref]bool{}
 			for _, ref := range inventory {
@@ -629,4 +634,14 @@ func classNameOf(releaseName string) string {
 		return n.ClusterClassName()
 	}
 	return releaseName
+}
+
+// releaseOf returns the verified release of csr; its name is parsed here, where it enters from
+// the API (the CRD's CEL rule makes a name that does not parse rare).
+func releaseOf(ctx context.Context, releases *resolver.Resolver, csr *clusterstackv1alpha1.ClusterStackRelease) (*release.Release, error) {
+	n, err := name.Parse(csr.Name)
+	if err != nil {
+		return nil, err
+	}
+	return releases.ReleaseFor(ctx, csr.Namespace, n)
 }
