@@ -237,7 +237,6 @@ func (r *ClusterStackReleaseReconciler) driftCheck() time.Duration {
 // that a release no ClusterStack provides is told from one its source does not have.
 func (r *ClusterStackReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (*release.Release, error) {
 	n, err := name.Parse(csr.Name) // as releaseOf does
-
 	if err != nil {
 		return nil, releaseFailure(err)
 	}
