@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -337,13 +336,8 @@ func (r *ClusterAddonReconciler) loadPlan(rel *release.Release) (*plan, error) {
 	if rel.AddonConvention != release.AddonConventionConfig {
 		return p, nil
 	}
-	data, err := os.ReadFile(rel.ClusterAddonConfig)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", filepath.Base(rel.ClusterAddonConfig), err)
-	}
-	if p.cfg, err = addonplan.Parse(data); err != nil {
-		return nil, err
-	}
+	p.cfg = rel.AddonPlan
+	var err error
 	if p.addonDir, err = r.Renderer.Extract(rel); err != nil {
 		return nil, err
 	}
@@ -403,12 +397,10 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 		kstatus.MarkProgressing(ca, csv1alpha1.ReleaseNotAvailableReason, fmt.Sprintf("Release %s is not available yet: %v", rn, err))
 		return ctrl.Result{RequeueAfter: r.interval(r.ReleaseRetryInterval, DefaultReleaseRetryInterval)}, nil
 	}
+	// The plan was parsed and checked when the release was loaded (an invalid one is an invalid
+	// release above); what fails here is extracting the archive.
 	p, err := r.loadPlan(rel)
 	if err != nil {
-		if errors.Is(err, addonplan.ErrInvalidConfig) {
-			markInvalidRelease(ca, fmt.Sprintf("Release %s: %v", rn, err))
-			return ctrl.Result{}, nil
-		}
 		return ctrl.Result{}, fmt.Errorf("loading the addons of release %s: %w", rn, err)
 	}
 
