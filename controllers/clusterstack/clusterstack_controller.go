@@ -14,25 +14,23 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
-	"sigs.k8s.io/cluster-api/util/conditions"
-	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 )
 
 const (
@@ -59,14 +57,6 @@ const (
 	ReleasesNotReadyReason = "ReleasesNotReady"
 )
 
-// clusterStackConditions are the conditions the ClusterStack controller owns.
-var clusterStackConditions = []string{
-	clusterstackv1alpha1.ReadyCondition,
-	clusterstackv1alpha1.ReconcilingCondition,
-	clusterstackv1alpha1.StalledCondition,
-	clusterstackv1alpha1.ReleasesSyncedCondition,
-}
-
 // ClusterStackReconciler makes the ClusterStackReleases of a ClusterStack exist: the listed
 // versions, the newest release of the channel with autoSubscribe, and every release a Cluster of
 // the namespace uses; it removes the releases nobody wants any more.
@@ -81,6 +71,9 @@ type ClusterStackReconciler struct {
 	// CheckInterval is the default interval of source checks; zero means
 	// DefaultReleaseCheckInterval.
 	CheckInterval time.Duration
+	// Workers is how many ClusterStacks are reconciled at the same time; zero means the
+	// manager's default (one).
+	Workers int
 
 	mu sync.Mutex
 	// checks remembers the last source check per ClusterStack. It lives in memory on purpose: a
@@ -99,7 +92,9 @@ type sourceCheck struct {
 	// latest is nil when the source holds no release cs provides.
 	known  bool
 	latest *name.Release
-	err    error
+	// err is the failure of the last listing, classified (sourceFailure): a stall or a
+	// transient failure.
+	err error
 }
 
 // +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusterstacks,verbs=get;list;watch;update;patch
@@ -117,6 +112,7 @@ func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.checks = map[types.NamespacedName]*sourceCheck{}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusterstack").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
 		For(&clusterstackv1alpha1.ClusterStack{}).
 		Owns(&clusterstackv1alpha1.ClusterStackRelease{}).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(r.clusterStacksOfCluster)).
@@ -162,49 +158,27 @@ func (r *ClusterStackReconciler) clusterStacksOfTemplate(ctx context.Context, ob
 	return reqs
 }
 
-// Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete or
-// normal.
-func (r *ClusterStackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
-	cs := &clusterstackv1alpha1.ClusterStack{}
-	if err := r.Client.Get(ctx, req.NamespacedName, cs); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.forget(req.NamespacedName)
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
-	}
-	log := ctrl.LoggerFrom(ctx).WithValues("ClusterStack", klog.KObj(cs))
-	ctx = ctrl.LoggerInto(ctx, log)
-
-	if cs.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(cs, clusterstackv1alpha1.ClusterStackFinalizer) {
+// Reconcile runs the one reconciler shape (package reconciler) with this kind's steps and its
+// status function (setClusterStackStatus).
+func (r *ClusterStackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	k := reconciler.Kind[*clusterstackv1alpha1.ClusterStack, clusterStackReport]{
+		Name:   "ClusterStack",
+		New:    func() *clusterstackv1alpha1.ClusterStack { return &clusterstackv1alpha1.ClusterStack{} },
+		Reader: r.Client,
+		Client: r.Client,
 		// The finalizer lets the controller delete the releases itself: it must not rely on the
 		// garbage collector, which would delete releases in use if the webhook was bypassed.
-		patchBase := client.MergeFrom(cs.DeepCopy())
-		controllerutil.AddFinalizer(cs, clusterstackv1alpha1.ClusterStackFinalizer)
-		if err := r.Client.Patch(ctx, cs, patchBase); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
-		}
+		Finalizer:  clusterstackv1alpha1.ClusterStackFinalizer,
+		Conditions: []string{clusterstackv1alpha1.ReleasesSyncedCondition},
+		Normal:     r.reconcileNormal,
+		Delete: func(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) clusterStackReport {
+			return clusterStackReport{deletion: true, err: r.reconcileDelete(ctx, cs)}
+		},
+		Status:   setClusterStackStatus,
+		Gone:     r.forget,
+		Recorder: r.Recorder,
 	}
-
-	helper, err := patch.NewHelper(cs, r.Client)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	defer func() {
-		kstatus.BoundConditions(cs)
-		opts := []patch.Option{patch.WithOwnedConditions{Conditions: clusterStackConditions}}
-		if reterr == nil {
-			opts = append(opts, patch.WithStatusObservedGeneration{})
-		}
-		if err := helper.Patch(ctx, cs, opts...); err != nil && !apierrors.IsNotFound(err) {
-			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patching ClusterStack: %w", err)})
-		}
-	}()
-
-	if !cs.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, cs)
-	}
-	return r.reconcileNormal(ctx, cs)
+	return k.Reconcile(ctx, req)
 }
 
 func (r *ClusterStackReconciler) forget(key types.NamespacedName) {
@@ -215,20 +189,21 @@ func (r *ClusterStackReconciler) forget(key types.NamespacedName) {
 
 // reconcileDelete deletes the ClusterStack's releases and waits until they are gone. Each release
 // keeps its own finalizer while a Cluster uses it, so nothing in use disappears even when the
-// delete webhook was bypassed.
-func (r *ClusterStackReconciler) reconcileDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
+// delete webhook was bypassed. It returns nil once the finalizer is gone, or the outcome of
+// waiting.
+func (r *ClusterStackReconciler) reconcileDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) error {
 	owned, err := r.ownedReleases(ctx, cs)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	if len(owned) == 0 {
 		r.forget(client.ObjectKeyFromObject(cs))
 		controllerutil.RemoveFinalizer(cs, clusterstackv1alpha1.ClusterStackFinalizer)
-		return ctrl.Result{}, nil
+		return nil
 	}
 	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, cs.Namespace)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	var waiting, blocked []string
 	for _, csr := range owned {
@@ -241,19 +216,16 @@ func (r *ClusterStackReconciler) reconcileDelete(ctx context.Context, cs *cluste
 		}
 		if csr.DeletionTimestamp.IsZero() {
 			if err := r.Client.Delete(ctx, csr); err != nil && !apierrors.IsNotFound(err) {
-				return ctrl.Result{}, fmt.Errorf("deleting ClusterStackRelease %s: %w", csr.Name, err)
+				return fmt.Errorf("deleting ClusterStackRelease %s: %w", csr.Name, err)
 			}
 		}
 	}
 	sort.Strings(waiting)
 	sort.Strings(blocked)
-	reason, msg := clusterstackv1alpha1.DeletingReason, "Waiting for releases to be deleted: "+strings.Join(waiting, ", ")
 	if len(blocked) > 0 {
-		reason, msg = clusterstackv1alpha1.InUseReason, "Releases in use, delete these Clusters first: "+strings.Join(blocked, "; ")
+		return outcome.Wait(clusterstackv1alpha1.InUseReason, deletionWaitInterval, "Releases in use, delete these Clusters first: %s", strings.Join(blocked, "; "))
 	}
-	conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
-	conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
-	return ctrl.Result{RequeueAfter: deletionWaitInterval}, nil
+	return outcome.Wait(clusterstackv1alpha1.DeletingReason, deletionWaitInterval, "Waiting for releases to be deleted: %s", strings.Join(waiting, ", "))
 }
 
 // ownedReleases returns the ClusterStackReleases of the namespace that cs controls.
@@ -283,46 +255,43 @@ func (r *ClusterStackReconciler) releasesOfNamespace(ctx context.Context, namesp
 	return out, nil
 }
 
-func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
+// reconcileNormal makes the desired releases exist (with their provider objects) and collects
+// the releases nobody wants any more.
+func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) clusterStackReport {
 	k8s, err := name.ParseKubernetesMinor(cs.Spec.KubernetesVersion)
 	if err != nil {
 		// CEL refuses such a spec; only an object stored before the rule existed gets here.
-		setStalled(cs, clusterstackv1alpha1.ReleasesSyncedCondition, "InvalidSpec", fmt.Sprintf("spec.kubernetesVersion: %v", err))
-		return ctrl.Result{}, nil
+		return clusterStackReport{err: outcome.Stall(InvalidSpecReason, "spec.kubernetesVersion: %v", err)}
 	}
 
 	// The source is consulted first: its answer decides the desired set.
-	check, requeue := r.checkSource(ctx, cs, k8s)
+	check, nextCheck := r.checkSource(ctx, cs, k8s)
 
 	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, cs.Namespace)
 	if err != nil {
-		return ctrl.Result{}, err
+		return clusterStackReport{err: err}
 	}
 	desired, badVersions := desiredReleases(cs, k8s, check, inUse)
-
 	all, err := r.releasesOfNamespace(ctx, cs.Namespace)
 	if err != nil {
-		return ctrl.Result{}, err
+		return clusterStackReport{err: err}
 	}
+	rep := clusterStackReport{desired: desired, releases: all, check: check, badVersions: badVersions, nextCheck: nextCheck}
 
 	var tmpl *infrav1alpha1.OpenStackClusterStackReleaseTemplate
-	var tmplErr error
 	if !cs.Spec.NoProvider {
-		tmpl, tmplErr = r.providerTemplate(ctx, cs)
+		tmpl, rep.templateErr = r.providerTemplate(ctx, cs)
 	}
-
-	var syncErrs []error
 	for _, n := range desired {
 		csr, err := r.ensureRelease(ctx, cs, n, all[n.String()], !cs.Spec.NoProvider)
 		if err != nil {
-			syncErrs = append(syncErrs, err)
+			rep.syncErrs = append(rep.syncErrs, err)
 			continue
 		}
 		all[n.String()] = csr
 		if tmpl != nil && metav1.IsControlledBy(csr, cs) {
 			if err := r.ensureProvider(ctx, csr, tmpl); err != nil {
-				syncErrs = append(syncErrs, err)
+				rep.syncErrs = append(rep.syncErrs, err)
 			}
 		}
 	}
@@ -330,17 +299,27 @@ func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *cluste
 	// Garbage collection only runs when the desired set is complete: without a successful
 	// source listing the newest release is unknown, and deleting on a guess could remove the
 	// release autoSubscribe provided a moment ago.
-	var deleting []string
-	gcAllowed := !cs.Spec.AutoSubscribe || check.known
+	if !cs.Spec.AutoSubscribe || check.known {
+		var errs []error
+		rep.deleting, errs = r.collectReleases(ctx, cs, desired, all, inUse)
+		rep.syncErrs = append(rep.syncErrs, errs...)
+	}
+	return rep
+}
+
+// collectReleases deletes the releases cs controls that are neither desired nor used by a
+// Cluster. It returns their names, sorted, with those already being deleted.
+func (r *ClusterStackReconciler) collectReleases(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, desired []name.Release, all map[string]*clusterstackv1alpha1.ClusterStackRelease, inUse resolver.Usage) ([]string, []error) {
 	wanted := map[string]bool{}
 	for _, n := range desired {
 		wanted[n.String()] = true
 	}
+	var (
+		deleting []string
+		errs     []error
+	)
 	for n, csr := range all {
-		if wanted[n] || !metav1.IsControlledBy(csr, cs) {
-			continue
-		}
-		if !gcAllowed || len(inUse[n].Clusters) > 0 {
+		if wanted[n] || !metav1.IsControlledBy(csr, cs) || len(inUse[n].Clusters) > 0 {
 			continue
 		}
 		deleting = append(deleting, n)
@@ -348,32 +327,14 @@ func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *cluste
 			continue
 		}
 		if err := r.Client.Delete(ctx, csr); err != nil && !apierrors.IsNotFound(err) {
-			syncErrs = append(syncErrs, fmt.Errorf("deleting ClusterStackRelease %s: %w", n, err))
+			errs = append(errs, fmt.Errorf("deleting ClusterStackRelease %s: %w", n, err))
 			continue
 		}
-		log.Info("Deleted a release that is no longer desired", "ClusterStackRelease", n)
+		ctrl.LoggerFrom(ctx).Info("Deleted a release that is no longer desired", "ClusterStackRelease", n)
 		r.Recorder.Eventf(cs, csr, corev1.EventTypeNormal, "ReleaseDeleted", "Delete", "Deleted release %s: no longer desired and not used by any Cluster", n)
 	}
 	sort.Strings(deleting)
-
-	setClusterStackStatus(cs, statusInput{
-		desired:     desired,
-		releases:    all,
-		check:       check,
-		badVersions: badVersions,
-		templateErr: tmplErr,
-		syncErrs:    syncErrs,
-		deleting:    deleting,
-	})
-
-	if len(syncErrs) > 0 {
-		return ctrl.Result{}, kerrors.NewAggregate(syncErrs)
-	}
-	if check.err != nil && !terminalSourceError(check.err) {
-		// Backoff comes from the returned error; the condition already says what failed.
-		return ctrl.Result{}, check.err
-	}
-	return ctrl.Result{RequeueAfter: requeue}, nil
+	return deleting, errs
 }
 
 // checkSource lists the ClusterStack's source when a check is due (first reconcile, a new
@@ -405,7 +366,7 @@ func (r *ClusterStackReconciler) checkSource(ctx context.Context, cs *clustersta
 	next := sourceCheck{uid: cs.UID, generation: cs.Generation, next: now.Add(wait.Jitter(interval, checkJitter)), known: cur.known, latest: cur.latest}
 	latest, err := r.latestRelease(ctx, cs)
 	if err != nil {
-		next.err = err
+		next.err = sourceFailure(err)
 		ctrl.LoggerFrom(ctx).Error(err, "Checking the release source failed")
 	} else {
 		next.known, next.latest = true, latest
@@ -443,9 +404,14 @@ func (r *ClusterStackReconciler) latestRelease(ctx context.Context, cs *clusters
 	return nil, nil
 }
 
-// terminalSourceError reports errors that retrying cannot fix without a change by a user.
-func terminalSourceError(err error) bool {
-	return errors.Is(err, source.ErrNoSource) || errors.Is(err, source.ErrInvalidConfig) || errors.Is(err, source.ErrUnauthorized)
+// sourceFailure classifies a failed listing of the source (resolver.Classify): a source that
+// cannot be read as configured stalls until a user fixes the ClusterStack or its Secret; anything
+// else (an outage, a repository not there yet) is retried with backoff.
+func sourceFailure(err error) error {
+	if resolver.Classify(err) == resolver.FailureSource {
+		return outcome.Stall(clusterstackv1alpha1.ReleaseSourceErrorReason, "%s", err)
+	}
+	return outcome.Retry(clusterstackv1alpha1.ReleaseSourceErrorReason, err)
 }
 
 // desiredReleases returns the releases cs must provide, ascending, and the spec versions that do
@@ -602,11 +568,4 @@ func (r *ClusterStackReconciler) ensureProvider(ctx context.Context, csr *cluste
 		return fmt.Errorf("updating %s %s: %w", providerKind, csr.Name, err)
 	}
 	return nil
-}
-
-func setStalled(cs *clusterstackv1alpha1.ClusterStack, condType, reason, msg string) {
-	conditions.Set(cs, metav1.Condition{Type: condType, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
-	conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
-	conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: reason, Message: msg})
-	conditions.Delete(cs, clusterstackv1alpha1.ReconcilingCondition)
 }

@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"sigs.k8s.io/cluster-api/util/conditions"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 )
@@ -34,27 +38,92 @@ const (
 	phaseDeleting    = "Deleting"
 )
 
-// statusInput is everything the ClusterStack's status is computed from.
-type statusInput struct {
+// clusterStackReport is what one reconcile of a ClusterStack found.
+type clusterStackReport struct {
+	// err ended the reconcile before the releases were synced: a stall (a spec that cannot be
+	// used) or a failure to read what the desired set is computed from, which leaves the
+	// conditions as they were.
+	err         error
 	desired     []name.Release
 	releases    map[string]*clusterstackv1alpha1.ClusterStackRelease
 	check       sourceCheck
 	badVersions []string
 	templateErr error
 	syncErrs    []error
-	deleting    []string
+	// deleting are the releases being collected.
+	deleting []string
+	// nextCheck is when the source is due to be listed again.
+	nextCheck time.Duration
+	// deletion marks the report of the delete steps; err is then their outcome: nil (done), a
+	// wait for the releases to go, or a failure.
+	deletion bool
 }
 
-// setClusterStackStatus computes summary, usableVersions, latestRelease and the conditions. It
-// is a pure function of its input, and every message is sorted and free of timestamps, so that a
-// converged ClusterStack patches nothing. All failures of one reconcile are reported together: a
-// step that succeeds never hides another step's failure.
-func setClusterStackStatus(cs *clusterstackv1alpha1.ClusterStack, in statusInput) {
-	summaries, usable, latest, notReady, stalledReleases := summarise(in)
+// setClusterStackStatus computes summary, usableVersions, latestRelease and the conditions, and
+// returns the reconcile's result. It is a pure function of its input, and every message is
+// sorted and free of timestamps, so that a converged ClusterStack patches nothing. All failures
+// of one reconcile are reported together: a step that succeeds never hides another step's
+// failure.
+func setClusterStackStatus(cs *clusterstackv1alpha1.ClusterStack, rep clusterStackReport) (ctrl.Result, error) {
+	switch {
+	case rep.deletion:
+		setDeletionStatus(cs, rep.err)
+		return outcome.Result(ctrl.Result{}, rep.err)
+	case rep.err != nil:
+		if s, ok := outcome.AsStalled(rep.err); ok {
+			setStep(cs, clusterstackv1alpha1.ReleasesSyncedCondition, s)
+			ready := metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: s.Reason, Message: s.Message}
+			conditions.Set(cs, ready)
+			setSummary(cs, ready, true, s.Message)
+		}
+		return outcome.Result(ctrl.Result{}, rep.err)
+	}
+
+	summaries, usable, latest, notReady, stalledReleases := summarise(rep)
 	cs.Status.Summary = summaries
 	cs.Status.UsableVersions = strings.Join(usable, ", ")
 	cs.Status.LatestRelease = latest
 
+	synced, failed, stalled := releasesSynced(cs, rep)
+	conditions.Set(cs, synced)
+
+	ready := stackReady(cs, rep, synced, notReady)
+	conditions.Set(cs, ready)
+	stalledMsg := ready.Message
+	if len(stalledReleases) > 0 && !failed {
+		stalledMsg = "Releases need attention: " + strings.Join(stalledReleases, "; ")
+	}
+	setSummary(cs, ready, stalled || len(stalledReleases) > 0, stalledMsg)
+
+	if len(rep.syncErrs) > 0 {
+		return ctrl.Result{}, kerrors.NewAggregate(rep.syncErrs)
+	}
+	if _, ok := outcome.AsTransient(rep.check.err); ok {
+		// Backoff comes from the returned error; the condition already says what failed.
+		return ctrl.Result{}, rep.check.err
+	}
+	return ctrl.Result{RequeueAfter: rep.nextCheck}, nil
+}
+
+// stackReady returns Ready: what ReleasesSynced says when it is not True, else whether every
+// desired release is ready (and there is one).
+func stackReady(cs *clusterstackv1alpha1.ClusterStack, rep clusterStackReport, synced metav1.Condition, notReady []string) metav1.Condition {
+	ready := metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason}
+	switch {
+	case synced.Status != metav1.ConditionTrue:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, synced.Reason, synced.Message
+	case len(notReady) > 0:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReleasesNotReadyReason, "Waiting for releases: "+strings.Join(notReady, "; ")
+	case len(rep.desired) == 0:
+		ready.Status, ready.Reason = metav1.ConditionFalse, NoReleasesReason
+		ready.Message = fmt.Sprintf("No release of %s-%s-%s in channel %s: list versions in spec.versions or publish a release", cs.Spec.Provider, cs.Spec.Name, strings.ReplaceAll(cs.Spec.KubernetesVersion, ".", "-"), resolver.ChannelOf(cs))
+	}
+	return ready
+}
+
+// releasesSynced returns the ReleasesSynced condition, whether some step failed, and whether a
+// failure needs a user.
+func releasesSynced(cs *clusterstackv1alpha1.ClusterStack, rep clusterStackReport) (metav1.Condition, bool, bool) {
 	var (
 		failures []string
 		reason   string
@@ -67,17 +136,18 @@ func setClusterStackStatus(cs *clusterstackv1alpha1.ClusterStack, in statusInput
 		failures = append(failures, msg)
 		stalled = stalled || terminal
 	}
-	if in.check.err != nil {
-		fail(clusterstackv1alpha1.ReleaseSourceErrorReason, "Checking the release source: "+in.check.err.Error(), terminalSourceError(in.check.err))
+	if rep.check.err != nil {
+		_, terminal := outcome.AsStalled(rep.check.err)
+		fail(clusterstackv1alpha1.ReleaseSourceErrorReason, "Checking the release source: "+rep.check.err.Error(), terminal)
 	}
-	if len(in.badVersions) > 0 {
-		fail(InvalidSpecReason, "spec.versions: cannot parse "+strings.Join(in.badVersions, ", "), true)
+	if len(rep.badVersions) > 0 {
+		fail(InvalidSpecReason, "spec.versions: cannot parse "+strings.Join(rep.badVersions, ", "), true)
 	}
-	if in.templateErr != nil {
-		fail(ProviderTemplateErrorReason, in.templateErr.Error(), true)
+	if rep.templateErr != nil {
+		fail(ProviderTemplateErrorReason, rep.templateErr.Error(), true)
 	}
 	var syncMsgs []string
-	for _, err := range in.syncErrs {
+	for _, err := range rep.syncErrs {
 		// A conflict only means the cache was behind; the retry fixes it without anyone's help.
 		if !isConflict(err) {
 			syncMsgs = append(syncMsgs, err.Error())
@@ -89,8 +159,8 @@ func setClusterStackStatus(cs *clusterstackv1alpha1.ClusterStack, in statusInput
 	}
 
 	var missing []string
-	for _, n := range in.desired {
-		if in.releases[n.String()] == nil {
+	for _, n := range rep.desired {
+		if rep.releases[n.String()] == nil {
 			missing = append(missing, n.String())
 		}
 	}
@@ -100,51 +170,22 @@ func setClusterStackStatus(cs *clusterstackv1alpha1.ClusterStack, in statusInput
 		synced.Status, synced.Reason, synced.Message = metav1.ConditionFalse, reason, strings.Join(failures, "; ")
 	case len(missing) > 0:
 		synced.Status, synced.Reason, synced.Message = metav1.ConditionFalse, clusterstackv1alpha1.ProgressingReason, "Creating releases: "+strings.Join(missing, ", ")
-	case len(in.deleting) > 0:
-		synced.Status, synced.Reason, synced.Message = metav1.ConditionFalse, clusterstackv1alpha1.ProgressingReason, "Deleting releases no longer desired: "+strings.Join(in.deleting, ", ")
+	case len(rep.deleting) > 0:
+		synced.Status, synced.Reason, synced.Message = metav1.ConditionFalse, clusterstackv1alpha1.ProgressingReason, "Deleting releases no longer desired: "+strings.Join(rep.deleting, ", ")
 	}
-	if len(failures) == 0 && len(syncMsgs) == 0 && len(in.syncErrs) > 0 {
+	if len(failures) == 0 && len(rep.syncErrs) > 0 {
 		// Only conflicts: keep whatever the condition said before.
 		if prev := conditions.Get(cs, clusterstackv1alpha1.ReleasesSyncedCondition); prev != nil {
 			synced = *prev
 		}
 	}
-	conditions.Set(cs, synced)
-
-	ready := metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason}
-	switch {
-	case synced.Status != metav1.ConditionTrue:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, synced.Reason, synced.Message
-	case len(notReady) > 0:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReleasesNotReadyReason, "Waiting for releases: "+strings.Join(notReady, "; ")
-	case len(in.desired) == 0:
-		ready.Status, ready.Reason = metav1.ConditionFalse, NoReleasesReason
-		ready.Message = fmt.Sprintf("No release of %s-%s-%s in channel %s: list versions in spec.versions or publish a release", cs.Spec.Provider, cs.Spec.Name, strings.ReplaceAll(cs.Spec.KubernetesVersion, ".", "-"), resolver.ChannelOf(cs))
-	}
-	conditions.Set(cs, ready)
-
-	stalled = stalled || len(stalledReleases) > 0
-	switch {
-	case ready.Status == metav1.ConditionTrue:
-		conditions.Delete(cs, clusterstackv1alpha1.StalledCondition)
-		conditions.Delete(cs, clusterstackv1alpha1.ReconcilingCondition)
-	case stalled:
-		msg := ready.Message
-		if len(stalledReleases) > 0 && len(failures) == 0 {
-			msg = "Releases need attention: " + strings.Join(stalledReleases, "; ")
-		}
-		conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: ready.Reason, Message: msg})
-		conditions.Delete(cs, clusterstackv1alpha1.ReconcilingCondition)
-	default:
-		conditions.Set(cs, metav1.Condition{Type: clusterstackv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: ready.Reason, Message: ready.Message})
-		conditions.Delete(cs, clusterstackv1alpha1.StalledCondition)
-	}
+	return synced, len(failures) > 0, stalled
 }
 
 // summarise returns the summary entries (desired releases and those being deleted, ascending),
 // the ready versions (dotted, ascending), the newest ready release, and descriptions of the
 // desired releases that are not ready and of those that are stalled.
-func summarise(in statusInput) ([]clusterstackv1alpha1.ClusterStackReleaseSummary, []string, string, []string, []string) {
+func summarise(in clusterStackReport) ([]clusterstackv1alpha1.ClusterStackReleaseSummary, []string, string, []string, []string) {
 	names := append([]name.Release(nil), in.desired...)
 	for _, d := range in.deleting {
 		if n, err := name.Parse(d); err == nil {

@@ -43,6 +43,7 @@ func expectReady(t *testing.T, ns, usable, latest string) {
 }
 
 func TestVersionsList(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ns, repo := newNamespace(t), repoFor(t)
 	publish(t, repo, v("v1"))
@@ -86,6 +87,7 @@ func TestVersionsList(t *testing.T) {
 }
 
 func TestAutoSubscribePicksUpNewRelease(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ns, repo := newNamespace(t), repoFor(t)
 	publish(t, repo, v("v1"))
@@ -103,6 +105,7 @@ func TestAutoSubscribePicksUpNewRelease(t *testing.T) {
 }
 
 func TestUnusedReleasesAreCollected(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)
@@ -128,6 +131,7 @@ func TestUnusedReleasesAreCollected(t *testing.T) {
 }
 
 func TestInUseReleasesAreKept(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)
@@ -162,6 +166,7 @@ func TestInUseReleasesAreKept(t *testing.T) {
 }
 
 func TestHashVersionReleases(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)
@@ -187,6 +192,7 @@ func TestHashVersionReleases(t *testing.T) {
 }
 
 func TestProviderReadinessFlips(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)
@@ -254,6 +260,7 @@ func TestProviderReadinessFlips(t *testing.T) {
 }
 
 func TestDriftIsRepaired(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)
@@ -293,6 +300,7 @@ func TestDriftIsRepaired(t *testing.T) {
 }
 
 func TestDeleteRemovesEverything(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)
@@ -322,8 +330,10 @@ func TestDeleteRemovesEverything(t *testing.T) {
 }
 
 func TestBadReleases(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	t.Run("missing CRD", func(t *testing.T) {
+		t.Parallel()
 		g := NewWithT(t)
 		ns, repo := newNamespace(t), repoFor(t)
 		publish(t, repo, fixtures.Options{StackVersion: "v1", Source: "openstack-scs-missingcrd"})
@@ -345,6 +355,7 @@ func TestBadReleases(t *testing.T) {
 		g.Expect(classNames(g, ns)).To(BeEmpty())
 	})
 	t.Run("inconsistent metadata", func(t *testing.T) {
+		t.Parallel()
 		g := NewWithT(t)
 		ns, repo := newNamespace(t), repoFor(t)
 		// A release whose metadata claims another Kubernetes minor than its name.
@@ -367,6 +378,7 @@ func TestBadReleases(t *testing.T) {
 }
 
 func TestSourceOutage(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ns, repo := newNamespace(t), repoFor(t)
 	publish(t, repo, v("v1"))
@@ -395,6 +407,7 @@ func TestSourceOutage(t *testing.T) {
 }
 
 func TestORCImageAvailability(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)
@@ -423,6 +436,7 @@ func TestORCImageAvailability(t *testing.T) {
 }
 
 func TestClusterAPIv1beta1Stack(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)
@@ -448,6 +462,7 @@ func TestClusterAPIv1beta1Stack(t *testing.T) {
 // use, as during development) so that its chart no longer renders the ORC Image: the Image must
 // stay while a Cluster uses the release, and go once none does.
 func TestORCImageKeptWhileInUse(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -510,6 +525,7 @@ func TestORCImageKeptWhileInUse(t *testing.T) {
 // TestSourceSuccessKeepsOtherFailures checks that a working source does not paper over a
 // failure it did not fix (the reference set ReleasesSynced True after any successful listing).
 func TestSourceSuccessKeepsOtherFailures(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)

@@ -15,13 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/klog/v2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/conditions"
-	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,11 +30,11 @@ import (
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 )
 
@@ -62,8 +59,9 @@ const (
 	// forbiddenRetryInterval is when a release the operator may not write (RBAC) tries again;
 	// RBAC objects are not watched.
 	forbiddenRetryInterval = time.Minute
-	// releaseWorkers is how many releases are reconciled at the same time.
-	releaseWorkers = 4
+	// defaultReleaseWorkers is how many releases are reconciled at the same time unless
+	// Options.ReleaseWorkers says otherwise.
+	defaultReleaseWorkers = 4
 	// deleteWaitInterval is how often a release being deleted looks at objects whose deletion
 	// is still in progress (finalizers of other controllers).
 	deleteWaitInterval = 5 * time.Second
@@ -81,16 +79,6 @@ const (
 // only usable once ORC reports the image Available.
 var orcImage = schema.GroupVersionKind{Group: "openstack.k-orc.cloud", Version: "v1alpha1", Kind: "Image"}
 
-// releaseConditions are the conditions the ClusterStackRelease controller owns.
-var releaseConditions = []string{
-	clusterstackv1alpha1.ReadyCondition,
-	clusterstackv1alpha1.ReconcilingCondition,
-	clusterstackv1alpha1.StalledCondition,
-	clusterstackv1alpha1.ReleaseAvailableCondition,
-	clusterstackv1alpha1.ProviderReadyCondition,
-	clusterstackv1alpha1.ResourcesAppliedCondition,
-}
-
 // ClusterStackReleaseReconciler installs one release: it materialises it, waits for its provider
 // object, renders its cluster-class chart and applies the objects with server-side apply.
 type ClusterStackReleaseReconciler struct {
@@ -107,6 +95,9 @@ type ClusterStackReleaseReconciler struct {
 	// DriftCheckInterval is the slow re-check of converged releases; zero means
 	// DefaultDriftCheckInterval.
 	DriftCheckInterval time.Duration
+	// Workers is how many releases are reconciled at the same time; zero means
+	// defaultReleaseWorkers.
+	Workers int
 }
 
 // +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusterstackreleases,verbs=get;list;watch;update;patch
@@ -125,11 +116,15 @@ type ClusterStackReleaseReconciler struct {
 // SetupWithManager registers the controller. ORC Images are only watched when their CRD is
 // installed at start; without it a release that renders one reports the missing CRD instead.
 func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	workers := r.Workers
+	if workers <= 0 {
+		workers = defaultReleaseWorkers
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("clusterstackrelease").
 		// Releases are independent and a reconcile mostly waits for the registry and the API
 		// server, so a few run side by side; rendering is the only CPU-heavy step.
-		WithOptions(controller.Options{MaxConcurrentReconciles: releaseWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		For(&clusterstackv1alpha1.ClusterStackRelease{}).
 		Owns(&infrav1alpha1.OpenStackClusterStackRelease{}).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(releaseOfClusterRequest)).
@@ -173,153 +168,119 @@ func releaseOfClusterRequest(_ context.Context, obj client.Object) []reconcile.R
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Release.String()}}}
 }
 
-// Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete or
-// normal.
-func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
-	csr := &clusterstackv1alpha1.ClusterStackRelease{}
-	// Read from the API server, not the cache: status.resources is the inventory that decides
-	// what is pruned (and what an ORC Image in use keeps), and the status patch does not use
-	// optimistic locking. A reconcile started from a cache that has not seen the last status
-	// patch would apply with an old inventory, write it back, and orphan what the newer one
-	// listed (a loaded run lost an in-use ORC Image from the inventory that way).
-	if err := r.APIReader.Get(ctx, req.NamespacedName, csr); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
+// Reconcile runs the one reconciler shape (package reconciler) with this kind's steps and its
+// status function (setClusterStackReleaseStatus).
+func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	k := reconciler.Kind[*clusterstackv1alpha1.ClusterStackRelease, releaseReport]{
+		Name: "ClusterStackRelease",
+		New:  func() *clusterstackv1alpha1.ClusterStackRelease { return &clusterstackv1alpha1.ClusterStackRelease{} },
+		// Read from the API server, not the cache: status.resources is the inventory that
+		// decides what is pruned (and what an ORC Image in use keeps), and the status patch does
+		// not use optimistic locking. A reconcile started from a cache that has not seen the last
+		// status patch would apply with an old inventory, write it back, and orphan what the
+		// newer one listed (a loaded run lost an in-use ORC Image from the inventory that way).
+		Reader:     r.APIReader,
+		Client:     r.Client,
+		Finalizer:  clusterstackv1alpha1.ClusterStackReleaseFinalizer,
+		Conditions: releaseSteps,
+		Normal:     r.reconcileNormal,
+		Delete: func(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) releaseReport {
+			return releaseReport{deletion: true, err: r.reconcileDelete(ctx, csr)}
+		},
+		Status:   setClusterStackReleaseStatus,
+		Recorder: r.Recorder,
 	}
-	log := ctrl.LoggerFrom(ctx).WithValues("ClusterStackRelease", klog.KObj(csr))
-	ctx = ctrl.LoggerInto(ctx, log)
-
-	if csr.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer) {
-		base := client.MergeFrom(csr.DeepCopy())
-		controllerutil.AddFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer)
-		if err := r.Client.Patch(ctx, csr, base); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
-		}
-	}
-
-	helper, err := patch.NewHelper(csr, r.Client)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	defer func() {
-		kstatus.BoundConditions(csr)
-		opts := []patch.Option{patch.WithOwnedConditions{Conditions: releaseConditions}}
-		if reterr == nil {
-			opts = append(opts, patch.WithStatusObservedGeneration{})
-		}
-		if err := helper.Patch(ctx, csr, opts...); err != nil && !apierrors.IsNotFound(err) {
-			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patching ClusterStackRelease: %w", err)})
-		}
-	}()
-
-	if !csr.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, csr)
-	}
-	return r.reconcileNormal(ctx, csr)
+	return k.Reconcile(ctx, req)
 }
 
-func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
-	st := &releaseStatus{}
-	defer setReleaseStatus(csr, st)
-
-	rel, res, err := r.materialise(ctx, csr, st)
-	if rel == nil {
-		return res, err
+// reconcileNormal runs the steps in order until one does not finish: materialise the release,
+// wait for the provider object, render, apply, look at the ORC Images.
+func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) releaseReport {
+	rep := releaseReport{steps: map[string]error{}}
+	rel, err := r.materialise(ctx, csr)
+	if rep.stopsAt(clusterstackv1alpha1.ReleaseAvailableCondition, err) {
+		return rep
 	}
-	csr.Status.KubernetesVersion = rel.Metadata.Versions.Kubernetes
+	rep.kubernetesVersion = rel.Metadata.Versions.Kubernetes
 
-	if ready, err := r.providerReady(ctx, csr); err != nil {
-		return ctrl.Result{}, err
-	} else if !ready {
-		// Nothing is applied before the provider object is ready: the ClusterClass must not be
-		// offered before its node images exist. Its status change brings the release back (Owns).
-		return ctrl.Result{}, nil
+	// Nothing is applied before the provider object is ready: the ClusterClass must not be
+	// offered before its node images exist. Its status change brings the release back (Owns).
+	if rep.stopsAt(clusterstackv1alpha1.ProviderReadyCondition, r.providerReady(ctx, csr)) {
+		return rep
 	}
 
-	objs, res, err := r.render(ctx, csr, rel, st)
-	if objs == nil {
-		return res, err
-	}
-
-	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
+	// Rendering is the first half of ResourcesApplied: its success is no news yet.
+	objs, err := r.render(ctx, csr, rel)
 	if err != nil {
-		return ctrl.Result{}, err
+		rep.stopsAt(clusterstackv1alpha1.ResourcesAppliedCondition, err)
+		return rep
 	}
-	outcome, err := r.apply(ctx, csr, objs, len(inUse[csr.Name].Clusters) > 0)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	switch outcome {
-	case applyConflicts:
-		st.stalled = true
-	case applyForbidden:
-		st.stalled = true
-		// RBAC is not watched: look again after a while, as for a missing CRD.
-		return ctrl.Result{RequeueAfter: forbiddenRetryInterval}, nil
+	if rep.stopsAt(clusterstackv1alpha1.ResourcesAppliedCondition, r.apply(ctx, csr, objs)) {
+		return rep
 	}
 
-	waiting, err := r.imagesWaiting(ctx, csr)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	st.imagesWaiting = waiting
+	rep.imagesWaiting, rep.err = r.imagesWaiting(ctx, csr)
+	rep.driftCheck = r.driftCheck()
+	return rep
+}
 
+// driftCheck returns when a converged release compares its objects with the live ones again.
+func (r *ClusterStackReleaseReconciler) driftCheck() time.Duration {
 	interval := r.DriftCheckInterval
 	if interval <= 0 {
 		interval = DefaultDriftCheckInterval
 	}
-	return ctrl.Result{RequeueAfter: wait.Jitter(interval, driftJitter)}, nil
+	return wait.Jitter(interval, driftJitter)
 }
 
-// materialise gets the verified release. A nil release means the reconcile ends with the
-// returned result and error; the conditions say why.
-func (r *ClusterStackReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, st *releaseStatus) (*release.Release, ctrl.Result, error) {
-	rel, err := releaseOf(ctx, r.Releases, csr)
-	if err == nil {
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReleaseAvailableCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason})
-		return rel, ctrl.Result{}, nil
+// materialise gets the verified release. The ClusterStack it belongs to is looked up first, so
+// that a release no ClusterStack provides is told from one its source does not have.
+func (r *ClusterStackReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (*release.Release, error) {
+	n, err := name.Parse(csr.Name) // as releaseOf does
+	if err != nil {
+		return nil, releaseFailure(err)
 	}
-	unavailable := func(reason, msg string) {
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReleaseAvailableCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
+	cs, err := r.Releases.ClusterStackFor(ctx, csr.Namespace, n)
+	if err != nil {
+		if resolver.Classify(err) == resolver.FailureNotYet {
+			// ClusterStacks are not watched by this controller: look again after a while.
+			return nil, outcome.Wait(NoClusterStackReason, releaseRetryInterval, "No ClusterStack of this namespace provides this release: create one for its provider, stack and Kubernetes version")
+		}
+		return nil, releaseFailure(err)
 	}
-	switch {
-	case errors.Is(err, resolver.ErrNoClusterStack):
-		unavailable(NoClusterStackReason, "No ClusterStack of this namespace provides this release: create one for its provider, stack and Kubernetes version")
-		return nil, ctrl.Result{RequeueAfter: releaseRetryInterval}, nil
-	case errors.Is(err, release.ErrInvalid), errors.Is(err, name.ErrInvalidName), errors.Is(err, resolver.ErrWrongStack),
-		errors.Is(err, source.ErrInvalidArtifact), errors.Is(err, source.ErrTooLarge):
+	rel, err := r.Releases.Release(ctx, cs, n)
+	if err != nil {
+		return nil, releaseFailure(err)
+	}
+	return rel, nil
+}
+
+// releaseFailure maps the class of a failure to get the release (resolver.Classify) to the
+// outcome of ReleaseAvailable.
+func releaseFailure(err error) error {
+	switch resolver.Classify(err) {
+	case resolver.FailureInvalid:
 		// Published content does not change under its name: retrying cannot help.
-		unavailable(clusterstackv1alpha1.InvalidReleaseReason, err.Error())
-		st.stalled = true
-		return nil, ctrl.Result{}, nil
-	case errors.Is(err, source.ErrNotFound):
-		unavailable(clusterstackv1alpha1.ReleaseSourceErrorReason, err.Error())
-		return nil, ctrl.Result{RequeueAfter: releaseRetryInterval}, nil
-	case terminalSourceError(err):
-		unavailable(clusterstackv1alpha1.ReleaseSourceErrorReason, err.Error())
-		st.stalled = true
-		return nil, ctrl.Result{RequeueAfter: releaseRetryInterval}, nil
+		return outcome.Stall(clusterstackv1alpha1.InvalidReleaseReason, "%s", err)
+	case resolver.FailureNotYet:
+		// Not published yet; no watch announces it.
+		return outcome.Wait(clusterstackv1alpha1.ReleaseSourceErrorReason, releaseRetryInterval, "%s", err)
+	case resolver.FailureSource:
+		// A user must fix the source or its Secret; Secrets are not watched.
+		return outcome.StallRetry(clusterstackv1alpha1.ReleaseSourceErrorReason, releaseRetryInterval, "%s", err)
 	}
-	unavailable(clusterstackv1alpha1.ReleaseSourceErrorReason, err.Error())
-	return nil, ctrl.Result{}, fmt.Errorf("materialising release %s: %w", csr.Name, err)
+	return outcome.Retry(clusterstackv1alpha1.ReleaseSourceErrorReason, err)
 }
 
-// providerReady reports whether the provider object is ready (true when there is none) and sets
-// ProviderReady.
-func (r *ClusterStackReleaseReconciler) providerReady(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (bool, error) {
+// providerReady waits until the provider object is ready; a release without one has nothing to
+// wait for.
+func (r *ClusterStackReleaseReconciler) providerReady(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) error {
 	ref := csr.Spec.ProviderRef
 	if ref == nil {
-		conditions.Delete(csr, clusterstackv1alpha1.ProviderReadyCondition)
-		return true, nil
-	}
-	notReady := func(msg string) {
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ProviderReadyCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ProviderNotReadyReason, Message: msg})
+		return nil
 	}
 	if ref.Kind != "" && ref.Kind != providerKind {
-		notReady(fmt.Sprintf("spec.providerRef has kind %s: only %s is supported", ref.Kind, providerKind))
-		return false, nil
+		return outcome.Wait(clusterstackv1alpha1.ProviderNotReadyReason, 0, "spec.providerRef has kind %s: only %s is supported", ref.Kind, providerKind)
 	}
 	ns := ref.Namespace
 	if ns == "" {
@@ -328,10 +289,9 @@ func (r *ClusterStackReleaseReconciler) providerReady(ctx context.Context, csr *
 	var p infrav1alpha1.OpenStackClusterStackRelease
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, &p); err != nil {
 		if apierrors.IsNotFound(err) {
-			notReady(fmt.Sprintf("Waiting for %s %s to be created", providerKind, ref.Name))
-			return false, nil
+			return outcome.Wait(clusterstackv1alpha1.ProviderNotReadyReason, 0, "Waiting for %s %s to be created", providerKind, ref.Name)
 		}
-		return false, fmt.Errorf("reading %s %s: %w", providerKind, ref.Name, err)
+		return fmt.Errorf("reading %s %s: %w", providerKind, ref.Name, err)
 	}
 	readyCond := conditions.Get(&p, clusterstackv1alpha1.ReadyCondition)
 	if !p.Status.Ready || (readyCond != nil && readyCond.Status != metav1.ConditionTrue) {
@@ -339,41 +299,32 @@ func (r *ClusterStackReleaseReconciler) providerReady(ctx context.Context, csr *
 		if readyCond != nil && readyCond.Message != "" {
 			msg += ": " + readyCond.Message
 		}
-		notReady(msg)
-		return false, nil
+		return outcome.Wait(clusterstackv1alpha1.ProviderNotReadyReason, 0, "%s", msg)
 	}
-	conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ProviderReadyCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason})
-	return true, nil
+	return nil
 }
 
 // render renders the cluster-class chart the way csctl's users expect: Helm release name
-// <provider>-<stack>-<maj>-<min>, the release's namespace, the release's Kubernetes version. A
-// nil result ends the reconcile; the conditions say why.
-func (r *ClusterStackReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release, st *releaseStatus) ([]*unstructured.Unstructured, ctrl.Result, error) {
+// <provider>-<stack>-<maj>-<min>, the release's namespace, the release's Kubernetes version.
+func (r *ClusterStackReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release) ([]*unstructured.Unstructured, error) {
 	objs, err := renderChart(ctx, rel, csr.Namespace)
 	switch {
 	case err != nil && (errors.Is(err, render.ErrRenderUnavailable) || ctx.Err() != nil):
 		// Not the release's fault: the rendering process could not run. Retried with backoff.
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ProgressingReason, Message: "Rendering the cluster-class chart: " + err.Error()})
-		return nil, ctrl.Result{}, fmt.Errorf("rendering the cluster-class chart of %s: %w", csr.Name, err)
+		return nil, outcome.Retry(clusterstackv1alpha1.ProgressingReason, fmt.Errorf("rendering the cluster-class chart: %w", err))
 	case err != nil:
 		// A template error or a chart over a budget (render.IsBudgetError): the same release
 		// renders the same way again, so only a new release or a larger budget helps.
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.InvalidReleaseReason, Message: "Rendering the cluster-class chart: " + err.Error()})
-		st.stalled = true
-		return nil, ctrl.Result{}, nil
+		return nil, outcome.Stall(clusterstackv1alpha1.InvalidReleaseReason, "Rendering the cluster-class chart: %s", err)
 	}
 	if err := checkClusterClass(objs, rel.Name.ClusterClassName()); err != nil {
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.InvalidReleaseReason, Message: "Nothing applied: " + err.Error()})
-		st.stalled = true
-		return nil, ctrl.Result{}, nil
+		return nil, outcome.Stall(clusterstackv1alpha1.InvalidReleaseReason, "Nothing applied: %s", err)
 	}
 	if err := apply.SetDefaultNamespace(objs, csr.Namespace, r.Mapper); err != nil {
 		if errors.Is(err, apply.ErrKindNotServed) {
-			r.missingAPI(csr, err, missingKinds(err), st)
-			return nil, ctrl.Result{RequeueAfter: missingAPIRetryInterval}, nil
+			return nil, missingAPI(err)
 		}
-		return nil, ctrl.Result{}, fmt.Errorf("setting namespaces: %w", err)
+		return nil, fmt.Errorf("setting namespaces: %w", err)
 	}
 	for _, o := range objs {
 		labels := o.GetLabels()
@@ -385,10 +336,9 @@ func (r *ClusterStackReleaseReconciler) render(ctx context.Context, csr *cluster
 	}
 	// Preflight before writing anything: a release is applied whole or not at all.
 	if err := r.Applier.Preflight(ctx, objs); err != nil {
-		r.missingAPI(csr, err, missingKinds(err), st)
-		return nil, ctrl.Result{RequeueAfter: missingAPIRetryInterval}, nil
+		return nil, missingAPI(err)
 	}
-	return objs, ctrl.Result{}, nil
+	return objs, nil
 }
 
 // renderChart renders the release's cluster-class chart the way csctl's users expect (see
@@ -440,14 +390,14 @@ func checkClusterClass(objs []*unstructured.Unstructured, want string) error {
 	return nil
 }
 
-// missingAPI sets ResourcesApplied False naming the missing kinds and what provides them.
-func (r *ClusterStackReleaseReconciler) missingAPI(csr *clusterstackv1alpha1.ClusterStackRelease, err error, kinds []schema.GroupVersionKind, st *releaseStatus) {
+// missingAPI stalls naming the missing kinds and what provides them. CRDs are not watched (the
+// operator may not list them), so the release looks again after a while.
+func missingAPI(err error) error {
 	msg := "Nothing applied: " + err.Error()
-	if hints := installHints(kinds); hints != "" {
+	if hints := installHints(missingKinds(err)); hints != "" {
 		msg += ". " + hints
 	}
-	conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.MissingAPIReason, Message: msg})
-	st.stalled = true
+	return outcome.StallRetry(clusterstackv1alpha1.MissingAPIReason, missingAPIRetryInterval, "%s", msg)
 }
 
 // missingKinds extracts the kinds of an apply.MissingKindsError.
@@ -480,23 +430,18 @@ func installHints(kinds []schema.GroupVersionKind) string {
 	return strings.Join(hints, "; ")
 }
 
-// applyOutcome says what apply left for a human to fix.
-type applyOutcome int
-
-const (
-	applyDone      applyOutcome = iota // applied, or failed in a way worth retrying with backoff
-	applyConflicts                     // only conflicts with other field managers: not forced, not retried
-	applyForbidden                     // the operator may not write some objects: nothing applied
-)
-
 // apply applies the rendered objects, prunes what an earlier apply left behind, and records the
 // inventory. ORC Images are never pruned while a Cluster uses the release: machines that exist
-// still boot from them. It reports whether the failures (if any) need a human: a conflict with
-// another field manager is not retried in a loop, since the operator never forces, and objects
-// the operator may not write (RBAC) are not applied at all, nor any other object of the release.
-func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured, inUse bool) (applyOutcome, error) {
+// still boot from them. Failures that need a human stall: a conflict with another field manager
+// is not retried in a loop, since the operator never forces, and objects the operator may not
+// write (RBAC) are not applied at all, nor any other object of the release.
+func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured) error {
+	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
+	if err != nil {
+		return err
+	}
 	applier := r.Applier
-	if inUse {
+	if len(inUse[csr.Name].Clusters) > 0 {
 		applier = r.Applier.WithKeepOnPrune(func(ref apply.Ref) bool {
 			return ref.Group == orcImage.Group && ref.Kind == orcImage.Kind
 		})
@@ -518,22 +463,21 @@ func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusters
 	}
 	shared, err := r.readSharing(ctx, csr, append(refs, candidates...))
 	if err != nil {
-		return applyDone, err
+		return err
 	}
 	held, err := r.heldElsewhere(ctx, shared, candidates)
 	if err != nil {
-		return applyDone, err
+		return err
 	}
 	applier = applier.WithSharing(shared.writtenByOther, keyed(held))
 	res, err := applier.Apply(ctx, objs, previous)
 	var forbidden *apply.ForbiddenError
 	if errors.As(err, &forbidden) {
-		r.forbidden(csr, forbidden)
-		return applyForbidden, nil
+		// RBAC is not watched: look again after a while, as for a missing CRD.
+		return outcome.StallRetry(clusterstackv1alpha1.ForbiddenReason, forbiddenRetryInterval, "%s", forbiddenMessage(forbidden))
 	}
 	if err != nil {
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ApplyFailedReason, Message: err.Error()})
-		return applyDone, fmt.Errorf("applying release %s: %w", csr.Name, err)
+		return outcome.Retry(clusterstackv1alpha1.ApplyFailedReason, err)
 	}
 	csr.Status.Resources = apply.ToResources(res)
 
@@ -548,8 +492,7 @@ func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusters
 		r.Recorder.Eventf(csr, nil, corev1.EventTypeWarning, "DriftRepaired", "Apply", "Re-applied objects that differed from the release: %s", strings.Join(changed, ", "))
 	}
 	if len(res.Failed) == 0 {
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason})
-		return applyDone, nil
+		return nil
 	}
 	var failed []string
 	conflictsOnly := true
@@ -561,18 +504,17 @@ func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusters
 		}
 	}
 	sort.Strings(failed)
-	msg := "Applying: " + strings.Join(failed, "; ")
-	conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ApplyFailedReason, Message: msg})
 	if conflictsOnly {
-		return applyConflicts, nil
+		// Only whoever took the fields over can resolve this; the drift check looks again.
+		return outcome.StallRetry(clusterstackv1alpha1.ApplyFailedReason, r.driftCheck(), "Applying: %s", strings.Join(failed, "; "))
 	}
-	return applyDone, fmt.Errorf("applying release %s: %w", csr.Name, res.Err())
+	return outcome.Retry(clusterstackv1alpha1.ApplyFailedReason, fmt.Errorf("applying: %s", strings.Join(failed, "; ")))
 }
 
-// forbidden sets ResourcesApplied False naming the kinds the operator may not write and the
-// rules its ClusterRole lacks. The message depends only on the denied permissions, so a release
-// that keeps being refused costs no status writes; the event is sent when the refusal starts.
-func (r *ClusterStackReleaseReconciler) forbidden(csr *clusterstackv1alpha1.ClusterStackRelease, fe *apply.ForbiddenError) {
+// forbiddenMessage names the kinds the operator may not write and the rules its ClusterRole
+// lacks. It depends only on the denied permissions, so a release that keeps being refused costs
+// no status writes, and the stall event is sent once, when the refusal starts.
+func forbiddenMessage(fe *apply.ForbiddenError) string {
 	var kinds, grants []string
 	seen := map[string]bool{}
 	for _, rule := range fe.Rules() {
@@ -592,12 +534,8 @@ func (r *ClusterStackReleaseReconciler) forbidden(csr *clusterstackv1alpha1.Clus
 		}
 		grants = append(grants, fmt.Sprintf("verbs %s on resource %s in %s", strings.Join(rule.Verbs, ", "), rule.Resource, group))
 	}
-	msg := fmt.Sprintf("Nothing applied: the operator is not allowed to write %s. Its ClusterRole needs %s",
+	return fmt.Sprintf("Nothing applied: the operator is not allowed to write %s. Its ClusterRole needs %s",
 		strings.Join(kinds, ", "), strings.Join(grants, "; "))
-	if prev := conditions.Get(csr, clusterstackv1alpha1.ResourcesAppliedCondition); prev == nil || prev.Reason != clusterstackv1alpha1.ForbiddenReason || prev.Message != msg {
-		r.Recorder.Eventf(csr, nil, corev1.EventTypeWarning, clusterstackv1alpha1.ForbiddenReason, "Apply", "%s", msg)
-	}
-	conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ResourcesAppliedCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.ForbiddenReason, Message: msg})
 }
 
 // imagesWaiting returns descriptions of the release's ORC Images that are not Available.
@@ -630,22 +568,19 @@ func (r *ClusterStackReleaseReconciler) imagesWaiting(ctx context.Context, csr *
 	return waiting, nil
 }
 
-// reconcileDelete removes what the release applied, once no Cluster uses its ClusterClass.
-func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (ctrl.Result, error) {
+// reconcileDelete removes what the release applied, once no Cluster uses its ClusterClass. It
+// returns nil once the finalizer is gone, or the outcome of waiting.
+func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) error {
 	if !controllerutil.ContainsFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer) {
-		return ctrl.Result{}, nil
+		return nil
 	}
 	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	if users := inUse[csr.Name].Clusters; len(users) > 0 {
-		msg := fmt.Sprintf("ClusterClass %s is used by Clusters %s: delete them or move them to another ClusterClass first", classNameOf(csr.Name), strings.Join(users, ", "))
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.InUseReason, Message: msg})
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.InUseReason, Message: msg})
-		csr.Status.Ready = false
 		// The Cluster watch brings the release back when a Cluster goes.
-		return ctrl.Result{}, nil
+		return outcome.Wait(clusterstackv1alpha1.InUseReason, 0, "ClusterClass %s is used by Clusters %s: delete them or move them to another ClusterClass first", classNameOf(csr.Name), strings.Join(users, ", "))
 	}
 
 	inventory := apply.FromResources(csr.Status.Resources)
@@ -667,32 +602,30 @@ func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, csr
 	// What another release still holds (or will, once it applies) stays: it is theirs now.
 	shared, err := r.readSharing(ctx, csr, inventory)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	held, err := r.heldElsewhere(ctx, shared, inventory)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	remaining, err := r.Applier.WithSharing(nil, keyed(held)).Delete(ctx, inventory)
 	csr.Status.Resources = apply.ToResources(apply.Result{Applied: remaining})
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("deleting the objects of release %s: %w", csr.Name, err)
+		return fmt.Errorf("deleting the objects of release %s: %w", csr.Name, err)
 	}
 	if len(remaining) > 0 {
-		msg := fmt.Sprintf("Waiting for %d objects to be deleted", len(remaining))
-		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.DeletingReason, Message: msg})
-		return ctrl.Result{RequeueAfter: deleteWaitInterval}, nil
+		return outcome.Wait(clusterstackv1alpha1.DeletingReason, deleteWaitInterval, "Waiting for %d objects to be deleted", len(remaining))
 	}
 	if ref := csr.Spec.ProviderRef; ref != nil {
 		// The garbage collector would delete it too; deleting it now frees its node images
 		// without waiting for the collector.
 		p := &infrav1alpha1.OpenStackClusterStackRelease{ObjectMeta: metav1.ObjectMeta{Namespace: csr.Namespace, Name: ref.Name}}
 		if err := r.Client.Delete(ctx, p); err != nil && !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, fmt.Errorf("deleting %s %s: %w", providerKind, ref.Name, err)
+			return fmt.Errorf("deleting %s %s: %w", providerKind, ref.Name, err)
 		}
 	}
 	controllerutil.RemoveFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer)
-	return ctrl.Result{}, nil
+	return nil
 }
 
 func classNameOf(releaseName string) string {

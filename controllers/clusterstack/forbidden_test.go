@@ -24,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
@@ -127,6 +126,7 @@ func waitAllowed(t *testing.T, cfg *rest.Config, attrs authorizationv1.ResourceA
 // one without write access to ORC Images, against a stack that renders one: the release must
 // say what to grant and apply nothing, then apply everything once it is granted.
 func TestForbiddenKindsApplyNothing(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	// The suite's manager ignores this one namespace by name, so a second run (-count=2) uses
@@ -136,9 +136,8 @@ func TestForbiddenKindsApplyNothing(t *testing.T) {
 	}
 	ns, repo := restrictedNamespace, repoFor(t)
 
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: restrictedUser}, nil)
+	cfg, err := env.AddUser(restrictedUser, nil)
 	g.Expect(err).NotTo(HaveOccurred())
-	cfg := user.Config()
 	role := operatorRole(t, "restricted-operator", withoutImageWrites)
 	g.Expect(k8s.Create(ctx, role)).To(Succeed())
 	binding := &rbacv1.ClusterRoleBinding{

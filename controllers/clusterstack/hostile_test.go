@@ -16,6 +16,9 @@ import (
 // TestHostileReleases publishes releases whose cluster-class chart is hostile and checks that
 // each ends Stalled with InvalidRelease, a message (accepted by the API server: the status patch
 // went through) that says which budget or name is at fault, and nothing applied.
+//
+// Not parallel with the other tests: the render budget it sets is the process's, and the other
+// tests' charts must render under the default one.
 func TestHostileReleases(t *testing.T) {
 	// A small time and output budget makes the bombs end in seconds; every other chart of this
 	// suite needs a fraction of them. The memory budget is the default: Helm's 1000 levels of

@@ -26,6 +26,12 @@ type Options struct {
 	// DriftCheckInterval is how often converged releases compare their objects with the live
 	// ones; zero means DefaultDriftCheckInterval.
 	DriftCheckInterval time.Duration
+	// ClusterStackWorkers is how many ClusterStacks are reconciled at the same time; zero means
+	// the manager's default (one).
+	ClusterStackWorkers int
+	// ReleaseWorkers is how many ClusterStackReleases are reconciled at the same time; zero
+	// means four: a release mostly waits for the registry and the API server.
+	ReleaseWorkers int
 	// Webhooks also registers the validating webhooks with the manager's webhook server.
 	Webhooks bool
 }
@@ -42,6 +48,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Releases:      opts.Releases,
 		Recorder:      mgr.GetEventRecorder("clusterstack-controller"),
 		CheckInterval: opts.ReleaseCheckInterval,
+		Workers:       opts.ClusterStackWorkers,
 	}
 	if err := cs.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ClusterStack controller: %w", err)
@@ -54,6 +61,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Mapper:             mgr.GetRESTMapper(),
 		Recorder:           mgr.GetEventRecorder("clusterstackrelease-controller"),
 		DriftCheckInterval: opts.DriftCheckInterval,
+		Workers:            opts.ReleaseWorkers,
 	}
 	if err := csr.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ClusterStackRelease controller: %w", err)

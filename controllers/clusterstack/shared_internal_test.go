@@ -24,6 +24,7 @@ func csrOf(ns, n string, deleting bool, inventory ...apply.Ref) *clusterstackv1a
 // TestWrittenByOther checks the ownership rule: the newest release that holds an object and is
 // not being deleted writes it, whichever release asks.
 func TestWrittenByOther(t *testing.T) {
+	t.Parallel()
 	img := apply.Ref{Group: "openstack.k-orc.cloud", Version: "v1alpha1", Kind: "Image", Namespace: "ns", Name: "ubuntu-capi-image-v1.32.5"}
 	other := apply.Ref{Group: "openstack.k-orc.cloud", Version: "v1alpha1", Kind: "Image", Namespace: "ns", Name: "other"}
 	tests := []struct {

@@ -128,6 +128,7 @@ func inventoryHasImage(csr *clusterstackv1alpha1.ClusterStackRelease) bool {
 // one would delete and upload the Glance image again), and the remaining release takes it over;
 // dropping both deletes it.
 func TestSharedImageOneOwner(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)
@@ -179,6 +180,7 @@ func TestSharedImageOneOwner(t *testing.T) {
 // provider (node images being uploaded), so that v1 is deleted before v2 has applied anything:
 // v1 must still see that v2 renders the Image, and leave it.
 func TestSharedImageSurvivesReplacement(t *testing.T) {
+	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
 	ns, repo := newNamespace(t), repoFor(t)

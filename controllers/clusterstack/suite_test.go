@@ -3,7 +3,6 @@ package clusterstack_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	"go.uber.org/zap/zapcore"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,7 +34,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
@@ -52,7 +49,7 @@ import (
 // The package shares one API server, one manager running the reconcilers and webhooks, and one
 // in-process OCI registry. Each test works in its own namespace and registry repository.
 var (
-	env      *envtest.Environment
+	env      *testenv.Environment
 	k8s      client.Client // uncached, for the tests' own reads and writes
 	scheme   *runtime.Scheme
 	registry *faultyRegistry
@@ -72,60 +69,43 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	// The operator's logs only with TEST_VERBOSE: the failure tests cause expected errors.
-	logOut := io.Discard
-	if os.Getenv("TEST_VERBOSE") != "" {
-		logOut = os.Stderr
-	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true), zap.StacktraceLevel(zapcore.DPanicLevel)))
-	if err := startEnv(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-
-	registry = &faultyRegistry{handler: fixtures.RegistryHandler(), broken: map[string]int{}}
-	srv := httptest.NewServer(registry)
-	defer srv.Close()
-	registry.host = strings.TrimPrefix(srv.URL, "http://")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done, err := startManager(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	cancel()
-	<-done
-	return code
+	testenv.Main(m, func(s *testenv.Suite) error {
+		if err := startEnv(s); err != nil {
+			return err
+		}
+		registry = &faultyRegistry{handler: fixtures.RegistryHandler(), broken: map[string]int{}}
+		srv := httptest.NewServer(registry)
+		s.Cleanup(srv.Close)
+		registry.host = strings.TrimPrefix(srv.URL, "http://")
+		done, err := startManager(s.Ctx)
+		if err != nil {
+			return err
+		}
+		// Registered last, so it runs first: the manager stops before the registry and the API
+		// server go.
+		s.Cleanup(func() { <-done })
+		return nil
+	})
 }
 
 // startEnv starts the API server with every CRD, the operator's validating webhooks and Cluster
 // API's conversion webhooks, all served by the manager's webhook server. Every CRD gets the
 // Webhook conversion strategy (as Cluster API's own envtest does); only the multi-version Cluster
 // API CRDs ever call it.
-func startEnv() error {
-	assets, err := testenv.AssetsDir()
+func startEnv(s *testenv.Suite) error {
+	webhooks, err := ownWebhooks(filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"))
 	if err != nil {
 		return err
 	}
-	capiDirs, err := testenv.ClusterAPICRDDirs()
+	env, err = s.Start(testenv.Options{WebhookInstallOptions: envtest.WebhookInstallOptions{
+		ValidatingWebhooks:      []*admissionregistrationv1.ValidatingWebhookConfiguration{webhooks},
+		IgnoreSchemeConvertible: true,
+	}})
 	if err != nil {
 		return err
 	}
-	providerCRDs, err := testenv.ProviderCRDs()
-	if err != nil {
-		return err
-	}
-	if scheme, err = testenv.NewScheme(); err != nil {
-		return err
-	}
+	// The manager serves the conversion of the v1beta1 kinds the fixture stacks render.
+	scheme, k8s = env.Scheme, env.Client
 	for _, add := range []func(*runtime.Scheme) error{
 		clusterv1beta1.AddToScheme, bootstrapv1beta1.AddToScheme, bootstrapv1.AddToScheme,
 		controlplanev1beta1.AddToScheme, controlplanev1.AddToScheme,
@@ -134,31 +114,7 @@ func startEnv() error {
 			return err
 		}
 	}
-	root := testenv.RepoRoot()
-	webhooks, err := ownWebhooks(filepath.Join(root, "config", "webhook", "manifests.yaml"))
-	if err != nil {
-		return err
-	}
-	env = &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     append([]string{filepath.Join(root, "config", "crd", "bases")}, capiDirs...),
-		CRDs:                  providerCRDs,
-		ErrorIfCRDPathMissing: true,
-		Scheme:                scheme,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			ValidatingWebhooks:      []*admissionregistrationv1.ValidatingWebhookConfiguration{webhooks},
-			IgnoreSchemeConvertible: true,
-		},
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  time.Minute,
-	}
-	env.ControlPlane.GetAPIServer().Configure().Set("watch-cache", "false")
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting the test API server: %w", err)
-	}
-	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
-	return err
+	return nil
 }
 
 // ownWebhooks returns this package's validating webhooks from the generated manifests: the
@@ -191,7 +147,7 @@ func ownWebhooks(path string) (*admissionregistrationv1.ValidatingWebhookConfigu
 func startManager(ctx context.Context) (<-chan struct{}, error) {
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &countingTransport{next: rt} })
-	wio := env.WebhookInstallOptions
+	wio := env.WebhookInstallOptions()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
