@@ -77,12 +77,20 @@ const MaxMessageBytes = 4 << 10
 // BoundMessage returns msg if it fits MaxMessageBytes, else its head (the action and what to fix:
 // messages start with them) and its tail (the innermost cause: wrapped errors end with it), with
 // a marker of how much was cut between them. It cuts between UTF-8 characters, never inside one.
-func BoundMessage(msg string) string {
-	if len(msg) <= MaxMessageBytes {
+func BoundMessage(msg string) string { return Bound(msg, MaxMessageBytes) }
+
+// MaxEventNoteBytes is the API's limit of an event's note (events.k8s.io/v1): a longer note is
+// refused and the event lost.
+const MaxEventNoteBytes = 1 << 10
+
+// Bound returns msg if it fits max bytes, else its head and tail around a marker, as
+// BoundMessage does.
+func Bound(msg string, max int) string {
+	if len(msg) <= max {
 		return msg
 	}
 	const marker = " [... %d bytes cut ...] "
-	room := MaxMessageBytes - len(fmt.Sprintf(marker, len(msg)))
+	room := max - len(fmt.Sprintf(marker, len(msg)))
 	head, tail := room*2/3, room-room*2/3
 	for head > 0 && !utf8.RuneStart(msg[head]) {
 		head--

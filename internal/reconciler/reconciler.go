@@ -172,7 +172,7 @@ func (k *Kind[T, R]) notify(before, after T, deleting bool) {
 	if deleting {
 		action = "Delete"
 	}
-	k.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, action, "%s", now.Message)
+	k.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, action, "%s", kstatus.Bound(now.Message, kstatus.MaxEventNoteBytes))
 }
 
 // persistKey is the context key of the Persist function.

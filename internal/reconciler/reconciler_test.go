@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,5 +251,21 @@ func TestGoneAndDelete(t *testing.T) {
 	}
 	if len(f.gone) != 1 || f.gone[0] != client.ObjectKeyFromObject(cs) {
 		t.Errorf("Gone calls = %v, want [%s]", f.gone, client.ObjectKeyFromObject(cs))
+	}
+}
+
+func TestStallEventNoteFitsTheAPI(t *testing.T) {
+	t.Parallel()
+	f := newFixture()
+	cs := newStack(t)
+	f.next = outcome.Stall("InvalidRelease", "%s", strings.Repeat("template frame; ", 250)+"innermost cause")
+	f.reconcile(t, cs)
+	ev := f.events()
+	if len(ev) != 1 {
+		t.Fatalf("events = %d, want 1", len(ev))
+	}
+	note := strings.TrimPrefix(ev[0], "Warning InvalidRelease ")
+	if len(note) > kstatus.MaxEventNoteBytes || !strings.HasSuffix(note, "innermost cause") {
+		t.Errorf("event note of %d bytes (limit %d), ends %q", len(note), kstatus.MaxEventNoteBytes, note[len(note)-20:])
 	}
 }
