@@ -36,6 +36,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	addonplan "github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
@@ -270,7 +271,7 @@ func (r *ClusterAddonReconciler) reconcileDelete(ctx context.Context, ca *csv1al
 type plan struct {
 	rel *release.Release
 	// cfg is clusteraddon.yaml; nil for the cluster-addon-values.yaml convention.
-	cfg *addon.Config
+	cfg *addonplan.Config
 	// addonDir is the extracted addon archive (clusteraddon.yaml convention).
 	addonDir string
 }
@@ -279,24 +280,37 @@ type plan struct {
 const umbrellaStage = "cluster-addon"
 
 // stages returns the stages of a hook.
-func (p *plan) stages(hook string) []addon.Stage {
+func (p *plan) stages(hook string) []addonplan.Stage {
 	if p.cfg == nil {
-		return []addon.Stage{{Name: umbrellaStage, Action: addon.ActionApply}}
+		return []addonplan.Stage{{Name: umbrellaStage, Action: addonplan.ActionApply}}
 	}
 	return p.cfg.Stages(hook)
 }
 
-func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input) ([]*unstructured.Unstructured, error) {
+// renderStage renders the objects of one chart as they are applied to the workload cluster whose
+// kinds mapper knows: namespaced objects without a namespace go to addon.DefaultNamespace.
+func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input, mapper meta.RESTMapper) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	var err error
 	if p.cfg == nil {
-		return r.Renderer.RenderUmbrella(ctx, p.rel, in)
+		objs, err = r.Renderer.RenderUmbrella(ctx, p.rel, in)
+	} else {
+		objs, err = r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
 	}
-	return r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
+	if err != nil {
+		return nil, err
+	}
+	// An unknown kind is not the release's fault yet: its CRD may come with a later stage.
+	if err := apply.SetDefaultNamespace(objs, addon.DefaultNamespace, mapper); err != nil {
+		return nil, err
+	}
+	return objs, nil
 }
 
 // renderSteady renders every addon a Cluster of this release runs once installed.
-func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in addon.Input) ([]*unstructured.Unstructured, error) {
+func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in addon.Input, mapper meta.RESTMapper) ([]*unstructured.Unstructured, error) {
 	if p.cfg == nil {
-		objs, err := r.Renderer.RenderUmbrella(ctx, p.rel, in)
+		objs, err := r.renderStage(ctx, p, umbrellaStage, in, mapper)
 		if err == nil && len(objs) == 0 {
 			err = fmt.Errorf("%w: the umbrella chart %s renders nothing", addon.ErrNothingRendered, filepath.Base(p.rel.ClusterAddonArchive))
 		}
@@ -305,7 +319,7 @@ func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in a
 	var all []*unstructured.Unstructured
 	charts := p.cfg.SteadyCharts()
 	for _, chart := range charts {
-		objs, err := r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
+		objs, err := r.renderStage(ctx, p, chart, in, mapper)
 		if err != nil {
 			return nil, err
 		}
@@ -326,7 +340,7 @@ func (r *ClusterAddonReconciler) loadPlan(rel *release.Release) (*plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", filepath.Base(rel.ClusterAddonConfig), err)
 	}
-	if p.cfg, err = addon.Parse(data); err != nil {
+	if p.cfg, err = addonplan.Parse(data); err != nil {
 		return nil, err
 	}
 	if p.addonDir, err = r.Renderer.Extract(rel); err != nil {
@@ -389,7 +403,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	}
 	p, err := r.loadPlan(rel)
 	if err != nil {
-		if errors.Is(err, addon.ErrInvalidConfig) {
+		if errors.Is(err, addonplan.ErrInvalidConfig) {
 			markInvalidRelease(ca, fmt.Sprintf("Release %s: %v", rn, err))
 			return ctrl.Result{}, nil
 		}
@@ -405,7 +419,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	in := addon.Input{KubeVersion: rel.Metadata.Versions.Kubernetes, Data: data, Mapper: wc.Mapper}
+	in := addon.Input{KubeVersion: rel.Metadata.Versions.Kubernetes, Data: data}
 	applier := &apply.Applier{Client: wc.Client, FieldManager: FieldManager}
 
 	if ca.Spec.Hook != "" {
@@ -429,7 +443,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 
 	// Steady state: everything the release runs, applied; what it no longer renders, pruned.
 	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
-	desired, err := r.renderSteady(ctx, p, in)
+	desired, err := r.renderSteady(ctx, p, in, wc.Mapper)
 	if err != nil {
 		return r.renderFailed(ctx, ca, rn.String(), err)
 	}
@@ -493,7 +507,7 @@ func (r *ClusterAddonReconciler) connect(ctx context.Context, ca *csv1alpha1.Clu
 }
 
 // runStage advances one stage as far as it goes now. done is true when the stage is finished.
-func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addon.Stage, status *csv1alpha1.StageStatus,
+func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addonplan.Stage, status *csv1alpha1.StageStatus,
 	wc *workloadcluster.Cluster, applier *apply.Applier, in addon.Input) (bool, ctrl.Result, error) {
 	poll := ctrl.Result{RequeueAfter: r.interval(r.ConditionPollInterval, DefaultConditionPollInterval)}
 	for {
@@ -514,12 +528,12 @@ func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.Cl
 			}
 			status.Phase = csv1alpha1.StagePhaseApplyingOrDeleting
 		case csv1alpha1.StagePhaseApplyingOrDeleting:
-			objs, err := r.renderStage(ctx, p, st.Name, in)
+			objs, err := r.renderStage(ctx, p, st.Name, in, wc.Mapper)
 			if err != nil {
 				res, err := r.renderFailed(ctx, ca, p.rel.Name.String(), err)
 				return false, res, err
 			}
-			if st.Action == addon.ActionDelete {
+			if st.Action == addonplan.ActionDelete {
 				refs := make([]apply.Ref, 0, len(objs))
 				for _, o := range objs {
 					refs = append(refs, apply.RefOf(o))
@@ -581,7 +595,7 @@ func (r *ClusterAddonReconciler) renderFailed(ctx context.Context, ca *csv1alpha
 	case errors.Is(err, render.ErrRenderUnavailable), ctx.Err() != nil:
 		// Not the release's fault: the rendering process could not run. Retried with backoff.
 		return ctrl.Result{}, fmt.Errorf("rendering addons of release %s: %w", rel, err)
-	case errors.Is(err, render.ErrUnknownKind):
+	case errors.Is(err, apply.ErrKindNotServed):
 		markApplyFailed(ca, csv1alpha1.MissingAPIReason, fmt.Sprintf("Release %s: %v", rel, err))
 		return ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
 	case errors.Is(err, addon.ErrValuesNotReady):
@@ -656,8 +670,8 @@ func (r *ClusterAddonReconciler) templateData(ctx context.Context, cluster *clus
 	return data, nil
 }
 
-func sameStages(status []csv1alpha1.StageStatus, stages []addon.Stage) bool {
-	return slices.EqualFunc(status, stages, func(s csv1alpha1.StageStatus, st addon.Stage) bool {
+func sameStages(status []csv1alpha1.StageStatus, stages []addonplan.Stage) bool {
+	return slices.EqualFunc(status, stages, func(s csv1alpha1.StageStatus, st addonplan.Stage) bool {
 		return s.Name == st.Name && string(s.Action) == string(st.Action)
 	})
 }

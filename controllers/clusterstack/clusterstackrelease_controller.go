@@ -368,8 +368,8 @@ func (r *ClusterStackReleaseReconciler) render(ctx context.Context, csr *cluster
 		st.stalled = true
 		return nil, ctrl.Result{}, nil
 	}
-	if err := render.SetDefaultNamespace(objs, csr.Namespace, r.Mapper); err != nil {
-		if errors.Is(err, render.ErrUnknownKind) {
+	if err := apply.SetDefaultNamespace(objs, csr.Namespace, r.Mapper); err != nil {
+		if errors.Is(err, apply.ErrKindNotServed) {
 			r.missingAPI(csr, err, missingKinds(err), st)
 			return nil, ctrl.Result{RequeueAfter: missingAPIRetryInterval}, nil
 		}
@@ -408,7 +408,7 @@ func renderRelease(ctx context.Context, rel *release.Release, namespace string, 
 	if err != nil {
 		return nil, fmt.Errorf("rendering release %s: %w", rel.Name, err)
 	}
-	if err := render.SetDefaultNamespace(objs, namespace, mapper); err != nil {
+	if err := apply.SetDefaultNamespace(objs, namespace, mapper); err != nil {
 		return nil, fmt.Errorf("rendering release %s: %w", rel.Name, err)
 	}
 	return objs, nil
@@ -450,12 +450,8 @@ func (r *ClusterStackReleaseReconciler) missingAPI(csr *clusterstackv1alpha1.Clu
 	st.stalled = true
 }
 
-// missingKinds extracts the kinds of a render.NoKindError or apply.MissingKindsError.
+// missingKinds extracts the kinds of an apply.MissingKindsError.
 func missingKinds(err error) []schema.GroupVersionKind {
-	var nk *render.NoKindError
-	if errors.As(err, &nk) {
-		return nk.Kinds
-	}
 	var mk *apply.MissingKindsError
 	if errors.As(err, &mk) {
 		return mk.Kinds

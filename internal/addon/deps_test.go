@@ -56,7 +56,7 @@ func TestValuesTemplateClasses(t *testing.T) {
 			dir := t.TempDir()
 			writeAddonChart(t, dir, "cni", tc.overwrite)
 			r := &Renderer{Dir: t.TempDir()}
-			objs, err := r.RenderChart(context.Background(), dir, "cni", Input{KubeVersion: "v1.32.5", Data: tc.data, Mapper: testMapper()})
+			objs, err := r.RenderChart(context.Background(), dir, "cni", Input{KubeVersion: "v1.32.5", Data: tc.data})
 			if tc.want == nil {
 				if err != nil {
 					t.Fatal(err)
@@ -112,7 +112,7 @@ func TestRenderUmbrellaResolvesDependencies(t *testing.T) {
 		t.Fatal(err)
 	}
 	rel := &release.Release{ClusterAddonArchive: archive, ClusterAddonValues: values}
-	in := Input{KubeVersion: "v1.32.5", Data: map[string]any{"Cluster": map[string]any{"metadata": map[string]any{"name": "alpha"}}}, Mapper: testMapper()}
+	in := Input{KubeVersion: "v1.32.5", Data: map[string]any{"Cluster": map[string]any{"metadata": map[string]any{"name": "alpha"}}}}
 
 	without := &Renderer{Dir: t.TempDir()}
 	if objs, err := without.RenderUmbrella(context.Background(), rel, in); err != nil || len(objs) != 0 {

@@ -1,3 +1,8 @@
+// Package addon renders the addons of a cluster-stack release for one workload cluster: it
+// extracts the addon archive once per content, renders a chart of the clusteraddon.yaml
+// convention with its overwrite.yaml, or the umbrella chart of the cluster-addon-values.yaml
+// convention, and names a Cluster's ClusterAddon. What to render when is the plan's business
+// (package plan); whether a stage may proceed, the conditions' (package condition).
 package addon
 
 import (
@@ -12,16 +17,16 @@ import (
 	"path/filepath"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 )
 
-// DefaultNamespace is where namespaced addon objects without a namespace go, as with the
-// reference operator.
+// DefaultNamespace is .Release.Namespace of the addon charts and where namespaced addon objects
+// without a namespace go (apply.SetDefaultNamespace), as with the reference operator.
 const DefaultNamespace = "kube-system"
 
 // HelmReleaseName is the Helm release name addon charts are rendered with; the reference renders
@@ -57,8 +62,6 @@ type Input struct {
 	KubeVersion string
 	// Data is the data of the values templates: Cluster, ControlPlane, InfraCluster.
 	Data map[string]any
-	// Mapper of the workload cluster, to tell namespaced kinds from cluster-scoped ones.
-	Mapper meta.RESTMapper
 }
 
 // Renderer renders the addons of releases. It extracts each addon archive once into its own
@@ -137,7 +140,7 @@ func fileHash(file string) (string, error) {
 // RenderChart renders one chart of an extracted addon archive (clusteraddon.yaml convention) with
 // its overwrite.yaml, if any, rendered over in.Data as values.
 func (r *Renderer) RenderChart(ctx context.Context, addonDir, chart string, in Input) ([]*unstructured.Unstructured, error) {
-	if err := checkChartName(chart); err != nil {
+	if err := plan.CheckChartName(chart); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRender, err)
 	}
 	chartDir := filepath.Join(addonDir, chart)
@@ -215,10 +218,6 @@ func (r *Renderer) render(ctx context.Context, chartPath string, values map[stri
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRender, err)
-	}
-	// An unknown kind is not the release's fault yet: its CRD may come with a later stage.
-	if err := render.SetDefaultNamespace(objs, DefaultNamespace, in.Mapper); err != nil {
-		return nil, err
 	}
 	return objs, nil
 }

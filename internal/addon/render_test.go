@@ -8,17 +8,26 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 )
 
-func testMapper() meta.RESTMapper {
+// asApplied defaults the namespaces of objs as the controller does before applying them, so that
+// the test sees where they land: addon charts rely on DefaultNamespace.
+func asApplied(t *testing.T, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	t.Helper()
 	m := meta.NewDefaultRESTMapper(nil)
 	m.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
 	m.Add(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, meta.RESTScopeNamespace)
-	return m
+	if err := apply.SetDefaultNamespace(objs, DefaultNamespace, m); err != nil {
+		t.Fatal(err)
+	}
+	return objs
 }
 
 func loadFixture(t *testing.T, opts fixtures.Options) *release.Release {
@@ -39,7 +48,6 @@ func TestRenderBothConventions(t *testing.T) {
 	in := Input{
 		KubeVersion: "v1.32.5",
 		Data:        map[string]any{"Cluster": map[string]any{"metadata": map[string]any{"name": "alpha"}}},
-		Mapper:      testMapper(),
 	}
 	r := &Renderer{Dir: t.TempDir()}
 	want := []string{"ConfigMap kube-system/fixture-cni alpha", "Deployment kube-system/fixture-metrics-server alpha"}
@@ -57,7 +65,7 @@ func TestRenderBothConventions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Parse(cfgData)
+	cfg, err := plan.Parse(cfgData)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +75,7 @@ func TestRenderBothConventions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("RenderChart %s: %v", chart, err)
 		}
-		for _, o := range objs {
+		for _, o := range asApplied(t, objs) {
 			got = append(got, summary(o.GetKind(), o.GetNamespace(), o.GetName(), o.Object))
 		}
 	}
@@ -82,7 +90,7 @@ func TestRenderBothConventions(t *testing.T) {
 		t.Fatalf("RenderUmbrella: %v", err)
 	}
 	got = nil
-	for _, o := range objs {
+	for _, o := range asApplied(t, objs) {
 		got = append(got, summary(o.GetKind(), o.GetNamespace(), o.GetName(), o.Object))
 	}
 	sort.Strings(got)

@@ -211,33 +211,6 @@ func (e *ConflictError) Error() string {
 
 func (e *ConflictError) Unwrap() error { return e.Err }
 
-// ErrKindNotServed is matched (errors.Is) by a *MissingKindsError.
-var ErrKindNotServed = errors.New("kind not served by the API server")
-
-// MissingKindsError names the kinds the API server does not serve (typically: a CRD is not
-// installed).
-type MissingKindsError struct {
-	Kinds []schema.GroupVersionKind
-}
-
-func (e *MissingKindsError) Error() string {
-	names := make([]string, len(e.Kinds))
-	for i, k := range e.Kinds {
-		names[i] = gvkString(k)
-	}
-	return fmt.Sprintf("kinds not served by the API server (CRD not installed?): %s", strings.Join(names, ", "))
-}
-
-// Is makes errors.Is(err, ErrKindNotServed) true.
-func (e *MissingKindsError) Is(target error) bool { return target == ErrKindNotServed }
-
-func gvkString(k schema.GroupVersionKind) string {
-	if k.Group == "" {
-		return k.Kind + "." + k.Version
-	}
-	return k.Kind + "." + k.Version + "." + k.Group
-}
-
 // Apply makes the live objects match desired with server-side apply, writing only objects that
 // are missing, changed or drifted (see the package documentation), then deletes the objects of
 // previous that are not desired any more.

@@ -7,8 +7,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -69,38 +67,4 @@ func (a *Applier) deleteOne(ctx context.Context, ref Ref) (bool, error) {
 		return false, fmt.Errorf("reading after delete: %w", err)
 	}
 	return false, nil
-}
-
-// Preflight checks, before anything is written, that the API server serves every kind of desired,
-// counting kinds defined by CustomResourceDefinitions among desired as served. It returns a
-// *MissingKindsError naming every missing group/version/kind, so that a caller can apply
-// all-or-nothing with respect to missing CRDs.
-func (a *Applier) Preflight(ctx context.Context, desired []*unstructured.Unstructured) error {
-	if a.Client == nil {
-		return errors.New("checking kinds: the Applier needs a Client")
-	}
-	defined := definedByCRDs(desired)
-	mapper := a.Client.RESTMapper()
-	var missing []schema.GroupVersionKind
-	seen := map[schema.GroupVersionKind]bool{}
-	for _, d := range desired {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("checking kinds: %w", err)
-		}
-		gvk := d.GroupVersionKind()
-		if _, ok := defined[gvk]; seen[gvk] || ok {
-			continue
-		}
-		seen[gvk] = true
-		if _, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-			if !meta.IsNoMatchError(err) {
-				return fmt.Errorf("checking kind %s: %w", gvkString(gvk), err)
-			}
-			missing = append(missing, gvk)
-		}
-	}
-	if len(missing) > 0 {
-		return &MissingKindsError{Kinds: missing}
-	}
-	return nil
 }

@@ -35,9 +35,7 @@ import (
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
 	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -48,8 +46,9 @@ import (
 type Options struct {
 	// ReleaseName is the Helm release name (.Release.Name).
 	ReleaseName string
-	// Namespace is .Release.Namespace. With Mapper set, namespaced objects without a namespace get
-	// it; without Mapper the caller sets namespaces with SetDefaultNamespace.
+	// Namespace is .Release.Namespace. Objects keep the namespace their templates give them:
+	// which kinds are namespaced is a fact of the cluster they go to, so defaulting the namespace
+	// is for the caller that knows it (apply.SetDefaultNamespace).
 	Namespace string
 	// KubeVersion, e.g. "v1.32.5", is .Capabilities.KubeVersion and is checked against the chart's
 	// kubeVersion constraint. Empty means Helm's default version.
@@ -60,10 +59,6 @@ type Options struct {
 	IncludeCRDs bool
 	// APIVersions are extra .Capabilities.APIVersions ("group/version" or "group/version/Kind").
 	APIVersions []string
-	// Mapper, when set, decides which objects are namespaced: Chart then calls SetDefaultNamespace
-	// with Namespace and returns its *NoKindError for kinds the mapper (and the rendered CRDs) do
-	// not know.
-	Mapper meta.RESTMapper
 }
 
 // errRenderedTooLarge ends a rendering child whose templates rendered more text than its output
@@ -133,11 +128,6 @@ func renderLoaded(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstru
 			return nil, fmt.Errorf("rendering chart %s: reading the renderer's output: %w", ch.Name(), err)
 		}
 		objs = append(objs, u)
-	}
-	if opts.Mapper != nil {
-		if err := SetDefaultNamespace(objs, opts.Namespace, opts.Mapper); err != nil {
-			return objs, fmt.Errorf("rendering chart %s: %w", ch.Name(), err)
-		}
 	}
 	return objs, nil
 }
@@ -291,84 +281,6 @@ func decodeDocuments(file string, data []byte) ([]*unstructured.Unstructured, er
 		}
 		objs = append(objs, u)
 	}
-}
-
-// ErrUnknownKind is matched (errors.Is) by a *NoKindError.
-var ErrUnknownKind = errors.New("unknown kind")
-
-// NoKindError names the kinds whose scope could not be decided: neither the RESTMapper nor a
-// CustomResourceDefinition among the objects knows them (typically: a CRD is not installed).
-type NoKindError struct {
-	Kinds []schema.GroupVersionKind
-}
-
-func (e *NoKindError) Error() string {
-	names := make([]string, len(e.Kinds))
-	for i, k := range e.Kinds {
-		names[i] = GVKString(k)
-	}
-	return fmt.Sprintf("unknown kind (CRD not installed?): %s", strings.Join(names, ", "))
-}
-
-// Is makes errors.Is(err, ErrUnknownKind) true.
-func (e *NoKindError) Is(target error) bool { return target == ErrUnknownKind }
-
-// GVKString formats a GroupVersionKind as "Kind.version.group" ("Kind.v1" for the core group),
-// the form kubectl users recognise.
-func GVKString(k schema.GroupVersionKind) string {
-	if k.Group == "" {
-		return k.Kind + "." + k.Version
-	}
-	return k.Kind + "." + k.Version + "." + k.Group
-}
-
-// SetDefaultNamespace sets namespace on every object that has none and whose kind is namespaced,
-// according to mapper or to a CustomResourceDefinition among objs (so that a chart's own CRDs and
-// their objects work before the CRDs are installed). It clears nothing: an explicit namespace
-// stays, and so does one on a cluster-scoped object (the API server rejects it, which is the
-// chart's bug to report). Objects of unknown kinds are left alone and reported together in one
-// *NoKindError.
-func SetDefaultNamespace(objs []*unstructured.Unstructured, namespace string, mapper meta.RESTMapper) error {
-	crdScope := map[schema.GroupKind]bool{} // true = namespaced
-	for _, o := range objs {
-		if gvk := o.GroupVersionKind(); gvk.Group != "apiextensions.k8s.io" || gvk.Kind != "CustomResourceDefinition" {
-			continue
-		}
-		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
-		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
-		scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
-		crdScope[schema.GroupKind{Group: group, Kind: kind}] = scope == "Namespaced"
-	}
-	var unknown []schema.GroupVersionKind
-	seen := map[schema.GroupVersionKind]bool{}
-	for _, o := range objs {
-		if o.GetNamespace() != "" {
-			continue
-		}
-		gvk := o.GroupVersionKind()
-		namespaced, ok := crdScope[gvk.GroupKind()]
-		if !ok {
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				if !meta.IsNoMatchError(err) {
-					return fmt.Errorf("finding the scope of %s: %w", GVKString(gvk), err)
-				}
-				if !seen[gvk] {
-					seen[gvk] = true
-					unknown = append(unknown, gvk)
-				}
-				continue
-			}
-			namespaced = m.Scope.Name() == meta.RESTScopeNameNamespace
-		}
-		if namespaced {
-			o.SetNamespace(namespace)
-		}
-	}
-	if len(unknown) > 0 {
-		return &NoKindError{Kinds: unknown}
-	}
-	return nil
 }
 
 // deepCopyMap copies the maps and slices of a values tree; leaves are shared (they are immutable

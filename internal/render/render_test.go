@@ -8,9 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
@@ -96,7 +94,7 @@ func TestChartCRDsNamespacesHooksAndOrder(t *testing.T) {
 	}
 	got := keys(objs)
 	// crds/ first, then Namespace, then install order (ClusterRole before ConfigMap and custom
-	// kinds), hooks last; no namespaces without a mapper, no NOTES.txt, no empty documents.
+	// kinds), hooks last; no namespace the templates do not set (defaulting is apply's), no NOTES.txt, no empty documents.
 	want := []string{
 		"CustomResourceDefinition//widgets.example.org",
 		"Namespace//rel-system",
@@ -120,84 +118,6 @@ func TestChartCRDsNamespacesHooksAndOrder(t *testing.T) {
 	}
 	if len(without) != len(objs)-1 || without[0].GetKind() == "CustomResourceDefinition" {
 		t.Errorf("without IncludeCRDs: %v", keys(without))
-	}
-}
-
-func TestChartWithMapperSetsNamespaces(t *testing.T) {
-	mapper := meta.NewDefaultRESTMapper(nil)
-	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
-	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}, meta.RESTScopeRoot)
-	mapper.Add(schema.GroupVersionKind{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"}, meta.RESTScopeRoot)
-	mapper.Add(schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"}, meta.RESTScopeRoot)
-
-	objs, err := render.Chart(context.Background(), "testdata/crds", render.Options{
-		ReleaseName: "rel", Namespace: "ns1", IncludeCRDs: true, Mapper: mapper,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{
-		"CustomResourceDefinition//widgets.example.org",
-		"Namespace//rel-system",
-		"ClusterRole//rel-reader",
-		"Widget/ns1/rel-widget", // scope from the chart's own CRD
-		"ConfigMap/ns1/rel-hook",
-	}
-	if got := keys(objs); strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("objects:\n got %v\nwant %v", got, want)
-	}
-
-	// Without the CRD the Widget's scope is unknown.
-	_, err = render.Chart(context.Background(), "testdata/crds", render.Options{ReleaseName: "rel", Namespace: "ns1", Mapper: mapper})
-	var nk *render.NoKindError
-	if !errors.As(err, &nk) || !errors.Is(err, render.ErrUnknownKind) {
-		t.Fatalf("error %v, want a *NoKindError", err)
-	}
-	if len(nk.Kinds) != 1 || nk.Kinds[0] != (schema.GroupVersionKind{Group: "example.org", Version: "v1", Kind: "Widget"}) {
-		t.Errorf("unknown kinds %v, want Widget.v1.example.org", nk.Kinds)
-	}
-	if !strings.Contains(err.Error(), "Widget.v1.example.org") {
-		t.Errorf("error %q does not name the kind", err)
-	}
-}
-
-func TestSetDefaultNamespace(t *testing.T) {
-	mapper := meta.NewDefaultRESTMapper(nil)
-	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
-	mapper.Add(schema.GroupVersionKind{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"}, meta.RESTScopeRoot)
-	obj := func(apiVersion, kind, ns, name string) *unstructured.Unstructured {
-		u := &unstructured.Unstructured{}
-		u.SetAPIVersion(apiVersion)
-		u.SetKind(kind)
-		u.SetNamespace(ns)
-		u.SetName(name)
-		return u
-	}
-	objs := []*unstructured.Unstructured{
-		obj("v1", "ConfigMap", "", "defaulted"),
-		obj("v1", "ConfigMap", "explicit", "kept"),
-		obj("rbac.authorization.k8s.io/v1", "ClusterRole", "", "cluster"),
-		obj("rbac.authorization.k8s.io/v1", "ClusterRole", "odd", "kept-as-is"),
-		obj("x.example.org/v2", "Gadget", "", "unknown1"),
-		obj("x.example.org/v2", "Gadget", "", "unknown2"),
-		obj("x.example.org/v2", "Gizmo", "has", "not-looked-up"),
-	}
-	err := render.SetDefaultNamespace(objs, "kube-system", mapper)
-	var nk *render.NoKindError
-	if !errors.As(err, &nk) || len(nk.Kinds) != 1 || nk.Kinds[0].Kind != "Gadget" {
-		t.Fatalf("error %v, want one unknown kind Gadget", err)
-	}
-	want := []string{
-		"ConfigMap/kube-system/defaulted",
-		"ConfigMap/explicit/kept",
-		"ClusterRole//cluster",
-		"ClusterRole/odd/kept-as-is",
-		"Gadget//unknown1",
-		"Gadget//unknown2",
-		"Gizmo/has/not-looked-up",
-	}
-	if got := keys(objs); strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("objects:\n got %v\nwant %v", got, want)
 	}
 }
 

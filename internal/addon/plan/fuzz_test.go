@@ -1,8 +1,10 @@
-package addon
+package plan
 
 import (
 	"errors"
 	"testing"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/condition"
 )
 
 // FuzzParse feeds arbitrary bytes to Parse: it must never panic, every error must classify as
@@ -22,15 +24,15 @@ func FuzzParse(f *testing.F) {
 		}
 		for hook, stages := range c.AddonStages {
 			for _, s := range stages {
-				if checkChartName(s.Name) != nil {
+				if CheckChartName(s.Name) != nil {
 					t.Fatalf("accepted chart name %q in %s", s.Name, hook)
 				}
 				if s.Action != ActionApply && s.Action != ActionDelete {
 					t.Fatalf("accepted action %q", s.Action)
 				}
-				for _, c := range []*Condition{s.WaitForPreCondition, s.WaitForPostCondition} {
-					if c != nil && c.program == nil {
-						t.Fatalf("accepted a condition without a program")
+				for _, c := range []*condition.Condition{s.WaitForPreCondition, s.WaitForPostCondition} {
+					if err := c.Compile(); err != nil {
+						t.Fatalf("accepted a condition that does not compile: %v", err)
 					}
 				}
 			}

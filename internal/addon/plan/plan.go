@@ -1,8 +1,8 @@
-// Package addon reads the addon plan of a cluster-stack release (clusteraddon.yaml: which chart to
+// Package plan reads the addon plan of a cluster-stack release (clusteraddon.yaml: which chart to
 // apply or delete at which lifecycle hook, and the CEL conditions to wait for before and after each
-// stage) and evaluates those conditions against objects of a workload cluster. It holds no state:
-// the progress of a plan lives in the ClusterAddon's status.
-package addon
+// stage) and checks it whole, so that a release is rejected when it is loaded rather than halfway
+// through an upgrade. It holds no state: the progress of a plan lives in the ClusterAddon's status.
+package plan
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/condition"
 )
 
 // Action is what a stage does with its chart.
@@ -89,17 +91,17 @@ type Stage struct {
 	// Action is apply or delete.
 	Action Action
 	// WaitForPreCondition must hold before the chart is applied or deleted; nil means none.
-	WaitForPreCondition *Condition
+	WaitForPreCondition *condition.Condition
 	// WaitForPostCondition must hold before the stage counts as done; nil means none.
-	WaitForPostCondition *Condition
+	WaitForPostCondition *condition.Condition
 }
 
 type stageJSON struct {
-	Name                 string     `json:"name,omitempty"`
-	HelmChartName        string     `json:"helmChartName,omitempty"`
-	Action               Action     `json:"action"`
-	WaitForPreCondition  *Condition `json:"waitForPreCondition,omitempty"`
-	WaitForPostCondition *Condition `json:"waitForPostCondition,omitempty"`
+	Name                 string               `json:"name,omitempty"`
+	HelmChartName        string               `json:"helmChartName,omitempty"`
+	Action               Action               `json:"action"`
+	WaitForPreCondition  *condition.Condition `json:"waitForPreCondition,omitempty"`
+	WaitForPostCondition *condition.Condition `json:"waitForPostCondition,omitempty"`
 }
 
 // UnmarshalJSON reads either spelling of the chart name.
@@ -150,16 +152,16 @@ func Parse(data []byte) (*Config, error) {
 		}
 		for i, s := range stages {
 			f := fmt.Sprintf("%s[%d]", field, i)
-			if err := checkChartName(s.Name); err != nil {
+			if err := CheckChartName(s.Name); err != nil {
 				return nil, &ConfigError{Field: f + ".name", Err: err}
 			}
 			if s.Action != ActionApply && s.Action != ActionDelete {
 				return nil, &ConfigError{Field: f + ".action", Err: fmt.Errorf("%q is neither apply nor delete", s.Action)}
 			}
-			if err := s.WaitForPreCondition.compile(); err != nil {
+			if err := s.WaitForPreCondition.Compile(); err != nil {
 				return nil, &ConfigError{Field: f + ".waitForPreCondition", Err: err}
 			}
-			if err := s.WaitForPostCondition.compile(); err != nil {
+			if err := s.WaitForPostCondition.Compile(); err != nil {
 				return nil, &ConfigError{Field: f + ".waitForPostCondition", Err: err}
 			}
 		}
@@ -169,9 +171,9 @@ func Parse(data []byte) (*Config, error) {
 
 var chartNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
 
-// checkChartName keeps a chart name a single path element: it is joined with the extraction
+// CheckChartName keeps a chart name a single path element: it is joined with the extraction
 // directory of the addon archive, so `../x` or `a/b` must never pass.
-func checkChartName(n string) error {
+func CheckChartName(n string) error {
 	if n == "" {
 		return errors.New("chart name is empty (set name or helmChartName)")
 	}

@@ -1,4 +1,7 @@
-package addon
+// Package condition evaluates the waitForPreCondition and waitForPostCondition of an addon stage:
+// CEL expressions over objects read from a workload cluster. Compile checks one when a release is
+// parsed; Evaluate answers "does it hold now" against a live cluster.
+package condition
 
 import (
 	"context"
@@ -61,8 +64,9 @@ var celReserved = []string{"true", "false", "null", "in", "as", "break", "const"
 // maxExpressionLength bounds a CEL expression; real ones are one line.
 const maxExpressionLength = 4096
 
-// compile checks the condition and prepares its program; a nil condition is valid.
-func (c *Condition) compile() error {
+// Compile checks the condition and prepares its program; a nil condition is valid. Its errors say
+// what is wrong without the condition's place in the file, which the caller knows.
+func (c *Condition) Compile() error {
 	if c == nil {
 		return nil
 	}
@@ -130,8 +134,9 @@ func (c *Condition) Evaluate(ctx context.Context, r client.Reader) (Result, erro
 		return Result{Met: true}, nil
 	}
 	if c.program == nil {
-		if err := c.compile(); err != nil {
-			return Result{}, &ConfigError{Err: err}
+		// Only a condition that did not come through Compile (plan.Parse) gets here.
+		if err := c.Compile(); err != nil {
+			return Result{}, fmt.Errorf("compiling condition %q: %w", c.Conditions, err)
 		}
 	}
 	vars := make(map[string]any, len(c.Objects))
