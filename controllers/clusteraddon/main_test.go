@@ -40,7 +40,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
@@ -139,71 +138,48 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	// The operator's logs only with TEST_VERBOSE: the failure tests cause expected errors.
-	logOut := io.Discard
-	if os.Getenv("TEST_VERBOSE") != "" {
-		logOut = os.Stderr
-	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
-	webhooks, err := clusterWebhooks(filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if mgmt, err = testenv.Start(testenv.Options{WebhookInstallOptions: webhooks}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer stopEnv(mgmt)
-	if workload, err = testenv.Start(testenv.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer stopEnv(workload)
-
-	tmp, err := os.MkdirTemp("", "clusteraddon-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	for _, o := range fixtureOptions {
-		dir, err := fixtures.Build(filepath.Join(tmp, "releases"), o)
+	testenv.Main(m, func(s *testenv.Suite) (err error) {
+		webhooks, err := clusterWebhooks(filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"))
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
-		releases.dirs[o.ReleaseName()] = dir
-	}
-	addonCacheDir = filepath.Join(tmp, "addons")
-	if err := startChartDoubles(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer chartRepo.Close()
-	defer chartRegistry.Close()
-	defer chartDown.Close()
-	certDir = filepath.Join(tmp, "certs")
-	pool, err := writeServingCert(certDir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	hooksClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if hooksPort, err = freePort(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := startManager(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer stopManager()
-	return m.Run()
+		if mgmt, err = s.Start(testenv.Options{WebhookInstallOptions: webhooks}); err != nil {
+			return err
+		}
+		if workload, err = s.Start(testenv.Options{}); err != nil {
+			return err
+		}
+		tmp, err := os.MkdirTemp("", "clusteraddon-test-")
+		if err != nil {
+			return err
+		}
+		s.Cleanup(func() { _ = os.RemoveAll(tmp) })
+		for _, o := range fixtureOptions {
+			dir, err := fixtures.Build(filepath.Join(tmp, "releases"), o)
+			if err != nil {
+				return err
+			}
+			releases.dirs[o.ReleaseName()] = dir
+		}
+		addonCacheDir = filepath.Join(tmp, "addons")
+		if err := startChartDoubles(s); err != nil {
+			return err
+		}
+		certDir = filepath.Join(tmp, "certs")
+		pool, err := writeServingCert(certDir)
+		if err != nil {
+			return err
+		}
+		hooksClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		if hooksPort, err = freePort(); err != nil {
+			return err
+		}
+		if err := startManager(); err != nil {
+			return err
+		}
+		s.Cleanup(stopManager)
+		return nil
+	})
 }
 
 // startManager starts a manager running the controllers and the hooks server, as main.go does.
@@ -262,12 +238,6 @@ func startManager() error {
 		time.Sleep(50 * time.Millisecond) // polling a readiness check, not waiting for a condition of the tests
 	}
 	return nil
-}
-
-func stopEnv(env *testenv.Environment) {
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the test API server:", err)
-	}
 }
 
 // webhookNamespaceLabel marks the namespaces in which the test API server calls the Cluster
