@@ -371,7 +371,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	if err != nil {
 		return report{err: err, reached: ptr.To(false)}
 	}
-	t, err := r.target(ctx, cluster, p, wc)
+	t, err := r.newTarget(ctx, cluster, p, wc)
 	if err == nil {
 		err = r.runHook(ctx, ca, p, t)
 	}
@@ -499,7 +499,8 @@ type target struct {
 	class string
 }
 
-func (r *ClusterAddonReconciler) target(ctx context.Context, cluster *clusterv1.Cluster, p *plan, wc *workloadcluster.Cluster) (*target, error) {
+// newTarget returns where this reconcile installs the addons of p for cluster.
+func (r *ClusterAddonReconciler) newTarget(ctx context.Context, cluster *clusterv1.Cluster, p *plan, wc *workloadcluster.Cluster) (*target, error) {
 	data, err := r.templateData(ctx, cluster)
 	if err != nil {
 		return nil, err
