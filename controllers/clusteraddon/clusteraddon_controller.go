@@ -369,7 +369,11 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	}
 	wc, err := r.connect(ctx, client.ObjectKeyFromObject(cluster))
 	if err != nil {
-		return report{err: err, reached: ptr.To(false)}
+		rep := report{err: err}
+		if _, ok := outcome.AsWaiting(err); ok {
+			rep.reached = ptr.To(false)
+		}
+		return rep
 	}
 	t, err := r.newTarget(ctx, cluster, p, wc)
 	if err == nil {
@@ -463,7 +467,9 @@ func (r *ClusterAddonReconciler) releaseFailed(rn name.Release, err error) error
 	return outcome.Retry(csv1alpha1.ReleaseNotAvailableReason, fmt.Errorf("getting release %s: %w", rn, err))
 }
 
-// connect returns the workload cluster, or why it cannot be reached.
+// connect returns the workload cluster, or why it cannot be reached (a *outcome.Waiting); any
+// other error is a failed read of the kubeconfig Secret in the management cluster, retried with
+// backoff and no news about the workload cluster.
 func (r *ClusterAddonReconciler) connect(ctx context.Context, cluster types.NamespacedName) (*workloadcluster.Cluster, error) {
 	wc, err := r.Workload.Get(ctx, cluster)
 	if err == nil {
@@ -472,15 +478,19 @@ func (r *ClusterAddonReconciler) connect(ctx context.Context, cluster types.Name
 	if err == nil {
 		return wc, nil
 	}
-	reason := csv1alpha1.ClusterUnreachableReason
-	msg := fmt.Sprintf("The API server of workload cluster %s does not answer", cluster.Name)
+	var reason, msg string
 	switch {
+	case errors.Is(err, workloadcluster.ErrUnreachable):
+		reason = csv1alpha1.ClusterUnreachableReason
+		msg = fmt.Sprintf("The API server of workload cluster %s does not answer", cluster.Name)
 	case errors.Is(err, workloadcluster.ErrKubeconfigMissing):
 		reason = csv1alpha1.KubeconfigMissingReason
 		msg = fmt.Sprintf("Waiting for the kubeconfig Secret %s (key %q)", workloadcluster.SecretName(cluster.Name), workloadcluster.KubeconfigKey)
 	case errors.Is(err, workloadcluster.ErrKubeconfigInvalid):
 		reason = csv1alpha1.KubeconfigInvalidReason
 		msg = fmt.Sprintf("The kubeconfig Secret %s holds no usable kubeconfig", workloadcluster.SecretName(cluster.Name))
+	default:
+		return nil, fmt.Errorf("connecting to workload cluster %s: %w", cluster.Name, err)
 	}
 	// The error text of an unreachable server carries no timestamps, but it may carry a
 	// changing port or request ID; the message stays fixed so that a waiting ClusterAddon costs
