@@ -38,8 +38,8 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 )
 
@@ -61,6 +61,8 @@ type options struct {
 	webhookCertDir       string
 	releaseCacheDir      string
 	releaseCheckInterval time.Duration
+	// releaseCacheMaxBytes bounds the release cache on disk (least recently used evicted).
+	releaseCacheMaxBytes int64
 	// runtimeExtensionPort serves the Cluster API runtime extension (lifecycle hooks).
 	runtimeExtensionPort int
 	// profilerAddress serves net/http/pprof, to look into CPU and memory use; off by default.
@@ -94,6 +96,8 @@ func main() {
 	flag.IntVar(&opts.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	flag.StringVar(&opts.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook server; empty means the controller-runtime default.")
 	flag.StringVar(&opts.releaseCacheDir, "release-cache-dir", filepath.Join(".cache", "releases"), "Directory where verified cluster-stack releases are cached; relative to the working directory.")
+	opts.releaseCacheMaxBytes = resolver.DefaultCacheMaxBytes
+	flag.Func("release-cache-max-bytes", "How much disk the release cache may use, a quantity such as 1Gi (default 1Gi). Releases no ClusterStackRelease names are removed first; beyond that the least recently used go and are fetched again when needed.", quantityFlag(&opts.releaseCacheMaxBytes))
 	flag.DurationVar(&opts.releaseCheckInterval, "release-check-interval", 5*time.Minute, "How often release sources are asked for new releases (autoSubscribe); a ClusterStack may override it.")
 	flag.IntVar(&opts.runtimeExtensionPort, "runtime-extension-port", 9444, "Port of the Cluster API runtime extension (lifecycle hooks) server; it uses the certificate in --webhook-cert-dir; 0 disables it.")
 	flag.StringVar(&opts.profilerAddress, "profiler-address", "", "Address (e.g. localhost:6060) to serve the Go profiler (net/http/pprof) on; empty disables it.")
@@ -212,9 +216,12 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	if err != nil {
 		return err
 	}
-	releases, err := releasestore.New(mgr.GetClient(), defaultSource, opts.releaseCacheDir, releasestore.WithConfinement(policy, localRoots))
+	releases, err := resolver.New(mgr.GetClient(), defaultSource, opts.releaseCacheDir, resolver.WithConfinement(policy, localRoots), resolver.WithCacheMaxBytes(opts.releaseCacheMaxBytes))
 	if err != nil {
 		return err
+	}
+	if err := mgr.Add(&resolver.Pruner{Reader: mgr.GetClient(), Cache: releases.Cache()}); err != nil {
+		return fmt.Errorf("adding the release cache pruner: %w", err)
 	}
 	if err := clusterstack.Setup(mgr, clusterstack.Options{
 		Releases:             releases,

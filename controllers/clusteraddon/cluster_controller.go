@@ -19,6 +19,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 )
 
@@ -63,7 +64,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		r.Workload.Drop(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
-	if _, ok := addon.ReleaseOf(cluster); !ok {
+	if _, ok := resolver.ReleaseOfCluster(cluster); !ok {
 		return ctrl.Result{}, nil
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("Cluster", klog.KObj(cluster))

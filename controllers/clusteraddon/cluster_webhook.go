@@ -13,8 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 )
 
 // SetupWebhooks registers the Cluster defaulting and validating webhooks.
@@ -45,9 +44,10 @@ var (
 
 // releaseKubernetesVersion returns status.kubernetesVersion of the ClusterStackRelease of a
 // release; empty when it does not exist or is not known yet.
-func (w *ClusterWebhook) releaseKubernetesVersion(ctx context.Context, namespace string, n name.Release) (string, error) {
+func (w *ClusterWebhook) releaseKubernetesVersion(ctx context.Context, ref resolver.Ref) (string, error) {
+	n := ref.Release
 	csr := &csv1alpha1.ClusterStackRelease{}
-	err := w.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: n.String()}, csr)
+	err := w.Client.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: n.String()}, csr)
 	if apierrors.IsNotFound(err) {
 		return "", nil
 	}
@@ -60,11 +60,11 @@ func (w *ClusterWebhook) releaseKubernetesVersion(ctx context.Context, namespace
 // Default fills spec.topology.version from the release when it is empty, so that a GitOps
 // repository can name only the class.
 func (w *ClusterWebhook) Default(ctx context.Context, c *clusterv1.Cluster) error {
-	n, ok := addon.ReleaseOf(c)
+	ref, ok := resolver.ReleaseOfCluster(c)
 	if !ok || c.Spec.Topology.Version != "" {
 		return nil
 	}
-	v, err := w.releaseKubernetesVersion(ctx, c.Namespace, n)
+	v, err := w.releaseKubernetesVersion(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -75,18 +75,19 @@ func (w *ClusterWebhook) Default(ctx context.Context, c *clusterv1.Cluster) erro
 
 // ValidateCreate checks the version against the release.
 func (w *ClusterWebhook) ValidateCreate(ctx context.Context, c *clusterv1.Cluster) (admission.Warnings, error) {
-	n, ok := addon.ReleaseOf(c)
+	ref, ok := resolver.ReleaseOfCluster(c)
 	if !ok {
 		return nil, nil
 	}
-	return nil, w.validateVersion(ctx, c, n)
+	return nil, w.validateVersion(ctx, c, ref)
 }
 
 // ValidateUpdate also keeps provider and stack name and lets the Kubernetes minor go up by at
 // most one.
 func (w *ClusterWebhook) ValidateUpdate(ctx context.Context, old, c *clusterv1.Cluster) (admission.Warnings, error) {
-	on, oldOK := addon.ReleaseOf(old)
-	n, ok := addon.ReleaseOf(c)
+	oref, oldOK := resolver.ReleaseOfCluster(old)
+	ref, ok := resolver.ReleaseOfCluster(c)
+	on, n := oref.Release, ref.Release
 	switch {
 	case !oldOK && !ok:
 		return nil, nil
@@ -104,7 +105,7 @@ func (w *ClusterWebhook) ValidateUpdate(ctx context.Context, old, c *clusterv1.C
 		return nil, fmt.Errorf("spec.topology.classRef.name: %s would take Kubernetes from %s to %s; upgrade one minor version at a time (to a %d.%d release first)",
 			c.Spec.Topology.ClassRef.Name, on.Kubernetes, n.Kubernetes, on.Kubernetes.Major, on.Kubernetes.Minor+1)
 	}
-	return nil, w.validateVersion(ctx, c, n)
+	return nil, w.validateVersion(ctx, c, ref)
 }
 
 // ValidateDelete allows every deletion.
@@ -112,13 +113,14 @@ func (w *ClusterWebhook) ValidateDelete(context.Context, *clusterv1.Cluster) (ad
 	return nil, nil
 }
 
-func (w *ClusterWebhook) validateVersion(ctx context.Context, c *clusterv1.Cluster, n name.Release) error {
-	want, err := w.releaseKubernetesVersion(ctx, c.Namespace, n)
+func (w *ClusterWebhook) validateVersion(ctx context.Context, c *clusterv1.Cluster, ref resolver.Ref) error {
+	n := ref.Release
+	want, err := w.releaseKubernetesVersion(ctx, ref)
 	if err != nil {
 		return err
 	}
 	if want == "" {
-		return fmt.Errorf("spec.topology.classRef.name: the Kubernetes version of release %s is not known yet: its ClusterStackRelease in namespace %s does not exist or is not ready; add the version to the ClusterStack or wait", n, c.Namespace)
+		return fmt.Errorf("spec.topology.classRef.name: the Kubernetes version of release %s is not known yet: its ClusterStackRelease in namespace %s does not exist or is not ready; add the version to the ClusterStack or wait", n, ref.Namespace)
 	}
 	if strings.TrimPrefix(c.Spec.Topology.Version, "v") != strings.TrimPrefix(want, "v") {
 		return fmt.Errorf("spec.topology.version: %q does not match Kubernetes %s of release %s; set it to %s or leave it empty", c.Spec.Topology.Version, want, n, want)

@@ -43,7 +43,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 )
@@ -359,11 +359,11 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	if cluster == nil {
 		return report{gone: true}
 	}
-	rn, err := decideRelease(ctx, ca, cluster)
+	ref, err := decideRelease(ctx, ca, cluster)
 	if err != nil {
 		return report{err: err}
 	}
-	p, err := r.loadPlan(ctx, ca.Namespace, rn)
+	p, err := r.loadPlan(ctx, ref)
 	if err != nil {
 		return report{err: err}
 	}
@@ -407,14 +407,14 @@ func (r *ClusterAddonReconciler) clusterOf(ctx context.Context, ca *csv1alpha1.C
 
 // decideRelease returns the release the Cluster's class names. A class new to the ClusterAddon
 // starts that release's hook from its first stage; a first install waits for the control plane.
-func decideRelease(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster *clusterv1.Cluster) (name.Release, error) {
+func decideRelease(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster *clusterv1.Cluster) (resolver.Ref, error) {
 	class := cluster.Spec.Topology.ClassRef.Name
-	rn, ok := addon.ReleaseOf(cluster)
+	ref, ok := resolver.ReleaseOfCluster(cluster)
 	if !ok {
-		return rn, outcome.Stall(csv1alpha1.InvalidReleaseReason, "Cluster %s does not use a cluster-stack ClusterClass (class %q)", cluster.Name, class)
+		return ref, outcome.Stall(csv1alpha1.InvalidReleaseReason, "Cluster %s does not use a cluster-stack ClusterClass (class %q)", cluster.Name, class)
 	}
 	if ca.Spec.ClusterStack == "" && ca.Spec.Hook != csv1alpha1.HookAfterControlPlaneInitialized && !controlPlaneInitialized(cluster) {
-		return rn, outcome.Wait(csv1alpha1.ControlPlaneNotInitializedReason, 0, "Waiting for the control plane of Cluster %s to be initialized", cluster.Name)
+		return ref, outcome.Wait(csv1alpha1.ControlPlaneNotInitializedReason, 0, "Waiting for the control plane of Cluster %s to be initialized", cluster.Name)
 	}
 	if ca.Spec.ClusterStack != class {
 		// A new release: start its hook from the first stage. Whatever the previous release was
@@ -431,12 +431,13 @@ func decideRelease(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster *cl
 		ca.Spec.Version = ""
 		ca.Status.Stages = nil
 	}
-	return rn, nil
+	return ref, nil
 }
 
-// loadPlan returns the verified release rn and its addon plan.
-func (r *ClusterAddonReconciler) loadPlan(ctx context.Context, namespace string, rn name.Release) (*plan, error) {
-	rel, err := r.Releases.ReleaseFor(ctx, namespace, rn.String())
+// loadPlan returns the verified release ref names and its addon plan.
+func (r *ClusterAddonReconciler) loadPlan(ctx context.Context, ref resolver.Ref) (*plan, error) {
+	rn := ref.Release
+	rel, err := r.Releases.ReleaseFor(ctx, ref.Namespace, rn)
 	if err != nil {
 		return nil, r.releaseFailed(rn, err)
 	}
@@ -450,18 +451,18 @@ func (r *ClusterAddonReconciler) loadPlan(ctx context.Context, namespace string,
 	return p, nil
 }
 
-// releaseFailed maps the class of a release error (releasestore.Classify, the one classification
+// releaseFailed maps the class of a release error (resolver.Classify, the one classification
 // of the release domain) to the ClusterAddon's outcome.
 func (r *ClusterAddonReconciler) releaseFailed(rn name.Release, err error) error {
 	retry := r.interval(r.ReleaseRetryInterval, DefaultReleaseRetryInterval)
-	switch releasestore.Classify(err) {
-	case releasestore.FailureInvalid:
+	switch resolver.Classify(err) {
+	case resolver.FailureInvalid:
 		// A release does not change under its name: only moving the Cluster to another helps.
 		return outcome.Stall(csv1alpha1.InvalidReleaseReason, "Release %s is invalid: %v", rn, err)
-	case releasestore.FailureSource:
+	case resolver.FailureSource:
 		// The ClusterStack or its Secret must be fixed; neither is watched here.
 		return outcome.StallRetry(csv1alpha1.ReleaseSourceErrorReason, retry, "Release %s cannot be read from its source: %v", rn, err)
-	case releasestore.FailureNotYet:
+	case resolver.FailureNotYet:
 		return outcome.Wait(csv1alpha1.ReleaseNotAvailableReason, retry, "Release %s is not available yet: %v", rn, err)
 	}
 	return outcome.Retry(csv1alpha1.ReleaseNotAvailableReason, fmt.Errorf("getting release %s: %w", rn, err))

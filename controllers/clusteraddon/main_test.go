@@ -48,6 +48,8 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/hooks"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/helmrepo"
@@ -95,21 +97,22 @@ var fixtureOptions = []fixtures.Options{
 	{StackVersion: "v13", Source: "openstack-scs2-unavailable"},                    // a dependency whose repository does not answer
 }
 
-// fixtureReleases serves fixture releases the way the release store does: verified by
+// fixtureReleases serves fixture releases the way the resolver does: verified by
 // release.Load, from a directory per release.
 type fixtureReleases struct {
 	mu   sync.Mutex
 	dirs map[string]string
 }
 
-func (f *fixtureReleases) ReleaseFor(_ context.Context, _, releaseName string) (*release.Release, error) {
+func (f *fixtureReleases) ReleaseFor(_ context.Context, _ string, n name.Release) (*release.Release, error) {
 	f.mu.Lock()
-	dir, ok := f.dirs[releaseName]
+	dir, ok := f.dirs[n.String()]
 	f.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("release %s: not found", releaseName)
+		// As the resolver answers for a release no ClusterStack provides.
+		return nil, fmt.Errorf("release %s: %w", n, resolver.ErrNoClusterStack)
 	}
-	return release.Load(dir, releaseName, release.Options{})
+	return release.Load(dir, n, release.Options{})
 }
 
 // writeCounter counts write requests to an API server.

@@ -23,6 +23,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/hooks"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 )
 
@@ -33,9 +34,9 @@ const FieldManager = "clusterstack-operator"
 // not set.
 const DefaultChartTimeout = 2 * time.Minute
 
-// Releases gives the verified release a Cluster's class names; *releasestore.Store implements it.
+// Releases gives the verified release a Cluster's class names; *resolver.Resolver implements it.
 type Releases interface {
-	ReleaseFor(ctx context.Context, namespace, releaseName string) (*release.Release, error)
+	ReleaseFor(ctx context.Context, namespace string, n name.Release) (*release.Release, error)
 }
 
 // Options configure Setup. Zero durations mean the defaults of the same name.

@@ -31,8 +31,8 @@ import (
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 )
 
 const (
@@ -76,7 +76,7 @@ type ClusterStackReconciler struct {
 	// deleted: a Cluster created a moment ago may not be in the cache yet, and a release it uses
 	// must not be garbage-collected for that.
 	APIReader client.Reader
-	Releases  *releasestore.Store
+	Releases  *resolver.Resolver
 	Recorder  events.EventRecorder
 	// CheckInterval is the default interval of source checks; zero means
 	// DefaultReleaseCheckInterval.
@@ -96,8 +96,9 @@ type sourceCheck struct {
 	next       time.Time
 	// known is true once a listing succeeded; latest is only meaningful then, and stays at the
 	// last good value while the source fails, so that an outage never garbage-collects releases.
+	// latest is nil when the source holds no release cs provides.
 	known  bool
-	latest string
+	latest *name.Release
 	err    error
 }
 
@@ -130,17 +131,17 @@ func (r *ClusterStackReconciler) clusterStacksOfCluster(ctx context.Context, obj
 	if !ok {
 		return nil
 	}
-	n, ok := releaseOfCluster(cl)
+	ref, ok := resolver.ReleaseOfCluster(cl)
 	if !ok {
 		return nil
 	}
 	var list clusterstackv1alpha1.ClusterStackList
-	if err := r.Client.List(ctx, &list, client.InNamespace(cl.Namespace)); err != nil {
+	if err := r.Client.List(ctx, &list, client.InNamespace(ref.Namespace)); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request
 	for i := range list.Items {
-		if ofStack(&list.Items[i], n) {
+		if resolver.OfStack(&list.Items[i], ref.Release) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 		}
 	}
@@ -225,14 +226,14 @@ func (r *ClusterStackReconciler) reconcileDelete(ctx context.Context, cs *cluste
 		controllerutil.RemoveFinalizer(cs, clusterstackv1alpha1.ClusterStackFinalizer)
 		return ctrl.Result{}, nil
 	}
-	inUse, err := clustersByRelease(ctx, r.APIReader, cs.Namespace)
+	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, cs.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	var waiting, blocked []string
 	for _, csr := range owned {
 		waiting = append(waiting, csr.Name)
-		if users := inUse[csr.Name]; len(users) > 0 {
+		if users := inUse[csr.Name].Clusters; len(users) > 0 {
 			// Not even asked to go: the delete webhook would refuse, and retrying that in a loop
 			// helps nobody. The Cluster watch brings the ClusterStack back when a Cluster goes.
 			blocked = append(blocked, fmt.Sprintf("%s (Clusters %s)", csr.Name, strings.Join(users, ", ")))
@@ -294,7 +295,7 @@ func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *cluste
 	// The source is consulted first: its answer decides the desired set.
 	check, requeue := r.checkSource(ctx, cs, k8s)
 
-	inUse, err := clustersByRelease(ctx, r.APIReader, cs.Namespace)
+	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, cs.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -339,7 +340,7 @@ func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *cluste
 		if wanted[n] || !metav1.IsControlledBy(csr, cs) {
 			continue
 		}
-		if !gcAllowed || len(inUse[n]) > 0 {
+		if !gcAllowed || len(inUse[n].Clusters) > 0 {
 			continue
 		}
 		deleting = append(deleting, n)
@@ -402,7 +403,7 @@ func (r *ClusterStackReconciler) checkSource(ctx context.Context, cs *clustersta
 
 	interval := r.interval(cs)
 	next := sourceCheck{uid: cs.UID, generation: cs.Generation, next: now.Add(wait.Jitter(interval, checkJitter)), known: cur.known, latest: cur.latest}
-	latest, err := r.latestRelease(ctx, cs, k8s)
+	latest, err := r.latestRelease(ctx, cs)
 	if err != nil {
 		next.err = err
 		ctrl.LoggerFrom(ctx).Error(err, "Checking the release source failed")
@@ -425,27 +426,21 @@ func (r *ClusterStackReconciler) interval(cs *clusterstackv1alpha1.ClusterStack)
 	return DefaultReleaseCheckInterval
 }
 
-// latestRelease returns the name of the newest release of cs's stack in its channel, "" when the
-// source holds none. Hash versions carry no order, so the custom channel has no newest release
-// and autoSubscribe adds nothing there.
-func (r *ClusterStackReconciler) latestRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (string, error) {
+// latestRelease returns the newest release cs provides (resolver.Latest), nil when the source
+// holds none.
+func (r *ClusterStackReconciler) latestRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (*name.Release, error) {
 	src, err := r.Releases.SourceFor(ctx, cs)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	names, err := src.List(ctx)
+	releases, err := src.List(ctx)
 	if err != nil {
-		return "", fmt.Errorf("listing releases at %s: %w", src.ID(), err)
+		return nil, fmt.Errorf("listing releases at %s: %w", src.ID(), err)
 	}
-	ch := channelOf(cs)
-	if ch == name.ChannelCustom {
-		return "", nil
+	if n, ok := resolver.Latest(cs, releases); ok {
+		return &n, nil
 	}
-	found := name.Select(names, cs.Spec.Provider, cs.Spec.Name, k8s, ch)
-	if len(found) == 0 {
-		return "", nil
-	}
-	return found[len(found)-1].String(), nil
+	return nil, nil
 }
 
 // terminalSourceError reports errors that retrying cannot fix without a change by a user.
@@ -453,23 +448,10 @@ func terminalSourceError(err error) bool {
 	return errors.Is(err, source.ErrNoSource) || errors.Is(err, source.ErrInvalidConfig) || errors.Is(err, source.ErrUnauthorized)
 }
 
-func channelOf(cs *clusterstackv1alpha1.ClusterStack) name.Channel {
-	if cs.Spec.Channel == "" {
-		return name.ChannelStable
-	}
-	return name.Channel(cs.Spec.Channel)
-}
-
-// ofStack reports whether n is a release of cs's provider, stack and Kubernetes minor.
-func ofStack(cs *clusterstackv1alpha1.ClusterStack, n name.Release) bool {
-	k, err := name.ParseKubernetesMinor(cs.Spec.KubernetesVersion)
-	return err == nil && n.Provider == cs.Spec.Provider && n.Stack == cs.Spec.Name && n.Kubernetes.Compare(k) == 0
-}
-
 // desiredReleases returns the releases cs must provide, ascending, and the spec versions that do
 // not parse. Releases used by Clusters are desired whatever their channel: a Cluster must never
 // lose its ClusterClass.
-func desiredReleases(cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor, check sourceCheck, inUse map[string][]string) ([]name.Release, []string) {
+func desiredReleases(cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor, check sourceCheck, inUse resolver.Usage) ([]name.Release, []string) {
 	set := map[string]name.Release{}
 	var bad []string
 	for _, v := range cs.Spec.Versions {
@@ -481,15 +463,12 @@ func desiredReleases(cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesM
 		n := name.Release{Provider: cs.Spec.Provider, Stack: cs.Spec.Name, Kubernetes: k8s, Version: ver}
 		set[n.String()] = n
 	}
-	if cs.Spec.AutoSubscribe && check.latest != "" {
-		if n, err := name.Parse(check.latest); err == nil {
-			set[n.String()] = n
-		}
+	if cs.Spec.AutoSubscribe && check.latest != nil {
+		set[check.latest.String()] = *check.latest
 	}
-	for rel := range inUse {
-		n, err := name.Parse(rel)
-		if err == nil && ofStack(cs, n) && n.Version.Channel() == channelOf(cs) {
-			set[n.String()] = n
+	for _, u := range inUse {
+		if resolver.InChannel(cs, u.Release) {
+			set[u.Release.String()] = u.Release
 		}
 	}
 	out := make([]name.Release, 0, len(set))

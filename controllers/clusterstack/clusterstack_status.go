@@ -12,6 +12,7 @@ import (
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 )
 
 // More reasons of the ClusterStack's conditions.
@@ -118,7 +119,7 @@ func setClusterStackStatus(cs *clusterstackv1alpha1.ClusterStack, in statusInput
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReleasesNotReadyReason, "Waiting for releases: "+strings.Join(notReady, "; ")
 	case len(in.desired) == 0:
 		ready.Status, ready.Reason = metav1.ConditionFalse, NoReleasesReason
-		ready.Message = fmt.Sprintf("No release of %s-%s-%s in channel %s: list versions in spec.versions or publish a release", cs.Spec.Provider, cs.Spec.Name, strings.ReplaceAll(cs.Spec.KubernetesVersion, ".", "-"), channelOf(cs))
+		ready.Message = fmt.Sprintf("No release of %s-%s-%s in channel %s: list versions in spec.versions or publish a release", cs.Spec.Provider, cs.Spec.Name, strings.ReplaceAll(cs.Spec.KubernetesVersion, ".", "-"), resolver.ChannelOf(cs))
 	}
 	conditions.Set(cs, ready)
 

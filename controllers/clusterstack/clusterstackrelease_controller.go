@@ -36,8 +36,8 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 )
 
@@ -100,7 +100,7 @@ type ClusterStackReleaseReconciler struct {
 	// release) from the API server: the cache may not have the last status patch or a Cluster
 	// that was created a moment ago.
 	APIReader client.Reader
-	Releases  *releasestore.Store
+	Releases  *resolver.Resolver
 	Applier   *apply.Applier
 	Mapper    meta.RESTMapper
 	Recorder  events.EventRecorder
@@ -166,11 +166,11 @@ func releaseOfClusterRequest(_ context.Context, obj client.Object) []reconcile.R
 	if !ok {
 		return nil
 	}
-	n, ok := releaseOfCluster(cl)
+	ref, ok := resolver.ReleaseOfCluster(cl)
 	if !ok {
 		return nil
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: cl.Namespace, Name: n.String()}}}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Release.String()}}}
 }
 
 // Reconcile follows STYLE.md: get, logger, finalizer, patch helper, deferred patch, then delete or
@@ -243,11 +243,11 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr
 		return res, err
 	}
 
-	inUse, err := clustersByRelease(ctx, r.APIReader, csr.Namespace)
+	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	outcome, err := r.apply(ctx, csr, objs, len(inUse[csr.Name]) > 0)
+	outcome, err := r.apply(ctx, csr, objs, len(inUse[csr.Name].Clusters) > 0)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -276,7 +276,7 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr
 // materialise gets the verified release. A nil release means the reconcile ends with the
 // returned result and error; the conditions say why.
 func (r *ClusterStackReleaseReconciler) materialise(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, st *releaseStatus) (*release.Release, ctrl.Result, error) {
-	rel, err := r.Releases.ReleaseFor(ctx, csr.Namespace, csr.Name)
+	rel, err := releaseOf(ctx, r.Releases, csr)
 	if err == nil {
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReleaseAvailableCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.ReadyReason})
 		return rel, ctrl.Result{}, nil
@@ -285,10 +285,10 @@ func (r *ClusterStackReleaseReconciler) materialise(ctx context.Context, csr *cl
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReleaseAvailableCondition, Status: metav1.ConditionFalse, Reason: reason, Message: msg})
 	}
 	switch {
-	case errors.Is(err, releasestore.ErrNoClusterStack):
+	case errors.Is(err, resolver.ErrNoClusterStack):
 		unavailable(NoClusterStackReason, "No ClusterStack of this namespace provides this release: create one for its provider, stack and Kubernetes version")
 		return nil, ctrl.Result{RequeueAfter: releaseRetryInterval}, nil
-	case errors.Is(err, release.ErrInvalid), errors.Is(err, name.ErrInvalidName), errors.Is(err, releasestore.ErrWrongStack),
+	case errors.Is(err, release.ErrInvalid), errors.Is(err, name.ErrInvalidName), errors.Is(err, resolver.ErrWrongStack),
 		errors.Is(err, source.ErrInvalidArtifact), errors.Is(err, source.ErrTooLarge):
 		// Published content does not change under its name: retrying cannot help.
 		unavailable(clusterstackv1alpha1.InvalidReleaseReason, err.Error())
@@ -635,11 +635,11 @@ func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, csr
 	if !controllerutil.ContainsFinalizer(csr, clusterstackv1alpha1.ClusterStackReleaseFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	inUse, err := clustersByRelease(ctx, r.APIReader, csr.Namespace)
+	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if users := inUse[csr.Name]; len(users) > 0 {
+	if users := inUse[csr.Name].Clusters; len(users) > 0 {
 		msg := fmt.Sprintf("ClusterClass %s is used by Clusters %s: delete them or move them to another ClusterClass first", classNameOf(csr.Name), strings.Join(users, ", "))
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReadyCondition, Status: metav1.ConditionFalse, Reason: clusterstackv1alpha1.InUseReason, Message: msg})
 		conditions.Set(csr, metav1.Condition{Type: clusterstackv1alpha1.ReconcilingCondition, Status: metav1.ConditionTrue, Reason: clusterstackv1alpha1.InUseReason, Message: msg})
@@ -651,7 +651,7 @@ func (r *ClusterStackReleaseReconciler) reconcileDelete(ctx context.Context, csr
 	inventory := apply.FromResources(csr.Status.Resources)
 	// Objects a crashed earlier run applied without recording them are found by rendering the
 	// release again, when it is still available.
-	if rel, err := r.Releases.ReleaseFor(ctx, csr.Namespace, csr.Name); err == nil {
+	if rel, err := releaseOf(ctx, r.Releases, csr); err == nil {
 		if objs, err := renderRelease(ctx, rel, csr.Namespace, r.Mapper); err == nil {
 			seen := map[apply.Ref]bool{}
 			for _, ref := range inventory {
@@ -700,4 +700,14 @@ func classNameOf(releaseName string) string {
 		return n.ClusterClassName()
 	}
 	return releaseName
+}
+
+// releaseOf returns the verified release of csr; its name is parsed here, where it enters from
+// the API (the CRD's CEL rule makes a name that does not parse rare).
+func releaseOf(ctx context.Context, releases *resolver.Resolver, csr *clusterstackv1alpha1.ClusterStackRelease) (*release.Release, error) {
+	n, err := name.Parse(csr.Name)
+	if err != nil {
+		return nil, err
+	}
+	return releases.ReleaseFor(ctx, csr.Namespace, n)
 }

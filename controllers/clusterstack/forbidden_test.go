@@ -30,8 +30,8 @@ import (
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
@@ -87,7 +87,7 @@ func startRestrictedManager(t *testing.T, cfg *rest.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	releases, err := releasestore.New(mgr.GetClient(), source.Config{}, t.TempDir(), releasestore.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}))
+	releases, err := resolver.New(mgr.GetClient(), source.Config{}, t.TempDir(), resolver.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}

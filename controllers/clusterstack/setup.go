@@ -13,13 +13,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 )
 
 // Options configure Setup.
 type Options struct {
 	// Releases resolves sources and materialises releases; required.
-	Releases *releasestore.Store
+	Releases *resolver.Resolver
 	// ReleaseCheckInterval is how often sources are asked for new releases; zero means
 	// DefaultReleaseCheckInterval. A ClusterStack's spec.source.checkInterval overrides it.
 	ReleaseCheckInterval time.Duration

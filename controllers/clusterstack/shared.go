@@ -17,6 +17,7 @@ import (
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 )
 
 // Objects shared between releases.
@@ -140,17 +141,17 @@ func (r *ClusterStackReleaseReconciler) heldElsewhere(ctx context.Context, s *sh
 	if len(candidates) == 0 {
 		return held, nil
 	}
-	inUse := map[string]map[string][]string{} // namespace -> release -> Clusters
+	inUse := map[string]resolver.Usage{} // by namespace
 	usedByCluster := func(csr *clusterstackv1alpha1.ClusterStackRelease) (bool, error) {
 		users, ok := inUse[csr.Namespace]
 		if !ok {
 			var err error
-			if users, err = clustersByRelease(ctx, r.APIReader, csr.Namespace); err != nil {
+			if users, err = resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace); err != nil {
 				return false, err
 			}
 			inUse[csr.Namespace] = users
 		}
-		return len(users[csr.Name]) > 0, nil
+		return len(users[csr.Name].Clusters) > 0, nil
 	}
 	for _, ref := range candidates {
 		for _, h := range s.holders[ref.Key()] {
@@ -197,7 +198,7 @@ func (r *ClusterStackReleaseReconciler) heldElsewhere(ctx context.Context, s *sh
 
 // renderOther renders another release's cluster-class chart as that release would.
 func (r *ClusterStackReleaseReconciler) renderOther(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) ([]*unstructured.Unstructured, error) {
-	rel, err := r.Releases.ReleaseFor(ctx, csr.Namespace, csr.Name)
+	rel, err := releaseOf(ctx, r.Releases, csr)
 	if err != nil {
 		return nil, err
 	}

@@ -43,8 +43,8 @@ import (
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
@@ -206,11 +206,11 @@ func startManager(ctx context.Context) (<-chan struct{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	releases, err := releasestore.New(mgr.GetClient(), source.Config{}, filepath.Join(os.TempDir(), fmt.Sprintf("clusterstack-test-cache-%d", os.Getpid())),
+	releases, err := resolver.New(mgr.GetClient(), source.Config{}, filepath.Join(os.TempDir(), fmt.Sprintf("clusterstack-test-cache-%d", os.Getpid())),
 		// No retries: the outage test wants the 503 reported, not retried away.
-		releasestore.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}),
+		resolver.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}),
 		// Local sources of the tests live in t.TempDir() directories.
-		releasestore.WithConfinement(nil, []string{os.TempDir()}))
+		resolver.WithConfinement(nil, []string{os.TempDir()}))
 	if err != nil {
 		return nil, err
 	}

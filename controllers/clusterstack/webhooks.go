@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 )
 
 // The webhooks live next to the controllers rather than in a webhooks/ package because they
@@ -56,18 +56,17 @@ func (v *Validator) ValidateUpdate(context.Context, *clusterstackv1alpha1.Cluste
 
 // ValidateDelete refuses while Clusters use a release of the stack in the ClusterStack's channel.
 func (v *Validator) ValidateDelete(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (admission.Warnings, error) {
-	inUse, err := clustersByRelease(ctx, v.Client, cs.Namespace)
+	inUse, err := resolver.ClustersByRelease(ctx, v.Client, cs.Namespace)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
 	var users []string
-	for rel, clusters := range inUse {
-		n, err := name.Parse(rel)
-		if err != nil || !ofStack(cs, n) || n.Version.Channel() != channelOf(cs) {
+	for _, u := range inUse {
+		if !resolver.InChannel(cs, u.Release) {
 			continue
 		}
-		for _, c := range clusters {
-			users = append(users, fmt.Sprintf("%s (ClusterClass %s)", c, n.ClusterClassName()))
+		for _, c := range u.Clusters {
+			users = append(users, fmt.Sprintf("%s (ClusterClass %s)", c, u.Release.ClusterClassName()))
 		}
 	}
 	if len(users) == 0 {
@@ -101,11 +100,11 @@ func (v *ReleaseValidator) ValidateUpdate(context.Context, *clusterstackv1alpha1
 
 // ValidateDelete refuses while Clusters use the release's ClusterClass.
 func (v *ReleaseValidator) ValidateDelete(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) (admission.Warnings, error) {
-	inUse, err := clustersByRelease(ctx, v.Client, csr.Namespace)
+	inUse, err := resolver.ClustersByRelease(ctx, v.Client, csr.Namespace)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}
-	users := inUse[csr.Name]
+	users := inUse[csr.Name].Clusters
 	if len(users) == 0 {
 		return nil, nil
 	}

@@ -3,8 +3,6 @@ package openstack
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -28,17 +26,16 @@ func BenchmarkTwentyReleasesThreeImages(b *testing.B) {
 		versions[i] = i + 1
 	}
 	dir := buildReleases(b, versions)
-	imagesDir := b.TempDir()
 	adjust := map[string]func(*release.Release){}
 	for i := range releases {
 		k := i % distinct
-		file := filepath.Join(imagesDir, fmt.Sprintf("node-images-%d.yaml", k))
 		content := fmt.Sprintf("openStackNodeImages:\n  - url: https://images.invalid/ubuntu-capi-image-%d.qcow2\n    createOpts:\n      name: ubuntu-capi-image-%d\n      disk_format: qcow2\n      container_format: bare\n", k, k)
-		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		imgs, err := release.ParseNodeImages([]byte(content))
+		if err != nil {
 			b.Fatal(err)
 		}
 		adjust[fmt.Sprintf("openstack-scs-1-32-v%d", i+1)] = func(r *release.Release) {
-			r.NodeImages = file
+			r.NodeImages = imgs
 			r.Metadata.Versions.Components.NodeImage = fmt.Sprintf("v%d", k+1)
 		}
 	}

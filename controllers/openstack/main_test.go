@@ -36,6 +36,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
@@ -288,8 +289,9 @@ type dirReleases struct {
 	adjust map[string]func(*release.Release)
 }
 
-func (d dirReleases) ReleaseFor(_ context.Context, _, releaseName string) (*release.Release, error) {
-	rel, err := release.Load(filepath.Join(d.dir, releaseName), releaseName, release.Options{})
+func (d dirReleases) ReleaseFor(_ context.Context, _ string, n name.Release) (*release.Release, error) {
+	releaseName := n.String()
+	rel, err := release.Load(filepath.Join(d.dir, releaseName), n, release.Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -28,7 +27,6 @@ import (
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
@@ -106,8 +104,16 @@ func (r *OpenStackClusterStackReleaseReconciler) Reconcile(ctx context.Context, 
 }
 
 func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) error {
-	rel, err := r.Releases.ReleaseFor(ctx, obj.Namespace, obj.Name)
+	n, err := name.Parse(obj.Name)
+	var rel *release.Release
+	if err == nil {
+		rel, err = r.Releases.ReleaseFor(ctx, obj.Namespace, n)
+	}
 	if err != nil {
+		if errors.Is(err, release.ErrInvalidNodeImages) {
+			kstatus.MarkStalled(obj, infrav1.InvalidNodeImagesReason, fmt.Sprintf("node-images.yaml of release %s: %v", obj.Name, err))
+			return nil
+		}
 		if errors.Is(err, release.ErrInvalid) || errors.Is(err, name.ErrInvalidName) {
 			kstatus.MarkStalled(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Release %s cannot be used: %v", obj.Name, err))
 			return nil
@@ -115,19 +121,7 @@ func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Con
 		kstatus.MarkProgressing(obj, infrav1.ReleaseUnavailableReason, fmt.Sprintf("Waiting for release %s: %v", obj.Name, err))
 		return fmt.Errorf("getting release %s: %w", obj.Name, err)
 	}
-	if rel.NodeImages == "" {
-		kstatus.MarkReady(obj, csv1alpha1.ReadyReason, "The release has no node images")
-		return nil
-	}
-	data, err := os.ReadFile(rel.NodeImages)
-	if err != nil {
-		return fmt.Errorf("reading node-images.yaml of %s: %w", obj.Name, err)
-	}
-	imgs, err := nodeimage.ParseNodeImages(data)
-	if err != nil {
-		kstatus.MarkStalled(obj, infrav1.InvalidNodeImagesReason, fmt.Sprintf("node-images.yaml of release %s: %v", obj.Name, err))
-		return nil
-	}
+	imgs := rel.NodeImages
 	if len(imgs) == 0 {
 		kstatus.MarkReady(obj, csv1alpha1.ReadyReason, "The release has no node images")
 		return nil

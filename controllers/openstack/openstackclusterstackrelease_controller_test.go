@@ -125,11 +125,11 @@ func TestClusterStackReleaseSecondProject(t *testing.T) {
 func TestClusterStackReleaseInvalidNodeImages(t *testing.T) {
 	g := NewWithT(t)
 	f := newFixture(t)
-	bad := filepath.Join(t.TempDir(), "node-images.yaml")
+	// The release's own node-images.yaml is bad, so loading the release fails.
+	dir := buildReleases(t, []int{1})
+	bad := filepath.Join(dir, "openstack-scs-1-32-v1", release.NodeImagesFile)
 	g.Expect(os.WriteFile(bad, []byte("openStackNodeImages:\n  - url: ftp://nope\n    createOpts: {name: x}\n"), 0o600)).To(Succeed())
-	f.startManager(f.options(dirReleases{dir: buildReleases(t, []int{1}), adjust: map[string]func(*release.Release){
-		"openstack-scs-1-32-v1": func(r *release.Release) { r.NodeImages = bad },
-	}}))
+	f.startManager(f.options(dirReleases{dir: dir}))
 	createRelease(t, f.ns, "openstack-scs-1-32-v1", f.secret)
 	g.Eventually(func(g Gomega) {
 		obj := &infrav1.OpenStackClusterStackRelease{}

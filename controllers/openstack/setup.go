@@ -19,11 +19,12 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
 
-// ReleaseFiles gives the verified files of a release; internal/releasestore.Store implements it.
+// ReleaseFiles gives the verified files of a release; *resolver.Resolver implements it.
 type ReleaseFiles interface {
-	ReleaseFor(ctx context.Context, namespace, releaseName string) (*release.Release, error)
+	ReleaseFor(ctx context.Context, namespace string, n name.Release) (*release.Release, error)
 }
 
 // ImageClients hands out Glance clients for an identityRef; scope.Factory implements it.

@@ -49,8 +49,8 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/capiflow"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
@@ -186,11 +186,11 @@ func run(samplePath string, timeout time.Duration) (reterr error) {
 	operator, err := capiflow.NewOperator(capiflow.OperatorOptions{
 		Env: env, HooksPort: hooksPort, WorkDir: filepath.Join(work, "operator"),
 		DefaultSource: defaultSource,
-		StoreOptions:  []releasestore.Option{releasestore.WithConfinement(policy, nil)},
+		StoreOptions:  []resolver.Option{resolver.WithConfinement(policy, nil)},
 		// The node image controllers share the Store (one cache instance per directory), as in
 		// main.go, and get a download client that sends the releases' image URLs
 		// (images.invalid) to the file server.
-		Setup: func(mgr ctrl.Manager, releases *releasestore.Store) error {
+		Setup: func(mgr ctrl.Manager, releases *resolver.Resolver) error {
 			return openstackcontrollers.Setup(mgr, openstackcontrollers.Options{Releases: releases, HTTPClient: cloud.redirect, NodeImage: nodeimage.Options{Egress: policy}})
 		},
 	})

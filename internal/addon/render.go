@@ -94,27 +94,7 @@ func (r *Renderer) Extract(rel *release.Release) (string, error) {
 		return "", fmt.Errorf("hashing addon archive: %w", err)
 	}
 	dir := filepath.Join(r.Dir, rel.Name.String()+"-"+sum[:16])
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(r.Dir, 0o755); err != nil {
-			return "", fmt.Errorf("creating addon cache directory: %w", err)
-		}
-		tmp, err := os.MkdirTemp(r.Dir, ".extract-")
-		if err != nil {
-			return "", fmt.Errorf("creating addon cache directory: %w", err)
-		}
-		if _, err := archive.ExtractFile(rel.ClusterAddonArchive, tmp, archive.DefaultLimits); err != nil {
-			_ = os.RemoveAll(tmp)
-			return "", fmt.Errorf("extracting addon archive %s: %w", filepath.Base(rel.ClusterAddonArchive), err)
-		}
-		// Rename makes the directory appear complete or not at all, also for another process
-		// sharing the cache.
-		if err := os.Rename(tmp, dir); err != nil {
-			_ = os.RemoveAll(tmp)
-			if _, statErr := os.Stat(dir); statErr != nil {
-				return "", fmt.Errorf("moving extracted addon archive into place: %w", err)
-			}
-		}
-	} else if err != nil {
+	if err := r.extractTo(rel.ClusterAddonArchive, dir); err != nil {
 		return "", err
 	}
 	if r.dirs == nil {
@@ -122,6 +102,34 @@ func (r *Renderer) Extract(rel *release.Release) (string, error) {
 	}
 	r.dirs[rel.ClusterAddonArchive] = dir
 	return dir, nil
+}
+
+// extractTo extracts file to dir below r.Dir, unless dir exists already.
+func (r *Renderer) extractTo(file, dir string) error {
+	_, err := os.Stat(dir)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return fmt.Errorf("creating addon cache directory: %w", err)
+	}
+	tmp, err := os.MkdirTemp(r.Dir, ".extract-")
+	if err != nil {
+		return fmt.Errorf("creating addon cache directory: %w", err)
+	}
+	if _, err := archive.ExtractFile(file, tmp, archive.DefaultLimits); err != nil {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("extracting addon archive %s: %w", filepath.Base(file), err)
+	}
+	// Rename makes the directory appear complete or not at all, also for another process
+	// sharing the cache.
+	if err := os.Rename(tmp, dir); err != nil {
+		_ = os.RemoveAll(tmp)
+		if _, statErr := os.Stat(dir); statErr != nil {
+			return fmt.Errorf("moving extracted addon archive into place: %w", err)
+		}
+	}
+	return nil
 }
 
 func fileHash(file string) (string, error) {

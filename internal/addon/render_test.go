@@ -36,7 +36,7 @@ func loadFixture(t *testing.T, opts fixtures.Options) *release.Release {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := release.Load(dir, opts.ReleaseName(), release.Options{})
+	rel, err := release.Load(dir, opts.Release(), release.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -403,9 +403,9 @@ func TestApplyPrunes(t *testing.T) {
 		}
 	}
 
-	// KeepOnPrune protects an object and keeps it in the inventory.
+	// WithKeepOnPrune protects an object and keeps it in the inventory.
 	protected := r.Applied[3] // the OpenStackMachineTemplate
-	a.KeepOnPrune = func(ref apply.Ref) bool { return ref == protected }
+	a = a.WithKeepOnPrune(func(ref apply.Ref) bool { return ref == protected })
 	r2, _ := mustApply(t, a, keep[:3], r.Applied)
 	if len(r2.Pruned) != 0 || !slices.Contains(r2.Applied, protected) {
 		t.Errorf("pruned %v, applied %v: the protected object must be kept", r2.Pruned, r2.Applied)

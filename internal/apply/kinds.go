@@ -126,3 +126,38 @@ func (a *Applier) Preflight(ctx context.Context, desired []*unstructured.Unstruc
 	}
 	return nil
 }
+
+func isCRD(r Ref) bool {
+	return r.Group == "apiextensions.k8s.io" && r.Kind == "CustomResourceDefinition"
+}
+
+// crdResource is the resource of a kind defined by a CRD among the desired objects.
+type crdResource struct {
+	resource   string
+	namespaced bool
+}
+
+// definedByCRDs returns the kinds that CRDs among desired define, with their resources.
+func definedByCRDs(desired []*unstructured.Unstructured) map[schema.GroupVersionKind]crdResource {
+	var out map[schema.GroupVersionKind]crdResource
+	for _, d := range desired {
+		if !isCRD(RefOf(d)) {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(d.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(d.Object, "spec", "names", "kind")
+		plural, _, _ := unstructured.NestedString(d.Object, "spec", "names", "plural")
+		scope, _, _ := unstructured.NestedString(d.Object, "spec", "scope")
+		versions, _, _ := unstructured.NestedSlice(d.Object, "spec", "versions")
+		for _, v := range versions {
+			if m, ok := v.(map[string]any); ok {
+				name, _ := m["name"].(string)
+				if out == nil {
+					out = map[schema.GroupVersionKind]crdResource{}
+				}
+				out[schema.GroupVersionKind{Group: group, Version: name, Kind: kind}] = crdResource{resource: plural, namespaced: scope != "Cluster"}
+			}
+		}
+	}
+	return out
+}

@@ -22,6 +22,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 )
 
 // Handler names, one per hook. Cluster API refuses a discovery response in which two handlers
@@ -71,7 +72,7 @@ func (h *Handlers) retryAfter() int32 {
 // clusterAddon returns the ClusterAddon of a cluster-stack Cluster; nil without error when the
 // Cluster does not use a cluster-stack ClusterClass (the operator never holds those back).
 func (h *Handlers) clusterAddon(ctx context.Context, cluster *clusterv1.Cluster) (*csv1alpha1.ClusterAddon, bool, error) {
-	if _, ok := addon.ReleaseOf(cluster); !ok {
+	if _, ok := resolver.ReleaseOfCluster(cluster); !ok {
 		return nil, false, nil
 	}
 	ca := &csv1alpha1.ClusterAddon{}

@@ -4,7 +4,8 @@
 // these functions, so they never contradict each other.
 //
 // Messages must carry no timestamps or counters that change between identical reconciles: a
-// waiting object then costs no writes. They are bounded here (BoundMessage, BoundConditions): the
+// waiting object then costs no writes. The one exception is the time of the next retry during a
+// cloud outage: it changes only when a new retry is scheduled, which is a change worth a write. They are bounded here (BoundMessage, BoundConditions): the
 // API server refuses a condition message over 32 KiB, and a status patch refused for it is
 // refused on every retry, so the user would see nothing of what went wrong.
 package kstatus

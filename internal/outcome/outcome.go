@@ -118,7 +118,7 @@ func Result(res ctrl.Result, err error) (ctrl.Result, error) {
 }
 
 // Settled reports whether err describes the object's current spec for good: done, stalled or
-// waiting. Only then is status.observedGeneration recorded (STYLE.md 5): a transient failure
+// waiting. Only then is status.observedGeneration recorded (as Cluster API does): a transient failure
 // says nothing yet about the spec that was read.
 func Settled(err error) bool {
 	if err == nil {

@@ -1,4 +1,4 @@
-// Package reconciler is the one shape every reconciler of the operator has (STYLE.md 4 and 5):
+// Package reconciler is the one shape every reconciler of the operator has, as in Cluster API:
 // get the object (gone: done), a logger with it, the pause check, the finalizer, a patch helper
 // and a deferred status patch, then the kind's delete or normal steps, and last the kind's pure
 // status function, which turns what the steps reported into conditions and the reconcile result.
@@ -66,7 +66,7 @@ type Kind[T Object, R any] struct {
 	// per object; optional.
 	Gone func(types.NamespacedName)
 	// Recorder, when set, gets a Warning event whenever Stalled turns True or its message
-	// changes (STYLE.md 10: events only when something changed or failed).
+	// changes: events only when something changed or failed, as Cluster API emits them.
 	Recorder events.EventRecorder
 	// Lock, when set, is called once the object is read and its unlock runs after the status
 	// patch: for kinds whose objects share something outside the API (a Glance image name), so

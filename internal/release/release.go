@@ -1,9 +1,9 @@
 // Package release defines a verified cluster-stack release on disk: the
-// parsed metadata.yaml and the paths of the files later stages use (the
-// cluster-class chart, the addon archive and its configuration, the node
-// images). Load is the only way to get a Release, and it rejects a release
-// whole when any file is missing, malformed, unsafe or inconsistent with the
-// release name.
+// parsed metadata.yaml and node-images.yaml, and the paths of the files later
+// stages use (the cluster-class chart, the addon archive and its
+// configuration). Load is the only way to get a Release, and it rejects a
+// release whole when any file is missing, malformed, unsafe or inconsistent
+// with the release name, so a loaded release is usable in every part.
 package release
 
 import (
@@ -22,6 +22,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
@@ -100,8 +101,9 @@ type Release struct {
 	ClusterAddonConfig string
 	// ClusterAddonValues is cluster-addon-values.yaml; empty for the config convention.
 	ClusterAddonValues string
-	// NodeImages is node-images.yaml; empty when the release has none.
-	NodeImages string
+	// NodeImages are the images of node-images.yaml, parsed and validated; none when the
+	// release has no such file or it lists none.
+	NodeImages []infrav1.NodeImage
 }
 
 // Options tune verification.
@@ -110,21 +112,19 @@ type Options struct {
 	Limits archive.Limits
 }
 
-// Load verifies the release directory dir for the release named releaseName
-// (dashed form) and returns it. It never changes dir.
-func Load(dir, releaseName string, opts Options) (*Release, error) {
+// Load verifies the release directory dir for release n and returns it. It never changes dir.
+func Load(dir string, n name.Release, opts Options) (*Release, error) {
 	invalid := func(file string, err error) (*Release, error) {
-		return nil, &InvalidError{Release: releaseName, File: file, Err: err}
+		return nil, &InvalidError{Release: n.String(), File: file, Err: err}
 	}
 	limits := opts.Limits
 	if limits == (archive.Limits{}) {
 		limits = archive.DefaultLimits
 	}
-	n, err := name.Parse(releaseName)
-	if err != nil {
+	if err := n.Validate(); err != nil {
 		return invalid("", err)
 	}
-	dir, err = filepath.Abs(dir)
+	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("resolving release directory: %w", err)
 	}
@@ -177,9 +177,12 @@ func Load(dir, releaseName string, opts Options) (*Release, error) {
 		return invalid(ClusterAddonConfigFile, fmt.Errorf("neither %s nor %s is present: %w", ClusterAddonConfigFile, ClusterAddonValuesFile, ErrMissingFile))
 	}
 	if has(NodeImagesFile) {
-		r.NodeImages = filepath.Join(dir, NodeImagesFile)
-		if err := checkYAML(r.NodeImages); err != nil {
+		data, err := readBounded(filepath.Join(dir, NodeImagesFile), maxNodeImagesBytes)
+		if err != nil {
 			return invalid(NodeImagesFile, err)
+		}
+		if r.NodeImages, err = ParseNodeImages(data); err != nil {
+			return invalid(NodeImagesFile, fmt.Errorf("%w: %w", err, ErrMalformedFile))
 		}
 	}
 
@@ -290,16 +293,21 @@ func checkAddonConfig(file string, charts []string) error {
 	return nil
 }
 
-func checkYAML(file string) error {
-	data, err := os.ReadFile(file)
+// readBounded reads a release file of at most limit bytes: release files are outside input.
+func readBounded(file string, limit int64) ([]byte, error) {
+	f, err := os.Open(file)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var v map[string]any
-	if err := yaml.Unmarshal(data, &v); err != nil {
-		return fmt.Errorf("parsing YAML: %v: %w", err, ErrMalformedFile)
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes: %w", limit, ErrMalformedFile)
+	}
+	return data, nil
 }
 
 // DirDigest returns the content digest of a flat release directory:

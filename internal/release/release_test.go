@@ -76,13 +76,13 @@ func TestLoad(t *testing.T) {
 		return "versions:\n  clusterStack: " + stack + "\n  kubernetes: " + k8s + "\n  components:\n    clusterAddon: " + addon + "\n"
 	}
 	tests := []struct {
-		name        string
-		opts        fixtures.Options
-		releaseName string // defaults to the fixture's
-		mutate      func(*testing.T, string)
-		limits      archive.Limits
-		wantFile    string
-		wantErr     error
+		name     string
+		opts     fixtures.Options
+		release  name.Release // defaults to the fixture's
+		mutate   func(*testing.T, string)
+		limits   archive.Limits
+		wantFile string
+		wantErr  error
 	}{
 		{name: "config convention"},
 		{name: "values convention", opts: fixtures.Options{Convention: release.AddonConventionValues}},
@@ -90,7 +90,7 @@ func TestLoad(t *testing.T) {
 		{name: "pre-release", opts: fixtures.Options{StackVersion: "v2-alpha.10"}},
 		{name: "different addon version", opts: fixtures.Options{StackVersion: "v4", AddonVersion: "v2"}},
 		{name: "dashed version in metadata", mutate: write("metadata.yaml", metadata("v1", "v1.32.5", "v1"))},
-		{name: "invalid release name", releaseName: "open-stack-scs-1-32-v1", wantErr: name.ErrInvalidName},
+		{name: "invalid release name", release: name.Release{Provider: "open-stack", Stack: "scs", Kubernetes: name.KubernetesMinor{Major: 1, Minor: 32}, Version: name.Stable(1)}, wantErr: name.ErrInvalidName},
 		{name: "missing metadata", mutate: remove("metadata.yaml"), wantFile: "metadata.yaml", wantErr: release.ErrMissingFile},
 		{name: "broken metadata YAML", mutate: write("metadata.yaml", "versions: [\n"), wantFile: "metadata.yaml", wantErr: release.ErrMalformedMetadata},
 		{name: "metadata without clusterStack", mutate: write("metadata.yaml", metadata("", "v1.32.5", "v1")), wantFile: "metadata.yaml", wantErr: release.ErrMalformedMetadata},
@@ -116,6 +116,8 @@ func TestLoad(t *testing.T) {
 		{name: "addon config bad action", mutate: write("clusteraddon.yaml", "addonStages:\n  AfterControlPlaneInitialized:\n    - name: cni\n      action: install\n"), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
 		{name: "addon config broken YAML", mutate: write("clusteraddon.yaml", "addonStages: ["), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
 		{name: "broken node images", opts: fixtures.Options{NodeImages: true}, mutate: write("node-images.yaml", "- ["), wantFile: "node-images.yaml", wantErr: release.ErrMalformedFile},
+		{name: "node image that cannot be downloaded", opts: fixtures.Options{NodeImages: true}, mutate: write("node-images.yaml", "openStackNodeImages:\n  - url: ftp://images.example/a.qcow2\n    createOpts: {name: a}\n"), wantFile: "node-images.yaml", wantErr: release.ErrInvalidNodeImages},
+		{name: "node images beyond the size bound", opts: fixtures.Options{NodeImages: true}, mutate: write("node-images.yaml", "openStackNodeImages: []\n#"+strings.Repeat("x", 1<<20)), wantFile: "node-images.yaml", wantErr: release.ErrMalformedFile},
 		{name: "sub-directory", mutate: func(t *testing.T, dir string) { _ = os.Mkdir(filepath.Join(dir, "sub"), 0o755) }, wantErr: release.ErrMalformedFile},
 		{name: "symlinked file", mutate: func(t *testing.T, dir string) { _ = os.Symlink("/etc/passwd", filepath.Join(dir, "x")) }, wantErr: release.ErrMalformedFile},
 	}
@@ -128,9 +130,9 @@ func TestLoad(t *testing.T) {
 			if tt.mutate != nil {
 				tt.mutate(t, dir)
 			}
-			rn := tt.releaseName
-			if rn == "" {
-				rn = tt.opts.ReleaseName()
+			rn := tt.release
+			if rn == (name.Release{}) {
+				rn = tt.opts.Release()
 			}
 			r, err := release.Load(dir, rn, release.Options{Limits: tt.limits})
 			if tt.wantErr == nil {
@@ -186,8 +188,8 @@ func checkRelease(t *testing.T, r *release.Release, opts fixtures.Options) {
 	if r.AddonConvention != want {
 		t.Errorf("convention %q, want %q", r.AddonConvention, want)
 	}
-	if (r.NodeImages != "") != opts.NodeImages {
-		t.Errorf("node images %q", r.NodeImages)
+	if (len(r.NodeImages) > 0) != opts.NodeImages {
+		t.Errorf("node images %+v", r.NodeImages)
 	}
 }
 

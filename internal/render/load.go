@@ -73,7 +73,19 @@ func dirFiles(dir string, limits relarchive.Limits) ([]*archive.BufferedFile, er
 		return nil, err
 	}
 	defer root.Close()
-	fsys := root.FS()
+	rules, err := helmIgnore(root)
+	if err != nil {
+		return nil, err
+	}
+	r := &dirReader{fsys: root.FS(), rules: rules, limits: limits}
+	if err := fs.WalkDir(r.fsys, ".", r.visit); err != nil {
+		return nil, err
+	}
+	return r.files, nil
+}
+
+// helmIgnore returns the chart's .helmignore rules with Helm's defaults added.
+func helmIgnore(root *os.Root) (*ignore.Rules, error) {
 	rules := ignore.Empty()
 	switch data, err := root.ReadFile(ignore.HelmIgnore); {
 	case err == nil:
@@ -84,53 +96,62 @@ func dirFiles(dir string, limits relarchive.Limits) ([]*archive.BufferedFile, er
 		return nil, fmt.Errorf("reading %s: %w", ignore.HelmIgnore, err)
 	}
 	rules.AddDefaults()
+	return rules, nil
+}
 
-	var (
-		files []*archive.BufferedFile
-		total int64
-	)
-	err = fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if name == "." {
-			return nil
-		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			return fmt.Errorf("reading chart file %q: symlink: %w", name, relarchive.ErrLink)
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if rules.Ignore(name, fi) {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if rules.Ignore(name, fi) {
-			return nil
-		}
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("reading chart file %q: not a regular file: %w", name, relarchive.ErrUnsupportedEntry)
-		}
-		if len(files) >= limits.MaxFiles || fi.Size() > limits.MaxBytes-total {
-			return fmt.Errorf("reading chart file %q: chart is larger than %d bytes or %d files: %w", name, limits.MaxBytes, limits.MaxFiles, relarchive.ErrLimitExceeded)
-		}
-		data, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return err
-		}
-		if int64(len(data)) > limits.MaxBytes-total {
-			return fmt.Errorf("reading chart file %q: chart is larger than %d bytes: %w", name, limits.MaxBytes, relarchive.ErrLimitExceeded)
-		}
-		total += int64(len(data))
-		files = append(files, &archive.BufferedFile{Name: name, ModTime: fi.ModTime(), Data: bytes.TrimPrefix(data, utf8BOM)})
-		return nil
-	})
+// dirReader collects the files of a chart directory within limits.
+type dirReader struct {
+	fsys   fs.FS
+	rules  *ignore.Rules
+	limits relarchive.Limits
+	files  []*archive.BufferedFile
+	total  int64
+}
+
+// visit is the fs.WalkDirFunc of dirFiles.
+func (r *dirReader) visit(name string, d fs.DirEntry, err error) error {
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return files, nil
+	if name == "." {
+		return nil
+	}
+	if d.Type()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("reading chart file %q: symlink: %w", name, relarchive.ErrLink)
+	}
+	fi, err := d.Info()
+	if err != nil {
+		return err
+	}
+	if d.IsDir() {
+		if r.rules.Ignore(name, fi) {
+			return fs.SkipDir
+		}
+		return nil
+	}
+	if r.rules.Ignore(name, fi) {
+		return nil
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("reading chart file %q: not a regular file: %w", name, relarchive.ErrUnsupportedEntry)
+	}
+	return r.read(name, fi)
+}
+
+// read adds the regular file name, unless it would take the chart over its limits.
+func (r *dirReader) read(name string, fi fs.FileInfo) error {
+	if len(r.files) >= r.limits.MaxFiles || fi.Size() > r.limits.MaxBytes-r.total {
+		return fmt.Errorf("reading chart file %q: chart is larger than %d bytes or %d files: %w", name, r.limits.MaxBytes, r.limits.MaxFiles, relarchive.ErrLimitExceeded)
+	}
+	data, err := fs.ReadFile(r.fsys, name)
+	if err != nil {
+		return err
+	}
+	// The file may have grown since it was listed.
+	if int64(len(data)) > r.limits.MaxBytes-r.total {
+		return fmt.Errorf("reading chart file %q: chart is larger than %d bytes: %w", name, r.limits.MaxBytes, relarchive.ErrLimitExceeded)
+	}
+	r.total += int64(len(data))
+	r.files = append(r.files, &archive.BufferedFile{Name: name, ModTime: fi.ModTime(), Data: bytes.TrimPrefix(data, utf8BOM)})
+	return nil
 }

@@ -34,6 +34,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
+	helmrelease "helm.sh/helm/v4/pkg/release/v1"
 	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -153,7 +154,26 @@ func renderInProcess(ctx context.Context, files []File, opts Options) ([]*unstru
 	return objs, nil
 }
 
+// renderChart renders a loaded chart the way `helm template` does, in the rendering process.
 func renderChart(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstructured.Unstructured, error) {
+	caps, err := capabilities(ch, opts)
+	if err != nil {
+		return nil, err
+	}
+	files, err := renderTemplates(ctx, ch, opts, caps)
+	if err != nil {
+		return nil, err
+	}
+	hooks, manifests, err := releaseutil.SortManifests(files, caps.APIVersions, releaseutil.InstallOrder)
+	if err != nil {
+		return nil, fmt.Errorf("splitting rendered manifests: %w", err)
+	}
+	return decodeRendered(ch, opts.IncludeCRDs, manifests, hooks)
+}
+
+// capabilities returns the .Capabilities of the rendering, and ErrIncompatibleKubeVersion when
+// the chart's kubeVersion constraint rules the Kubernetes version out.
+func capabilities(ch *chart.Chart, opts Options) (*common.Capabilities, error) {
 	caps := common.DefaultCapabilities.Copy()
 	if opts.KubeVersion != "" {
 		kv, err := common.ParseKubeVersion(opts.KubeVersion)
@@ -166,23 +186,16 @@ func renderChart(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstruc
 	if c := ch.Metadata.KubeVersion; c != "" && !chartutil.IsCompatibleRange(c, caps.KubeVersion.String()) {
 		return nil, fmt.Errorf("%w: chart requires kubeVersion %s, rendering for %s", ErrIncompatibleKubeVersion, c, caps.KubeVersion.Version)
 	}
+	return caps, nil
+}
 
-	// ProcessDependencies and the coalescing below write into the values they are given; the
-	// caller's map must stay untouched (callers reuse it for several charts).
-	vals := deepCopyMap(opts.Values)
-	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
-		return nil, fmt.Errorf("processing dependencies: %w", err)
-	}
-	renderVals, err := commonutil.ToRenderValuesWithSchemaValidation(ch, vals, common.ReleaseOptions{
-		Name:      opts.ReleaseName,
-		Namespace: opts.Namespace,
-		Revision:  1,
-		IsInstall: true,
-	}, caps, false)
+// renderTemplates runs the chart's templates and returns the rendered files (name -> text)
+// without NOTES.txt, or errRenderedTooLarge when they exceed the output budget.
+func renderTemplates(ctx context.Context, ch *chart.Chart, opts Options, caps *common.Capabilities) (map[string]string, error) {
+	renderVals, err := renderValues(ch, opts, caps)
 	if err != nil {
-		return nil, fmt.Errorf("preparing values: %w", err)
+		return nil, err
 	}
-
 	// The zero Engine has no REST config: `lookup` returns empty results and nothing reaches a
 	// cluster or DNS, as in `helm template`.
 	var e engine.Engine
@@ -203,13 +216,35 @@ func renderChart(ctx context.Context, ch *chart.Chart, opts Options) ([]*unstruc
 	if limit := isolated.OutputBudget(); limit > 0 && int64(total) > limit {
 		return nil, errRenderedTooLarge
 	}
-	hooks, manifests, err := releaseutil.SortManifests(files, caps.APIVersions, releaseutil.InstallOrder)
-	if err != nil {
-		return nil, fmt.Errorf("splitting rendered manifests: %w", err)
-	}
+	return files, nil
+}
 
+// renderValues coalesces opts.Values with the chart's and its dependencies' values, as Helm
+// does for an install, and validates them against the charts' schemas.
+func renderValues(ch *chart.Chart, opts Options, caps *common.Capabilities) (common.Values, error) {
+	// ProcessDependencies and the coalescing below write into the values they are given; the
+	// caller's map must stay untouched (callers reuse it for several charts).
+	vals := deepCopyMap(opts.Values)
+	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
+		return nil, fmt.Errorf("processing dependencies: %w", err)
+	}
+	renderVals, err := commonutil.ToRenderValuesWithSchemaValidation(ch, vals, common.ReleaseOptions{
+		Name:      opts.ReleaseName,
+		Namespace: opts.Namespace,
+		Revision:  1,
+		IsInstall: true,
+	}, caps, false)
+	if err != nil {
+		return nil, fmt.Errorf("preparing values: %w", err)
+	}
+	return renderVals, nil
+}
+
+// decodeRendered parses the chart's crds/ files (with includeCRDs), the rendered manifests and
+// the hooks into objects: the CRDs first, then the rest with the kinds others depend on first.
+func decodeRendered(ch *chart.Chart, includeCRDs bool, manifests []releaseutil.Manifest, hooks []*helmrelease.Hook) ([]*unstructured.Unstructured, error) {
 	var crds, rest []*unstructured.Unstructured
-	if opts.IncludeCRDs {
+	if includeCRDs {
 		for _, crd := range ch.CRDObjects() {
 			objs, err := decodeDocuments(crd.Filename, crd.File.Data)
 			if err != nil {

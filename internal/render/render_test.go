@@ -35,7 +35,7 @@ func TestChartFixtureClusterClass(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := fixtures.Options{}
-	rel, err := release.Load(dir, opts.ReleaseName(), release.Options{})
+	rel, err := release.Load(dir, opts.Release(), release.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func BenchmarkChartClusterClass(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rel, err := release.Load(dir, fixtures.Options{}.ReleaseName(), release.Options{})
+	rel, err := release.Load(dir, fixtures.Options{}.Release(), release.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

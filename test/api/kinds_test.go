@@ -34,6 +34,7 @@ func runValidationCases(t *testing.T, cases []validationCase) {
 }
 
 func TestClusterStackReleaseValidation(t *testing.T) {
+	t.Parallel()
 	providerRef := "  providerRef:\n    apiVersion: infrastructure.clusterstack.x-k8s.io/v1alpha1\n    kind: OpenStackClusterStackRelease\n    name: %s\n"
 	runValidationCases(t, []validationCase{
 		{name: "stable release", obj: manifest(csAPI, "ClusterStackRelease", "openstack-scs-1-32-v1", fmt.Sprintf(providerRef, "openstack-scs-1-32-v1"))},
@@ -51,6 +52,7 @@ func TestClusterStackReleaseValidation(t *testing.T) {
 }
 
 func TestClusterAddonValidation(t *testing.T) {
+	t.Parallel()
 	spec := "  clusterStack: openstack-scs-1-32-v1\n  version: v1\n  hook: %s\n  clusterRef:\n    apiVersion: cluster.x-k8s.io/v1beta2\n    kind: Cluster\n    name: workload\n    namespace: ns\n"
 	runValidationCases(t, []validationCase{
 		{name: "reference sample", obj: manifest(csAPI, "ClusterAddon", "cluster-addon-workload", fmt.Sprintf(spec, "AfterControlPlaneInitialized"))},
@@ -94,6 +96,7 @@ const nodeImageSpec = `  identityRef:
 `
 
 func TestOpenStackNodeImageReleaseValidation(t *testing.T) {
+	t.Parallel()
 	obj := func(name, spec string) string { return manifest(infraAPI, "OpenStackNodeImageRelease", name, spec) }
 	sha256 := strings.Repeat("ab", 32)
 	sha512 := strings.Repeat("cd", 64)
@@ -120,6 +123,7 @@ func TestOpenStackNodeImageReleaseValidation(t *testing.T) {
 }
 
 func TestOpenStackClusterStackReleaseDefaults(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	cases := []struct {
 		name, obj string

@@ -15,6 +15,7 @@ import (
 // TestReferenceManifestsApply applies manifests written for the reference operators, unchanged,
 // and checks that every object is stored with the fields it was given.
 func TestReferenceManifestsApply(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("testdata/reference-manifests.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -97,6 +97,7 @@ const clusterStackSpec = `  provider: openstack
 `
 
 func TestClusterStackValidation(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	cases := []struct {
 		name string
@@ -157,6 +158,7 @@ func TestClusterStackValidation(t *testing.T) {
 }
 
 func TestClusterStackDefaults(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	obj, err := create(t, manifest(csAPI, "ClusterStack", "defaults", "  provider: openstack\n  name: scs\n  kubernetesVersion: \"1.32\"\n  providerRef:\n    name: t\n"), ns)
 	if err != nil {
@@ -170,6 +172,7 @@ func TestClusterStackDefaults(t *testing.T) {
 }
 
 func TestClusterStackImmutableFields(t *testing.T) {
+	t.Parallel()
 	ns := newNamespace(t)
 	cases := []struct {
 		field, from, to, wantErr string

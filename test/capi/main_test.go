@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/capiflow"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
@@ -110,7 +110,7 @@ func run(m *testing.M) int {
 	// The in-process registry listens on loopback, which the egress policy refuses by default.
 	operator, err = capiflow.NewOperator(capiflow.OperatorOptions{
 		Env: mgmt, HooksPort: hooksPort, WorkDir: work,
-		StoreOptions: []releasestore.Option{releasestore.WithConfinement(egress.AllowLoopbackForTests(), nil)},
+		StoreOptions: []resolver.Option{resolver.WithConfinement(egress.AllowLoopbackForTests(), nil)},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -26,8 +26,8 @@ import (
 
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/releasestore"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
 
@@ -64,11 +64,11 @@ type OperatorOptions struct {
 	WorkDir string
 	// DefaultSource is the release source of ClusterStacks that name none; zero means none.
 	DefaultSource source.Config
-	// StoreOptions are passed to releasestore.New.
-	StoreOptions []releasestore.Option
+	// StoreOptions are passed to resolver.New.
+	StoreOptions []resolver.Option
 	// Setup, when set, registers more controllers with each manager, sharing its release store
 	// (the demo's OpenStack node image controllers).
-	Setup func(mgr ctrl.Manager, releases *releasestore.Store) error
+	Setup func(mgr ctrl.Manager, releases *resolver.Resolver) error
 }
 
 // Operator runs the operator's ClusterStack and ClusterAddon controllers and its runtime
@@ -112,7 +112,7 @@ func (o *Operator) Start() error {
 		return fmt.Errorf("creating the operator's manager: %w", err)
 	}
 	dir := filepath.Join(o.opts.WorkDir, fmt.Sprintf("operator-%d", o.starts))
-	releases, err := releasestore.New(mgr.GetClient(), o.opts.DefaultSource, filepath.Join(dir, "releases"), o.opts.StoreOptions...)
+	releases, err := resolver.New(mgr.GetClient(), o.opts.DefaultSource, filepath.Join(dir, "releases"), o.opts.StoreOptions...)
 	if err != nil {
 		return fmt.Errorf("creating the release store: %w", err)
 	}
@@ -137,6 +137,9 @@ func (o *Operator) Start() error {
 		if err := o.opts.Setup(mgr, releases); err != nil {
 			return err
 		}
+	}
+	if err := mgr.Add(&resolver.Pruner{Reader: mgr.GetClient(), Cache: releases.Cache()}); err != nil {
+		return fmt.Errorf("adding the release cache pruner: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -70,6 +70,20 @@ func (c *Condition) Compile() error {
 	if c == nil {
 		return nil
 	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	prg, err := program(c.Conditions, c.Objects)
+	if err != nil {
+		return err
+	}
+	c.program = prg
+	return nil
+}
+
+// check checks what CEL does not: an expression of bounded size, and objects that each name a
+// kind, a name and a group/version and bind a distinct CEL identifier.
+func (c *Condition) check() error {
 	if len(c.Objects) == 0 {
 		return errors.New("objects is empty")
 	}
@@ -79,7 +93,6 @@ func (c *Condition) Compile() error {
 	if len(c.Conditions) > maxExpressionLength {
 		return fmt.Errorf("conditions is longer than %d characters", maxExpressionLength)
 	}
-	opts := make([]cel.EnvOption, 0, len(c.Objects))
 	seen := map[string]bool{}
 	for i, o := range c.Objects {
 		switch {
@@ -94,27 +107,35 @@ func (c *Condition) Compile() error {
 			return fmt.Errorf("objects[%d].apiVersion %q is not group/version", i, o.APIVersion)
 		}
 		seen[o.Key] = true
+	}
+	return nil
+}
+
+// program compiles expr with each object bound to its key as a map, and checks that it yields a
+// bool.
+func program(expr string, objects []Object) (cel.Program, error) {
+	opts := make([]cel.EnvOption, 0, len(objects))
+	for _, o := range objects {
 		opts = append(opts, cel.Variable(o.Key, cel.MapType(cel.StringType, cel.DynType)))
 	}
 	env, err := cel.NewEnv(opts...)
 	if err != nil {
-		return fmt.Errorf("creating the CEL environment: %w", err)
+		return nil, fmt.Errorf("creating the CEL environment: %w", err)
 	}
-	ast, iss := env.Compile(c.Conditions)
+	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return fmt.Errorf("compiling %q: %w", c.Conditions, iss.Err())
+		return nil, fmt.Errorf("compiling %q: %w", expr, iss.Err())
 	}
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
-		return fmt.Errorf("%q evaluates to %s, not bool", c.Conditions, t)
+		return nil, fmt.Errorf("%q evaluates to %s, not bool", expr, t)
 	}
 	// A cost limit keeps a hostile expression (a release is outside input) from spinning a
 	// reconcile worker.
 	prg, err := env.Program(ast, cel.CostLimit(1_000_000))
 	if err != nil {
-		return fmt.Errorf("preparing %q: %w", c.Conditions, err)
+		return nil, fmt.Errorf("preparing %q: %w", expr, err)
 	}
-	c.program = prg
-	return nil
+	return prg, nil
 }
 
 // Result is the outcome of evaluating a Condition.

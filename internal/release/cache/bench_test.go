@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/cache"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
@@ -47,7 +46,7 @@ func BenchmarkOCIListAndMaterialise(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			c, err := cache.New(root, release.Options{})
+			c, err := cache.New(root, cache.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -56,7 +55,7 @@ func BenchmarkOCIListAndMaterialise(b *testing.B) {
 		}
 	})
 	b.Run("warm", func(b *testing.B) {
-		c, err := cache.New(b.TempDir(), release.Options{})
+		c, err := cache.New(b.TempDir(), cache.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

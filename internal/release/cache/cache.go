@@ -12,7 +12,9 @@
 //	index/<sha256 hex>.json one per (source ID, release name)
 //	tmp/                    fetches in progress; emptied on New and Prune
 //
-// One Cache per root directory and process: New clears tmp/.
+// One Cache per root directory and process: New clears tmp/. Prune removes what its caller no
+// longer needs and bounds the total size, least recently used first; loaded releases are kept
+// in memory, bounded too, so that serving a release does not re-verify it from disk.
 package cache
 
 import (
@@ -25,10 +27,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/singleflight"
+	"k8s.io/utils/lru"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/atomicfile"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
@@ -40,36 +45,56 @@ import (
 // fetched on every Get (content addressing still deduplicates).
 type Fetcher interface {
 	ID() string
-	Fetch(ctx context.Context, releaseName, destDir string) error
+	Fetch(ctx context.Context, n name.Release, destDir string) error
 }
 
 // Key identifies a cached release by where it came from.
 type Key struct {
 	// Source is the Fetcher's ID.
 	Source string
-	// Release is the release name.
-	Release string
+	// Release is the release.
+	Release name.Release
 }
+
+// Options tune a Cache.
+type Options struct {
+	// Verify tunes the verification of every entry (release.Load).
+	Verify release.Options
+	// MaxBytes bounds the size of the verified releases on disk, enforced by Prune; zero means
+	// no bound.
+	MaxBytes int64
+}
+
+// maxLoaded bounds the releases kept loaded in memory. Evicting one only costs re-verifying it
+// from disk on its next use.
+const maxLoaded = 256
 
 // Cache is safe for concurrent use.
 type Cache struct {
 	root string
-	opts release.Options
+	opts Options
 
 	// mu is held for reading while an entry is looked up or materialised and
 	// for writing by Prune, so Prune never removes what a Get is returning.
 	mu    sync.RWMutex
 	group singleflight.Group
+
+	// loaded holds verified releases by index file name; entries are content-addressed and
+	// never change under their name, so they need no re-verification while Prune keeps them.
+	loaded *lru.Cache
+	// usedMu guards used: when each index entry was last served, the order of Prune's eviction.
+	usedMu sync.Mutex
+	used   map[string]time.Time
 }
 
 // New opens (creating if needed) the cache at root. Leftovers of fetches
 // interrupted by a crash are removed.
-func New(root string, opts release.Options) (*Cache, error) {
+func New(root string, opts Options) (*Cache, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("opening release cache: %w", err)
 	}
-	c := &Cache{root: root, opts: opts}
+	c := &Cache{root: root, opts: opts, loaded: lru.New(maxLoaded), used: map[string]time.Time{}}
 	if err := os.RemoveAll(c.tmpDir()); err != nil {
 		return nil, fmt.Errorf("opening release cache: clearing temporary files: %w", err)
 	}
@@ -95,7 +120,7 @@ type indexEntry struct {
 }
 
 func (k Key) file() string {
-	h := sha256.Sum256([]byte(k.Source + "\x00" + k.Release))
+	h := sha256.Sum256([]byte(k.Source + "\x00" + k.Release.String()))
 	return hex.EncodeToString(h[:]) + ".json"
 }
 
@@ -107,13 +132,13 @@ func objectName(digest string) (string, error) {
 	return hexPart, nil
 }
 
-// Get returns the verified release releaseName of src, fetching it unless a
-// completed entry exists. Concurrent calls for the same key share one fetch.
-func (c *Cache) Get(ctx context.Context, src Fetcher, releaseName string) (*release.Release, error) {
-	if _, err := name.Parse(releaseName); err != nil {
+// Get returns the verified release n of src, fetching it unless a completed entry exists.
+// Concurrent calls for the same key share one fetch.
+func (c *Cache) Get(ctx context.Context, src Fetcher, n name.Release) (*release.Release, error) {
+	if err := n.Validate(); err != nil {
 		return nil, fmt.Errorf("getting release: %w", err)
 	}
-	key := Key{Source: src.ID(), Release: releaseName}
+	key := Key{Source: src.ID(), Release: n}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 
@@ -123,7 +148,8 @@ func (c *Cache) Get(ctx context.Context, src Fetcher, releaseName string) (*rele
 	}
 	if !volatile {
 		if r, ok := c.lookup(key); ok {
-			return r, nil
+			cp := *r
+			return &cp, nil
 		}
 	}
 	v, err, _ := c.group.Do(key.file(), func() (any, error) {
@@ -148,16 +174,41 @@ func (c *Cache) Get(ctx context.Context, src Fetcher, releaseName string) (*rele
 func (c *Cache) Lookup(key Key) (*release.Release, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.lookup(key)
+	r, ok := c.lookup(key)
+	if !ok {
+		return nil, false
+	}
+	cp := *r
+	return &cp, true
 }
 
+// lookup serves key from memory, or else verifies its entry on disk and keeps it loaded.
 func (c *Cache) lookup(key Key) (*release.Release, bool) {
+	if v, ok := c.loaded.Get(key.file()); ok {
+		c.touch(key)
+		return v.(*release.Release), true
+	}
+	r, ok := c.load(key)
+	if ok {
+		c.loaded.Add(key.file(), r)
+		c.touch(key)
+	}
+	return r, ok
+}
+
+func (c *Cache) touch(key Key) {
+	c.usedMu.Lock()
+	c.used[key.file()] = time.Now()
+	c.usedMu.Unlock()
+}
+
+func (c *Cache) load(key Key) (*release.Release, bool) {
 	data, err := os.ReadFile(filepath.Join(c.indexDir(), key.file()))
 	if err != nil {
 		return nil, false
 	}
 	var e indexEntry
-	if err := json.Unmarshal(data, &e); err != nil || e.Source != key.Source || e.Release != key.Release {
+	if err := json.Unmarshal(data, &e); err != nil || e.Source != key.Source || e.Release != key.Release.String() {
 		return nil, false
 	}
 	obj, err := objectName(e.Digest)
@@ -166,7 +217,7 @@ func (c *Cache) lookup(key Key) (*release.Release, bool) {
 	}
 	// Loading re-verifies the entry (cheap: no network, small files), so a
 	// damaged entry is refetched rather than used.
-	r, err := release.Load(filepath.Join(c.objectsDir(), obj), key.Release, c.opts)
+	r, err := release.Load(filepath.Join(c.objectsDir(), obj), key.Release, c.opts.Verify)
 	if err != nil {
 		return nil, false
 	}
@@ -187,7 +238,7 @@ func (c *Cache) materialise(ctx context.Context, src Fetcher, key Key) (*release
 	if err := src.Fetch(ctx, key.Release, staging); err != nil {
 		return nil, err
 	}
-	if _, err := release.Load(staging, key.Release, c.opts); err != nil {
+	if _, err := release.Load(staging, key.Release, c.opts.Verify); err != nil {
 		return nil, err
 	}
 	digest, err := release.DirDigest(staging)
@@ -199,7 +250,7 @@ func (c *Cache) materialise(ctx context.Context, src Fetcher, key Key) (*release
 	if err := syncDir(staging); err != nil {
 		return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
 	}
-	r, err := release.Load(final, key.Release, c.opts)
+	r, err := release.Load(final, key.Release, c.opts.Verify)
 	switch err {
 	case nil:
 		// The same content is already cached (from another source or name,
@@ -215,7 +266,7 @@ func (c *Cache) materialise(ctx context.Context, src Fetcher, key Key) (*release
 		if err := syncPath(c.objectsDir()); err != nil {
 			return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
 		}
-		if r, err = release.Load(final, key.Release, c.opts); err != nil {
+		if r, err = release.Load(final, key.Release, c.opts.Verify); err != nil {
 			return nil, err
 		}
 	}
@@ -223,13 +274,15 @@ func (c *Cache) materialise(ctx context.Context, src Fetcher, key Key) (*release
 	if err := c.writeIndex(key, digest); err != nil {
 		return nil, fmt.Errorf("materialising %q: %w", key.Release, err)
 	}
+	c.loaded.Add(key.file(), r)
+	c.touch(key)
 	return r, nil
 }
 
 // writeIndex writes the index entry through a temporary file and a rename,
 // so readers see the old entry or the new one, never a torn one.
 func (c *Cache) writeIndex(key Key, digest string) error {
-	data, err := json.Marshal(indexEntry{Source: key.Source, Release: key.Release, Digest: digest})
+	data, err := json.Marshal(indexEntry{Source: key.Source, Release: key.Release.String(), Digest: digest})
 	if err != nil {
 		return err
 	}
@@ -239,43 +292,66 @@ func (c *Cache) writeIndex(key Key, digest string) error {
 	return syncPath(c.indexDir())
 }
 
-// Prune removes the index entries not in keep, the objects no index entry
-// references any more, and leftovers of interrupted fetches. It returns the
-// number of objects removed.
-func (c *Cache) Prune(keep []Key) (int, error) {
+// Prune removes the index entries for which keep is false, then, while the verified releases
+// take more than Options.MaxBytes, the kept entries least recently served; then the objects no
+// entry references any more, and leftovers of interrupted fetches. An entry evicted for size is
+// fetched again when it is next asked for. It returns the number of objects removed.
+func (c *Cache) Prune(keep func(Key) bool) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	wanted := map[string]bool{}
-	for _, k := range keep {
-		wanted[k.file()] = true
-	}
 	entries, err := os.ReadDir(c.indexDir())
 	if err != nil {
 		return 0, fmt.Errorf("pruning release cache: %w", err)
 	}
-	referenced := map[string]bool{}
-	var errs []error
-	for _, e := range entries {
-		p := filepath.Join(c.indexDir(), e.Name())
-		if !wanted[e.Name()] {
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
+	var (
+		errs []error
+		kept []prunable
+	)
+	drop := func(file string) {
+		c.loaded.Remove(file)
+		c.usedMu.Lock()
+		delete(c.used, file)
+		c.usedMu.Unlock()
+		if err := os.Remove(filepath.Join(c.indexDir(), file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
+		}
+	}
+	for _, e := range entries {
+		p, ok := c.readEntry(e)
+		if !ok || !keep(p.key) {
+			// An unreadable entry references nothing; it is rewritten on the next fetch.
+			drop(e.Name())
 			continue
 		}
-		var ie indexEntry
-		if err := json.Unmarshal(data, &ie); err != nil {
-			// An unreadable entry references nothing; it will be rewritten.
-			errs = append(errs, os.Remove(p))
-			continue
+		kept = append(kept, p)
+	}
+	sizes := map[string]int64{} // object -> bytes
+	refs := map[string]int{}    // object -> kept entries referencing it
+	var total int64
+	for _, p := range kept {
+		if _, ok := sizes[p.object]; !ok {
+			sizes[p.object] = dirBytes(filepath.Join(c.objectsDir(), p.object))
+			total += sizes[p.object]
 		}
-		if obj, err := objectName(ie.Digest); err == nil {
-			referenced[obj] = true
+		refs[p.object]++
+	}
+	if c.opts.MaxBytes > 0 && total > c.opts.MaxBytes {
+		c.usedMu.Lock()
+		for i := range kept {
+			if t, ok := c.used[kept[i].file]; ok && t.After(kept[i].used) {
+				kept[i].used = t
+			}
+		}
+		c.usedMu.Unlock()
+		slices.SortFunc(kept, func(a, b prunable) int { return a.used.Compare(b.used) })
+		for _, p := range kept {
+			if total <= c.opts.MaxBytes {
+				break
+			}
+			drop(p.file)
+			if refs[p.object]--; refs[p.object] == 0 {
+				total -= sizes[p.object]
+			}
 		}
 	}
 	objects, err := os.ReadDir(c.objectsDir())
@@ -284,7 +360,7 @@ func (c *Cache) Prune(keep []Key) (int, error) {
 	}
 	removed := 0
 	for _, o := range objects {
-		if referenced[o.Name()] {
+		if refs[o.Name()] > 0 {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(c.objectsDir(), o.Name())); err != nil {
@@ -301,6 +377,51 @@ func (c *Cache) Prune(keep []Key) (int, error) {
 		return removed, fmt.Errorf("pruning release cache: %w", err)
 	}
 	return removed, nil
+}
+
+// prunable is one index entry as Prune sees it.
+type prunable struct {
+	file   string
+	key    Key
+	object string
+	// used is when the entry was last served, or else written.
+	used time.Time
+}
+
+func (c *Cache) readEntry(e fs.DirEntry) (prunable, bool) {
+	data, err := os.ReadFile(filepath.Join(c.indexDir(), e.Name()))
+	if err != nil {
+		return prunable{}, false
+	}
+	var ie indexEntry
+	if err := json.Unmarshal(data, &ie); err != nil {
+		return prunable{}, false
+	}
+	n, err := name.Parse(ie.Release)
+	if err != nil {
+		return prunable{}, false
+	}
+	obj, err := objectName(ie.Digest)
+	if err != nil {
+		return prunable{}, false
+	}
+	p := prunable{file: e.Name(), key: Key{Source: ie.Source, Release: n}, object: obj}
+	if info, err := e.Info(); err == nil {
+		p.used = info.ModTime()
+	}
+	return p, true
+}
+
+// dirBytes is the size of the regular files of a flat directory.
+func dirBytes(dir string) int64 {
+	entries, _ := os.ReadDir(dir)
+	var n int64
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+	}
+	return n
 }
 
 // syncDir flushes the files of a flat directory and the directory itself,

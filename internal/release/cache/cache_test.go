@@ -3,6 +3,8 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/cache"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 )
@@ -33,12 +36,12 @@ func (c *countingFetcher) Volatile() bool {
 	return ok && v.Volatile()
 }
 
-func (c *countingFetcher) Fetch(ctx context.Context, name, dir string) error {
+func (c *countingFetcher) Fetch(ctx context.Context, n name.Release, dir string) error {
 	c.fetches.Add(1)
 	if c.gate != nil {
 		<-c.gate
 	}
-	if err := c.Fetcher.Fetch(ctx, name, dir); err != nil {
+	if err := c.Fetcher.Fetch(ctx, n, dir); err != nil {
 		return err
 	}
 	if c.mutate != nil {
@@ -93,22 +96,22 @@ func TestRoundTripAllSources(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := []string{"openstack-scs-1-32-v0-sha-abc1234", "openstack-scs-1-32-v1", "openstack-scs-1-32-v2"}
+			want := []name.Release{name.MustParse("openstack-scs-1-32-v0-sha-abc1234"), name.MustParse("openstack-scs-1-32-v1"), name.MustParse("openstack-scs-1-32-v2")}
 			if !slices.Equal(names, want) {
 				t.Fatalf("List: %v, want %v", names, want)
 			}
 			root := t.TempDir()
-			c, err := cache.New(root, release.Options{})
+			c, err := cache.New(root, cache.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			counting := &countingFetcher{Fetcher: src}
 			for _, o := range opts {
-				r, err := c.Get(ctx, counting, o.ReleaseName())
+				r, err := c.Get(ctx, counting, o.Release())
 				if err != nil {
 					t.Fatal(err)
 				}
-				if r.Name.String() != o.ReleaseName() || !strings.HasPrefix(r.Dir, filepath.Join(root, "objects")) || r.Digest == "" {
+				if r.Name != o.Release() || !strings.HasPrefix(r.Dir, filepath.Join(root, "objects")) || r.Digest == "" {
 					t.Errorf("got %+v", r)
 				}
 				wantConv := release.AddonConventionConfig
@@ -130,16 +133,16 @@ func TestRoundTripAllSources(t *testing.T) {
 
 			// A new Cache on the same root (a restart) reuses completed
 			// entries, except for volatile (local) sources.
-			c2, err := cache.New(root, release.Options{})
+			c2, err := cache.New(root, cache.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, o := range opts {
-				if _, err := c2.Get(ctx, counting, o.ReleaseName()); err != nil {
+				if _, err := c2.Get(ctx, counting, o.Release()); err != nil {
 					t.Fatal(err)
 				}
-				if _, ok := c2.Lookup(cache.Key{Source: src.ID(), Release: o.ReleaseName()}); !ok {
-					t.Errorf("Lookup misses %s", o.ReleaseName())
+				if _, ok := c2.Lookup(cache.Key{Source: src.ID(), Release: o.Release()}); !ok {
+					t.Errorf("Lookup misses %s", o.Release())
 				}
 			}
 			refetched := counting.fetches.Load() - fetched
@@ -179,11 +182,11 @@ func TestRejectsLeaveNothing(t *testing.T) {
 			for typ, src := range srcs {
 				parent := t.TempDir()
 				root := filepath.Join(parent, "cache")
-				c, err := cache.New(root, release.Options{})
+				c, err := cache.New(root, cache.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}
-				_, err = c.Get(context.Background(), &countingFetcher{Fetcher: src, mutate: tt.mutate}, opts.ReleaseName())
+				_, err = c.Get(context.Background(), &countingFetcher{Fetcher: src, mutate: tt.mutate}, opts.Release())
 				if !errors.Is(err, tt.wantErr) || !errors.Is(err, release.ErrInvalid) {
 					t.Fatalf("%s: got %v, want %v", typ, err, tt.wantErr)
 				}
@@ -204,11 +207,11 @@ func TestRejectsArchiveBomb(t *testing.T) {
 	opts := fixtures.Options{}
 	src := sources(t, opts)["oci"]
 	root := t.TempDir()
-	c, err := cache.New(root, release.Options{Limits: archive.Limits{MaxBytes: 64, MaxFiles: 100}})
+	c, err := cache.New(root, cache.Options{Verify: release.Options{Limits: archive.Limits{MaxBytes: 64, MaxFiles: 100}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Get(context.Background(), src, opts.ReleaseName()); !errors.Is(err, archive.ErrLimitExceeded) {
+	if _, err := c.Get(context.Background(), src, opts.Release()); !errors.Is(err, archive.ErrLimitExceeded) {
 		t.Fatalf("got %v, want ErrLimitExceeded", err)
 	}
 	if list, _ := os.ReadDir(filepath.Join(root, "objects")); len(list) != 0 {
@@ -219,7 +222,7 @@ func TestRejectsArchiveBomb(t *testing.T) {
 func TestConcurrentGetsFetchOnce(t *testing.T) {
 	opts := fixtures.Options{}
 	src := &countingFetcher{Fetcher: sources(t, opts)["oci"], gate: make(chan struct{})}
-	c, err := cache.New(t.TempDir(), release.Options{})
+	c, err := cache.New(t.TempDir(), cache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +239,7 @@ func TestConcurrentGetsFetchOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			started.Done()
-			r, err := c.Get(context.Background(), src, opts.ReleaseName())
+			r, err := c.Get(context.Background(), src, opts.Release())
 			if err != nil {
 				errs <- err
 				return
@@ -271,11 +274,11 @@ func TestCrashLeftoversAndDamagedEntries(t *testing.T) {
 	opts := fixtures.Options{}
 	src := &countingFetcher{Fetcher: sources(t, opts)["oci"]}
 	root := t.TempDir()
-	c, err := cache.New(root, release.Options{})
+	c, err := cache.New(root, cache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := c.Get(context.Background(), src, opts.ReleaseName())
+	r, err := c.Get(context.Background(), src, opts.Release())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,14 +290,14 @@ func TestCrashLeftoversAndDamagedEntries(t *testing.T) {
 	if err := os.Remove(r.ClusterClassChart); err != nil {
 		t.Fatal(err)
 	}
-	c2, err := cache.New(root, release.Options{})
+	c2, err := cache.New(root, cache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if list, _ := os.ReadDir(filepath.Join(root, "tmp")); len(list) != 0 {
 		t.Errorf("tmp holds %v after restart", list)
 	}
-	r2, err := c2.Get(context.Background(), src, opts.ReleaseName())
+	r2, err := c2.Get(context.Background(), src, opts.Release())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,20 +316,20 @@ func TestPrune(t *testing.T) {
 	opts := []fixtures.Options{{StackVersion: "v1"}, {StackVersion: "v2"}, {StackVersion: "v3"}}
 	src := sources(t, opts...)["oci"]
 	root := t.TempDir()
-	c, err := cache.New(root, release.Options{})
+	c, err := cache.New(root, cache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dirs := map[string]string{}
 	for _, o := range opts {
-		r, err := c.Get(context.Background(), src, o.ReleaseName())
+		r, err := c.Get(context.Background(), src, o.Release())
 		if err != nil {
 			t.Fatal(err)
 		}
 		dirs[o.ReleaseName()] = r.Dir
 	}
-	keep := []cache.Key{{Source: src.ID(), Release: "openstack-scs-1-32-v2"}}
-	removed, err := c.Prune(keep)
+	v2 := cache.Key{Source: src.ID(), Release: name.MustParse("openstack-scs-1-32-v2")}
+	removed, err := c.Prune(func(k cache.Key) bool { return k == v2 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,25 +341,157 @@ func TestPrune(t *testing.T) {
 		if kept := n == "openstack-scs-1-32-v2"; kept != (err == nil) {
 			t.Errorf("%s: kept=%v, stat: %v", n, kept, err)
 		}
-		_, ok := c.Lookup(cache.Key{Source: src.ID(), Release: n})
+		_, ok := c.Lookup(cache.Key{Source: src.ID(), Release: name.MustParse(n)})
 		if ok != (n == "openstack-scs-1-32-v2") {
 			t.Errorf("%s: Lookup %v", n, ok)
 		}
 	}
-	if removed, err := c.Prune(nil); err != nil || removed != 1 {
-		t.Errorf("Prune(nil): %d, %v", removed, err)
+	if removed, err := c.Prune(func(cache.Key) bool { return false }); err != nil || removed != 1 {
+		t.Errorf("Prune keeping nothing: %d, %v", removed, err)
 	}
 }
 
 func TestGetRejectsBadName(t *testing.T) {
-	c, err := cache.New(t.TempDir(), release.Options{})
+	c, err := cache.New(t.TempDir(), cache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := sources(t)["local"]
-	for _, n := range []string{"", "../../x", "openstack-scs-1-32-v1/../../x"} {
-		if _, err := c.Get(context.Background(), src, n); err == nil {
-			t.Errorf("Get(%q) succeeded", n)
+	// Hand-built names that would not print back to themselves: the zero value, a path, and a
+	// release name with a path behind it.
+	k := name.KubernetesMinor{Major: 1, Minor: 32}
+	for _, n := range []name.Release{
+		{},
+		{Provider: "..", Stack: "..", Kubernetes: k, Version: name.Stable(1)},
+		{Provider: "openstack", Stack: "scs", Kubernetes: k, Version: name.Version{Major: 1, Kind: name.KindPreRelease, PreRelease: "x/../../y", Patch: 1}},
+	} {
+		if _, err := c.Get(context.Background(), src, n); !errors.Is(err, name.ErrInvalidName) && !errors.Is(err, name.ErrInvalidVersion) {
+			t.Errorf("Get(%+v): got %v, want an invalid name", n, err)
 		}
 	}
+}
+
+// TestPruneBoundsCycledReleases cycles through many releases, as a long-running operator with
+// autoSubscribe does, and checks that pruning keeps the cache's files on disk within its bound
+// while the releases still named stay served.
+func TestPruneBoundsCycledReleases(t *testing.T) {
+	const releases = 50
+	local := t.TempDir()
+	var one int64
+	for i := 1; i <= releases; i++ {
+		dir, err := fixtures.Build(local, fixtures.Options{StackVersion: fmt.Sprintf("v%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if one == 0 {
+			one = diskBytes(t, dir)
+		}
+	}
+	src, err := source.New(source.Config{Type: source.TypeLocal, Local: source.LocalConfig{Path: local}, LocalRoots: []string{local}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(i int) cache.Key {
+		return cache.Key{Source: src.ID(), Release: name.MustParse(fmt.Sprintf("openstack-scs-1-32-v%d", i))}
+	}
+	tests := []struct {
+		name string
+		// named is which releases a ClusterStackRelease still names at step i.
+		named func(k cache.Key, i int) bool
+		// maxReleases is the bound, in releases' worth of bytes.
+		maxReleases int64
+		// wantKept are the releases still cached at the end.
+		wantKept []int
+		// wantObjects is how many releases are on disk at the end.
+		wantObjects int
+		// pinned is a release that must stay cached at every step (0: none).
+		pinned int
+	}{
+		{
+			name: "unnamed releases go, named ones stay",
+			// v1 is pinned by a Cluster; the newest two are desired by autoSubscribe.
+			named: func(k cache.Key, i int) bool {
+				return k == key(1) || k == key(i) || (i > 1 && k == key(i-1))
+			},
+			maxReleases: 10, wantKept: []int{1, releases - 1, releases}, wantObjects: 3, pinned: 1,
+		},
+		{
+			name:        "the size bound evicts the least recently used named releases",
+			named:       func(cache.Key, int) bool { return true },
+			maxReleases: 5, wantKept: []int{releases - 4, releases - 3, releases - 2, releases - 1, releases}, wantObjects: 5,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			maxBytes := tt.maxReleases*one + one/2
+			root := t.TempDir()
+			c, err := cache.New(root, cache.Options{MaxBytes: maxBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i <= releases; i++ {
+				if _, err := c.Get(context.Background(), src, key(i).Release); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Prune(func(k cache.Key) bool { return tt.named(k, i) }); err != nil {
+					t.Fatal(err)
+				}
+				if tt.pinned != 0 {
+					if _, ok := c.Lookup(key(tt.pinned)); !ok {
+						t.Fatalf("step %d: v%d was pruned although named", i, tt.pinned)
+					}
+				}
+				if got := diskBytes(t, filepath.Join(root, "objects")); got > maxBytes {
+					t.Fatalf("step %d: %d bytes on disk, bound %d", i, got, maxBytes)
+				}
+			}
+			objects, err := os.ReadDir(filepath.Join(root, "objects"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(objects) != tt.wantObjects {
+				t.Errorf("%d releases on disk, want %d", len(objects), tt.wantObjects)
+			}
+			for _, i := range tt.wantKept {
+				r, ok := c.Lookup(key(i))
+				if !ok {
+					t.Errorf("v%d is not cached", i)
+					continue
+				}
+				if _, err := os.Stat(r.ClusterClassChart); err != nil {
+					t.Errorf("v%d: %v", i, err)
+				}
+			}
+			if _, ok := c.Lookup(key(2)); ok {
+				t.Error("v2 is still cached")
+			}
+			// What was evicted is fetched again on demand.
+			if _, err := c.Get(context.Background(), src, key(2).Release); err != nil {
+				t.Errorf("fetching an evicted release again: %v", err)
+			}
+		})
+	}
+}
+
+// diskBytes is the size of the regular files below dir.
+func diskBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

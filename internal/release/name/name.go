@@ -3,7 +3,6 @@ package name
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -96,6 +95,16 @@ type Release struct {
 // Parse parses a release name in its dashed form, e.g. openstack-scs-1-32-v3,
 // docker-scs-1-34-v0-sha-lvlvyfw or openstack-scs-1-32-v1-alpha-1.
 func Parse(s string) (Release, error) { return parseName(s, false) }
+
+// MustParse is Parse for names known to be valid (literals in tests and fixtures); it panics on
+// an invalid name.
+func MustParse(s string) Release {
+	n, err := Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
 
 // ParseClusterClassName parses the name of the ClusterClass a release
 // installs: the release name with the version in its dotted form, e.g.
@@ -205,25 +214,4 @@ func (r Release) Compare(o Release) int {
 		return c
 	}
 	return r.Version.Compare(o.Version)
-}
-
-// Select parses names (e.g. the tags of a repository), keeps the releases
-// of the given provider, stack and Kubernetes minor version whose channel is
-// one of channels (all channels when none are given), and returns them in
-// ascending order. Names that do not parse are skipped: repositories also
-// hold unrelated tags.
-func Select(names []string, provider, stack string, k8s KubernetesMinor, channels ...Channel) []Release {
-	var out []Release
-	for _, n := range names {
-		r, err := Parse(n)
-		if err != nil || r.Provider != provider || r.Stack != stack || r.Kubernetes != k8s {
-			continue
-		}
-		if len(channels) > 0 && !slices.Contains(channels, r.Version.Channel()) {
-			continue
-		}
-		out = append(out, r)
-	}
-	slices.SortFunc(out, Release.Compare)
-	return slices.CompactFunc(out, func(a, b Release) bool { return a.Compare(b) == 0 })
 }

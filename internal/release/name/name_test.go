@@ -220,28 +220,3 @@ func TestKubernetesMinor(t *testing.T) {
 		t.Error("1.10 must sort after 1.9")
 	}
 }
-
-func TestSelect(t *testing.T) {
-	tags := []string{
-		"openstack-scs-1-32-v10", "openstack-scs-1-32-v9", "openstack-scs-1-32-v1-alpha-2",
-		"openstack-scs-1-32-v0-sha-abc1234", "openstack-scs-1-33-v1", "docker-scs-1-32-v1",
-		"latest", "sha256-deadbeef.sig", "openstack-scs-1-32-v9",
-	}
-	names := func(rs []Release) []string {
-		var out []string
-		for _, r := range rs {
-			out = append(out, r.String())
-		}
-		return out
-	}
-	k := KubernetesMinor{1, 32}
-	if got, want := names(Select(tags, "openstack", "scs", k)), []string{"openstack-scs-1-32-v0-sha-abc1234", "openstack-scs-1-32-v1-alpha-2", "openstack-scs-1-32-v9", "openstack-scs-1-32-v10"}; !slices.Equal(got, want) {
-		t.Errorf("all channels: got %v, want %v", got, want)
-	}
-	if got, want := names(Select(tags, "openstack", "scs", k, ChannelStable)), []string{"openstack-scs-1-32-v9", "openstack-scs-1-32-v10"}; !slices.Equal(got, want) {
-		t.Errorf("stable: got %v, want %v", got, want)
-	}
-	if got, want := names(Select(tags, "openstack", "scs", k, ChannelCustom)), []string{"openstack-scs-1-32-v0-sha-abc1234"}; !slices.Equal(got, want) {
-		t.Errorf("custom: got %v, want %v", got, want)
-	}
-}

@@ -12,36 +12,6 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 )
 
-// Spec is the source of one ClusterStack as its API object states it. The
-// controllers copy the API field into it; exactly one member is set.
-type Spec struct {
-	OCI    *OCISpec
-	GitHub *GitHubSpec
-	Local  *LocalSpec
-}
-
-// OCISpec names an OCI repository.
-type OCISpec struct {
-	// Registry is host[:port].
-	Registry string
-	// Repository is the path in the registry, e.g. kaas/cluster-stacks.
-	Repository string
-	// Insecure uses plain HTTP.
-	Insecure bool
-}
-
-// GitHubSpec names a GitHub repository whose releases are cluster-stack releases.
-type GitHubSpec struct {
-	// Owner is the user or organisation.
-	Owner      string
-	Repository string
-}
-
-// LocalSpec names a directory of release directories.
-type LocalSpec struct {
-	Path string
-}
-
 // Credentials authenticate against a source. Empty fields are not sent.
 type Credentials struct {
 	Username string
@@ -64,7 +34,9 @@ func CredentialsFromSecret(data map[string][]byte) Credentials {
 	return Credentials{Username: get(SecretKeyUsername), Password: get(SecretKeyPassword), Token: get(SecretKeyToken)}
 }
 
-// Config is everything New needs to build a Source.
+// Config is everything New needs to build a Source: the one shape of a source configuration,
+// built from a ClusterStack's spec.source and its Secret (internal/release/resolver) or from the
+// environment (FromEnv).
 type Config struct {
 	// Type selects which of OCI, GitHub and Local is used.
 	Type   Type
@@ -124,38 +96,6 @@ var ErrNoSource = errors.New("no release source configured")
 // ErrInvalidConfig is wrapped by configuration errors.
 var ErrInvalidConfig = errors.New("invalid release source configuration")
 
-// FromSpec builds the configuration of a per-ClusterStack source. secret is
-// the data of the referenced Secret, nil when none is referenced.
-func FromSpec(spec Spec, secret map[string][]byte) (Config, error) {
-	creds := CredentialsFromSecret(secret)
-	set := 0
-	var cfg Config
-	if spec.OCI != nil {
-		set++
-		cfg = Config{Type: TypeOCI, OCI: OCIConfig{
-			Registry:    spec.OCI.Registry,
-			Repository:  spec.OCI.Repository,
-			PlainHTTP:   spec.OCI.Insecure,
-			Credentials: creds,
-		}}
-	}
-	if spec.GitHub != nil {
-		set++
-		cfg = Config{Type: TypeGitHub, GitHub: GitHubConfig{Owner: spec.GitHub.Owner, Repository: spec.GitHub.Repository, Token: creds.Token}}
-	}
-	if spec.Local != nil {
-		set++
-		cfg = Config{Type: TypeLocal, Local: LocalConfig{Path: spec.Local.Path}}
-	}
-	switch set {
-	case 0:
-		return Config{}, ErrNoSource
-	case 1:
-		return cfg, cfg.validate()
-	}
-	return Config{}, fmt.Errorf("more than one of oci, github and local is set: %w", ErrInvalidConfig)
-}
-
 // Environment variables of the reference operator, read by FromEnv.
 const (
 	EnvGitOrgName        = "GIT_ORG_NAME"
@@ -195,14 +135,14 @@ func FromEnv(getenv func(string) string) (Config, error) {
 				Token:    getenv(EnvOCIAccessToken),
 			},
 		}}
-		return cfg, cfg.validate()
+		return cfg, cfg.Validate()
 	}
 	org, repo := getenv(EnvGitOrgName), getenv(EnvGitRepositoryName)
 	if org == "" && repo == "" {
 		return Config{}, ErrNoSource
 	}
 	cfg := Config{Type: TypeGitHub, GitHub: GitHubConfig{Owner: org, Repository: repo, Token: getenv(EnvGitAccessToken)}}
-	return cfg, cfg.validate()
+	return cfg, cfg.Validate()
 }
 
 // splitOCI accepts the forms found in deployments of the reference
@@ -233,7 +173,8 @@ func splitOCI(registry, repository string) (string, string, bool, error) {
 	return registry, repository, plain, nil
 }
 
-func (c Config) validate() error {
+// Validate checks that the fields of c's type are set.
+func (c Config) Validate() error {
 	missing := func(what string) error {
 		return fmt.Errorf("%s source: %s is empty: %w", c.Type, what, ErrInvalidConfig)
 	}
@@ -264,7 +205,7 @@ func (c Config) validate() error {
 
 // New returns the Source that cfg describes, instrumented with metrics.
 func New(cfg Config) (Source, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	var (

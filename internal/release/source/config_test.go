@@ -6,61 +6,6 @@ import (
 	"testing"
 )
 
-func TestFromSpec(t *testing.T) {
-	secret := map[string][]byte{"username": []byte("u\n"), "password": []byte("p"), "token": []byte("t")}
-	tests := []struct {
-		name    string
-		spec    Spec
-		secret  map[string][]byte
-		want    Config
-		wantErr error
-	}{
-		{
-			name:   "oci with secret",
-			spec:   Spec{OCI: &OCISpec{Registry: "registry.example", Repository: "kaas/cluster-stacks", Insecure: true}},
-			secret: secret,
-			want:   Config{Type: TypeOCI, OCI: OCIConfig{Registry: "registry.example", Repository: "kaas/cluster-stacks", PlainHTTP: true, Credentials: Credentials{"u", "p", "t"}}},
-		},
-		{
-			name:   "github with token",
-			spec:   Spec{GitHub: &GitHubSpec{Owner: "SovereignCloudStack", Repository: "cluster-stacks"}},
-			secret: secret,
-			want:   Config{Type: TypeGitHub, GitHub: GitHubConfig{Owner: "SovereignCloudStack", Repository: "cluster-stacks", Token: "t"}},
-		},
-		{name: "local", spec: Spec{Local: &LocalSpec{Path: "/releases"}}, want: Config{Type: TypeLocal, Local: LocalConfig{Path: "/releases"}}},
-		{name: "none", wantErr: ErrNoSource},
-		{name: "two", spec: Spec{Local: &LocalSpec{Path: "/x"}, GitHub: &GitHubSpec{Owner: "o", Repository: "r"}}, wantErr: ErrInvalidConfig},
-		{name: "oci without repository", spec: Spec{OCI: &OCISpec{Registry: "r"}}, wantErr: ErrInvalidConfig},
-		{name: "github without owner", spec: Spec{GitHub: &GitHubSpec{Repository: "r"}}, wantErr: ErrInvalidConfig},
-		{name: "local without path", spec: Spec{Local: &LocalSpec{}}, wantErr: ErrInvalidConfig},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := FromSpec(tt.spec, tt.secret)
-			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("got %v, want %v", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("got %+v, want %+v", got, tt.want)
-			}
-			if got.Type == TypeLocal {
-				// A local source needs its directory below a served root.
-				dir := t.TempDir()
-				got.Local.Path, got.LocalRoots = dir, []string{dir}
-			}
-			if _, err := New(got); err != nil {
-				t.Errorf("New: %v", err)
-			}
-		})
-	}
-}
-
 func TestFromEnv(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 )
 
@@ -76,14 +77,14 @@ func TestGitHubEgressRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Fetch(context.Background(), "openstack-scs-1-32-v1", t.TempDir()); err != nil {
+	if err := g.Fetch(context.Background(), name.MustParse("openstack-scs-1-32-v1"), t.TempDir()); err != nil {
 		t.Fatalf("Fetch with loopback allowed: %v", err)
 	}
 	g, err = NewGitHub(GitHubConfig{Owner: "o", Repository: "r", APIURL: f.api.URL}, apiOnly.Client(time.Minute), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = g.Fetch(context.Background(), "openstack-scs-1-32-v1", t.TempDir())
+	err = g.Fetch(context.Background(), name.MustParse("openstack-scs-1-32-v1"), t.TempDir())
 	if !errors.Is(err, egress.ErrRefused) {
 		t.Fatalf("Fetch through a redirect to 127.0.0.2: got %v, want a refusal", err)
 	}
@@ -158,7 +159,7 @@ func TestLocalConfined(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := src.Fetch(context.Background(), "openstack-scs-1-32-v1", t.TempDir()); !errors.Is(err, ErrInvalidArtifact) || !strings.Contains(err.Error(), "stolen.yaml") {
+	if err := src.Fetch(context.Background(), name.MustParse("openstack-scs-1-32-v1"), t.TempDir()); !errors.Is(err, ErrInvalidArtifact) || !strings.Contains(err.Error(), "stolen.yaml") {
 		t.Fatalf("Fetch with a link out of the root: got %v, want ErrInvalidArtifact naming the file", err)
 	}
 }

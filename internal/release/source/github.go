@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
 
 // githubTimeout bounds one GitHub request, downloads included.
@@ -109,7 +110,7 @@ func (g *GitHub) repoURL() string {
 // List reads all pages of the repository's releases, following the Link
 // header, and returns the tags that are release names. Drafts are skipped:
 // they have no tag yet.
-func (g *GitHub) List(ctx context.Context) ([]string, error) {
+func (g *GitHub) List(ctx context.Context) ([]name.Release, error) {
 	next := g.repoURL() + "/releases?per_page=" + strconv.Itoa(g.cfg.PerPage)
 	var tags []string
 	// A bound on pages protects against a server whose Link header loops.
@@ -138,8 +139,9 @@ func (g *GitHub) List(ctx context.Context) ([]string, error) {
 }
 
 // Fetch downloads every asset of the release tagged releaseName.
-func (g *GitHub) Fetch(ctx context.Context, releaseName, destDir string) error {
-	if err := checkReleaseName(releaseName); err != nil {
+func (g *GitHub) Fetch(ctx context.Context, n name.Release, destDir string) error {
+	releaseName, err := checkReleaseName(n)
+	if err != nil {
 		return err
 	}
 	fail := func(err error) error { return fmt.Errorf("downloading %q from %s: %w", releaseName, g.ID(), err) }

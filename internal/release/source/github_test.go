@@ -20,6 +20,7 @@ import (
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 )
 
@@ -158,12 +159,12 @@ func TestGitHubListAllPages(t *testing.T) {
 		want = append(want, tag)
 	}
 	f.releases = append(f.releases, map[string]any{"tag_name": "not-a-release"}, map[string]any{"tag_name": "openstack-scs-1-32-v99", "draft": true})
-	slices.Sort(want)
+	want = inReleaseOrder(want)
 	got, err := f.source(t, "").List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got, want) {
+	if !slices.Equal(names(got), want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 	if n := f.listCalls.Load(); n != 4 { // 10 releases, 3 per page
@@ -190,14 +191,14 @@ func TestGitHubFetch(t *testing.T) {
 			}
 			f.addRelease(t, tt.opts.ReleaseName(), dir, tt.withDigest, nil)
 			dest := t.TempDir()
-			if err := f.source(t, tt.token).Fetch(context.Background(), tt.opts.ReleaseName(), dest); err != nil {
+			if err := f.source(t, tt.token).Fetch(context.Background(), tt.opts.Release(), dest); err != nil {
 				t.Fatal(err)
 			}
 			sameFiles(t, dir, dest)
 			if n, files := int(f.downloads.Load()), len(f.files); n != files {
 				t.Errorf("%d redirected downloads, want %d", n, files)
 			}
-			if _, err := release.Load(dest, tt.opts.ReleaseName(), release.Options{}); err != nil {
+			if _, err := release.Load(dest, tt.opts.Release(), release.Options{}); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -252,7 +253,7 @@ func TestGitHubFetchRejects(t *testing.T) {
 			if err := os.Mkdir(dest, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			err := f.source(t, tt.token).Fetch(context.Background(), rn, dest)
+			err := f.source(t, tt.token).Fetch(context.Background(), name.MustParse(rn), dest)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got %v, want %v", err, tt.wantErr)
 			}
@@ -292,7 +293,9 @@ func TestGitHubRateLimit(t *testing.T) {
 			g.now = func() time.Time { return now }
 			for _, call := range []func() error{
 				func() error { _, err := g.List(context.Background()); return err },
-				func() error { return g.Fetch(context.Background(), "openstack-scs-1-32-v1", t.TempDir()) },
+				func() error {
+					return g.Fetch(context.Background(), name.MustParse("openstack-scs-1-32-v1"), t.TempDir())
+				},
 			} {
 				err := call()
 				var rl *RateLimitError

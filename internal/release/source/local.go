@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -105,7 +106,7 @@ func (l *Local) ID() string { return "local://" + filepath.ToSlash(l.dir) }
 func (l *Local) Volatile() bool { return true }
 
 // List returns the names of the release directories.
-func (l *Local) List(ctx context.Context) ([]string, error) {
+func (l *Local) List(ctx context.Context) ([]name.Release, error) {
 	root, err := l.open()
 	if err != nil {
 		return nil, fmt.Errorf("listing local releases of %q: %w (set with %s): %w", l.dir, ErrLocalPathRefused, FlagLocalSourceRoot, ErrInvalidConfig)
@@ -126,8 +127,9 @@ func (l *Local) List(ctx context.Context) ([]string, error) {
 
 // Fetch copies the regular files of the release directory. Symlinks are followed while they stay
 // inside the served root (a developer may link files into place), sub-directories refused.
-func (l *Local) Fetch(ctx context.Context, releaseName, destDir string) error {
-	if err := checkReleaseName(releaseName); err != nil {
+func (l *Local) Fetch(ctx context.Context, n name.Release, destDir string) error {
+	releaseName, err := checkReleaseName(n)
+	if err != nil {
 		return err
 	}
 	root, err := l.open()

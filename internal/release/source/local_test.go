@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 )
 
@@ -39,7 +40,7 @@ func TestLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"openstack-scs-1-32-v0-sha-abc1234", "openstack-scs-1-32-v1"}; !slices.Equal(got, want) {
+	if want := []string{"openstack-scs-1-32-v0-sha-abc1234", "openstack-scs-1-32-v1"}; !slices.Equal(names(got), want) {
 		t.Errorf("List: %v, want %v", got, want)
 	}
 
@@ -47,7 +48,7 @@ func TestLocal(t *testing.T) {
 	beforeFail := testutil.ToFloat64(downloadFailuresTotal.WithLabelValues("local"))
 	beforeBytes := testutil.ToFloat64(downloadBytesTotal.WithLabelValues("local"))
 	dest := t.TempDir()
-	if err := src.Fetch(context.Background(), "openstack-scs-1-32-v1", dest); err != nil {
+	if err := src.Fetch(context.Background(), name.MustParse("openstack-scs-1-32-v1"), dest); err != nil {
 		t.Fatal(err)
 	}
 	sameFiles(t, a, dest)
@@ -64,11 +65,11 @@ func TestLocal(t *testing.T) {
 	}{
 		{release: "openstack-scs-1-32-v2", wantErr: ErrNotFound},
 	} {
-		if err := src.Fetch(context.Background(), tt.release, t.TempDir()); !errors.Is(err, tt.wantErr) {
+		if err := src.Fetch(context.Background(), name.MustParse(tt.release), t.TempDir()); !errors.Is(err, tt.wantErr) {
 			t.Errorf("Fetch(%q): got %v, want %v", tt.release, err, tt.wantErr)
 		}
 	}
-	if err := src.Fetch(context.Background(), "../x", t.TempDir()); err == nil {
+	if err := src.Fetch(context.Background(), unsafeName, t.TempDir()); err == nil {
 		t.Error("a non-release name was accepted")
 	}
 	if d := testutil.ToFloat64(downloadFailuresTotal.WithLabelValues("local")) - beforeFail; d != 2 {
@@ -100,7 +101,7 @@ func TestLocalRejects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := src.Fetch(context.Background(), "openstack-scs-1-32-v1", t.TempDir()); !errors.Is(err, tt.wantErr) {
+			if err := src.Fetch(context.Background(), name.MustParse("openstack-scs-1-32-v1"), t.TempDir()); !errors.Is(err, tt.wantErr) {
 				t.Errorf("got %v, want %v", err, tt.wantErr)
 			}
 		})

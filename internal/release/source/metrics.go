@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -54,11 +55,11 @@ type volatileInstrumented struct{ instrumented }
 
 func (volatileInstrumented) Volatile() bool { return true }
 
-func (i *instrumented) Fetch(ctx context.Context, releaseName, destDir string) error {
+func (i *instrumented) Fetch(ctx context.Context, n name.Release, destDir string) error {
 	label := string(i.Type())
 	downloadsTotal.WithLabelValues(label).Inc()
 	start := time.Now()
-	err := i.Source.Fetch(ctx, releaseName, destDir)
+	err := i.Source.Fetch(ctx, n, destDir)
 	downloadDuration.WithLabelValues(label).Observe(time.Since(start).Seconds())
 	if err != nil {
 		downloadFailuresTotal.WithLabelValues(label).Inc()

@@ -16,6 +16,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/retry"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
 
 // ArtifactType is the OCI artifact type of a cluster-stack release.
@@ -65,7 +66,7 @@ func (o *OCI) ID() string {
 
 // List returns the release names among the repository's tags, following the
 // registry's pagination to the end.
-func (o *OCI) List(ctx context.Context) ([]string, error) {
+func (o *OCI) List(ctx context.Context) ([]name.Release, error) {
 	var tags []string
 	err := o.repo.Tags(ctx, "", func(page []string) error {
 		tags = append(tags, page...)
@@ -79,8 +80,9 @@ func (o *OCI) List(ctx context.Context) ([]string, error) {
 
 // Fetch pulls the release artifact. Every byte is checked against the digest
 // in its descriptor while it streams to disk: manifest and layers alike.
-func (o *OCI) Fetch(ctx context.Context, releaseName, destDir string) error {
-	if err := checkReleaseName(releaseName); err != nil {
+func (o *OCI) Fetch(ctx context.Context, n name.Release, destDir string) error {
+	releaseName, err := checkReleaseName(n)
+	if err != nil {
 		return err
 	}
 	fail := func(err error) error { return fmt.Errorf("pulling %q from %s: %w", releaseName, o.ID(), err) }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 )
 
@@ -109,13 +110,13 @@ func TestOCIListAllPages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	slices.Sort(want)
+	want = inReleaseOrder(want)
 
 	got, err := newOCI(t, host, func(c *OCIConfig) { c.TagPageSize = 4 }).List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got, want) {
+	if !slices.Equal(names(got), want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 	// 27 tags in pages of 4.
@@ -133,11 +134,11 @@ func TestOCIFetch(t *testing.T) {
 		t.Run(opts.ReleaseName(), func(t *testing.T) {
 			dir, _ := pushFixture(t, host, opts)
 			dest := t.TempDir()
-			if err := newOCI(t, host, nil).Fetch(context.Background(), opts.ReleaseName(), dest); err != nil {
+			if err := newOCI(t, host, nil).Fetch(context.Background(), opts.Release(), dest); err != nil {
 				t.Fatal(err)
 			}
 			sameFiles(t, dir, dest)
-			if _, err := release.Load(dest, opts.ReleaseName(), release.Options{}); err != nil {
+			if _, err := release.Load(dest, opts.Release(), release.Options{}); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -180,7 +181,7 @@ func TestOCIFetchTamperedLayer(t *testing.T) {
 	}
 	target.Store(digest.FromBytes(data).String())
 
-	err = newOCI(t, host, nil).Fetch(context.Background(), opts.ReleaseName(), t.TempDir())
+	err = newOCI(t, host, nil).Fetch(context.Background(), opts.Release(), t.TempDir())
 	if !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("got %v, want ErrIntegrity", err)
 	}
@@ -237,7 +238,7 @@ func TestOCIFetchRejects(t *testing.T) {
 			if err := os.Mkdir(dest, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			err := newOCI(t, host, nil).Fetch(context.Background(), tag, dest)
+			err := newOCI(t, host, nil).Fetch(context.Background(), name.MustParse(tag), dest)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got %v, want %v", err, tt.wantErr)
 			}
@@ -251,11 +252,11 @@ func TestOCIFetchRejects(t *testing.T) {
 func TestOCIFetchNotFound(t *testing.T) {
 	host := fixtures.StartRegistry(t, nil)
 	pushFixture(t, host, fixtures.Options{})
-	err := newOCI(t, host, nil).Fetch(context.Background(), "openstack-scs-1-32-v9", t.TempDir())
+	err := newOCI(t, host, nil).Fetch(context.Background(), name.MustParse("openstack-scs-1-32-v9"), t.TempDir())
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("got %v, want ErrNotFound", err)
 	}
-	if err := newOCI(t, host, nil).Fetch(context.Background(), "../../etc", t.TempDir()); err == nil {
+	if err := newOCI(t, host, nil).Fetch(context.Background(), unsafeName, t.TempDir()); err == nil {
 		t.Fatal("a non-release name was accepted")
 	}
 }
@@ -312,7 +313,7 @@ func TestOCIAuth(t *testing.T) {
 			src := newOCI(t, host, func(c *OCIConfig) { c.Credentials = tt.creds })
 			_, err := src.List(context.Background())
 			if err == nil {
-				err = src.Fetch(context.Background(), opts.ReleaseName(), t.TempDir())
+				err = src.Fetch(context.Background(), opts.Release(), t.TempDir())
 			}
 			if tt.wantErr == nil && err != nil {
 				t.Fatal(err)

@@ -39,13 +39,12 @@ type Source interface {
 	// ID identifies the source (kind and location, never credentials), so
 	// that a cache can tell two sources' releases of the same name apart.
 	ID() string
-	// List returns the names of the available releases, sorted. Entries that
+	// List returns the available releases, ascending (name.Release.Compare). Entries that
 	// are not release names (other tags, stray directories) are left out.
-	List(ctx context.Context) ([]string, error)
-	// Fetch writes the files of the release releaseName into destDir, which
-	// must exist and be empty. On error destDir may hold partial content; the
-	// caller throws it away.
-	Fetch(ctx context.Context, releaseName, destDir string) error
+	List(ctx context.Context) ([]name.Release, error)
+	// Fetch writes the files of release n into destDir, which must exist and be empty. On
+	// error destDir may hold partial content; the caller throws it away.
+	Fetch(ctx context.Context, n name.Release, destDir string) error
 }
 
 // Errors wrapped by the sources, for callers that classify failures.
@@ -67,25 +66,28 @@ var (
 // few hundred kilobytes.
 const DefaultMaxBytes int64 = 512 << 20
 
-// releaseNames keeps the entries that are release names, sorted and unique.
-func releaseNames(raw []string) []string {
-	out := make([]string, 0, len(raw))
+// releaseNames parses the entries that are release names (tags, asset or directory names are
+// outside input and parsed here, once) and returns them ascending and unique.
+func releaseNames(raw []string) []name.Release {
+	out := make([]name.Release, 0, len(raw))
 	for _, s := range raw {
-		if _, err := name.Parse(s); err == nil {
-			out = append(out, s)
+		// Only the exact dashed spelling is a release: a name that parses but prints
+		// differently (a leading zero) would be fetched under another tag.
+		if n, err := name.Parse(s); err == nil && n.String() == s {
+			out = append(out, n)
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	slices.SortFunc(out, name.Release.Compare)
+	return slices.CompactFunc(out, func(a, b name.Release) bool { return a.Compare(b) == 0 })
 }
 
-// checkReleaseName refuses anything but a release name before it is used in
-// a path, URL or tag.
-func checkReleaseName(releaseName string) error {
-	if _, err := name.Parse(releaseName); err != nil {
-		return fmt.Errorf("fetching release: %w", err)
+// checkReleaseName refuses a hand-built name that does not print back to itself before it is
+// used in a path, URL or tag, and returns its dashed form.
+func checkReleaseName(n name.Release) (string, error) {
+	if err := n.Validate(); err != nil {
+		return "", fmt.Errorf("fetching release: %w", err)
 	}
-	return nil
+	return n.String(), nil
 }
 
 // checkFileName accepts the name of a file of a release: a plain base name.

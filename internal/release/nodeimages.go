@@ -1,4 +1,4 @@
-package nodeimage
+package release
 
 import (
 	"errors"
@@ -13,6 +13,9 @@ import (
 
 // ErrInvalidNodeImages is wrapped by every error of ParseNodeImages.
 var ErrInvalidNodeImages = errors.New("invalid node-images.yaml")
+
+// maxNodeImagesBytes bounds node-images.yaml; real ones are a few hundred bytes.
+const maxNodeImagesBytes = 1 << 20
 
 // nodeImagesFile is the legacy format of the reference OpenStack provider.
 type nodeImagesFile struct {

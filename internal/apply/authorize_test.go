@@ -111,7 +111,7 @@ func exists(t *testing.T, ref apply.Ref) bool {
 func forbidden(t *testing.T, err error) *apply.ForbiddenError {
 	t.Helper()
 	var fe *apply.ForbiddenError
-	if !errors.Is(err, apply.ErrForbidden) || !errors.As(err, &fe) {
+	if !errors.As(err, &fe) {
 		t.Fatalf("error %v, want a *apply.ForbiddenError", err)
 	}
 	return fe

@@ -10,10 +10,31 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// pruneDecided deletes the objects of the previous inventory that d decided to prune and records
+// each in d.res: a kept one stays in the inventory, a released one leaves it without being
+// deleted, and one that fails to delete stays in it so that the next Apply tries again.
+func (a *Applier) pruneDecided(ctx context.Context, d *decision) {
+	for _, p := range d.prunes {
+		switch {
+		case p.keep:
+			d.res.Applied = append(d.res.Applied, p.ref)
+		case p.release:
+			d.res.Released = append(d.res.Released, p.ref)
+		default:
+			if _, err := a.deleteOne(ctx, p.ref); err != nil {
+				d.res.Failed[p.ref] = fmt.Errorf("pruning %s: %w", p.ref, err)
+				d.res.Applied = append(d.res.Applied, p.ref)
+			} else {
+				d.res.Pruned = append(d.res.Pruned, p.ref)
+			}
+		}
+	}
+}
+
 // Delete deletes every object of inventory, in reverse order (dependants first), and returns the
 // objects still present afterwards: being finalized, or failed to delete (those errors are
 // joined in err). "Not found", and a kind that is no longer served, count as deleted. Objects
-// that HeldByOther names are not deleted and not returned: they are another applier's now.
+// that another applier holds (WithSharing) are not deleted and not returned: they are its now.
 func (a *Applier) Delete(ctx context.Context, inventory []Ref) (remaining []Ref, err error) {
 	if a.Client == nil {
 		return nil, errors.New("deleting objects: the Applier needs a Client")
@@ -25,7 +46,7 @@ func (a *Applier) Delete(ctx context.Context, inventory []Ref) (remaining []Ref,
 		if present[ref.Key()] || done[ref.Key()] {
 			continue
 		}
-		if a.HeldByOther != nil && a.HeldByOther(ref) {
+		if a.heldByOther != nil && a.heldByOther(ref) {
 			done[ref.Key()] = true
 			continue
 		}

@@ -1,4 +1,4 @@
-package releasestore
+package resolver
 
 import (
 	"errors"

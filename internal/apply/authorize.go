@@ -2,7 +2,6 @@ package apply
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -24,9 +23,6 @@ import (
 // after a denial take effect at the next Apply.
 const allowedTTL = 2 * time.Minute
 
-// ErrForbidden is matched (errors.Is) by a *ForbiddenError.
-var ErrForbidden = errors.New("forbidden")
-
 // Permission is one thing the Applier's user must be allowed to do: Verb on Resource of Group,
 // in Namespace ("" for cluster-scoped resources, or when a ClusterRole is what is checked).
 type Permission struct {
@@ -43,7 +39,7 @@ func (p Permission) key() Permission {
 }
 
 // ForbiddenError lists the permissions the API server denied the Applier's user. Apply returns
-// it before writing or deleting anything.
+// it before writing or deleting anything; callers match it with errors.As.
 type ForbiddenError struct {
 	// Denied are the denied permissions, sorted, each once.
 	Denied []Permission
@@ -60,9 +56,6 @@ func (e *ForbiddenError) Error() string {
 	}
 	return "not allowed to " + strings.Join(parts, "; ")
 }
-
-// Is makes errors.Is(err, ErrForbidden) true.
-func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
 
 // Rule is the part of a ForbiddenError about one resource: what a ClusterRole (or Role) must
 // grant for the Apply to go through.
@@ -158,32 +151,121 @@ func (c *accessCache) allow(p Permission) {
 
 var ssarGVK = schema.GroupVersionKind{Group: "authorization.k8s.io", Version: "v1", Kind: "SelfSubjectAccessReview"}
 
+// authorizeDecision checks that the Applier's user may make every write and deletion d decided
+// on. An object whose resource cannot be found out fails alone and is dropped from the writes.
+func (a *Applier) authorizeDecision(ctx context.Context, d *decision, crds map[schema.GroupVersionKind]crdResource) error {
+	needed, denied := a.writePermissions(d, crds)
+	forPrunes, err := a.prunePermissions(d.prunes)
+	if err != nil {
+		return err
+	}
+	needed = append(needed, forPrunes...)
+	if len(needed) == 0 && len(denied) == 0 {
+		return nil
+	}
+	if err := a.authorize(ctx, needed, denied); err != nil {
+		return fmt.Errorf("applying objects: %w", err)
+	}
+	return nil
+}
+
+// writePermissions returns what the writes of d need, and what a refused read showed to be
+// denied already.
+func (a *Applier) writePermissions(d *decision, crds map[schema.GroupVersionKind]crdResource) (needed, denied []Permission) {
+	writes := make([]*pending, 0, len(d.writes))
+	for _, p := range d.writes {
+		verbs := []string{"patch"}
+		if p.out == created {
+			verbs = append(verbs, "create")
+		}
+		perms, err := a.permissionsFor(p.ref, verbs, crds)
+		if err != nil {
+			d.res.Failed[p.ref] = fmt.Errorf("applying %s: %w", p.ref, err)
+			continue
+		}
+		if p.unreadable {
+			// The API server refused the read itself: that is part of what to grant.
+			denied = append(denied, Permission{Group: perms[0].Group, Resource: perms[0].Resource, Namespace: perms[0].Namespace, Verb: "get", Kind: p.ref.Kind})
+		}
+		needed = append(needed, perms...)
+		writes = append(writes, p)
+	}
+	d.writes = writes
+	return needed, denied
+}
+
+// prunePermissions returns what deleting the pruned objects needs.
+func (a *Applier) prunePermissions(prunes []prune) ([]Permission, error) {
+	var needed []Permission
+	for _, p := range prunes {
+		if p.keep || p.release {
+			continue
+		}
+		perms, err := a.permissionsFor(p.ref, []string{"delete"}, nil)
+		if meta.IsNoMatchError(err) {
+			continue // the kind is not served any more: there is nothing to delete
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pruning %s: %w", p.ref, err)
+		}
+		needed = append(needed, perms...)
+	}
+	return needed, nil
+}
+
 // authorize asks the API server, with one SelfSubjectAccessReview per distinct permission not
 // remembered as allowed, whether the Applier's user holds every permission of needed; denied
 // are permissions already known to be missing (a read the API server refused). It returns a
 // *ForbiddenError naming every denied permission.
 func (a *Applier) authorize(ctx context.Context, needed, denied []Permission) error {
 	cache := a.access()
-	asked := map[Permission]bool{}
-	deniedKeys := map[Permission]bool{}
-	seen := map[Permission]bool{}
-	var out []Permission
-	deny := func(p Permission) {
-		deniedKeys[p.key()] = true
-		if !seen[p] {
-			seen[p] = true
-			out = append(out, p)
+	var out denials
+	for _, p := range denied {
+		out.add(p)
+	}
+	refused, err := a.ask(ctx, unanswered(needed, out.keys, cache), cache)
+	if err != nil {
+		return err
+	}
+	for _, p := range needed {
+		// A refused question can stand for several kinds (one resource, one verb): name each.
+		if k := p.key(); out.keys[k] || refused[k] {
+			out.add(p)
 		}
 	}
-	for _, p := range denied {
-		deny(p)
+	if len(out.list) == 0 {
+		return nil
 	}
-	// Ask every distinct question not answered yet, side by side: a first apply into a namespace
-	// needs create and patch for each kind, and one round trip after another was most of its time.
+	sortPermissions(out.list)
+	return &ForbiddenError{Denied: out.list}
+}
+
+// denials collects denied permissions, each once, in the order they are found.
+type denials struct {
+	keys map[Permission]bool // the questions (Permission.key) denied
+	seen map[Permission]bool
+	list []Permission
+}
+
+func (d *denials) add(p Permission) {
+	if d.keys == nil {
+		d.keys, d.seen = map[Permission]bool{}, map[Permission]bool{}
+	}
+	d.keys[p.key()] = true
+	if !d.seen[p] {
+		d.seen[p] = true
+		d.list = append(d.list, p)
+	}
+}
+
+// unanswered returns the distinct questions of needed that are neither denied already nor
+// remembered as allowed.
+func unanswered(needed []Permission, denied map[Permission]bool, cache *accessCache) []Permission {
+	asked := map[Permission]bool{}
 	var questions []Permission
 	for _, p := range needed {
 		k := p.key()
-		if deniedKeys[k] || asked[k] {
+		if denied[k] || asked[k] {
 			continue
 		}
 		asked[k] = true
@@ -191,6 +273,14 @@ func (a *Applier) authorize(ctx context.Context, needed, denied []Permission) er
 			questions = append(questions, k)
 		}
 	}
+	return questions
+}
+
+// ask asks the questions side by side (a first apply into a namespace needs create and patch for
+// each kind, and one round trip after another was most of its time), remembers the allowed
+// answers and returns the refused questions. When the user may not ask at all, nothing counts as
+// refused: the writes are attempted and their own Forbidden errors reported per object.
+func (a *Applier) ask(ctx context.Context, questions []Permission, cache *accessCache) (map[Permission]bool, error) {
 	answers := make([]struct {
 		allowed bool
 		err     error
@@ -203,10 +293,9 @@ func (a *Applier) authorize(ctx context.Context, needed, denied []Permission) er
 		if err := answers[i].err; err != nil {
 			if cannotAsk(err) {
 				log.FromContext(ctx).V(4).Info("Cannot ask SelfSubjectAccessReviews, writing without checking", "Error", err.Error())
-				clear(refused)
-				break
+				return nil, nil
 			}
-			return fmt.Errorf("asking whether %s on %s is allowed: %w", k.Verb, Rule{Group: k.Group, Resource: k.Resource}.resourceString(), err)
+			return nil, fmt.Errorf("asking whether %s on %s is allowed: %w", k.Verb, Rule{Group: k.Group, Resource: k.Resource}.resourceString(), err)
 		}
 		if answers[i].allowed {
 			cache.allow(k)
@@ -214,17 +303,14 @@ func (a *Applier) authorize(ctx context.Context, needed, denied []Permission) er
 			refused[k] = true
 		}
 	}
-	for _, p := range needed {
-		// A refused question can stand for several kinds (one resource, one verb): name each.
-		if k := p.key(); deniedKeys[k] || refused[k] {
-			deny(p)
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
+	return refused, nil
+}
+
+// sortPermissions sorts by group, resource, namespace, verb and kind, so that a ForbiddenError
+// reads the same for the same denials.
+func sortPermissions(ps []Permission) {
+	sort.Slice(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
 		if a.Group != b.Group {
 			return a.Group < b.Group
 		}
@@ -239,7 +325,6 @@ func (a *Applier) authorize(ctx context.Context, needed, denied []Permission) er
 		}
 		return a.Kind < b.Kind
 	})
-	return &ForbiddenError{Denied: out}
 }
 
 // review asks one SelfSubjectAccessReview. It is sent unstructured so that it works with any
@@ -279,12 +364,6 @@ func (a *Applier) permissionsFor(ref Ref, verbs []string, crds map[schema.GroupV
 	return out, nil
 }
 
-// crdResource is the resource of a kind defined by a CRD among the desired objects.
-type crdResource struct {
-	resource   string
-	namespaced bool
-}
-
 func (a *Applier) resourceOf(gvk schema.GroupVersionKind, crds map[schema.GroupVersionKind]crdResource) (string, bool, error) {
 	m, err := a.Client.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err == nil {
@@ -294,31 +373,6 @@ func (a *Applier) resourceOf(gvk schema.GroupVersionKind, crds map[schema.GroupV
 		return c.resource, c.namespaced, nil
 	}
 	return "", false, fmt.Errorf("mapping kind %s to its resource: %w", gvkString(gvk), err)
-}
-
-// definedByCRDs returns the kinds that CRDs among desired define, with their resources.
-func definedByCRDs(desired []*unstructured.Unstructured) map[schema.GroupVersionKind]crdResource {
-	var out map[schema.GroupVersionKind]crdResource
-	for _, d := range desired {
-		if !isCRD(RefOf(d)) {
-			continue
-		}
-		group, _, _ := unstructured.NestedString(d.Object, "spec", "group")
-		kind, _, _ := unstructured.NestedString(d.Object, "spec", "names", "kind")
-		plural, _, _ := unstructured.NestedString(d.Object, "spec", "names", "plural")
-		scope, _, _ := unstructured.NestedString(d.Object, "spec", "scope")
-		versions, _, _ := unstructured.NestedSlice(d.Object, "spec", "versions")
-		for _, v := range versions {
-			if m, ok := v.(map[string]any); ok {
-				name, _ := m["name"].(string)
-				if out == nil {
-					out = map[schema.GroupVersionKind]crdResource{}
-				}
-				out[schema.GroupVersionKind{Group: group, Version: name, Kind: kind}] = crdResource{resource: plural, namespaced: scope != "Cluster"}
-			}
-		}
-	}
-	return out
 }
 
 // cannotAsk reports whether err means the API server does not let this user ask
