@@ -180,15 +180,7 @@ func Run(ctx context.Context, name string, input []byte, limits Limits) ([]byte,
 	}
 	defer cancel()
 
-	cmd := exec.CommandContext(runCtx, exe)
-	cmd.Env = []string{
-		markerEnv + "=" + name,
-		memoryEnv + "=" + strconv.FormatInt(limits.MaxMemoryBytes, 10),
-		outputEnv + "=" + strconv.FormatInt(limits.MaxOutputBytes, 10),
-		timeoutEnv + "=" + limits.Timeout.String(),
-	}
-	cmd.Stdin = bytes.NewReader(input)
-	cmd.SysProcAttr = sysProcAttr()
+	cmd := childCommand(runCtx, exe, name, input, limits)
 	stderr := &headBuffer{max: stderrBudget}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
@@ -198,20 +190,7 @@ func Run(ctx context.Context, name string, input []byte, limits Limits) ([]byte,
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-
-	var out []byte
-	var readErr error
-	tooLarge := false
-	if limits.MaxOutputBytes > 0 {
-		out, readErr = io.ReadAll(io.LimitReader(stdout, limits.MaxOutputBytes+1))
-		if int64(len(out)) > limits.MaxOutputBytes {
-			tooLarge = true
-			_ = cmd.Process.Kill()
-			out = nil
-		}
-	} else {
-		out, readErr = io.ReadAll(stdout)
-	}
+	out, tooLarge, readErr := readOutput(cmd, stdout, limits.MaxOutputBytes)
 	// Wait closes stdout; reading must be done first (os/exec's rule for StdoutPipe).
 	waitErr := cmd.Wait()
 
@@ -223,28 +202,67 @@ func Run(ctx context.Context, name string, input []byte, limits Limits) ([]byte,
 	case runCtx.Err() != nil:
 		return nil, ErrTimeout
 	}
+	if err := exitError(waitErr, readErr, stderr.String()); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// childCommand is the child serving name: the marker and the budgets are all of its environment
+// (see the package comment).
+func childCommand(ctx context.Context, exe, name string, input []byte, limits Limits) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = []string{
+		markerEnv + "=" + name,
+		memoryEnv + "=" + strconv.FormatInt(limits.MaxMemoryBytes, 10),
+		outputEnv + "=" + strconv.FormatInt(limits.MaxOutputBytes, 10),
+		timeoutEnv + "=" + limits.Timeout.String(),
+	}
+	cmd.Stdin = bytes.NewReader(input)
+	cmd.SysProcAttr = sysProcAttr()
+	return cmd
+}
+
+// readOutput reads the child's output, at most maxBytes of it (0: no bound), and kills the child
+// when there is more; tooLarge says so.
+func readOutput(cmd *exec.Cmd, stdout io.Reader, maxBytes int64) (out []byte, tooLarge bool, err error) {
+	if maxBytes <= 0 {
+		out, err = io.ReadAll(stdout)
+		return out, false, err
+	}
+	out, err = io.ReadAll(io.LimitReader(stdout, maxBytes+1))
+	if int64(len(out)) > maxBytes {
+		_ = cmd.Process.Kill()
+		return nil, true, err
+	}
+	return out, false, err
+}
+
+// exitError tells how a child that was neither cancelled nor over its time or output budget
+// ended: nil when it returned a result.
+func exitError(waitErr, readErr error, stderr string) error {
 	var exitErr *exec.ExitError
 	if errors.As(waitErr, &exitErr) {
 		switch code := exitErr.ExitCode(); {
 		case code == ExitMemory:
-			return nil, ErrMemory
+			return ErrMemory
 		case code == ExitTooLarge:
-			return nil, ErrOutputTooLarge
-		case strings.Contains(stderr.String(), "out of memory"),
+			return ErrOutputTooLarge
+		case strings.Contains(stderr, "out of memory"),
 			// The runtime's mmap refused by RLIMIT_DATA (ENOMEM), before its own "out of memory".
-			strings.Contains(stderr.String(), "runtime: cannot allocate memory"):
-			return nil, ErrMemory
+			strings.Contains(stderr, "runtime: cannot allocate memory"):
+			return ErrMemory
 		default:
-			return nil, fmt.Errorf("%w (%v): %s", ErrCrashed, waitErr, firstLine(stderr.String()))
+			return fmt.Errorf("%w (%v): %s", ErrCrashed, waitErr, firstLine(stderr))
 		}
 	}
 	if waitErr != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCrashed, waitErr)
+		return fmt.Errorf("%w: %w", ErrCrashed, waitErr)
 	}
 	if readErr != nil {
-		return nil, fmt.Errorf("%w: reading its output: %w", ErrCrashed, readErr)
+		return fmt.Errorf("%w: reading its output: %w", ErrCrashed, readErr)
 	}
-	return out, nil
+	return nil
 }
 
 func firstLine(s string) string {
