@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -330,24 +329,6 @@ func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in a
 	return all, nil
 }
 
-// readPlan reads the addon plan of a release.
-func (r *ClusterAddonReconciler) readPlan(rel *release.Release) (*plan, error) {
-	p := &plan{rel: rel}
-	if rel.AddonConvention != release.AddonConventionConfig {
-		return p, nil
-	}
-	data, err := os.ReadFile(rel.ClusterAddonConfig)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", filepath.Base(rel.ClusterAddonConfig), err)
-	}
-	if p.cfg, err = addonplan.Parse(data); err != nil {
-		return nil, err
-	}
-	if p.addonDir, err = r.Renderer.Extract(rel); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
 
 // reconcileNormal runs the steps of a live ClusterAddon, each reporting why it stopped short of
 // done (package outcome); setClusterAddonStatus turns the report into conditions.
@@ -434,18 +415,21 @@ func decideRelease(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster *cl
 	return ref, nil
 }
 
-// loadPlan returns the verified release ref names and its addon plan.
+// loadPlan returns the verified release ref names and its addon plan. The plan was parsed and
+// checked when the release was loaded (an invalid one is an invalid release); what can fail here
+// besides getting the release is extracting the addon archive.
 func (r *ClusterAddonReconciler) loadPlan(ctx context.Context, ref resolver.Ref) (*plan, error) {
 	rn := ref.Release
 	rel, err := r.Releases.ReleaseFor(ctx, ref.Namespace, rn)
 	if err != nil {
 		return nil, r.releaseFailed(rn, err)
 	}
-	p, err := r.readPlan(rel)
-	if err != nil {
-		if errors.Is(err, addonplan.ErrInvalidConfig) {
-			return nil, outcome.Stall(csv1alpha1.InvalidReleaseReason, "Release %s: %v", rn, err)
-		}
+	p := &plan{rel: rel}
+	if rel.AddonConvention != release.AddonConventionConfig {
+		return p, nil
+	}
+	p.cfg = rel.AddonPlan
+	if p.addonDir, err = r.Renderer.Extract(rel); err != nil {
 		return nil, fmt.Errorf("loading the addons of release %s: %w", rn, err)
 	}
 	return p, nil

@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
@@ -61,16 +60,8 @@ func TestRenderBothConventions(t *testing.T) {
 	if err != nil || again != dir {
 		t.Fatalf("second Extract: %q, %v; want the cached %q", again, err, dir)
 	}
-	cfgData, err := os.ReadFile(rel.ClusterAddonConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := plan.Parse(cfgData)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
-	for _, chart := range cfg.SteadyCharts() {
+	for _, chart := range rel.AddonPlan.SteadyCharts() {
 		objs, err := r.RenderChart(ctx, dir, chart, in)
 		if err != nil {
 			t.Fatalf("RenderChart %s: %v", chart, err)

@@ -1,28 +1,28 @@
 // Package release defines a verified cluster-stack release on disk: the
-// parsed metadata.yaml and node-images.yaml, and the paths of the files later
-// stages use (the cluster-class chart, the addon archive and its
-// configuration). Load is the only way to get a Release, and it rejects a
-// release whole when any file is missing, malformed, unsafe or inconsistent
-// with the release name, so a loaded release is usable in every part.
+// parsed metadata.yaml, node-images.yaml and addon plan (clusteraddon.yaml),
+// and the paths of the files later stages use (the cluster-class chart, the
+// addon archive, cluster-addon-values.yaml). Load is the only way to get a
+// Release, and it rejects a release whole when any file is missing, malformed,
+// unsafe or inconsistent with the release name, so a loaded release is usable
+// in every part.
 package release
 
 import (
 	"archive/tar"
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 )
@@ -97,8 +97,9 @@ type Release struct {
 	ClusterAddonArchive string
 	// AddonConvention tells which of the two addon files is set.
 	AddonConvention AddonConvention
-	// ClusterAddonConfig is clusteraddon.yaml; empty for the values convention.
-	ClusterAddonConfig string
+	// AddonPlan is the parsed and checked clusteraddon.yaml: every stage names a chart of the
+	// addon archive. Nil for the values convention.
+	AddonPlan *plan.Config
 	// ClusterAddonValues is cluster-addon-values.yaml; empty for the config convention.
 	ClusterAddonValues string
 	// NodeImages are the images of node-images.yaml, parsed and validated; none when the
@@ -169,7 +170,6 @@ func Load(dir string, n name.Release, opts Options) (*Release, error) {
 		// A release built with the new convention may still carry an old
 		// values file; the config file decides.
 		r.AddonConvention = AddonConventionConfig
-		r.ClusterAddonConfig = filepath.Join(dir, ClusterAddonConfigFile)
 	case has(ClusterAddonValuesFile):
 		r.AddonConvention = AddonConventionValues
 		r.ClusterAddonValues = filepath.Join(dir, ClusterAddonValuesFile)
@@ -202,8 +202,8 @@ func Load(dir string, n name.Release, opts Options) (*Release, error) {
 		return invalid(filepath.Base(r.ClusterAddonArchive), fmt.Errorf("holds no Helm chart: %w", ErrMalformedFile))
 	}
 	if r.AddonConvention == AddonConventionConfig {
-		if err := checkAddonConfig(r.ClusterAddonConfig, charts); err != nil {
-			return invalid(ClusterAddonConfigFile, err)
+		if r.AddonPlan, err = loadAddonPlan(filepath.Join(dir, ClusterAddonConfigFile), charts); err != nil {
+			return invalid(ClusterAddonConfigFile, fmt.Errorf("%w: %w", err, ErrMalformedFile))
 		}
 	}
 	return r, nil
@@ -255,42 +255,30 @@ func chartDirs(entries []archive.Entry) []string {
 	return slices.Compact(dirs)
 }
 
-type addonConfig struct {
-	AddonStages map[string][]struct {
-		Name string `json:"name"`
-		// HelmChartName is the reference operator's spelling of name; releases use either.
-		HelmChartName string `json:"helmChartName"`
-		Action        string `json:"action"`
-	} `json:"addonStages"`
-}
+// maxAddonPlanBytes bounds clusteraddon.yaml as plan.Parse does.
+const maxAddonPlanBytes = 1 << 20
 
-// checkAddonConfig parses clusteraddon.yaml and checks that every step names
-// a chart of the addon archive and a known action, so a typo fails at fetch
-// time rather than halfway through a cluster upgrade.
-func checkAddonConfig(file string, charts []string) error {
-	data, err := os.ReadFile(file)
+// loadAddonPlan parses clusteraddon.yaml (plan.Parse checks hooks, actions and conditions) and
+// checks that every stage names a chart of the addon archive, so a typo fails when the release
+// is loaded rather than halfway through a cluster upgrade.
+func loadAddonPlan(file string, charts []string) (*plan.Config, error) {
+	data, err := readBounded(file, maxAddonPlanBytes)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var c addonConfig
-	if err := yaml.Unmarshal(data, &c); err != nil {
-		return fmt.Errorf("parsing YAML: %v: %w", err, ErrMalformedFile)
+	p, err := plan.Parse(data)
+	if err != nil {
+		return nil, err
 	}
-	if len(c.AddonStages) == 0 {
-		return fmt.Errorf("addonStages is empty: %w", ErrMalformedFile)
-	}
-	for stage, steps := range c.AddonStages {
-		for i, s := range steps {
-			chart := cmp.Or(s.Name, s.HelmChartName)
-			if _, ok := slices.BinarySearch(charts, chart); !ok {
-				return fmt.Errorf("addonStages.%s[%d]: %q is not a chart of the addon archive (have %v): %w", stage, i, chart, charts, ErrMalformedFile)
-			}
-			if s.Action != "apply" && s.Action != "delete" {
-				return fmt.Errorf("addonStages.%s[%d]: action %q is neither apply nor delete: %w", stage, i, s.Action, ErrMalformedFile)
+	hooks := slices.Sorted(maps.Keys(p.AddonStages))
+	for _, hook := range hooks {
+		for i, s := range p.AddonStages[hook] {
+			if _, ok := slices.BinarySearch(charts, s.Name); !ok {
+				return nil, &plan.ConfigError{Field: fmt.Sprintf("addonStages.%s[%d].name", hook, i), Err: fmt.Errorf("%q is not a chart of the addon archive (have %v)", s.Name, charts)}
 			}
 		}
 	}
-	return nil
+	return p, nil
 }
 
 // readBounded reads a release file of at most limit bytes: release files are outside input.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/archive"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
@@ -114,6 +115,8 @@ func TestLoad(t *testing.T) {
 		{name: "addon config with unknown helmChartName", mutate: write("clusteraddon.yaml", "addonStages:\n  AfterControlPlaneInitialized:\n    - helmChartName: ccm\n      action: apply\n"), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
 		{name: "addon config names unknown chart", mutate: write("clusteraddon.yaml", "addonStages:\n  AfterControlPlaneInitialized:\n    - name: ccm\n      action: apply\n"), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
 		{name: "addon config bad action", mutate: write("clusteraddon.yaml", "addonStages:\n  AfterControlPlaneInitialized:\n    - name: cni\n      action: install\n"), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
+		{name: "addon plan whose condition does not compile", mutate: write("clusteraddon.yaml", "addonStages:\n  BeforeClusterUpgrade:\n    - name: cni\n      action: apply\n      waitForPreCondition:\n        objects: [{key: a, apiVersion: v1, kind: ConfigMap, name: x}]\n        conditions: 'a.data ==='\n"), wantFile: "clusteraddon.yaml", wantErr: plan.ErrInvalidConfig},
+		{name: "addon plan with an unknown hook", mutate: write("clusteraddon.yaml", "addonStages:\n  AfterClusterCreate:\n    - name: cni\n      action: apply\n"), wantFile: "clusteraddon.yaml", wantErr: plan.ErrInvalidConfig},
 		{name: "addon config broken YAML", mutate: write("clusteraddon.yaml", "addonStages: ["), wantFile: "clusteraddon.yaml", wantErr: release.ErrMalformedFile},
 		{name: "broken node images", opts: fixtures.Options{NodeImages: true}, mutate: write("node-images.yaml", "- ["), wantFile: "node-images.yaml", wantErr: release.ErrMalformedFile},
 		{name: "node image that cannot be downloaded", opts: fixtures.Options{NodeImages: true}, mutate: write("node-images.yaml", "openStackNodeImages:\n  - url: ftp://images.example/a.qcow2\n    createOpts: {name: a}\n"), wantFile: "node-images.yaml", wantErr: release.ErrInvalidNodeImages},
@@ -171,12 +174,12 @@ func checkRelease(t *testing.T, r *release.Release, opts fixtures.Options) {
 	}
 	switch r.AddonConvention {
 	case release.AddonConventionConfig:
-		if r.ClusterAddonConfig == "" || r.ClusterAddonValues != "" {
-			t.Errorf("config convention with %q, %q", r.ClusterAddonConfig, r.ClusterAddonValues)
+		if r.AddonPlan == nil || len(r.AddonPlan.SteadyCharts()) == 0 || r.ClusterAddonValues != "" {
+			t.Errorf("config convention with plan %+v, values %q", r.AddonPlan, r.ClusterAddonValues)
 		}
 	case release.AddonConventionValues:
-		if r.ClusterAddonValues == "" || r.ClusterAddonConfig != "" {
-			t.Errorf("values convention with %q, %q", r.ClusterAddonConfig, r.ClusterAddonValues)
+		if r.ClusterAddonValues == "" || r.AddonPlan != nil {
+			t.Errorf("values convention with plan %+v, values %q", r.AddonPlan, r.ClusterAddonValues)
 		}
 	default:
 		t.Errorf("convention %q", r.AddonConvention)

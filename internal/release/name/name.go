@@ -196,12 +196,6 @@ func (r Release) String() string { return r.Prefix() + "-" + r.Version.Dashed() 
 // (dotted version), {{ .Release.Name }}-{{ .Chart.Version }} of its chart.
 func (r Release) ClusterClassName() string { return r.Prefix() + "-" + r.Version.String() }
 
-// SameStack reports whether o is a release of the same provider, stack and
-// Kubernetes minor version, i.e. a candidate to replace r.
-func (r Release) SameStack(o Release) bool {
-	return r.Provider == o.Provider && r.Stack == o.Stack && r.Kubernetes == o.Kubernetes
-}
-
 // Compare orders releases by provider, stack, Kubernetes minor and version.
 func (r Release) Compare(o Release) int {
 	if c := strings.Compare(r.Provider, o.Provider); c != 0 {
