@@ -329,7 +329,6 @@ func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in a
 	return all, nil
 }
 
-
 // reconcileNormal runs the steps of a live ClusterAddon, each reporting why it stopped short of
 // done (package outcome); setClusterAddonStatus turns the report into conditions.
 func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.ClusterAddon) report {
