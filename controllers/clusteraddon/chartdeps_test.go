@@ -15,6 +15,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/helmrepo"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
 
 // Repository host names of the openstack-scs2* fixtures.
@@ -40,16 +41,20 @@ var depCharts = []struct {
 	{name: "metrics-server", version: "3.13.0", oci: true},
 }
 
-// startChartDoubles starts the Helm repository and the OCI registry and fills them.
-func startChartDoubles() error {
+// startChartDoubles starts the Helm repository and the OCI registry, stopped after the tests,
+// and fills them.
+func startChartDoubles(s *testenv.Suite) error {
 	var err error
 	if chartRepo, err = helmrepo.StartRepo(); err != nil {
 		return err
 	}
+	s.Cleanup(chartRepo.Close)
 	chartRegistry = helmrepo.StartRegistry()
+	s.Cleanup(chartRegistry.Close)
 	if chartDown, err = helmrepo.StartRepo(); err != nil {
 		return err
 	}
+	s.Cleanup(chartDown.Close)
 	chartDown.FailWith(http.StatusServiceUnavailable)
 	chartClient = helmrepo.Client(map[string]string{
 		ciliumRepoHost:     chartRepo.Host(),
@@ -185,7 +190,9 @@ func TestChartDependencyFailures(t *testing.T) {
 			message: []string{"render nothing", "cni"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			isolate(t)
+			// The first stage fails to render (or renders nothing): nothing reaches the shared
+			// workload cluster, so the rows need no isolation from each other.
+			t.Parallel()
 			c := createCluster(t, ns, tc.name, tc.version, true, true)
 			NewWithT(t).Eventually(func(g Gomega) {
 				ca := getAddon(g, ns, c.Name)
@@ -204,7 +211,7 @@ func TestChartDependencyFailures(t *testing.T) {
 
 	// A repository that does not answer is waited for, not a stalled release.
 	t.Run("unavailable", func(t *testing.T) {
-		isolate(t)
+		t.Parallel() // fails to render its first stage, as the rows above
 		c := createCluster(t, ns, "unavailable", "v13", true, true)
 		NewWithT(t).Eventually(func(g Gomega) {
 			ca := getAddon(g, ns, c.Name)

@@ -25,6 +25,11 @@ import (
 
 // ClusterReconciler keeps one ClusterAddon per Cluster that uses a cluster-stack ClusterClass,
 // re-creating it when it is deleted, and drops a Cluster's workload client when it goes.
+//
+// It is not on the reconcile skeleton (internal/reconciler): the object it reconciles is Cluster
+// API's Cluster, whose status and conditions (Paused among them) belong to Cluster API, so the
+// skeleton's status patch would write into another controller's conditions; it has no steps that
+// can stall or wait, and no status of its own. What it finds is reported by the ClusterAddon.
 type ClusterReconciler struct {
 	Client   client.Client
 	Workload *workloadcluster.Cache

@@ -15,6 +15,8 @@ import (
 )
 
 func TestClusterWebhook(t *testing.T) {
+	// Its own namespace, and Clusters without a kubeconfig: nothing reaches the workload cluster.
+	t.Parallel()
 	ctx := context.Background()
 	ns := newNamespace(t)
 	for name, k8s := range map[string]string{"openstack-scs-1-32-v1": "v1.32.5", "openstack-scs-1-33-v1": "v1.33.2", "openstack-scs-1-34-v1": "v1.34.1"} {
@@ -104,6 +106,8 @@ func newWebhookNamespace(t *testing.T) string {
 // server: paths, rules, the order of defaulting and validation and the decoding of admission
 // requests all take part.
 func TestClusterWebhooksThroughAPIServer(t *testing.T) {
+	// Its own namespace, and Clusters without a kubeconfig: nothing reaches the workload cluster.
+	t.Parallel()
 	ctx := context.Background()
 	ns := newWebhookNamespace(t)
 	cluster := func(name, class, version string) *clusterv1.Cluster {

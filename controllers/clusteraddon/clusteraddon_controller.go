@@ -20,7 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -38,8 +38,10 @@ import (
 	addonplan "github.com/seed-a720dd5e/clusterstack-operator/internal/addon/plan"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
@@ -63,10 +65,10 @@ const (
 	DefaultDriftCheckInterval = 5 * time.Minute
 )
 
-// clusterAddonWorkers is how many ClusterAddons are reconciled at the same time. ClusterAddons
-// are independent and a reconcile mostly waits for the workload API server; rendering the charts
-// is the only CPU-heavy step.
-const clusterAddonWorkers = 4
+// defaultClusterAddonWorkers is how many ClusterAddons are reconciled at the same time when
+// Options.Workers is zero. ClusterAddons are independent and a reconcile mostly waits for the
+// workload API server; rendering the charts is the only CPU-heavy step.
+const defaultClusterAddonWorkers = 4
 
 // ClusterAddonReconciler reconciles ClusterAddons: it renders the addons of a Cluster's release and applies
 // them into its workload cluster, running the stages of the current hook first.
@@ -87,6 +89,12 @@ type ClusterAddonReconciler struct {
 	ReleaseRetryInterval  time.Duration
 	ApplyRetryInterval    time.Duration
 	DriftCheckInterval    time.Duration
+	// Workers is how many ClusterAddons are reconciled at the same time; zero means
+	// defaultClusterAddonWorkers.
+	Workers int
+
+	// skeleton is the one reconcile shape (internal/reconciler) with this kind's steps.
+	skeleton *reconciler.Kind[*csv1alpha1.ClusterAddon, report]
 
 	// ownSpecWrites holds, per ClusterAddon UID, the generation of this controller's last spec write
 	// whose spec the same reconcile fully observed.
@@ -104,9 +112,29 @@ type ClusterAddonReconciler struct {
 // SetupWithManager registers the controller. It watches Clusters for what changes the addons:
 // the class (a release change), the initialized control plane, deletion.
 func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	workers := r.Workers
+	if workers <= 0 {
+		workers = defaultClusterAddonWorkers
+	}
+	r.skeleton = &reconciler.Kind[*csv1alpha1.ClusterAddon, report]{
+		Name: "ClusterAddon",
+		New:  func() *csv1alpha1.ClusterAddon { return &csv1alpha1.ClusterAddon{} },
+		// Stage progress written by the last reconcile must never be read back stale, or a
+		// stage would run twice.
+		Reader: r.APIReader,
+		Client: r.Client,
+		// No finalizer: see reconcileDelete.
+		Normal: r.reconcileNormal,
+		Delete: r.reconcileDelete,
+		Status: setClusterAddonStatus,
+		// A Cluster that is gone says nothing about the spec, and the ClusterAddon goes with it.
+		Observed: func(rep report) bool { return !rep.gone && outcome.Settled(rep.err) },
+		Recorder: r.Recorder,
+		Patch:    r.patch,
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusteraddon").
-		WithOptions(controller.Options{MaxConcurrentReconciles: clusterAddonWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		For(&csv1alpha1.ClusterAddon{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}, predicate.Funcs{UpdateFunc: r.notOwnSpecWrite, DeleteFunc: r.forgetSpecWrites})).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: addon.ClusterAddonName(o.GetName())}}}
@@ -160,29 +188,9 @@ func (r *ClusterAddonReconciler) interval(d, def time.Duration) time.Duration {
 	return def
 }
 
-// Reconcile follows STYLE.md: get, logger, patch helper, deferred patch, then delete or normal.
-func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
-	ca := &csv1alpha1.ClusterAddon{}
-	if err := r.APIReader.Get(ctx, req.NamespacedName, ca); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
-	}
-	log := ctrl.LoggerFrom(ctx).WithValues("ClusterAddon", klog.KObj(ca))
-	ctx = ctrl.LoggerInto(ctx, log)
-
-	if !ca.DeletionTimestamp.IsZero() {
-		return r.reconcileDelete(ctx, ca)
-	}
-
-	before := ca.DeepCopy()
-	defer func() {
-		if err := r.patch(ctx, before, ca, reterr == nil); err != nil {
-			reterr = errors.Join(reterr, err)
-		}
-	}()
-	return r.reconcileNormal(ctx, ca)
+// Reconcile runs the ClusterAddon's steps on the one reconcile skeleton (internal/reconciler).
+func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return r.skeleton.Reconcile(ctx, req)
 }
 
 // patch writes what a reconcile changed in at most two requests: spec and metadata first, then
@@ -190,7 +198,7 @@ func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // request of their own (to merge them with other controllers' conditions, with retries on
 // conflicts) and so costs a third write whenever conditions and other status fields change
 // together. This controller is the only writer of a ClusterAddon's status, so one status patch
-// is enough.
+// is enough. The skeleton calls it as its Patch.
 //
 // A spec change made by a reconcile is its own decision (the release it installs, a finished
 // hook), taken from the state the status describes. So the status records the generation of
@@ -198,9 +206,6 @@ func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // behind, and the watch event of the spec write would cost another status write that only moves
 // it. observedGeneration moves only when the reconcile succeeded (STYLE.md 5).
 func (r *ClusterAddonReconciler) patch(ctx context.Context, before, ca *csv1alpha1.ClusterAddon, succeeded bool) error {
-	// A rendering error can be far longer than the API server accepts in a condition message.
-	kstatus.BoundConditions(ca)
-	ca.Status.Ready = conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
 	var errs []error
 	if !equality.Semantic.DeepEqual(before.ObjectMeta, ca.ObjectMeta) || !equality.Semantic.DeepEqual(before.Spec, ca.Spec) {
 		// The status of a custom resource with a status subresource is ignored here; leaving it
@@ -247,24 +252,17 @@ func (r *ClusterAddonReconciler) patch(ctx context.Context, before, ca *csv1alph
 	return errors.Join(errs...)
 }
 
-// reconcileDelete removes the reference operator's finalizer, if any. Addons are not deleted from
-// the workload cluster: a ClusterAddon goes away with its Cluster, and removing a CNI from a
-// live cluster because someone deleted the ClusterAddon would break it (the Cluster controller
-// re-creates the ClusterAddon, which adopts the objects again). This controller does not add the
-// finalizer for the same reason.
-func (r *ClusterAddonReconciler) reconcileDelete(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
+// reconcileDelete removes the reference operator's finalizer, if any (the deferred patch writes
+// it). Addons are not deleted from the workload cluster: a ClusterAddon goes away with its
+// Cluster, and removing a CNI from a live cluster because someone deleted the ClusterAddon would
+// break it (the Cluster controller re-creates the ClusterAddon, which adopts the objects again).
+// This controller does not add the finalizer for the same reason.
+func (r *ClusterAddonReconciler) reconcileDelete(_ context.Context, ca *csv1alpha1.ClusterAddon) report {
 	if ca.Spec.ClusterRef != nil {
 		r.Workload.Drop(types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name})
 	}
-	if !controllerutil.ContainsFinalizer(ca, csv1alpha1.ClusterAddonFinalizer) {
-		return ctrl.Result{}, nil
-	}
-	base := client.MergeFrom(ca.DeepCopy())
 	controllerutil.RemoveFinalizer(ca, csv1alpha1.ClusterAddonFinalizer)
-	if err := r.Client.Patch(ctx, ca, base); err != nil && !apierrors.IsNotFound(err) {
-		return ctrl.Result{}, fmt.Errorf("removing finalizer: %w", err)
-	}
-	return ctrl.Result{}, nil
+	return report{gone: true}
 }
 
 // plan is the addon plan of one release.
@@ -331,46 +329,72 @@ func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in a
 	return all, nil
 }
 
-func (r *ClusterAddonReconciler) loadPlan(rel *release.Release) (*plan, error) {
-	p := &plan{rel: rel}
-	if rel.AddonConvention != release.AddonConventionConfig {
-		return p, nil
+// reconcileNormal runs the steps of a live ClusterAddon, each reporting why it stopped short of
+// done (package outcome); setClusterAddonStatus turns the report into conditions.
+func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.ClusterAddon) report {
+	cluster, err := r.clusterOf(ctx, ca)
+	if err != nil {
+		return report{err: err}
 	}
-	p.cfg = rel.AddonPlan
-	var err error
-	if p.addonDir, err = r.Renderer.Extract(rel); err != nil {
-		return nil, err
+	if cluster == nil {
+		return report{gone: true}
 	}
-	return p, nil
+	ref, err := decideRelease(ctx, ca, cluster)
+	if err != nil {
+		return report{err: err}
+	}
+	p, err := r.loadPlan(ctx, ref)
+	if err != nil {
+		return report{err: err}
+	}
+	wc, err := r.connect(ctx, client.ObjectKeyFromObject(cluster))
+	if err != nil {
+		rep := report{err: err}
+		if _, ok := outcome.AsWaiting(err); ok {
+			rep.reached = ptr.To(false)
+		}
+		return rep
+	}
+	t, err := r.newTarget(ctx, cluster, p, wc)
+	if err == nil {
+		err = r.runHook(ctx, ca, p, t)
+	}
+	if err != nil {
+		return report{err: err, reached: ptr.To(true)}
+	}
+	msg, err := r.holdSteadyState(ctx, ca, p, t)
+	return report{err: err, reached: ptr.To(true), readyMsg: msg, requeue: r.interval(r.DriftCheckInterval, DefaultDriftCheckInterval)}
 }
 
-func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1alpha1.ClusterAddon) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
+// clusterOf returns the ClusterAddon's Cluster, nil when it is gone.
+func (r *ClusterAddonReconciler) clusterOf(ctx context.Context, ca *csv1alpha1.ClusterAddon) (*clusterv1.Cluster, error) {
 	if ca.Spec.ClusterRef == nil {
-		markInvalidRelease(ca, "spec.clusterRef is not set")
-		return ctrl.Result{}, nil
+		// Only a user can help, by fixing spec.clusterRef.
+		return nil, outcome.Stall(csv1alpha1.InvalidReleaseReason, "spec.clusterRef is not set")
 	}
-	clusterKey := types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name}
+	key := types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name}
 	cluster := &clusterv1.Cluster{}
-	if err := r.Client.Get(ctx, clusterKey, cluster); err != nil {
+	if err := r.Client.Get(ctx, key, cluster); err != nil {
 		if apierrors.IsNotFound(err) {
 			// The ClusterAddon is garbage collected with its Cluster.
-			r.Workload.Drop(clusterKey)
-			return ctrl.Result{}, nil
+			r.Workload.Drop(key)
+			return nil, nil
 		}
-		return ctrl.Result{}, err
+		return nil, fmt.Errorf("reading Cluster %s: %w", key, err)
 	}
-	ref, ok := resolver.ReleaseOfCluster(cluster)
-	rn := ref.Release
-	if !ok {
-		markInvalidRelease(ca, fmt.Sprintf("Cluster %s does not use a cluster-stack ClusterClass (class %q)", cluster.Name, cluster.Spec.Topology.ClassRef.Name))
-		return ctrl.Result{}, nil
-	}
-	class := cluster.Spec.Topology.ClassRef.Name
+	return cluster, nil
+}
 
+// decideRelease returns the release the Cluster's class names. A class new to the ClusterAddon
+// starts that release's hook from its first stage; a first install waits for the control plane.
+func decideRelease(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster *clusterv1.Cluster) (resolver.Ref, error) {
+	class := cluster.Spec.Topology.ClassRef.Name
+	ref, ok := resolver.ReleaseOfCluster(cluster)
+	if !ok {
+		return ref, outcome.Stall(csv1alpha1.InvalidReleaseReason, "Cluster %s does not use a cluster-stack ClusterClass (class %q)", cluster.Name, class)
+	}
 	if ca.Spec.ClusterStack == "" && ca.Spec.Hook != csv1alpha1.HookAfterControlPlaneInitialized && !controlPlaneInitialized(cluster) {
-		kstatus.MarkProgressing(ca, csv1alpha1.ControlPlaneNotInitializedReason, fmt.Sprintf("Waiting for the control plane of Cluster %s to be initialized", cluster.Name))
-		return ctrl.Result{}, nil
+		return ref, outcome.Wait(csv1alpha1.ControlPlaneNotInitializedReason, 0, "Waiting for the control plane of Cluster %s to be initialized", cluster.Name)
 	}
 	if ca.Spec.ClusterStack != class {
 		// A new release: start its hook from the first stage. Whatever the previous release was
@@ -381,129 +405,135 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 		if ca.Spec.ClusterStack == "" {
 			hook = csv1alpha1.HookAfterControlPlaneInitialized
 		}
-		log.Info("Installing the addons of a release", "ClusterClass", class, "Hook", hook, "Previous", ca.Spec.ClusterStack)
+		ctrl.LoggerFrom(ctx).Info("Installing the addons of a release", "ClusterClass", class, "Hook", hook, "Previous", ca.Spec.ClusterStack)
 		ca.Spec.ClusterStack = class
 		ca.Spec.Hook = hook
 		ca.Spec.Version = ""
 		ca.Status.Stages = nil
 	}
-
-	rel, err := r.Releases.ReleaseFor(ctx, ref.Namespace, rn)
-	if err != nil {
-		if errors.Is(err, release.ErrInvalid) {
-			markInvalidRelease(ca, fmt.Sprintf("Release %s is invalid: %v", rn, err))
-			return ctrl.Result{}, nil
-		}
-		kstatus.MarkProgressing(ca, csv1alpha1.ReleaseNotAvailableReason, fmt.Sprintf("Release %s is not available yet: %v", rn, err))
-		return ctrl.Result{RequeueAfter: r.interval(r.ReleaseRetryInterval, DefaultReleaseRetryInterval)}, nil
-	}
-	// The plan was parsed and checked when the release was loaded (an invalid one is an invalid
-	// release above); what fails here is extracting the archive.
-	p, err := r.loadPlan(rel)
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("loading the addons of release %s: %w", rn, err)
-	}
-
-	wc, res, ok := r.connect(ctx, ca, clusterKey)
-	if !ok {
-		return res, nil
-	}
-
-	data, err := r.templateData(ctx, cluster)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	in := addon.Input{KubeVersion: rel.Metadata.Versions.Kubernetes, Data: data}
-	applier := &apply.Applier{Client: wc.Client, FieldManager: FieldManager}
-
-	if ca.Spec.Hook != "" {
-		stages := p.stages(ca.Spec.Hook)
-		if !sameStages(ca.Status.Stages, stages) {
-			ca.Status.Stages = make([]csv1alpha1.StageStatus, len(stages))
-			for i, s := range stages {
-				ca.Status.Stages[i] = csv1alpha1.StageStatus{Name: s.Name, Action: csv1alpha1.StageAction(s.Action), Phase: csv1alpha1.StagePhasePending}
-			}
-		}
-		for i := range stages {
-			done, res, err := r.runStage(ctx, ca, p, stages[i], &ca.Status.Stages[i], wc, applier, in)
-			if !done || err != nil {
-				return res, err
-			}
-		}
-		log.Info("Finished the stages of a hook", "Hook", ca.Spec.Hook, "ClusterClass", class)
-		r.Recorder.Eventf(ca, nil, corev1.EventTypeNormal, "HookDone", ca.Spec.Hook, "Ran the %d %s stages of %s", len(stages), ca.Spec.Hook, class)
-		ca.Spec.Hook = ""
-	}
-
-	// Steady state: everything the release runs, applied; what it no longer renders, pruned.
-	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
-	desired, err := r.renderSteady(ctx, p, in, wc.Mapper)
-	if err != nil {
-		return r.renderFailed(ctx, ca, rn.String(), err)
-	}
-	result, err := applier.Apply(ctx, desired, apply.FromResources(ca.Status.Resources))
-	if err != nil {
-		markApplyFailed(ca, csv1alpha1.ApplyFailedReason, fmt.Sprintf("Applying addons: %v", err))
-		return ctrl.Result{}, fmt.Errorf("applying addons of %s: %w", class, err)
-	}
-	ca.Status.Resources = apply.ToResources(result)
-	if err := result.Err(); err != nil {
-		reason := csv1alpha1.ApplyFailedReason
-		if errors.Is(err, apply.ErrKindNotServed) {
-			reason = csv1alpha1.MissingAPIReason
-		}
-		r.warnOnce(ca, reason, err)
-		markApplyFailed(ca, reason, fmt.Sprintf("Applying addons of %s: %v", class, err))
-		return ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
-	}
-	if len(result.Changed) > 0 || len(result.Pruned) > 0 {
-		if wasReady {
-			r.Recorder.Eventf(ca, nil, corev1.EventTypeWarning, "DriftRepaired", "Apply", "Re-applied %s; pruned %s", refList(result.Changed), refList(result.Pruned))
-		} else {
-			r.Recorder.Eventf(ca, nil, corev1.EventTypeNormal, "AddonsApplied", "Apply", "Applied %d objects of %s, pruned %d", len(result.Changed), class, len(result.Pruned))
-		}
-	}
-	if v, err := rel.Metadata.AddonVersion(); err == nil {
-		ca.Spec.Version = v.String()
-	}
-	markReady(ca, fmt.Sprintf("%d addon objects of %s applied", len(result.Applied), class))
-	return ctrl.Result{RequeueAfter: r.interval(r.DriftCheckInterval, DefaultDriftCheckInterval)}, nil
+	return ref, nil
 }
 
-// connect returns the workload cluster, or records why it cannot be reached.
-func (r *ClusterAddonReconciler) connect(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster types.NamespacedName) (*workloadcluster.Cluster, ctrl.Result, bool) {
-	retry := ctrl.Result{RequeueAfter: r.interval(r.ClusterRetryInterval, DefaultClusterRetryInterval)}
+// loadPlan returns the verified release ref names and its addon plan. The plan was parsed and
+// checked when the release was loaded (an invalid one is an invalid release); what can fail here
+// besides getting the release is extracting the addon archive.
+func (r *ClusterAddonReconciler) loadPlan(ctx context.Context, ref resolver.Ref) (*plan, error) {
+	rn := ref.Release
+	rel, err := r.Releases.ReleaseFor(ctx, ref.Namespace, rn)
+	if err != nil {
+		return nil, r.releaseFailed(rn, err)
+	}
+	p := &plan{rel: rel}
+	if rel.AddonConvention != release.AddonConventionConfig {
+		return p, nil
+	}
+	p.cfg = rel.AddonPlan
+	if p.addonDir, err = r.Renderer.Extract(rel); err != nil {
+		return nil, fmt.Errorf("loading the addons of release %s: %w", rn, err)
+	}
+	return p, nil
+}
+
+// releaseFailed maps the class of a release error (resolver.Classify, the one classification
+// of the release domain) to the ClusterAddon's outcome.
+func (r *ClusterAddonReconciler) releaseFailed(rn name.Release, err error) error {
+	retry := r.interval(r.ReleaseRetryInterval, DefaultReleaseRetryInterval)
+	switch resolver.Classify(err) {
+	case resolver.FailureInvalid:
+		// A release does not change under its name: only moving the Cluster to another helps.
+		return outcome.Stall(csv1alpha1.InvalidReleaseReason, "Release %s is invalid: %v", rn, err)
+	case resolver.FailureSource:
+		// The ClusterStack or its Secret must be fixed; neither is watched here.
+		return outcome.StallRetry(csv1alpha1.ReleaseSourceErrorReason, retry, "Release %s cannot be read from its source: %v", rn, err)
+	case resolver.FailureNotYet:
+		return outcome.Wait(csv1alpha1.ReleaseNotAvailableReason, retry, "Release %s is not available yet: %v", rn, err)
+	}
+	return outcome.Retry(csv1alpha1.ReleaseNotAvailableReason, fmt.Errorf("getting release %s: %w", rn, err))
+}
+
+// connect returns the workload cluster, or why it cannot be reached (a *outcome.Waiting); any
+// other error is a failed read of the kubeconfig Secret in the management cluster, retried with
+// backoff and no news about the workload cluster.
+func (r *ClusterAddonReconciler) connect(ctx context.Context, cluster types.NamespacedName) (*workloadcluster.Cluster, error) {
 	wc, err := r.Workload.Get(ctx, cluster)
 	if err == nil {
 		err = wc.Ping(ctx)
 	}
-	if err != nil {
-		reason := csv1alpha1.ClusterUnreachableReason
-		msg := fmt.Sprintf("The API server of workload cluster %s does not answer", cluster.Name)
-		switch {
-		case errors.Is(err, workloadcluster.ErrKubeconfigMissing):
-			reason = csv1alpha1.KubeconfigMissingReason
-			msg = fmt.Sprintf("Waiting for the kubeconfig Secret %s (key %q)", workloadcluster.SecretName(cluster.Name), workloadcluster.KubeconfigKey)
-		case errors.Is(err, workloadcluster.ErrKubeconfigInvalid):
-			reason = csv1alpha1.KubeconfigInvalidReason
-			msg = fmt.Sprintf("The kubeconfig Secret %s holds no usable kubeconfig", workloadcluster.SecretName(cluster.Name))
-		}
-		// The error text of an unreachable server carries no timestamps, but it may carry a
-		// changing port or request ID; the message stays fixed so that a waiting ClusterAddon
-		// costs no writes.
-		ctrl.LoggerFrom(ctx).V(4).Info("Workload cluster not reachable", "Reason", reason, "Error", err.Error())
-		conditions.Set(ca, metaCondition(csv1alpha1.ClusterReachableCondition, false, reason, msg))
-		kstatus.MarkProgressing(ca, reason, msg)
-		return nil, retry, false
+	if err == nil {
+		return wc, nil
 	}
-	conditions.Set(ca, metaCondition(csv1alpha1.ClusterReachableCondition, true, csv1alpha1.ReadyReason, ""))
-	return wc, ctrl.Result{}, true
+	var reason, msg string
+	switch {
+	case errors.Is(err, workloadcluster.ErrUnreachable):
+		reason = csv1alpha1.ClusterUnreachableReason
+		msg = fmt.Sprintf("The API server of workload cluster %s does not answer", cluster.Name)
+	case errors.Is(err, workloadcluster.ErrKubeconfigMissing):
+		reason = csv1alpha1.KubeconfigMissingReason
+		msg = fmt.Sprintf("Waiting for the kubeconfig Secret %s (key %q)", workloadcluster.SecretName(cluster.Name), workloadcluster.KubeconfigKey)
+	case errors.Is(err, workloadcluster.ErrKubeconfigInvalid):
+		reason = csv1alpha1.KubeconfigInvalidReason
+		msg = fmt.Sprintf("The kubeconfig Secret %s holds no usable kubeconfig", workloadcluster.SecretName(cluster.Name))
+	default:
+		return nil, fmt.Errorf("connecting to workload cluster %s: %w", cluster.Name, err)
+	}
+	// The error text of an unreachable server carries no timestamps, but it may carry a
+	// changing port or request ID; the message stays fixed so that a waiting ClusterAddon costs
+	// no writes.
+	ctrl.LoggerFrom(ctx).V(4).Info("Workload cluster not reachable", "Reason", reason, "Error", err.Error())
+	return nil, outcome.Wait(reason, r.interval(r.ClusterRetryInterval, DefaultClusterRetryInterval), "%s", msg)
 }
 
-// runStage advances one stage as far as it goes now. done is true when the stage is finished.
-func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addonplan.Stage, status *csv1alpha1.StageStatus,
-	wc *workloadcluster.Cluster, applier *apply.Applier, in addon.Input) (bool, ctrl.Result, error) {
-	poll := ctrl.Result{RequeueAfter: r.interval(r.ConditionPollInterval, DefaultConditionPollInterval)}
+// target is where a reconcile installs addons: the workload cluster, an applier for it, and the
+// input its charts are rendered with.
+type target struct {
+	cluster *workloadcluster.Cluster
+	applier *apply.Applier
+	in      addon.Input
+	// class is the Cluster's ClusterClass, for messages and events.
+	class string
+}
+
+// newTarget returns where this reconcile installs the addons of p for cluster.
+func (r *ClusterAddonReconciler) newTarget(ctx context.Context, cluster *clusterv1.Cluster, p *plan, wc *workloadcluster.Cluster) (*target, error) {
+	data, err := r.templateData(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	return &target{
+		cluster: wc,
+		applier: &apply.Applier{Client: wc.Client, FieldManager: FieldManager},
+		in:      addon.Input{KubeVersion: p.rel.Metadata.Versions.Kubernetes, Data: data},
+		class:   cluster.Spec.Topology.ClassRef.Name,
+	}, nil
+}
+
+// runHook runs the stages of the hook in spec.hook as far as they go now, and ends the hook when
+// all are done.
+func (r *ClusterAddonReconciler) runHook(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, t *target) error {
+	if ca.Spec.Hook == "" {
+		return nil
+	}
+	stages := p.stages(ca.Spec.Hook)
+	if !sameStages(ca.Status.Stages, stages) {
+		ca.Status.Stages = make([]csv1alpha1.StageStatus, len(stages))
+		for i, s := range stages {
+			ca.Status.Stages[i] = csv1alpha1.StageStatus{Name: s.Name, Action: csv1alpha1.StageAction(s.Action), Phase: csv1alpha1.StagePhasePending}
+		}
+	}
+	for i := range stages {
+		if err := r.runStage(ctx, ca, p, stages[i], &ca.Status.Stages[i], t); err != nil {
+			return err
+		}
+	}
+	ctrl.LoggerFrom(ctx).Info("Finished the stages of a hook", "Hook", ca.Spec.Hook, "ClusterClass", t.class)
+	r.Recorder.Eventf(ca, nil, corev1.EventTypeNormal, "HookDone", ca.Spec.Hook, "Ran the %d %s stages of %s", len(stages), ca.Spec.Hook, t.class)
+	ca.Spec.Hook = ""
+	return nil
+}
+
+// runStage advances one stage as far as it goes now: nil when the stage is done, else why not.
+func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addonplan.Stage, status *csv1alpha1.StageStatus, t *target) error {
+	poll := r.interval(r.ConditionPollInterval, DefaultConditionPollInterval)
 	for {
 		switch status.Phase {
 		case csv1alpha1.StagePhasePending, "":
@@ -512,113 +542,147 @@ func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.Cl
 				status.Phase = csv1alpha1.StagePhaseWaitingForPreCondition
 			}
 		case csv1alpha1.StagePhaseWaitingForPreCondition:
-			res, err := st.WaitForPreCondition.Evaluate(ctx, wc.Client)
+			res, err := st.WaitForPreCondition.Evaluate(ctx, t.cluster.Client)
 			if err != nil {
-				return false, ctrl.Result{}, fmt.Errorf("evaluating the pre-condition of stage %s: %w", st.Name, err)
+				return fmt.Errorf("evaluating the pre-condition of stage %s: %w", st.Name, err)
 			}
 			if !res.Met {
-				kstatus.MarkProgressing(ca, csv1alpha1.WaitingForPreConditionReason, fmt.Sprintf("%s stage %s: waiting for its pre-condition: %s", ca.Spec.Hook, st.Name, res.Reason))
-				return false, poll, nil
+				return outcome.Wait(csv1alpha1.WaitingForPreConditionReason, poll, "%s stage %s: waiting for its pre-condition: %s", ca.Spec.Hook, st.Name, res.Reason)
 			}
 			status.Phase = csv1alpha1.StagePhaseApplyingOrDeleting
 		case csv1alpha1.StagePhaseApplyingOrDeleting:
-			objs, err := r.renderStage(ctx, p, st.Name, in, wc.Mapper)
-			if err != nil {
-				res, err := r.renderFailed(ctx, ca, p.rel.Name.String(), err)
-				return false, res, err
-			}
-			if st.Action == addonplan.ActionDelete {
-				refs := make([]apply.Ref, 0, len(objs))
-				for _, o := range objs {
-					refs = append(refs, apply.RefOf(o))
-				}
-				remaining, err := applier.Delete(ctx, refs)
-				ca.Status.Resources = withoutDeleted(ca.Status.Resources, refs, remaining)
-				if err != nil || len(remaining) > 0 {
-					markApplyFailed(ca, csv1alpha1.ApplyFailedReason, fmt.Sprintf("%s stage %s: deleting: %d objects remain: %v", ca.Spec.Hook, st.Name, len(remaining), err))
-					return false, ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
-				}
-			} else {
-				result, err := applier.Apply(ctx, objs, nil)
-				if err != nil {
-					return false, ctrl.Result{}, fmt.Errorf("applying stage %s: %w", st.Name, err)
-				}
-				ca.Status.Resources = merge(ca.Status.Resources, apply.ToResources(result))
-				if err := result.Err(); err != nil {
-					reason := csv1alpha1.ApplyFailedReason
-					if errors.Is(err, apply.ErrKindNotServed) {
-						reason = csv1alpha1.MissingAPIReason
-					}
-					r.warnOnce(ca, reason, err)
-					markApplyFailed(ca, reason, fmt.Sprintf("%s stage %s: %v", ca.Spec.Hook, st.Name, err))
-					return false, ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
-				}
+			if err := r.applyStage(ctx, ca, p, st, t); err != nil {
+				return err
 			}
 			status.Phase = csv1alpha1.StagePhaseDone
 			if st.WaitForPostCondition != nil {
 				status.Phase = csv1alpha1.StagePhaseWaitingForPostCondition
 			}
 		case csv1alpha1.StagePhaseWaitingForPostCondition:
-			res, err := st.WaitForPostCondition.Evaluate(ctx, wc.Client)
+			res, err := st.WaitForPostCondition.Evaluate(ctx, t.cluster.Client)
 			if err != nil {
-				return false, ctrl.Result{}, fmt.Errorf("evaluating the post-condition of stage %s: %w", st.Name, err)
+				return fmt.Errorf("evaluating the post-condition of stage %s: %w", st.Name, err)
 			}
 			if !res.Met {
-				kstatus.MarkProgressing(ca, csv1alpha1.WaitingForPostConditionReason, fmt.Sprintf("%s stage %s: waiting for its post-condition: %s", ca.Spec.Hook, st.Name, res.Reason))
-				return false, poll, nil
+				return outcome.Wait(csv1alpha1.WaitingForPostConditionReason, poll, "%s stage %s: waiting for its post-condition: %s", ca.Spec.Hook, st.Name, res.Reason)
 			}
 			status.Phase = csv1alpha1.StagePhaseDone
 		case csv1alpha1.StagePhaseDone:
-			return true, ctrl.Result{}, nil
+			return nil
 		default:
 			status.Phase = csv1alpha1.StagePhasePending
 		}
 	}
 }
 
-// renderFailed records a rendering error. A chart or values template that fails is the release's
-// fault: the ClusterAddon is stalled until the Cluster moves to another release. A kind the
-// workload cluster does not serve yet may come with a later CRD, so that one is retried; so is a
-// values template that fails on the Cluster's current state, which the Cluster's progress heals.
-// A chart dependency that cannot be fetched is retried when its repository is unavailable, and
-// stalls the ClusterAddon when it cannot be resolved as declared (retried slowly, since the
+// applyStage applies (or deletes) the objects of one stage, recording them in status.resources.
+func (r *ClusterAddonReconciler) applyStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addonplan.Stage, t *target) error {
+	retry := r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)
+	objs, err := r.renderStage(ctx, p, st.Name, t.in, t.cluster.Mapper)
+	if err != nil {
+		return r.renderFailed(ctx, p.rel.Name.String(), err)
+	}
+	if st.Action == addonplan.ActionDelete {
+		refs := make([]apply.Ref, 0, len(objs))
+		for _, o := range objs {
+			refs = append(refs, apply.RefOf(o))
+		}
+		remaining, err := t.applier.Delete(ctx, refs)
+		ca.Status.Resources = withoutDeleted(ca.Status.Resources, refs, remaining)
+		if err != nil || len(remaining) > 0 {
+			return failedApply(outcome.Wait(csv1alpha1.ApplyFailedReason, retry, "%s stage %s: deleting: %d objects remain: %v", ca.Spec.Hook, st.Name, len(remaining), err))
+		}
+		return nil
+	}
+	result, err := t.applier.Apply(ctx, objs, nil)
+	if err != nil {
+		return fmt.Errorf("applying stage %s: %w", st.Name, err)
+	}
+	ca.Status.Resources = merge(ca.Status.Resources, apply.ToResources(result))
+	if err := result.Err(); err != nil {
+		reason := applyFailedReason(err)
+		r.warnOnce(ca, reason, err)
+		return failedApply(outcome.Wait(reason, retry, "%s stage %s: %v", ca.Spec.Hook, st.Name, err))
+	}
+	return nil
+}
+
+// holdSteadyState applies everything the release runs and prunes what it no longer renders. It
+// returns Ready's message.
+func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, t *target) (string, error) {
+	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
+	desired, err := r.renderSteady(ctx, p, t.in, t.cluster.Mapper)
+	if err != nil {
+		return "", r.renderFailed(ctx, p.rel.Name.String(), err)
+	}
+	result, err := t.applier.Apply(ctx, desired, apply.FromResources(ca.Status.Resources))
+	if err != nil {
+		return "", failedApply(outcome.Retry(csv1alpha1.ApplyFailedReason, fmt.Errorf("applying addons of %s: %w", t.class, err)))
+	}
+	ca.Status.Resources = apply.ToResources(result)
+	if err := result.Err(); err != nil {
+		reason := applyFailedReason(err)
+		r.warnOnce(ca, reason, err)
+		return "", failedApply(outcome.Wait(reason, r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval), "Applying addons of %s: %v", t.class, err))
+	}
+	if len(result.Changed) > 0 || len(result.Pruned) > 0 {
+		if wasReady {
+			r.Recorder.Eventf(ca, nil, corev1.EventTypeWarning, "DriftRepaired", "Apply", "Re-applied %s; pruned %s", refList(result.Changed), refList(result.Pruned))
+		} else {
+			r.Recorder.Eventf(ca, nil, corev1.EventTypeNormal, "AddonsApplied", "Apply", "Applied %d objects of %s, pruned %d", len(result.Changed), t.class, len(result.Pruned))
+		}
+	}
+	if v, err := p.rel.Metadata.AddonVersion(); err == nil {
+		ca.Spec.Version = v.String()
+	}
+	return fmt.Sprintf("%d addon objects of %s applied", len(result.Applied), t.class), nil
+}
+
+// applyFailedReason is the reason of objects the workload cluster refused: a kind it does not
+// serve (yet) is MissingAPI.
+func applyFailedReason(err error) string {
+	if errors.Is(err, apply.ErrKindNotServed) {
+		return csv1alpha1.MissingAPIReason
+	}
+	return csv1alpha1.ApplyFailedReason
+}
+
+// renderFailed classifies a rendering error. A chart or values template that fails is the
+// release's fault: the ClusterAddon is stalled until the Cluster moves to another release. A kind
+// the workload cluster does not serve yet may come with a later CRD, so that one is retried; so
+// is a values template that fails on the Cluster's current state, which the Cluster's progress
+// heals. A chart dependency that cannot be fetched is retried when its repository is unavailable,
+// and stalls the ClusterAddon when it cannot be resolved as declared (retried slowly, since the
 // repository may be fixed without any event here).
-func (r *ClusterAddonReconciler) renderFailed(ctx context.Context, ca *csv1alpha1.ClusterAddon, rel string, err error) (ctrl.Result, error) {
+func (r *ClusterAddonReconciler) renderFailed(ctx context.Context, rel string, err error) error {
 	var dep *chartdeps.DependencyError
 	switch {
 	case errors.Is(err, render.ErrRenderUnavailable), ctx.Err() != nil:
 		// Not the release's fault: the rendering process could not run. Retried with backoff.
-		return ctrl.Result{}, fmt.Errorf("rendering addons of release %s: %w", rel, err)
+		return fmt.Errorf("rendering addons of release %s: %w", rel, err)
 	case errors.Is(err, apply.ErrKindNotServed):
-		markApplyFailed(ca, csv1alpha1.MissingAPIReason, fmt.Sprintf("Release %s: %v", rel, err))
-		return ctrl.Result{RequeueAfter: r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)}, nil
+		return failedApply(outcome.Wait(csv1alpha1.MissingAPIReason, r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval), "Release %s: %v", rel, err))
 	case errors.Is(err, addon.ErrValuesNotReady):
-		kstatus.MarkProgressing(ca, csv1alpha1.WaitingForClusterReason, fmt.Sprintf("Release %s: waiting for the Cluster: %v", rel, err))
-		return ctrl.Result{RequeueAfter: r.interval(r.ConditionPollInterval, DefaultConditionPollInterval)}, nil
+		return outcome.Wait(csv1alpha1.WaitingForClusterReason, r.interval(r.ConditionPollInterval, DefaultConditionPollInterval), "Release %s: waiting for the Cluster: %v", rel, err)
 	case errors.Is(err, chartdeps.ErrUnavailable) && errors.As(err, &dep):
 		// The cause of an unreachable repository may carry changing details (local ports); the
 		// message stays fixed so that a waiting ClusterAddon costs no writes.
 		ctrl.LoggerFrom(ctx).Info("Chart repository unavailable", "Chart", dep.Parent, "Dependency", dep.Name, "Error", err.Error())
-		kstatus.MarkProgressing(ca, csv1alpha1.DependencyUnavailableReason, fmt.Sprintf("Release %s: dependency %s %s of chart %s: repository %s is unavailable; retrying",
-			rel, dep.Name, dep.Version, dep.Parent, dep.Repository))
-		return ctrl.Result{RequeueAfter: r.interval(r.ReleaseRetryInterval, DefaultReleaseRetryInterval)}, nil
+		return outcome.Wait(csv1alpha1.DependencyUnavailableReason, r.interval(r.ReleaseRetryInterval, DefaultReleaseRetryInterval),
+			"Release %s: dependency %s %s of chart %s: repository %s is unavailable; retrying", rel, dep.Name, dep.Version, dep.Parent, dep.Repository)
 	case errors.Is(err, chartdeps.ErrUnavailable):
-		return ctrl.Result{}, fmt.Errorf("rendering addons of release %s: %w", rel, err)
+		return fmt.Errorf("rendering addons of release %s: %w", rel, err)
 	case errors.Is(err, chartdeps.ErrUnresolvable):
-		r.warnOnce(ca, csv1alpha1.DependencyUnresolvableReason, err)
-		kstatus.MarkStalled(ca, csv1alpha1.DependencyUnresolvableReason, fmt.Sprintf("Release %s: %v", rel, err))
-		return ctrl.Result{RequeueAfter: r.interval(r.DriftCheckInterval, DefaultDriftCheckInterval)}, nil
+		return outcome.StallRetry(csv1alpha1.DependencyUnresolvableReason, r.interval(r.DriftCheckInterval, DefaultDriftCheckInterval), "Release %s: %v", rel, err)
+	case errors.Is(err, addon.ErrRender):
+		return outcome.Stall(csv1alpha1.InvalidReleaseReason, "Release %s: %v", rel, err)
 	}
-	if errors.Is(err, addon.ErrRender) {
-		r.warnOnce(ca, csv1alpha1.InvalidReleaseReason, err)
-		markInvalidRelease(ca, fmt.Sprintf("Release %s: %v", rel, err))
-		return ctrl.Result{}, nil
-	}
-	return ctrl.Result{}, fmt.Errorf("rendering addons of release %s: %w", rel, err)
+	return fmt.Errorf("rendering addons of release %s: %w", rel, err)
 }
 
-// warnOnce emits a warning event unless the same problem is already reported, so a retried
-// failure does not flood events.
+// warnOnce emits a warning event for objects the workload cluster refused, unless the same
+// problem is already reported, so a retried failure does not flood events. (Stalls get their
+// event from the skeleton.)
 func (r *ClusterAddonReconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason string, err error) {
 	if conditions.GetReason(ca, csv1alpha1.ReadyCondition) == reason {
 		return

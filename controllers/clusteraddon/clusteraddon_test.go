@@ -121,13 +121,19 @@ func TestConditionsSayWhy(t *testing.T) {
 		reason        string
 		message       string
 		stalled       bool
+		// parallel rows stop before anything is applied to the shared workload cluster.
+		parallel bool
 	}{
-		{name: "nokubeconfig", version: "v1", condType: csv1alpha1.ClusterReachableCondition, reason: csv1alpha1.KubeconfigMissingReason, message: "nokubeconfig-kubeconfig"},
-		{name: "badconfig", version: "v6", kubeconfig: true, condType: csv1alpha1.StalledCondition, reason: csv1alpha1.InvalidReleaseReason, message: "clusteraddon.yaml", stalled: true},
+		{name: "nokubeconfig", version: "v1", condType: csv1alpha1.ClusterReachableCondition, reason: csv1alpha1.KubeconfigMissingReason, message: "nokubeconfig-kubeconfig", parallel: true},
+		{name: "badconfig", version: "v6", kubeconfig: true, condType: csv1alpha1.StalledCondition, reason: csv1alpha1.InvalidReleaseReason, message: "clusteraddon.yaml", stalled: true, parallel: true},
 		{name: "broken", version: "v5", kubeconfig: true, condType: csv1alpha1.StalledCondition, reason: csv1alpha1.InvalidReleaseReason, message: "fails on purpose", stalled: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			isolate(t)
+			if tc.parallel {
+				t.Parallel()
+			} else {
+				isolate(t)
+			}
 			c := createCluster(t, ns, tc.name, tc.version, true, tc.kubeconfig)
 			NewWithT(t).Eventually(func(g Gomega) {
 				ca := getAddon(g, ns, c.Name)
@@ -145,6 +151,7 @@ func TestConditionsSayWhy(t *testing.T) {
 	}
 
 	t.Run("unreachable", func(t *testing.T) {
+		t.Parallel() // never reaches the workload cluster
 		c := createCluster(t, ns, "unreachable", "v1", true, false)
 		dead := *workload.Config
 		dead.Host = "https://127.0.0.1:1"

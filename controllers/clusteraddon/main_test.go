@@ -40,7 +40,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
@@ -50,6 +49,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/hooks"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/helmrepo"
@@ -97,7 +97,7 @@ var fixtureOptions = []fixtures.Options{
 	{StackVersion: "v13", Source: "openstack-scs2-unavailable"},                    // a dependency whose repository does not answer
 }
 
-// fixtureReleases serves fixture releases the way the release store does: verified by
+// fixtureReleases serves fixture releases the way the resolver does: verified by
 // release.Load, from a directory per release.
 type fixtureReleases struct {
 	mu   sync.Mutex
@@ -109,7 +109,8 @@ func (f *fixtureReleases) ReleaseFor(_ context.Context, _ string, n name.Release
 	dir, ok := f.dirs[n.String()]
 	f.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("release %s: not found", n)
+		// As the resolver answers for a release no ClusterStack provides.
+		return nil, fmt.Errorf("release %s: %w", n, resolver.ErrNoClusterStack)
 	}
 	return release.Load(dir, n, release.Options{})
 }
@@ -140,71 +141,66 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	// The operator's logs only with TEST_VERBOSE: the failure tests cause expected errors.
-	logOut := io.Discard
-	if os.Getenv("TEST_VERBOSE") != "" {
-		logOut = os.Stderr
-	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
-	webhooks, err := clusterWebhooks(filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if mgmt, err = testenv.Start(testenv.Options{WebhookInstallOptions: webhooks}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer stopEnv(mgmt)
-	if workload, err = testenv.Start(testenv.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer stopEnv(workload)
-
-	tmp, err := os.MkdirTemp("", "clusteraddon-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	for _, o := range fixtureOptions {
-		dir, err := fixtures.Build(filepath.Join(tmp, "releases"), o)
+	testenv.Main(m, func(s *testenv.Suite) (err error) {
+		webhooks, err := clusterWebhooks(filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"))
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+			return err
 		}
-		releases.dirs[o.ReleaseName()] = dir
-	}
-	addonCacheDir = filepath.Join(tmp, "addons")
-	if err := startChartDoubles(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer chartRepo.Close()
-	defer chartRegistry.Close()
-	defer chartDown.Close()
-	certDir = filepath.Join(tmp, "certs")
-	pool, err := writeServingCert(certDir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	hooksClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if hooksPort, err = freePort(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := startManager(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer stopManager()
-	return m.Run()
+		// The two API servers start at the same time: most of a start is waiting for etcd, the
+		// API server and the CRDs.
+		type started struct {
+			env *testenv.Environment
+			err error
+		}
+		workloadStarted := make(chan started, 1)
+		go func() {
+			env, err := testenv.Start(testenv.Options{})
+			workloadStarted <- started{env, err}
+		}()
+		mgmt, err = s.Start(testenv.Options{WebhookInstallOptions: webhooks})
+		w := <-workloadStarted
+		if w.env != nil {
+			s.Cleanup(func() {
+				if err := w.env.Stop(); err != nil {
+					fmt.Fprintln(os.Stderr, "stopping the workload API server:", err)
+				}
+			})
+		}
+		if err = errors.Join(err, w.err); err != nil {
+			return err
+		}
+		workload = w.env
+		tmp, err := os.MkdirTemp("", "clusteraddon-test-")
+		if err != nil {
+			return err
+		}
+		s.Cleanup(func() { _ = os.RemoveAll(tmp) })
+		for _, o := range fixtureOptions {
+			dir, err := fixtures.Build(filepath.Join(tmp, "releases"), o)
+			if err != nil {
+				return err
+			}
+			releases.dirs[o.ReleaseName()] = dir
+		}
+		addonCacheDir = filepath.Join(tmp, "addons")
+		if err := startChartDoubles(s); err != nil {
+			return err
+		}
+		certDir = filepath.Join(tmp, "certs")
+		pool, err := writeServingCert(certDir)
+		if err != nil {
+			return err
+		}
+		hooksClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		if hooksPort, err = freePort(); err != nil {
+			return err
+		}
+		if err := startManager(); err != nil {
+			return err
+		}
+		s.Cleanup(stopManager)
+		return nil
+	})
 }
 
 // startManager starts a manager running the controllers and the hooks server, as main.go does.
@@ -263,12 +259,6 @@ func startManager() error {
 		time.Sleep(50 * time.Millisecond) // polling a readiness check, not waiting for a condition of the tests
 	}
 	return nil
-}
-
-func stopEnv(env *testenv.Environment) {
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the test API server:", err)
-	}
 }
 
 // webhookNamespaceLabel marks the namespaces in which the test API server calls the Cluster

@@ -67,6 +67,8 @@ type Options struct {
 	ReleaseRetryInterval  time.Duration
 	ApplyRetryInterval    time.Duration
 	DriftCheckInterval    time.Duration
+	// Workers is how many ClusterAddons are reconciled at the same time; zero means four.
+	Workers int
 	// WorkloadConfigHook, when set, adjusts the REST config of each workload cluster client
 	// (tests count requests with it).
 	WorkloadConfigHook func(cluster types.NamespacedName, cfg *rest.Config)
@@ -115,6 +117,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		ReleaseRetryInterval:  opts.ReleaseRetryInterval,
 		ApplyRetryInterval:    opts.ApplyRetryInterval,
 		DriftCheckInterval:    opts.DriftCheckInterval,
+		Workers:               opts.Workers,
 	}
 	if err := ar.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ClusterAddon controller: %w", err)

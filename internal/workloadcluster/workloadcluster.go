@@ -2,6 +2,14 @@
 // API kubeconfig Secret (`<cluster>-kubeconfig`, key `value`). Clients are cached per Cluster and
 // rebuilt only when the Secret changes (UID or resourceVersion), so a reconcile neither parses the
 // kubeconfig nor rediscovers the API again; the owner drops a Cluster's client when the Cluster goes.
+//
+// Why not Cluster API's clustercache (sigs.k8s.io/cluster-api/controllers/clustercache): it
+// connects in the background and answers only ErrClusterNotConnected, so the ClusterAddon could no
+// longer say whether the kubeconfig Secret is missing, unusable or the server does not answer
+// (its ClusterReachable reasons); it builds controller-runtime's dynamic RESTMapper and an informer
+// cache per cluster, the memory the lean mapper here exists to save, for an operator that only
+// writes (server-side apply) and reads a few objects uncached; it connects only once the Cluster
+// reports its infrastructure provisioned; and it offers no hook on a client's transport.
 package workloadcluster
 
 import (
