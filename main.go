@@ -54,6 +54,24 @@ func init() {
 	utilruntime.Must(infrav1alpha1.AddToScheme(scheme))
 }
 
+// concurrency holds the worker count of each controller; zero means the controller's default.
+type concurrency struct {
+	clusterStack, clusterStackRelease, openStackClusterStackRelease, openStackNodeImageRelease, clusterAddon int
+}
+
+// validate refuses counts below one: zero workers would reconcile nothing, without a word.
+func (c concurrency) validate() error {
+	for name, n := range map[string]int{
+		"clusterstack": c.clusterStack, "clusterstackrelease": c.clusterStackRelease, "openstackclusterstackrelease": c.openStackClusterStackRelease,
+		"openstacknodeimagerelease": c.openStackNodeImageRelease, "clusteraddon": c.clusterAddon,
+	} {
+		if n < 1 {
+			return fmt.Errorf("--%s-concurrency must be at least 1, got %d", name, n)
+		}
+	}
+	return nil
+}
+
 // options are the operator's command-line settings.
 type options struct {
 	metricsAddr          string
@@ -67,6 +85,8 @@ type options struct {
 	releaseCheckInterval time.Duration
 	// releaseCacheMaxBytes bounds the release cache on disk (least recently used evicted).
 	releaseCacheMaxBytes int64
+	// concurrency is how many objects of each kind are reconciled at the same time.
+	concurrency concurrency
 	// runtimeExtensionPort serves the Cluster API runtime extension (lifecycle hooks).
 	runtimeExtensionPort int
 	// profilerAddress serves net/http/pprof, to look into CPU and memory use; off by default.
@@ -118,6 +138,11 @@ func main() {
 	flag.Func(render.MaxOutputBytesFlag, "How many bytes of objects rendering one chart or values template may produce, a quantity such as 8Mi (default 8Mi).", quantityFlag(&opts.render.MaxOutputBytes))
 	flag.Func(render.MaxMemoryFlag, "How much memory rendering one chart or values template may use, a quantity such as 128Mi (default 128Mi). Each rendering runs in its own process: the pod's memory limit must hold the manager plus --"+render.ConcurrencyFlag+" times this.", quantityFlag(&opts.render.MaxMemoryBytes))
 	flag.IntVar(&opts.render.Concurrency, render.ConcurrencyFlag, render.DefaultLimits.Concurrency, "How many charts or values templates are rendered at the same time; the others wait.")
+	flag.IntVar(&opts.concurrency.clusterStack, "clusterstack-concurrency", 1, "How many ClusterStacks are reconciled at the same time.")
+	flag.IntVar(&opts.concurrency.clusterStackRelease, "clusterstackrelease-concurrency", 4, "How many ClusterStackReleases are reconciled (fetched, rendered, applied) at the same time.")
+	flag.IntVar(&opts.concurrency.openStackClusterStackRelease, "openstackclusterstackrelease-concurrency", 4, "How many OpenStackClusterStackReleases are reconciled at the same time.")
+	flag.IntVar(&opts.concurrency.openStackNodeImageRelease, "openstacknodeimagerelease-concurrency", 4, "How many node images are brought into Glance at the same time.")
+	flag.IntVar(&opts.concurrency.clusterAddon, "clusteraddon-concurrency", 4, "How many ClusterAddons (workload clusters' addons) are reconciled at the same time.")
 	zapOpts := zap.Options{}
 	flag.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
 	flag.DurationVar(&opts.imageTransferProgressTimeout, "image-transfer-progress-timeout", nodeimage.DefaultTransferProgressTimeout, "An image upload (with the download feeding it) fails when no byte moved for this long; there is no total limit.")
@@ -135,6 +160,10 @@ func main() {
 	log := ctrl.Log.WithName("setup")
 	log.Info("Operator build", "version", build.Version, "revision", build.Revision, "buildDate", build.BuildDate)
 	metrics.Registry.MustRegister(build.Collector())
+	if err := opts.concurrency.validate(); err != nil {
+		log.Error(err, "Invalid concurrency")
+		os.Exit(1)
+	}
 	if err := setRenderLimits(opts.render); err != nil {
 		log.Error(err, "Invalid rendering budgets")
 		os.Exit(1)
@@ -247,6 +276,8 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	if err := clusterstack.Setup(mgr, clusterstack.Options{
 		Releases:             releases,
 		ReleaseCheckInterval: opts.releaseCheckInterval,
+		ClusterStackWorkers:  opts.concurrency.clusterStack,
+		ReleaseWorkers:       opts.concurrency.clusterStackRelease,
 		Webhooks:             true,
 	}); err != nil {
 		return err
@@ -257,9 +288,11 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	// OpenStack API client (Keystone, Glance) does not: its endpoints come from the
 	// administrator's clouds.yaml and are often on private or link-local networks.
 	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{
-		Releases:       releases,
-		RequestTimeout: opts.openstackRequestTimeout,
-		NodeImage:      nodeimage.Options{TransferProgressTimeout: opts.imageTransferProgressTimeout, Egress: policy},
+		Releases:         releases,
+		RequestTimeout:   opts.openstackRequestTimeout,
+		NodeImage:        nodeimage.Options{TransferProgressTimeout: opts.imageTransferProgressTimeout, Egress: policy},
+		ReleaseWorkers:   opts.concurrency.openStackClusterStackRelease,
+		NodeImageWorkers: opts.concurrency.openStackNodeImageRelease,
 	}); err != nil {
 		return err
 	}
@@ -283,6 +316,7 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		AddonCacheDir:    filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
 		ChartCacheDir:    chartCacheDir,
 		ChartCredentials: chartCredentials,
+		Workers:          opts.concurrency.clusterAddon,
 		// Chart repositories are named by release content: they obey the egress policy.
 		ChartHTTPClient: policy.Client(2 * time.Minute),
 		Webhooks:        true,
