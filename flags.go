@@ -1,0 +1,59 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
+)
+
+// parseFlags defines the operator's command-line flags on fs and parses args (exiting on a bad
+// flag, as the flag package does for flag.CommandLine). It returns the settings, the logger's
+// options and whether --version was asked for.
+func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Options, version bool) {
+	var printVersion *bool
+	fs.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to (HTTPS with --metrics-secure, else HTTP); 0 disables it.")
+	fs.BoolVar(&opts.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, only to clients the API server authenticates and authorises for GET /metrics (the metrics-reader ClusterRole); false serves plain HTTP to anyone, for a local run.")
+	fs.StringVar(&opts.metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the metrics endpoint; empty (or without them) means a self-signed certificate.")
+	fs.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	fs.BoolVar(&opts.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
+	fs.IntVar(&opts.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	fs.StringVar(&opts.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook server; empty means the controller-runtime default.")
+	fs.StringVar(&opts.releaseCacheDir, "release-cache-dir", filepath.Join(".cache", "releases"), "Directory where verified cluster-stack releases are cached; relative to the working directory.")
+	opts.releaseCacheMaxBytes = resolver.DefaultCacheMaxBytes
+	fs.Func("release-cache-max-bytes", "How much disk the release cache may use, a quantity such as 1Gi (default 1Gi). Releases no ClusterStackRelease names are removed first; beyond that the least recently used go and are fetched again when needed.", quantityFlag(&opts.releaseCacheMaxBytes))
+	fs.DurationVar(&opts.releaseCheckInterval, "release-check-interval", 5*time.Minute, "How often release sources are asked for new releases (autoSubscribe); a ClusterStack may override it.")
+	fs.IntVar(&opts.runtimeExtensionPort, "runtime-extension-port", 9444, "Port of the Cluster API runtime extension (lifecycle hooks) server; it uses the certificate in --webhook-cert-dir; 0 disables it.")
+	fs.StringVar(&opts.profilerAddress, "profiler-address", "", "Address (e.g. localhost:6060) to serve the Go profiler (net/http/pprof) on; empty disables it.")
+	fs.StringVar(&opts.egressAllowCIDRs, "egress-allow-cidrs", "", "Comma-separated CIDRs (or addresses) the operator may connect to for release sources, image URLs and chart repositories although the egress policy refuses them (loopback, link-local, metadata, private); e.g. an image mirror at 10.20.0.0/16.")
+	fs.StringVar(&opts.egressAllowHosts, "egress-allow-hosts", "", "Comma-separated host names (exact, or *.example.org for sub-domains) whose connections the egress policy does not check, e.g. a registry mirror on a private network.")
+	fs.BoolVar(&opts.egressAllowPrivate, "egress-allow-private", false, "Allow private addresses (RFC 1918, fc00::/7, 100.64.0.0/10) for release sources, image URLs and chart repositories; loopback, link-local and cloud metadata stay refused.")
+	fs.StringVar(&opts.localSourceRoots, "local-source-root", "", "Comma-separated absolute directories that ClusterStacks' source.local.path may read below; empty refuses local sources.")
+	fs.StringVar(&opts.chartCacheDir, "chart-cache-dir", "", "Directory where the Chart.yaml dependencies of addon charts are cached (by digest, shared by all releases); empty means \"charts\" beside --release-cache-dir.")
+	fs.StringVar(&opts.chartCredentialsSecret, "chart-credentials-secret", "", "<namespace>/<name> of a Secret whose key repositories.yaml lists credentials per chart repository URL (url, username, password or token); empty means anonymous access.")
+	opts.render = render.DefaultLimits
+	fs.DurationVar(&opts.render.Timeout, render.TimeoutFlag, render.DefaultLimits.Timeout, "How long rendering one chart or values template may take; a release over it is reported as a bad release (Stalled).")
+	fs.Func(render.MaxOutputBytesFlag, "How many bytes of objects rendering one chart or values template may produce, a quantity such as 8Mi (default 8Mi).", quantityFlag(&opts.render.MaxOutputBytes))
+	fs.Func(render.MaxMemoryFlag, "How much memory rendering one chart or values template may use, a quantity such as 128Mi (default 128Mi). Each rendering runs in its own process: the pod's memory limit must hold the manager plus --"+render.ConcurrencyFlag+" times this.", quantityFlag(&opts.render.MaxMemoryBytes))
+	fs.IntVar(&opts.render.Concurrency, render.ConcurrencyFlag, render.DefaultLimits.Concurrency, "How many charts or values templates are rendered at the same time; the others wait.")
+	fs.IntVar(&opts.concurrency.clusterStack, "clusterstack-concurrency", 1, "How many ClusterStacks are reconciled at the same time.")
+	fs.IntVar(&opts.concurrency.clusterStackRelease, "clusterstackrelease-concurrency", 4, "How many ClusterStackReleases are reconciled (fetched, rendered, applied) at the same time.")
+	fs.IntVar(&opts.concurrency.openStackClusterStackRelease, "openstackclusterstackrelease-concurrency", 4, "How many OpenStackClusterStackReleases are reconciled at the same time.")
+	fs.IntVar(&opts.concurrency.openStackNodeImageRelease, "openstacknodeimagerelease-concurrency", 4, "How many node images are brought into Glance at the same time.")
+	fs.IntVar(&opts.concurrency.clusterAddon, "clusteraddon-concurrency", 4, "How many ClusterAddons (workload clusters' addons) are reconciled at the same time.")
+	fs.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
+	fs.DurationVar(&opts.imageTransferProgressTimeout, "image-transfer-progress-timeout", nodeimage.DefaultTransferProgressTimeout, "An image upload (with the download feeding it) fails when no byte moved for this long; there is no total limit.")
+	zapOpts.BindFlags(fs)
+	printVersion = fs.Bool("version", false, "Print the operator's version, commit, build date and Go version, and exit.")
+	if err := fs.Parse(args); err != nil {
+		os.Exit(2)
+	}
+	return opts, zapOpts, *printVersion
+}
