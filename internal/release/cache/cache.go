@@ -303,28 +303,47 @@ func (c *Cache) Prune(keep func(Key) bool) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("pruning release cache: %w", err)
 	}
-	var (
-		errs []error
-		kept []prunable
-	)
-	drop := func(file string) {
-		c.loaded.Remove(file)
-		c.usedMu.Lock()
-		delete(c.used, file)
-		c.usedMu.Unlock()
-		if err := os.Remove(filepath.Join(c.indexDir(), file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
+	var errs []error
+	var kept []prunable
 	for _, e := range entries {
 		p, ok := c.readEntry(e)
 		if !ok || !keep(p.key) {
 			// An unreadable entry references nothing; it is rewritten on the next fetch.
-			drop(e.Name())
+			errs = append(errs, c.dropEntry(e.Name()))
 			continue
 		}
 		kept = append(kept, p)
 	}
+	refs, evictErrs := c.evictToSize(kept)
+	errs = append(errs, evictErrs...)
+	removed, removeErrs := c.removeUnreferenced(refs)
+	errs = append(errs, removeErrs...)
+	tmp, _ := os.ReadDir(c.tmpDir())
+	for _, t := range tmp {
+		errs = append(errs, os.RemoveAll(filepath.Join(c.tmpDir(), t.Name())))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return removed, fmt.Errorf("pruning release cache: %w", err)
+	}
+	return removed, nil
+}
+
+// dropEntry forgets the index entry file, on disk and in memory.
+func (c *Cache) dropEntry(file string) error {
+	c.loaded.Remove(file)
+	c.usedMu.Lock()
+	delete(c.used, file)
+	c.usedMu.Unlock()
+	if err := os.Remove(filepath.Join(c.indexDir(), file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// evictToSize drops the least recently served of the kept entries while the objects they
+// reference take more than Options.MaxBytes. It returns how many remaining entries reference
+// each object.
+func (c *Cache) evictToSize(kept []prunable) (map[string]int, []error) {
 	sizes := map[string]int64{} // object -> bytes
 	refs := map[string]int{}    // object -> kept entries referencing it
 	var total int64
@@ -335,30 +354,38 @@ func (c *Cache) Prune(keep func(Key) bool) (int, error) {
 		}
 		refs[p.object]++
 	}
-	if c.opts.MaxBytes > 0 && total > c.opts.MaxBytes {
-		c.usedMu.Lock()
-		for i := range kept {
-			if t, ok := c.used[kept[i].file]; ok && t.After(kept[i].used) {
-				kept[i].used = t
-			}
-		}
-		c.usedMu.Unlock()
-		slices.SortFunc(kept, func(a, b prunable) int { return a.used.Compare(b.used) })
-		for _, p := range kept {
-			if total <= c.opts.MaxBytes {
-				break
-			}
-			drop(p.file)
-			if refs[p.object]--; refs[p.object] == 0 {
-				total -= sizes[p.object]
-			}
+	if c.opts.MaxBytes <= 0 || total <= c.opts.MaxBytes {
+		return refs, nil
+	}
+	c.usedMu.Lock()
+	for i := range kept {
+		if t, ok := c.used[kept[i].file]; ok && t.After(kept[i].used) {
+			kept[i].used = t
 		}
 	}
+	c.usedMu.Unlock()
+	slices.SortFunc(kept, func(a, b prunable) int { return a.used.Compare(b.used) })
+	var errs []error
+	for _, p := range kept {
+		if total <= c.opts.MaxBytes {
+			break
+		}
+		errs = append(errs, c.dropEntry(p.file))
+		if refs[p.object]--; refs[p.object] == 0 {
+			total -= sizes[p.object]
+		}
+	}
+	return refs, errs
+}
+
+// removeUnreferenced removes the objects that no entry references, and returns how many.
+func (c *Cache) removeUnreferenced(refs map[string]int) (int, []error) {
 	objects, err := os.ReadDir(c.objectsDir())
 	if err != nil {
-		return 0, fmt.Errorf("pruning release cache: %w", err)
+		return 0, []error{err}
 	}
 	removed := 0
+	var errs []error
 	for _, o := range objects {
 		if refs[o.Name()] > 0 {
 			continue
@@ -369,14 +396,7 @@ func (c *Cache) Prune(keep func(Key) bool) (int, error) {
 		}
 		removed++
 	}
-	tmp, _ := os.ReadDir(c.tmpDir())
-	for _, t := range tmp {
-		errs = append(errs, os.RemoveAll(filepath.Join(c.tmpDir(), t.Name())))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return removed, fmt.Errorf("pruning release cache: %w", err)
-	}
-	return removed, nil
+	return removed, errs
 }
 
 // prunable is one index entry as Prune sees it.
