@@ -115,15 +115,12 @@ type Options struct {
 
 // Load verifies the release directory dir for release n and returns it. It never changes dir.
 func Load(dir string, n name.Release, opts Options) (*Release, error) {
-	invalid := func(file string, err error) (*Release, error) {
-		return nil, &InvalidError{Release: n.String(), File: file, Err: err}
-	}
 	limits := opts.Limits
 	if limits == (archive.Limits{}) {
 		limits = archive.DefaultLimits
 	}
 	if err := n.Validate(); err != nil {
-		return invalid("", err)
+		return nil, &InvalidError{Release: n.String(), Err: err}
 	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -131,82 +128,123 @@ func Load(dir string, n name.Release, opts Options) (*Release, error) {
 	}
 	files, err := regularFiles(dir)
 	if err != nil {
-		return invalid("", err)
+		return nil, &InvalidError{Release: n.String(), Err: err}
 	}
-	has := func(f string) bool { _, ok := slices.BinarySearch(files, f); return ok }
-
-	if !has(MetadataFile) {
-		return invalid(MetadataFile, ErrMissingFile)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, MetadataFile))
-	if err != nil {
-		return invalid(MetadataFile, err)
-	}
-	md, err := ParseMetadata(data)
-	if err != nil {
-		return invalid(MetadataFile, err)
-	}
-	stackVersion, _ := md.StackVersion()
-	addonVersion, _ := md.AddonVersion()
-	k8s, _ := md.KubernetesMinor()
-	if stackVersion.Compare(n.Version) != 0 {
-		return invalid(MetadataFile, fmt.Errorf("versions.clusterStack is %s but the release name says %s: %w", stackVersion, n.Version, ErrInconsistent))
-	}
-	if k8s != n.Kubernetes {
-		return invalid(MetadataFile, fmt.Errorf("versions.kubernetes %s is not Kubernetes %s as the release name says: %w", md.Versions.Kubernetes, n.Kubernetes, ErrInconsistent))
-	}
-
-	r := &Release{Name: n, Dir: dir, Metadata: md}
-	r.ClusterClassChart, err = versionedFile(dir, has, n.Prefix()+"-cluster-class-", stackVersion)
-	if err != nil {
-		return invalid(filepath.Base(r.ClusterClassChart), err)
-	}
-	r.ClusterAddonArchive, err = versionedFile(dir, has, n.Prefix()+"-cluster-addon-", addonVersion)
-	if err != nil {
-		return invalid(filepath.Base(r.ClusterAddonArchive), err)
-	}
-	switch {
-	case has(ClusterAddonConfigFile):
-		// A release built with the new convention may still carry an old
-		// values file; the config file decides.
-		r.AddonConvention = AddonConventionConfig
-	case has(ClusterAddonValuesFile):
-		r.AddonConvention = AddonConventionValues
-		r.ClusterAddonValues = filepath.Join(dir, ClusterAddonValuesFile)
-	default:
-		return invalid(ClusterAddonConfigFile, fmt.Errorf("neither %s nor %s is present: %w", ClusterAddonConfigFile, ClusterAddonValuesFile, ErrMissingFile))
-	}
-	if has(NodeImagesFile) {
-		data, err := readBounded(filepath.Join(dir, NodeImagesFile), maxNodeImagesBytes)
-		if err != nil {
-			return invalid(NodeImagesFile, err)
-		}
-		if r.NodeImages, err = ParseNodeImages(data); err != nil {
-			return invalid(NodeImagesFile, fmt.Errorf("%w: %w", err, ErrMalformedFile))
-		}
-	}
-
-	classEntries, err := archive.CheckFile(r.ClusterClassChart, limits)
-	if err != nil {
-		return invalid(filepath.Base(r.ClusterClassChart), err)
-	}
-	if len(chartDirs(classEntries)) != 1 {
-		return invalid(filepath.Base(r.ClusterClassChart), fmt.Errorf("not a packaged Helm chart (want exactly one <chart>/Chart.yaml): %w", ErrMalformedFile))
-	}
-	addonEntries, err := archive.CheckFile(r.ClusterAddonArchive, limits)
-	if err != nil {
-		return invalid(filepath.Base(r.ClusterAddonArchive), err)
-	}
-	charts := chartDirs(addonEntries)
-	if len(charts) == 0 {
-		return invalid(filepath.Base(r.ClusterAddonArchive), fmt.Errorf("holds no Helm chart: %w", ErrMalformedFile))
-	}
-	if r.AddonConvention == AddonConventionConfig {
-		if r.AddonPlan, err = loadAddonPlan(filepath.Join(dir, ClusterAddonConfigFile), charts); err != nil {
-			return invalid(ClusterAddonConfigFile, fmt.Errorf("%w: %w", err, ErrMalformedFile))
+	l := &loader{dir: dir, files: files, limits: limits}
+	r := &Release{Name: n, Dir: dir}
+	// Each step reads and checks one part of the release; the first problem names its file.
+	for _, step := range []func(*Release) (string, error){l.metadata, l.versionedFiles, l.addonConvention, l.nodeImages, l.archives} {
+		if file, err := step(r); err != nil {
+			return nil, &InvalidError{Release: n.String(), File: file, Err: err}
 		}
 	}
 	return r, nil
+}
+
+// loader holds what the steps of Load share: the release directory and its regular files.
+type loader struct {
+	dir    string
+	files  []string // sorted
+	limits archive.Limits
+}
+
+func (l *loader) has(f string) bool { _, ok := slices.BinarySearch(l.files, f); return ok }
+
+// metadata reads metadata.yaml and checks that it agrees with the release name.
+func (l *loader) metadata(r *Release) (string, error) {
+	if !l.has(MetadataFile) {
+		return MetadataFile, ErrMissingFile
+	}
+	data, err := os.ReadFile(filepath.Join(l.dir, MetadataFile))
+	if err != nil {
+		return MetadataFile, err
+	}
+	md, err := ParseMetadata(data)
+	if err != nil {
+		return MetadataFile, err
+	}
+	stackVersion, _ := md.StackVersion()
+	k8s, _ := md.KubernetesMinor()
+	if stackVersion.Compare(r.Name.Version) != 0 {
+		return MetadataFile, fmt.Errorf("versions.clusterStack is %s but the release name says %s: %w", stackVersion, r.Name.Version, ErrInconsistent)
+	}
+	if k8s != r.Name.Kubernetes {
+		return MetadataFile, fmt.Errorf("versions.kubernetes %s is not Kubernetes %s as the release name says: %w", md.Versions.Kubernetes, r.Name.Kubernetes, ErrInconsistent)
+	}
+	r.Metadata = md
+	return "", nil
+}
+
+// versionedFiles finds the cluster-class chart and the addon archive, named by the versions the
+// metadata gives.
+func (l *loader) versionedFiles(r *Release) (string, error) {
+	stackVersion, _ := r.Metadata.StackVersion()
+	addonVersion, _ := r.Metadata.AddonVersion()
+	var err error
+	if r.ClusterClassChart, err = versionedFile(l.dir, l.has, r.Name.Prefix()+"-cluster-class-", stackVersion); err != nil {
+		return filepath.Base(r.ClusterClassChart), err
+	}
+	if r.ClusterAddonArchive, err = versionedFile(l.dir, l.has, r.Name.Prefix()+"-cluster-addon-", addonVersion); err != nil {
+		return filepath.Base(r.ClusterAddonArchive), err
+	}
+	return "", nil
+}
+
+// addonConvention decides how the release describes its addons.
+func (l *loader) addonConvention(r *Release) (string, error) {
+	switch {
+	case l.has(ClusterAddonConfigFile):
+		// A release built with the new convention may still carry an old
+		// values file; the config file decides.
+		r.AddonConvention = AddonConventionConfig
+	case l.has(ClusterAddonValuesFile):
+		r.AddonConvention = AddonConventionValues
+		r.ClusterAddonValues = filepath.Join(l.dir, ClusterAddonValuesFile)
+	default:
+		return ClusterAddonConfigFile, fmt.Errorf("neither %s nor %s is present: %w", ClusterAddonConfigFile, ClusterAddonValuesFile, ErrMissingFile)
+	}
+	return "", nil
+}
+
+// nodeImages parses node-images.yaml, when the release has one.
+func (l *loader) nodeImages(r *Release) (string, error) {
+	if !l.has(NodeImagesFile) {
+		return "", nil
+	}
+	data, err := readBounded(filepath.Join(l.dir, NodeImagesFile), maxNodeImagesBytes)
+	if err != nil {
+		return NodeImagesFile, err
+	}
+	if r.NodeImages, err = ParseNodeImages(data); err != nil {
+		return NodeImagesFile, fmt.Errorf("%w: %w", err, ErrMalformedFile)
+	}
+	return "", nil
+}
+
+// archives checks both archives within the limits and parses the addon plan against the charts
+// the addon archive holds.
+func (l *loader) archives(r *Release) (string, error) {
+	classEntries, err := archive.CheckFile(r.ClusterClassChart, l.limits)
+	if err != nil {
+		return filepath.Base(r.ClusterClassChart), err
+	}
+	if len(chartDirs(classEntries)) != 1 {
+		return filepath.Base(r.ClusterClassChart), fmt.Errorf("not a packaged Helm chart (want exactly one <chart>/Chart.yaml): %w", ErrMalformedFile)
+	}
+	addonEntries, err := archive.CheckFile(r.ClusterAddonArchive, l.limits)
+	if err != nil {
+		return filepath.Base(r.ClusterAddonArchive), err
+	}
+	charts := chartDirs(addonEntries)
+	if len(charts) == 0 {
+		return filepath.Base(r.ClusterAddonArchive), fmt.Errorf("holds no Helm chart: %w", ErrMalformedFile)
+	}
+	if r.AddonConvention == AddonConventionConfig {
+		if r.AddonPlan, err = loadAddonPlan(filepath.Join(l.dir, ClusterAddonConfigFile), charts); err != nil {
+			return ClusterAddonConfigFile, fmt.Errorf("%w: %w", err, ErrMalformedFile)
+		}
+	}
+	return "", nil
 }
 
 // regularFiles lists the top-level names of dir, refusing anything that is
