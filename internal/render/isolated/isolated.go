@@ -248,9 +248,7 @@ func exitError(waitErr, readErr error, stderr string) error {
 			return ErrMemory
 		case code == ExitTooLarge:
 			return ErrOutputTooLarge
-		case strings.Contains(stderr, "out of memory"),
-			// The runtime's mmap refused by RLIMIT_DATA (ENOMEM), before its own "out of memory".
-			strings.Contains(stderr, "runtime: cannot allocate memory"):
+		case outOfMemory(stderr):
 			return ErrMemory
 		default:
 			return fmt.Errorf("%w (%v): %s", ErrCrashed, waitErr, firstLine(stderr))
@@ -263,6 +261,40 @@ func exitError(waitErr, readErr error, stderr string) error {
 		return fmt.Errorf("%w: reading its output: %w", ErrCrashed, readErr)
 	}
 	return nil
+}
+
+// outOfMemory tells from a child's standard error whether it died of RLIMIT_DATA refusing it a
+// mapping. The Go runtime says so in several ways: its own "out of memory"; a refused mmap before
+// that ("cannot allocate memory"); a thread it or cgo cannot create (thread stacks are mappings
+// too);
+// and, with Go 1.26's garbage collector, a segmentation fault inside the runtime's mark phase
+// when a span could not be mapped. The child is pure Go, so a fault whose first frame is in the
+// runtime has no other cause a chart or template could bring about.
+func outOfMemory(stderr string) bool {
+	switch {
+	case strings.Contains(stderr, "out of memory"),
+		strings.Contains(stderr, "runtime: cannot allocate memory"),
+		strings.Contains(stderr, "runtime: failed to create new OS thread"),
+		strings.Contains(stderr, "runtime/cgo: pthread_create failed"):
+		return true
+	case strings.HasPrefix(stderr, "SIGSEGV"):
+		return strings.HasPrefix(firstFrame(stderr), "runtime.")
+	}
+	return false
+}
+
+// firstFrame returns the function of the first stack frame of a Go crash report: the line after
+// the first "goroutine " header.
+func firstFrame(stderr string) string {
+	_, rest, ok := strings.Cut(stderr, "\ngoroutine ")
+	if !ok {
+		return ""
+	}
+	lines := strings.SplitN(rest, "\n", 3)
+	if len(lines) < 2 {
+		return ""
+	}
+	return strings.TrimSpace(lines[1])
 }
 
 func firstLine(s string) string {
