@@ -100,8 +100,8 @@ build: ## Build the manager binary into bin/manager.
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager .
 
 .PHONY: run
-run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
-	go run . --metrics-bind-address=:8080 --metrics-secure=false --health-probe-bind-address=:8081
+run: manifests generate ## Run the manager against the cluster of the current kubeconfig (no webhooks or runtime extension: they need certificates).
+	go run . --webhooks=false --runtime-extension-port=0 --metrics-bind-address=:8080 --metrics-secure=false --health-probe-bind-address=:8081
 
 # Where release-artifacts writes; gitignored.
 RELEASE_DIR ?= out

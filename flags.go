@@ -25,6 +25,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Opti
 	fs.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	fs.BoolVar(&opts.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
 	fs.IntVar(&opts.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	fs.BoolVar(&opts.webhooks, "webhooks", true, "Serve the admission webhooks (ClusterStack, ClusterStackRelease and Cluster validation and defaulting). false runs without them, e.g. for make run against a cluster whose webhook configurations do not point at this process; the CRDs' own CEL rules still apply.")
 	fs.StringVar(&opts.webhookCertDir, "webhook-cert-dir", "", "Directory with tls.crt and tls.key for the webhook server; empty means the controller-runtime default.")
 	fs.StringVar(&opts.releaseCacheDir, "release-cache-dir", filepath.Join(".cache", "releases"), "Directory where verified cluster-stack releases are cached; relative to the working directory.")
 	opts.releaseCacheMaxBytes = resolver.DefaultCacheMaxBytes

@@ -73,12 +73,14 @@ func (c concurrency) validate() error {
 
 // options are the operator's command-line settings.
 type options struct {
-	metricsAddr          string
-	metricsSecure        bool
-	metricsCertDir       string
-	probeAddr            string
-	leaderElect          bool
-	webhookPort          int
+	metricsAddr    string
+	metricsSecure  bool
+	metricsCertDir string
+	probeAddr      string
+	leaderElect    bool
+	webhookPort    int
+	// webhooks registers the admission webhooks; off for a local run without certificates.
+	webhooks             bool
 	webhookCertDir       string
 	releaseCacheDir      string
 	releaseCheckInterval time.Duration
@@ -242,7 +244,7 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		ReleaseCheckInterval: opts.releaseCheckInterval,
 		ClusterStackWorkers:  opts.concurrency.clusterStack,
 		ReleaseWorkers:       opts.concurrency.clusterStackRelease,
-		Webhooks:             true,
+		Webhooks:             opts.webhooks,
 	}); err != nil {
 		return err
 	}
@@ -283,7 +285,7 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		Workers:          opts.concurrency.clusterAddon,
 		// Chart repositories are named by release content: they obey the egress policy.
 		ChartHTTPClient: policy.Client(2 * time.Minute),
-		Webhooks:        true,
+		Webhooks:        opts.webhooks,
 		HooksPort:       opts.runtimeExtensionPort,
 		HooksCertDir:    opts.webhookCertDir,
 	}); err != nil {

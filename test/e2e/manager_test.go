@@ -79,6 +79,9 @@ func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess 
 	}
 	cmd := exec.Command(bin,
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", ports[0]),
+		// The benchmarks scrape the counters over plain HTTP; the secure default is tested in
+		// internal/metrics.
+		"--metrics-secure=false",
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", ports[1]),
 		fmt.Sprintf("--webhook-port=%d", ports[2]),
 		fmt.Sprintf("--runtime-extension-port=%d", ports[3]),
