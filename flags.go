@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
-	"os"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
@@ -14,10 +17,9 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 )
 
-// parseFlags defines the operator's command-line flags on fs and parses args (exiting on a bad
-// flag, as the flag package does for flag.CommandLine). It returns the settings, the logger's
-// options and whether --version was asked for.
-func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Options, version bool) {
+// parseFlags defines the operator's command-line flags on fs and parses args. It returns the
+// settings, the logger's options and whether --version was asked for.
+func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Options, version bool, err error) {
 	var printVersion *bool
 	fs.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8443", "Address the metrics endpoint binds to (HTTPS with --metrics-secure, else HTTP); 0 disables it.")
 	fs.BoolVar(&opts.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, only to clients the API server authenticates and authorises for GET /metrics (the metrics-reader ClusterRole); false serves plain HTTP to anyone, for a local run.")
@@ -52,9 +54,49 @@ func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Opti
 	fs.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
 	fs.DurationVar(&opts.imageTransferProgressTimeout, "image-transfer-progress-timeout", nodeimage.DefaultTransferProgressTimeout, "An image upload (with the download feeding it) fails when no byte moved for this long; there is no total limit.")
 	zapOpts.BindFlags(fs)
+	fs.Float64Var(&opts.qps, "qps", 50, "Requests per second the manager's client may send to the management API server (the reference's flag and default).")
+	fs.IntVar(&opts.burst, "burst", 100, "Requests the manager's client may send at once above --qps (the reference's flag and default).")
+	fs.Func("namespace", "Comma-separated namespaces whose objects the operator watches and reconciles; empty means all (the reference's flag, which takes one).", func(v string) error {
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				opts.watchNamespaces = append(opts.watchNamespaces, ns)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&opts.leaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader-election lease; empty means the namespace the operator runs in (the reference's flag).")
+	fs.DurationVar(&opts.syncPeriod, "sync-period", 0, "How often every cached object is reconciled again even without a change; 0 means controller-runtime's default (10h). The controllers re-check what they need on their own intervals (drift, release checks, images).")
+	// The reference's --log-level, mapped onto the zap level (--zap-log-level is the same).
+	fs.Func("log-level", "Log level: debug, info or error (the reference's flag; --zap-log-level also takes a number for more detail).", func(v string) error {
+		levels := map[string]zapcore.Level{"debug": zapcore.DebugLevel, "info": zapcore.InfoLevel, "error": zapcore.ErrorLevel}
+		l, ok := levels[v]
+		if !ok {
+			return fmt.Errorf("want debug, info or error, got %q", v)
+		}
+		zapOpts.Level = l
+		return nil
+	})
+	// The reference's flags that have no meaning here are refused with what to use instead, so
+	// that a Deployment carried over from the reference does not start with a setting ignored.
+	for name, instead := range referenceOnlyFlags {
+		refuse := func(string) error { return errors.New(instead) }
+		if name == "local" { // a boolean in the reference: --local alone must be refused too
+			fs.BoolFunc(name, "The reference operator's flag, not supported: "+instead, refuse)
+			continue
+		}
+		fs.Func(name, "The reference operator's flag, not supported: "+instead, refuse)
+	}
 	printVersion = fs.Bool("version", false, "Print the operator's version, commit, build date and Go version, and exit.")
 	if err := fs.Parse(args); err != nil {
-		os.Exit(2)
+		return options{}, zap.Options{}, false, err
 	}
-	return opts, zapOpts, *printVersion
+	return opts, zapOpts, *printVersion, nil
+}
+
+// referenceOnlyFlags are the SCS reference operator's flags that this operator does not take,
+// with what to use instead.
+var referenceOnlyFlags = map[string]string{
+	"release-dir":  "use --release-cache-dir (releases are verified and cached by content there)",
+	"local":        "use a ClusterStack with spec.source.local.path below a directory given to --local-source-root",
+	"watch-filter": "the operator reconciles every Cluster of its ClusterClasses; restrict it with --namespace instead",
 }

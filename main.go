@@ -23,6 +23,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -111,10 +112,22 @@ type options struct {
 	chartCredentialsSecret string
 	// render bounds every rendering of a chart or values template (outside input).
 	render render.Limits
+	// qps and burst bound the manager's client to the management API server.
+	qps   float64
+	burst int
+	// watchNamespaces restricts what the operator watches; empty means every namespace.
+	watchNamespaces []string
+	// leaderElectNamespace holds the leader-election lease; empty means the operator's own.
+	leaderElectNamespace string
+	// syncPeriod is the resync of every cached object; zero means controller-runtime's default.
+	syncPeriod time.Duration
 }
 
 func main() {
-	opts, zapOpts, printVersion := parseFlags(flag.CommandLine, os.Args[1:])
+	opts, zapOpts, printVersion, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		os.Exit(2) // the flag package has said what is wrong
+	}
 
 	build := version.Get()
 	if printVersion {
@@ -135,14 +148,18 @@ func main() {
 		os.Exit(1)
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                operatormetrics.ServerOptions(opts.metricsAddr, opts.metricsSecure, opts.metricsCertDir),
-		HealthProbeBindAddress: opts.probeAddr,
-		PprofBindAddress:       opts.profilerAddress,
-		LeaderElection:         opts.leaderElect,
-		LeaderElectionID:       "clusterstack-operator.clusterstack.x-k8s.io",
-		WebhookServer:          webhook.NewServer(webhook.Options{Port: opts.webhookPort, CertDir: opts.webhookCertDir}),
+	restConfig := ctrl.GetConfigOrDie()
+	restConfig.QPS, restConfig.Burst = float32(opts.qps), opts.burst
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Cache:                   cacheOptions(opts),
+		LeaderElectionNamespace: opts.leaderElectNamespace,
+		Scheme:                  scheme,
+		Metrics:                 operatormetrics.ServerOptions(opts.metricsAddr, opts.metricsSecure, opts.metricsCertDir),
+		HealthProbeBindAddress:  opts.probeAddr,
+		PprofBindAddress:        opts.profilerAddress,
+		LeaderElection:          opts.leaderElect,
+		LeaderElectionID:        "clusterstack-operator.clusterstack.x-k8s.io",
+		WebhookServer:           webhook.NewServer(webhook.Options{Port: opts.webhookPort, CertDir: opts.webhookCertDir}),
 		Client: client.Options{Cache: &client.CacheOptions{
 			// Credentials Secrets are read one by one when needed: the operator neither watches
 			// nor caches every Secret of the management cluster.
@@ -179,6 +196,21 @@ func main() {
 		log.Error(err, "The manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// cacheOptions restricts the manager's cache to the watched namespaces and sets its resync.
+func cacheOptions(opts options) cache.Options {
+	var c cache.Options
+	if len(opts.watchNamespaces) > 0 {
+		c.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range opts.watchNamespaces {
+			c.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	if opts.syncPeriod > 0 {
+		c.SyncPeriod = &opts.syncPeriod
+	}
+	return c
 }
 
 // quantityFlag parses a Kubernetes quantity ("8Mi", "134217728") into a byte count.
