@@ -25,8 +25,14 @@ func SetupWebhooks(mgr ctrl.Manager) error {
 	return nil
 }
 
-// +kubebuilder:webhook:path=/mutate-cluster-x-k8s-io-v1beta2-cluster,mutating=true,failurePolicy=fail,sideEffects=None,groups=cluster.x-k8s.io,resources=clusters,verbs=create;update,versions=v1beta2,name=mcluster.clusterstack.x-k8s.io,admissionReviewVersions=v1
-// +kubebuilder:webhook:path=/validate-cluster-x-k8s-io-v1beta2-cluster,mutating=false,failurePolicy=fail,sideEffects=None,groups=cluster.x-k8s.io,resources=clusters,verbs=create;update,versions=v1beta2,name=vcluster.clusterstack.x-k8s.io,admissionReviewVersions=v1
+// The Cluster webhooks see only Clusters whose class (or, on UPDATE, whose old class) looks like a
+// cluster-stack ClusterClass name, so that with the operator down (failurePolicy Fail) the
+// Clusters of every other class, and those without topology, are still admitted. The CEL regex
+// accepts a superset of what name.ParseClusterClassName accepts (it does not check leading zeros,
+// v0 or the hash length): a Cluster of ours is never let past unchecked, and the few extra names
+// it sends are passed untouched by the webhook, which parses exactly.
+// +kubebuilder:webhook:path=/mutate-cluster-x-k8s-io-v1beta2-cluster,mutating=true,failurePolicy=fail,sideEffects=None,groups=cluster.x-k8s.io,resources=clusters,verbs=create;update,versions=v1beta2,name=mcluster.clusterstack.x-k8s.io,admissionReviewVersions=v1,patch=`{"matchConditions":[{"name":"cluster-stack-class","expression":"(has(object.spec) && has(object.spec.topology) && has(object.spec.topology.classRef) && has(object.spec.topology.classRef.name) && object.spec.topology.classRef.name.matches('^[a-z][a-z0-9]*-[a-z][a-z0-9]*-[0-9]+-[0-9]+-v[0-9]+(-[a-z][a-z0-9]*[.][a-z0-9]+)?$')) || (request.operation == 'UPDATE' && has(oldObject.spec) && has(oldObject.spec.topology) && has(oldObject.spec.topology.classRef) && has(oldObject.spec.topology.classRef.name) && oldObject.spec.topology.classRef.name.matches('^[a-z][a-z0-9]*-[a-z][a-z0-9]*-[0-9]+-[0-9]+-v[0-9]+(-[a-z][a-z0-9]*[.][a-z0-9]+)?$'))"}]}`
+// +kubebuilder:webhook:path=/validate-cluster-x-k8s-io-v1beta2-cluster,mutating=false,failurePolicy=fail,sideEffects=None,groups=cluster.x-k8s.io,resources=clusters,verbs=create;update,versions=v1beta2,name=vcluster.clusterstack.x-k8s.io,admissionReviewVersions=v1,patch=`{"matchConditions":[{"name":"cluster-stack-class","expression":"(has(object.spec) && has(object.spec.topology) && has(object.spec.topology.classRef) && has(object.spec.topology.classRef.name) && object.spec.topology.classRef.name.matches('^[a-z][a-z0-9]*-[a-z][a-z0-9]*-[0-9]+-[0-9]+-v[0-9]+(-[a-z][a-z0-9]*[.][a-z0-9]+)?$')) || (request.operation == 'UPDATE' && has(oldObject.spec) && has(oldObject.spec.topology) && has(oldObject.spec.topology.classRef) && has(oldObject.spec.topology.classRef.name) && oldObject.spec.topology.classRef.name.matches('^[a-z][a-z0-9]*-[a-z][a-z0-9]*-[0-9]+-[0-9]+-v[0-9]+(-[a-z][a-z0-9]*[.][a-z0-9]+)?$'))"}]}`
 // +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusterstackreleases,verbs=get;list;watch
 
 // ClusterWebhook defaults and validates Clusters whose class is a cluster-stack ClusterClass.

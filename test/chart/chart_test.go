@@ -34,8 +34,10 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -168,6 +170,7 @@ func TestChartInstalls(t *testing.T) {
 		name: "default values",
 		check: func(t *testing.T, objs []*unstructured.Unstructured, ns string) {
 			checkMetrics(t, objs, ns, "https", 8443)
+			checkAvailability(t, objs, 2, true)
 			if got := deploymentArgs(t, find(objs, "Deployment", fullname)); slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "--metrics-cert-dir") }) {
 				t.Errorf("manager args %v name a metrics certificate without metrics.certSecret", got)
 			}
@@ -368,6 +371,13 @@ func TestChartInstalls(t *testing.T) {
 			}
 		},
 	}, {
+		// One replica gets no PodDisruptionBudget: minAvailable 1 of one pod would block every drain.
+		name:   "one replica",
+		values: map[string]any{"replicas": 1},
+		check: func(t *testing.T, objs []*unstructured.Unstructured, _ string) {
+			checkAvailability(t, objs, 1, false)
+		},
+	}, {
 		name:   "webhooks and runtime extension off",
 		values: map[string]any{"webhooks": map[string]any{"enabled": false}, "runtimeExtension": map[string]any{"enabled": false}},
 		check: func(t *testing.T, objs []*unstructured.Unstructured, _ string) {
@@ -408,6 +418,58 @@ func TestChartInstalls(t *testing.T) {
 			tt.check(t, objs, ns)
 		})
 	}
+}
+
+// checkAvailability checks the manager's replicas, leader election, its spread over nodes and,
+// with pdb, a PodDisruptionBudget keeping one replica, each selecting the manager's pods.
+func checkAvailability(t *testing.T, objs []*unstructured.Unstructured, replicas int64, pdb bool) {
+	t.Helper()
+	deploy := find(objs, "Deployment", fullname)
+	if got, _, _ := unstructured.NestedInt64(deploy.Object, "spec", "replicas"); got != replicas {
+		t.Errorf("replicas %d, want %d", got, replicas)
+	}
+	if args := deploymentArgs(t, deploy); !slices.Contains(args, "--leader-elect") {
+		t.Errorf("manager args %v lack --leader-elect", args)
+	}
+	podLabels, _, _ := unstructured.NestedStringMap(deploy.Object, "spec", "template", "metadata", "labels")
+	selects := func(what string, sel *metav1.LabelSelector) {
+		t.Helper()
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil || s.Empty() || !s.Matches(labels.Set(podLabels)) {
+			t.Errorf("%s selects %v (%v), not the manager's pods (%v)", what, sel, err, podLabels)
+		}
+	}
+	var pod corev1.PodSpec
+	spec, _, _ := unstructured.NestedMap(deploy.Object, "spec", "template", "spec")
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(spec, &pod); err != nil {
+		t.Fatal(err)
+	}
+	if len(pod.TopologySpreadConstraints) != 1 {
+		t.Fatalf("topologySpreadConstraints %+v, want one", pod.TopologySpreadConstraints)
+	}
+	c := pod.TopologySpreadConstraints[0]
+	if c.TopologyKey != corev1.LabelHostname || c.WhenUnsatisfiable != corev1.ScheduleAnyway || c.MaxSkew != 1 {
+		t.Errorf("topology spread %+v, want maxSkew 1 over %s, ScheduleAnyway", c, corev1.LabelHostname)
+	}
+	selects("the topology spread", c.LabelSelector)
+	o := find(objs, "PodDisruptionBudget", fullname)
+	if !pdb {
+		if o != nil {
+			t.Errorf("PodDisruptionBudget %s rendered for %d replica(s)", o.GetName(), replicas)
+		}
+		return
+	}
+	if o == nil {
+		t.Fatal("no PodDisruptionBudget")
+	}
+	var budget policyv1.PodDisruptionBudget
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &budget); err != nil {
+		t.Fatal(err)
+	}
+	if budget.Spec.MinAvailable == nil || budget.Spec.MinAvailable.IntValue() != 1 {
+		t.Errorf("PodDisruptionBudget minAvailable %v, want 1", budget.Spec.MinAvailable)
+	}
+	selects("the PodDisruptionBudget", budget.Spec.Selector)
 }
 
 // checkMetrics checks that the manager serves its metrics as the metrics Service reaches them

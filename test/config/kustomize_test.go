@@ -105,11 +105,13 @@ func TestDefaultOverlay(t *testing.T) {
 		t.Errorf("the manager does not mount the certificate's Secret %v", secret)
 	}
 	args := strings(get(pod, "containers", 0, "args"))
-	for _, want := range []string{"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs", "--webhook-port=9443", "--runtime-extension-port=9444"} {
+	for _, want := range []string{"--leader-elect", "--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs", "--webhook-port=9443", "--runtime-extension-port=9444"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("manager args %v lack %s", args, want)
 		}
 	}
+
+	checkAvailability(t, m, deploy)
 
 	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
 		name := map[string]string{"ValidatingWebhookConfiguration": "clusterstack-validating-webhook-configuration", "MutatingWebhookConfiguration": "clusterstack-mutating-webhook-configuration"}[kind]
@@ -141,4 +143,41 @@ func TestRuntimeExtensionOverlay(t *testing.T) {
 		t.Errorf("the ExtensionConfig calls %s, which the serving certificate does not name", host)
 	}
 	find(t, m, "Service", svc["name"].(string))
+}
+
+// checkAvailability checks that the webhooks' and hooks' server stays up through a pod's loss or
+// a node drain: two replicas (leader election makes one reconcile), spread over nodes where
+// possible, and a PodDisruptionBudget keeping one of them.
+func checkAvailability(t *testing.T, m resmap.ResMap, deploy map[string]any) {
+	t.Helper()
+	if got := get(deploy, "spec", "replicas"); got != 2 {
+		t.Errorf("manager replicas %v, want 2", got)
+	}
+	podLabels, _ := get(deploy, "spec", "template", "metadata", "labels").(map[string]any)
+	selects := func(what string, selector any) {
+		t.Helper()
+		want, _ := selector.(map[string]any)
+		if len(want) == 0 {
+			t.Errorf("%s selects no pods", what)
+		}
+		for k, v := range want {
+			if podLabels[k] != v {
+				t.Errorf("%s selects %s=%v, which the manager's pods (%v) lack", what, k, v, podLabels)
+			}
+		}
+	}
+	spread, _ := get(deploy, "spec", "template", "spec", "topologySpreadConstraints").([]any)
+	if len(spread) != 1 {
+		t.Fatalf("topologySpreadConstraints %v, want one", spread)
+	}
+	c := spread[0].(map[string]any)
+	if c["topologyKey"] != "kubernetes.io/hostname" || c["whenUnsatisfiable"] != "ScheduleAnyway" || c["maxSkew"] != 1 {
+		t.Errorf("topology spread %v, want maxSkew 1 over kubernetes.io/hostname, ScheduleAnyway", c)
+	}
+	selects("the topology spread", get(c, "labelSelector", "matchLabels"))
+	pdb := find(t, m, "PodDisruptionBudget", "clusterstack-controller-manager")
+	if got := get(pdb, "spec", "minAvailable"); got != 1 {
+		t.Errorf("PodDisruptionBudget minAvailable %v, want 1", got)
+	}
+	selects("the PodDisruptionBudget", get(pdb, "spec", "selector", "matchLabels"))
 }
