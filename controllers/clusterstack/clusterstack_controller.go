@@ -92,6 +92,9 @@ type sourceCheck struct {
 	// latest is nil when the source holds no release cs provides.
 	known  bool
 	latest *name.Release
+	// listed are the releases of cs's stack (resolver.OfStack) in the last successful listing:
+	// what spec.versions may ask for.
+	listed []name.Release
 	// err is the failure of the last listing, classified (sourceFailure): a stall or a
 	// transient failure.
 	err error
@@ -339,9 +342,10 @@ func (r *ClusterStackReconciler) collectReleases(ctx context.Context, cs *cluste
 
 // checkSource lists the ClusterStack's source when a check is due (first reconcile, a new
 // generation, the interval elapsed, or the last check failed) and returns the last outcome and
-// how long until the next check.
+// how long until the next check. A ClusterStack with spec.versions is checked too, so that a
+// version the source lacks is told (and a version published later noticed on the next check).
 func (r *ClusterStackReconciler) checkSource(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack, k8s name.KubernetesMinor) (sourceCheck, time.Duration) {
-	if !cs.Spec.AutoSubscribe {
+	if !cs.Spec.AutoSubscribe && len(cs.Spec.Versions) == 0 {
 		return sourceCheck{known: true}, 0
 	}
 	now := time.Now()
@@ -363,13 +367,13 @@ func (r *ClusterStackReconciler) checkSource(ctx context.Context, cs *clustersta
 	}
 
 	interval := r.interval(cs)
-	next := sourceCheck{uid: cs.UID, generation: cs.Generation, next: now.Add(wait.Jitter(interval, checkJitter)), known: cur.known, latest: cur.latest}
-	latest, err := r.latestRelease(ctx, cs)
+	next := sourceCheck{uid: cs.UID, generation: cs.Generation, next: now.Add(wait.Jitter(interval, checkJitter)), known: cur.known, latest: cur.latest, listed: cur.listed}
+	latest, listed, err := r.listStack(ctx, cs)
 	if err != nil {
 		next.err = sourceFailure(err)
 		ctrl.LoggerFrom(ctx).Error(err, "Checking the release source failed")
 	} else {
-		next.known, next.latest = true, latest
+		next.known, next.latest, next.listed = true, latest, listed
 	}
 	r.mu.Lock()
 	r.checks[key] = &next
@@ -387,21 +391,27 @@ func (r *ClusterStackReconciler) interval(cs *clusterstackv1alpha1.ClusterStack)
 	return DefaultReleaseCheckInterval
 }
 
-// latestRelease returns the newest release cs provides (resolver.Latest), nil when the source
-// holds none.
-func (r *ClusterStackReconciler) latestRelease(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (*name.Release, error) {
+// listStack returns the newest release cs provides (resolver.Latest), nil when the source holds
+// none, and the releases of cs's stack the source holds (resolver.OfStack).
+func (r *ClusterStackReconciler) listStack(ctx context.Context, cs *clusterstackv1alpha1.ClusterStack) (*name.Release, []name.Release, error) {
 	src, err := r.Releases.SourceFor(ctx, cs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	releases, err := src.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("listing releases at %s: %w", src.ID(), err)
+		return nil, nil, fmt.Errorf("listing releases at %s: %w", src.ID(), err)
+	}
+	var listed []name.Release
+	for _, n := range releases {
+		if resolver.OfStack(cs, n) {
+			listed = append(listed, n)
+		}
 	}
 	if n, ok := resolver.Latest(cs, releases); ok {
-		return &n, nil
+		return &n, listed, nil
 	}
-	return nil, nil
+	return nil, listed, nil
 }
 
 // sourceFailure classifies a failed listing of the source (resolver.Classify): a source that

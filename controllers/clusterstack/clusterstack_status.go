@@ -3,6 +3,7 @@ package clusterstack
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,7 +28,13 @@ const (
 	ReleaseSyncErrorReason = "ReleaseSyncError"
 	// NoReleasesReason means the ClusterStack asks for no release and the source has none.
 	NoReleasesReason = "NoReleases"
+	// VersionNotFoundReason means spec.versions asks for a version the release source does not
+	// have.
+	VersionNotFoundReason = "VersionNotFound"
 )
+
+// nearestVersions is how many existing versions on each side of a missing one its message names.
+const nearestVersions = 2
 
 // Phases of a release in the ClusterStack's summary.
 const (
@@ -143,6 +150,9 @@ func releasesSynced(cs *clusterstackv1alpha1.ClusterStack, rep clusterStackRepor
 	if len(rep.badVersions) > 0 {
 		fail(InvalidSpecReason, "spec.versions: cannot parse "+strings.Join(rep.badVersions, ", "), true)
 	}
+	if msgs := unpublishedVersions(cs, rep); len(msgs) > 0 {
+		fail(VersionNotFoundReason, "spec.versions: "+strings.Join(msgs, "; "), true)
+	}
 	if rep.templateErr != nil {
 		fail(ProviderTemplateErrorReason, rep.templateErr.Error(), true)
 	}
@@ -180,6 +190,63 @@ func releasesSynced(cs *clusterstackv1alpha1.ClusterStack, rep clusterStackRepor
 		}
 	}
 	return synced, len(failures) > 0, stalled
+}
+
+// unpublishedVersions describes the spec.versions that the last listing of the source lacks,
+// each with the nearest versions it has of the same channel. Only a listing that succeeded
+// counts: a source that cannot be read now says nothing about what it holds (its failure is
+// reported as such). A release that is ready already (from the cache) is not missing.
+func unpublishedVersions(cs *clusterstackv1alpha1.ClusterStack, rep clusterStackReport) []string {
+	if !rep.check.known || rep.check.err != nil {
+		return nil
+	}
+	var msgs []string
+	for _, n := range rep.desired {
+		if !requested(cs, n) || slices.ContainsFunc(rep.check.listed, func(l name.Release) bool { return l.Compare(n) == 0 }) {
+			continue
+		}
+		if csr := rep.releases[n.String()]; csr != nil && csr.Status.Ready {
+			continue
+		}
+		msg := fmt.Sprintf("version %s is not in the release source", n.Version)
+		if near := nearest(n, rep.check.listed); len(near) > 0 {
+			msg += " (nearest: " + strings.Join(near, ", ") + ")"
+		} else {
+			msg += fmt.Sprintf(" (it has no %s version of this stack)", n.Version.Channel())
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs
+}
+
+// requested reports whether spec.versions names n.
+func requested(cs *clusterstackv1alpha1.ClusterStack, n name.Release) bool {
+	for _, v := range cs.Spec.Versions {
+		if ver, err := name.ParseVersion(v); err == nil && ver.Compare(n.Version) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// nearest returns the versions of listed in n's channel just below and just above n (up to
+// nearestVersions each), ascending.
+func nearest(n name.Release, listed []name.Release) []string {
+	var same []name.Version
+	for _, l := range listed {
+		if l.Version.Channel() == n.Version.Channel() {
+			same = append(same, l.Version)
+		}
+	}
+	slices.SortFunc(same, name.Version.Compare)
+	same = slices.CompactFunc(same, func(a, b name.Version) bool { return a.Compare(b) == 0 })
+	at, _ := slices.BinarySearchFunc(same, n.Version, name.Version.Compare)
+	lo, hi := max(at-nearestVersions, 0), min(at+nearestVersions, len(same))
+	out := make([]string, 0, hi-lo)
+	for _, v := range same[lo:hi] {
+		out = append(out, v.String())
+	}
+	return out
 }
 
 // summarise returns the summary entries (desired releases and those being deleted, ascending),

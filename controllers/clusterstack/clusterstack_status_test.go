@@ -84,6 +84,7 @@ func TestSetClusterStackStatus(t *testing.T) {
 	tests := []struct {
 		name       string
 		before     map[string]cond
+		versions   []string // spec.versions
 		rep        clusterStackReport
 		want       map[string]cond
 		wantUsable string
@@ -227,6 +228,54 @@ func TestSetClusterStackStatus(t *testing.T) {
 		want:    converged,
 		wantErr: readFailed,
 	}, {
+		name:     "a requested version the listing lacks stalls, naming the nearest of its channel",
+		versions: []string{"v4"},
+		rep: clusterStackReport{desired: []name.Release{rel("v4")}, releases: releases(csrProgressing("openstack-scs-1-32-v4")), nextCheck: nextCheck,
+			check: sourceCheck{known: true, listed: []name.Release{rel("v1"), rel("v2"), rel("v3"), rel("v5"), rel("v6"), rel("v7"), rel("v5-beta-1")}}},
+		want:       failing(synced, VersionNotFoundReason, "spec.versions: version v4 is not in the release source (nearest: v2, v3, v5, v6)", true),
+		wantPhases: []string{phaseProgressing},
+		wantResult: ctrl.Result{RequeueAfter: nextCheck},
+	}, {
+		name:     "a requested version below every listed one names the lowest",
+		versions: []string{"v1"},
+		rep: clusterStackReport{desired: []name.Release{rel("v1")}, releases: releases(), nextCheck: nextCheck,
+			check: sourceCheck{known: true, listed: []name.Release{rel("v2"), rel("v3"), rel("v4")}}},
+		want:       failing(synced, VersionNotFoundReason, "spec.versions: version v1 is not in the release source (nearest: v2, v3)", true),
+		wantPhases: []string{phasePending},
+		wantResult: ctrl.Result{RequeueAfter: nextCheck},
+	}, {
+		name:     "a requested version whose channel the source lacks says so",
+		versions: []string{"v1-beta.2"},
+		rep: clusterStackReport{desired: []name.Release{rel("v1-beta-2")}, releases: releases(), nextCheck: nextCheck,
+			check: sourceCheck{known: true, listed: []name.Release{rel("v1")}}},
+		want:       failing(synced, VersionNotFoundReason, "spec.versions: version v1-beta.2 is not in the release source (it has no beta version of this stack)", true),
+		wantPhases: []string{phasePending},
+		wantResult: ctrl.Result{RequeueAfter: nextCheck},
+	}, {
+		name:     "a requested version is missing while the source is down: retried, not stalled",
+		versions: []string{"v4"},
+		rep: clusterStackReport{desired: []name.Release{rel("v4")}, releases: releases(), nextCheck: nextCheck,
+			check: sourceCheck{known: true, listed: []name.Release{rel("v3")}, err: outcome.Retry(csv1alpha1.ReleaseSourceErrorReason, registryDown)}},
+		want:       failing(synced, csv1alpha1.ReleaseSourceErrorReason, "Checking the release source: "+registryDown.Error(), false),
+		wantPhases: []string{phasePending},
+		wantErr:    registryDown,
+	}, {
+		name:     "a requested version that is listed is created",
+		versions: []string{"v4"},
+		rep: clusterStackReport{desired: []name.Release{rel("v4")}, releases: releases(), nextCheck: nextCheck,
+			check: sourceCheck{known: true, listed: []name.Release{rel("v3"), rel("v4")}}},
+		want:       failing(synced, csv1alpha1.ProgressingReason, "Creating releases: openstack-scs-1-32-v4", false),
+		wantPhases: []string{phasePending},
+		wantResult: ctrl.Result{RequeueAfter: nextCheck},
+	}, {
+		name:     "a requested version gone from the source but ready from the cache is not missing",
+		versions: []string{"v1"},
+		rep: clusterStackReport{desired: []name.Release{rel("v1")}, releases: releases(csrReady(v1)), nextCheck: nextCheck,
+			check: sourceCheck{known: true, listed: []name.Release{rel("v2")}}},
+		want:       converged,
+		wantUsable: "v1", wantLatest: v1, wantPhases: []string{phaseReady},
+		wantResult: ctrl.Result{RequeueAfter: nextCheck},
+	}, {
 		name:       "deletion done",
 		before:     converged,
 		rep:        clusterStackReport{deletion: true},
@@ -238,7 +287,7 @@ func TestSetClusterStackStatus(t *testing.T) {
 			t.Parallel()
 			cs := &csv1alpha1.ClusterStack{
 				ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "scs"},
-				Spec:       csv1alpha1.ClusterStackSpec{Provider: "openstack", Name: "scs", KubernetesVersion: "1.32"},
+				Spec:       csv1alpha1.ClusterStackSpec{Provider: "openstack", Name: "scs", KubernetesVersion: "1.32", Versions: tt.versions},
 			}
 			withConditions(cs, tt.before)
 			res, err := setClusterStackStatus(cs, tt.rep)

@@ -22,6 +22,7 @@ import (
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 )
 
@@ -571,4 +572,45 @@ func TestSourceSuccessKeepsOtherFailures(t *testing.T) {
 		g.Expect(synced(g).Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "openstack-scs-1-32-v1"}, &infrav1alpha1.OpenStackClusterStackRelease{})).To(Succeed())
 	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+}
+
+// TestUnpublishedVersionStalls: a version the source's listing lacks stalls the ClusterStack
+// (kstatus Failed, a Warning event) with the nearest versions the source has, and the next
+// source check after it is published lets the ClusterStack become ready.
+func TestUnpublishedVersionStalls(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns, repo := newNamespace(t), repoFor(t)
+	for _, ver := range []string{"v1", "v2", "v3", "v5", "v6", "v7"} {
+		publish(t, repo, v(ver))
+	}
+	newClusterStack(t, ns, repo, func(cs *clusterstackv1alpha1.ClusterStack) { cs.Spec.Versions = []string{"v4"} })
+
+	const msg = "spec.versions: version v4 is not in the release source (nearest: v2, v3, v5, v6)"
+	g.Eventually(func(g Gomega) {
+		cs := getCS(g, ns)
+		stalled := condition(cs.Status.Conditions, clusterstackv1alpha1.StalledCondition)
+		g.Expect(stalled.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(stalled.Reason).To(Equal(clusterstack.VersionNotFoundReason))
+		g.Expect(stalled.Message).To(Equal(msg))
+		g.Expect(condition(cs.Status.Conditions, clusterstackv1alpha1.ReadyCondition).Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(cs.Status.Conditions).NotTo(ContainElement(HaveField("Type", clusterstackv1alpha1.ReconcilingCondition)))
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		var evs eventsv1.EventList
+		g.Expect(k8s.List(ctx, &evs, client.InNamespace(ns))).To(Succeed())
+		var notes []string
+		for _, e := range evs.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == clusterstack.VersionNotFoundReason && e.Regarding.Kind == "ClusterStack" {
+				notes = append(notes, e.Note)
+			}
+		}
+		g.Expect(notes).To(ContainElement(ContainSubstring("nearest: v2, v3, v5, v6")))
+	}).WithTimeout(timeout).WithPolling(poll).Should(Succeed())
+
+	publish(t, repo, v("v4"))
+	expectReady(t, ns, "v4", "openstack-scs-1-32-v4")
+	cs := getCS(g, ns)
+	g.Expect(cs.Status.Conditions).NotTo(ContainElement(HaveField("Type", clusterstackv1alpha1.StalledCondition)))
 }
