@@ -111,9 +111,16 @@ func toLua(L *lua.LState, v any) lua.LValue {
 	panic("unexpected JSON value")
 }
 
+// templateKey is the one kind without status; every other kind's health is conditions.lua.
+const templateKey = "infrastructure.clusterstack.x-k8s.io_OpenStackClusterStackReleaseTemplate"
+
 func script(t *testing.T, key string) string {
 	t.Helper()
-	b, err := os.ReadFile(key + ".lua")
+	file := "conditions.lua"
+	if key == templateKey {
+		file = key + ".lua"
+	}
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +219,7 @@ func TestTemplateHealthy(t *testing.T) {
 	}
 }
 
-// TestConfigMapPatch: the argocd-cm patch holds every .lua of this directory under its key.
+// TestConfigMapPatch: the argocd-cm patch holds, under each kind's key, the script of that kind.
 func TestConfigMapPatch(t *testing.T) {
 	b, err := os.ReadFile("argocd-cm-patch.yaml")
 	if err != nil {

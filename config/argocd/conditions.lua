@@ -1,4 +1,6 @@
--- Argo CD health of a ClusterAddon (resource.customizations.health in argocd-cm), read from its
+-- Argo CD health of the operator's kinds with status (ClusterStack, ClusterStackRelease, ClusterAddon,
+-- OpenStackClusterStackRelease, OpenStackNodeImageRelease; resource.customizations.health in
+-- argocd-cm, which needs it once per kind), read from their
 -- kstatus conditions as the operator sets them: an observedGeneration behind the object's
 -- generation is news not yet acted on (Progressing); Stalled True needs a user (Degraded, with
 -- what to fix); Ready True is Healthy; anything else is still being worked on (Progressing).
