@@ -3,12 +3,10 @@ package openstack
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/cluster-api/util/conditions"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
@@ -49,12 +47,6 @@ func TestSetOpenStackClusterStackReleaseStatus(t *testing.T) {
 	apiErr := errors.New("etcd is slow")
 	registryDown := errors.New("registry down")
 
-	const (
-		ready       = "ready"       // Ready True, Reconciling and Stalled False
-		progressing = "progressing" // Ready False, Reconciling True, Stalled False
-		stalled     = "stalled"     // Ready False, Reconciling False, Stalled True
-		untouched   = "untouched"   // no condition set
-	)
 	tests := []struct {
 		name        string
 		rep         releaseReport
@@ -126,31 +118,7 @@ func TestSetOpenStackClusterStackReleaseStatus(t *testing.T) {
 			if obj.Status.Ready != (tt.want == ready) {
 				t.Errorf("status.ready = %t, want %t", obj.Status.Ready, tt.want == ready)
 			}
-			wantStatus := map[string]map[string]metav1.ConditionStatus{
-				ready:       {csv1alpha1.ReadyCondition: metav1.ConditionTrue, csv1alpha1.ReconcilingCondition: metav1.ConditionFalse, csv1alpha1.StalledCondition: metav1.ConditionFalse},
-				progressing: {csv1alpha1.ReadyCondition: metav1.ConditionFalse, csv1alpha1.ReconcilingCondition: metav1.ConditionTrue, csv1alpha1.StalledCondition: metav1.ConditionFalse},
-				stalled:     {csv1alpha1.ReadyCondition: metav1.ConditionFalse, csv1alpha1.ReconcilingCondition: metav1.ConditionFalse, csv1alpha1.StalledCondition: metav1.ConditionTrue},
-			}[tt.want]
-			for typ, status := range wantStatus {
-				if c := conditions.Get(obj, typ); c == nil || c.Status != status {
-					t.Errorf("%s = %+v, want %s", typ, c, status)
-				}
-			}
-			if got := conditions.GetReason(obj, csv1alpha1.ReadyCondition); got != tt.wantReason {
-				t.Errorf("Ready reason = %q, want %q", got, tt.wantReason)
-			}
-			if tt.want != ready {
-				active := map[string]string{progressing: csv1alpha1.ReconcilingCondition, stalled: csv1alpha1.StalledCondition}[tt.want]
-				if got := conditions.GetReason(obj, active); got != tt.wantReason {
-					t.Errorf("%s reason = %q, want %q", active, got, tt.wantReason)
-				}
-			}
-			msg := conditions.GetMessage(obj, csv1alpha1.ReadyCondition)
-			for _, w := range tt.wantMessage {
-				if !strings.Contains(msg, w) {
-					t.Errorf("message %q does not contain %q", msg, w)
-				}
-			}
+			checkTriple(t, obj, tt.want, tt.wantReason, tt.wantMessage)
 		})
 	}
 }
