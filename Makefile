@@ -48,11 +48,16 @@ manifests: ## Generate CRDs, RBAC and webhook manifests from the code markers.
 generate: ## Generate the DeepCopy methods of the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
+.PHONY: docs
+docs: ## Generate the API reference (docs/api-reference.md) from the API types with crd-ref-docs.
+	go tool crd-ref-docs --log-level=WARN --source-path=./api --config=hack/crd-ref-docs/config.yaml \
+		--renderer=markdown --output-path=docs/api-reference.md
+
 .PHONY: verify-generated
-verify-generated: generate manifests ## Fail when committed generated files (API, config, the chart's copies) are stale.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
-		echo "Generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config; git --no-pager diff --stat -- api config; exit 1; fi
+verify-generated: generate manifests docs ## Fail when committed generated files (API, config, the chart's copies, the API reference) are stale.
+	@if [ -n "$$(git status --porcelain -- api config docs)" ]; then \
+		echo "Generated files are stale; run 'make generate manifests docs' and commit:"; \
+		git status --porcelain -- api config docs; git --no-pager diff --stat -- api config docs; exit 1; fi
 
 .PHONY: fmt
 fmt: ## Run go fmt.
