@@ -124,9 +124,10 @@ func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Reader: r.APIReader,
 		Client: r.Client,
 		// No finalizer: see reconcileDelete.
-		Normal: r.reconcileNormal,
-		Delete: r.reconcileDelete,
-		Status: setClusterAddonStatus,
+		Normal:     r.reconcileNormal,
+		Delete:     r.reconcileDelete,
+		Status:     setClusterAddonStatus,
+		Conditions: []string{csv1alpha1.ClusterReachableCondition, csv1alpha1.ResourcesAppliedCondition},
 		// A Cluster that is gone says nothing about the spec, and the ClusterAddon goes with it.
 		Observed: func(rep report) bool { return !rep.gone && outcome.Settled(rep.err) },
 		Recorder: r.Recorder,

@@ -12,6 +12,7 @@ package kstatus
 
 import (
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,5 +117,23 @@ func BoundConditions(obj conditions.Setter) {
 	}
 	if changed {
 		obj.SetConditions(conds)
+	}
+}
+
+// DropForeign removes every condition whose type is not one of owned. The operator is the only
+// writer of its kinds' status, so such a condition was left by an earlier writer: after a
+// migration from the SCS reference, its Cluster API v1beta1 conditions (HelmChartApplied,
+// GitAPIAvailable, ...), stale from then on, and without a reason when True, which the API server
+// refuses to store again in a status write that changes the list.
+func DropForeign(obj conditions.Setter, owned []string) {
+	conds := obj.GetConditions()
+	kept := conds[:0:0]
+	for _, c := range conds {
+		if slices.Contains(owned, c.Type) {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) != len(conds) {
+		obj.SetConditions(kept)
 	}
 }

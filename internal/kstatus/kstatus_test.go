@@ -3,6 +3,7 @@ package kstatus_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +121,37 @@ func TestSummarise(t *testing.T) {
 			}
 			if got != tc.want {
 				t.Errorf("Ready/Reconciling/Stalled = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDropForeign(t *testing.T) {
+	cond := func(typ string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: "R"}
+	}
+	owned := []string{csv1alpha1.ReadyCondition, csv1alpha1.ResourcesAppliedCondition}
+	for name, tc := range map[string]struct {
+		in, want []string
+	}{
+		"none":          {},
+		"only owned":    {in: []string{"Ready", "ResourcesApplied"}, want: []string{"Ready", "ResourcesApplied"}},
+		"reference":     {in: []string{"Ready", "HelmChartApplied", "GitAPIAvailable", "ResourcesApplied"}, want: []string{"Ready", "ResourcesApplied"}},
+		"only foreign":  {in: []string{"ClusterReady"}, want: nil},
+		"order is kept": {in: []string{"ResourcesApplied", "Other", "Ready"}, want: []string{"ResourcesApplied", "Ready"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cs := &csv1alpha1.ClusterStack{}
+			for _, typ := range tc.in {
+				cs.Status.Conditions = append(cs.Status.Conditions, cond(typ))
+			}
+			kstatus.DropForeign(cs, owned)
+			var got []string
+			for _, c := range cs.Status.Conditions {
+				got = append(got, c.Type)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("types = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -48,8 +48,10 @@ type Kind[T Object, R any] struct {
 	Client client.Client
 	// Finalizer is added before any step runs; empty adds none.
 	Finalizer string
-	// Conditions are the conditions the kind owns, for the patch helper's conflict resolution;
-	// Ready, Reconciling, Stalled and Paused are always owned.
+	// Conditions are the condition types the kind sets besides Ready, Reconciling, Stalled and
+	// Paused, which are always owned. The patch helper owns them for its conflict resolution, and
+	// every other type is removed before the status is written (kstatus.DropForeign): a kind
+	// must list every condition its status function sets.
 	Conditions []string
 	// Normal runs the steps of a live object. The steps report; they set no conditions.
 	Normal func(ctx context.Context, obj T) R
@@ -115,6 +117,7 @@ func (k *Kind[T, R]) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 	observed := false
 	defer func() {
+		kstatus.DropForeign(obj, k.owned())
 		kstatus.BoundConditions(obj)
 		k.notify(before, obj, deleting)
 		var err error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,8 +69,9 @@ func newFixture() *fixture {
 			kstatus.Summarise(cs, err, csv1alpha1.ReadyReason, "done")
 			return outcome.Result(ctrl.Result{}, err)
 		},
-		Gone:     func(k types.NamespacedName) { f.gone = append(f.gone, k) },
-		Recorder: f.recorder,
+		Conditions: []string{"Persisted"},
+		Gone:       func(k types.NamespacedName) { f.gone = append(f.gone, k) },
+		Recorder:   f.recorder,
 	}
 	return f
 }
@@ -224,6 +226,35 @@ func TestPersistWritesBeforeTheStepEnds(t *testing.T) {
 	}
 	if !conditions.IsTrue(got, "Persisted") {
 		t.Errorf("the persisted condition was not written: %+v", got.Status.Conditions)
+	}
+}
+
+// TestForeignConditionsAreDropped: conditions of types the kind does not set (the SCS
+// reference's, after a migration) are removed when the status is written; the kind's own stay.
+func TestForeignConditionsAreDropped(t *testing.T) {
+	t.Parallel()
+	f := newFixture()
+	f.persist = true
+	cs := newStack(t)
+	ctx := context.Background()
+	cs.Status.Conditions = []metav1.Condition{
+		{Type: "HelmChartApplied", Status: metav1.ConditionFalse, Reason: "FailedToApplyObjects", LastTransitionTime: metav1.Now()},
+		{Type: "GitAPIAvailable", Status: metav1.ConditionTrue, Reason: "Available", LastTransitionTime: metav1.Now()},
+	}
+	if err := env.Client.Status().Update(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	_, err, got := f.reconcile(t, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, c := range got.Status.Conditions {
+		types = append(types, c.Type)
+	}
+	slices.Sort(types)
+	if want := []string{"Persisted", csv1alpha1.ReadyCondition, csv1alpha1.ReconcilingCondition, csv1alpha1.StalledCondition}; !slices.Equal(types, want) {
+		t.Errorf("condition types = %v, want %v", types, want)
 	}
 }
 

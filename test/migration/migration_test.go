@@ -13,12 +13,15 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -28,8 +31,11 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
@@ -37,6 +43,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/capiflow"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/fixtures"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
@@ -56,6 +63,7 @@ const (
 	// nodeImageName is <release without version>-<image name>-<nodeImage version>.
 	nodeImageName = "openstack-scs-1-32-ubuntu-capi-image-v1.32.5-v1"
 	templateName  = "openstack"
+	clusterName   = "my-cluster"
 	secretName    = "openstack"
 	// referenceFieldManager and referenceLabel are how the reference applied the rendered
 	// objects: server-side apply, forced, as "kubectl", with this label.
@@ -64,13 +72,15 @@ const (
 )
 
 // TestAdoptsWhatTheReferenceCreated sets up a namespace as the reference leaves it after
-// installing release openstack-scs-1-32-v1 (objects, owner references, finalizers, labels,
+// installing release openstack-scs-1-32-v1 and the addons of a Cluster of it (objects, owner references, finalizers, labels,
 // field manager and the reference's status with Cluster API v1beta1 conditions, stored under a
 // schema that allowed them, as the reference's CRDs did), replaces the CRDs with this operator's
 // (the migration's CRD step), starts this operator's controllers and checks that they adopt it
-// all: every object Ready, no object deleted and recreated (same UIDs), the ClusterClass and
-// templates taken over under this operator's field manager, and the Glance image found by
-// name: same ID, no image created, no byte uploaded or imported, nothing downloaded.
+// all: every object Ready with this operator's conditions only, no object deleted and recreated
+// (same UIDs), the ClusterClass and templates taken over under this operator's field manager,
+// the Glance image found by name (same ID, no image created, no byte uploaded or imported,
+// nothing downloaded), and the Cluster's addons continued: no hook run again, the workload
+// objects the same ones, now applied by this operator too.
 func TestAdoptsWhatTheReferenceCreated(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -135,6 +145,16 @@ func TestAdoptsWhatTheReferenceCreated(t *testing.T) {
 		Owner: cloud.ProjectID(openstackdouble.DefaultProject), Size: 1 << 20,
 	})
 
+	// A Cluster of the release's class whose addons the reference installed: the objects of the
+	// AfterControlPlaneInitialized stages in the workload cluster, applied as the reference
+	// applies them (forced, as "kubectl", with its label).
+	cluster := capiflow.TopologyCluster(ns, clusterName, className, "v1.32.5")
+	g.Expect(c.Create(ctx, cluster)).To(Succeed())
+	kubeconfig, err := capiflow.KubeconfigSecret(workload.Config, ns, clusterName)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(c.Create(ctx, kubeconfig)).To(Succeed())
+	addonUIDs := applyReferenceAddons(t, rel, cluster)
+
 	restore := relaxStatusSchemas(t)
 
 	// The objects of both reference controllers, with their metadata and status.
@@ -182,6 +202,14 @@ func TestAdoptsWhatTheReferenceCreated(t *testing.T) {
 	})
 	osnir.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: infrav1alpha1.GroupVersion.String(), Kind: "OpenStackClusterStackRelease", Name: releaseName, UID: oscsr.GetUID()}})
 	create(t, osnir)
+	clusterAddon := object(csv1alpha1.GroupVersion.String(), "ClusterAddon", ns, addon.ClusterAddonName(clusterName), map[string]any{
+		"spec": map[string]any{
+			"clusterStack": className, "version": "v1",
+			"clusterRef": map[string]any{"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Cluster", "name": clusterName, "namespace": ns, "uid": string(cluster.UID)},
+		},
+	})
+	clusterAddon.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "cluster.x-k8s.io/v1beta1", Kind: "Cluster", Name: clusterName, UID: cluster.UID}})
+	create(t, clusterAddon)
 
 	ready := legacyCondition("Ready")
 	setStatus(t, cs, map[string]any{
@@ -198,6 +226,11 @@ func TestAdoptsWhatTheReferenceCreated(t *testing.T) {
 	})
 	setStatus(t, oscsr, map[string]any{
 		"conditions": []any{ready, legacyCondition("ClusterStackReleaseAssetsReady"), legacyCondition("OpenStackNodeImageReleasesReady")},
+		"ready":      true,
+	})
+	setStatus(t, clusterAddon, map[string]any{
+		"conditions": []any{ready, legacyCondition("ClusterReady"), legacyCondition("ClusterStackReleaseAssetsReady"), legacyCondition("GitAPIAvailable"), legacyCondition("HelmChartApplied")},
+		"resources":  []any{},
 		"ready":      true,
 	})
 	setStatus(t, osnir, map[string]any{
@@ -223,7 +256,7 @@ func TestAdoptsWhatTheReferenceCreated(t *testing.T) {
 	})})
 
 	// Everything becomes Ready under this operator's conditions.
-	for _, o := range []*unstructured.Unstructured{cs, csr, oscsr, osnir} {
+	for _, o := range []*unstructured.Unstructured{cs, csr, oscsr, osnir, clusterAddon} {
 		g.Eventually(func(g Gomega) {
 			got := get(t, o)
 			cond, err := conditions.UnstructuredGet(got, csv1alpha1.ReadyCondition)
@@ -231,7 +264,13 @@ func TestAdoptsWhatTheReferenceCreated(t *testing.T) {
 			g.Expect(cond).NotTo(BeNil())
 			g.Expect(cond.Status).To(Equal(metav1.ConditionTrue), "%s %s: %s %s", o.GetKind(), o.GetName(), cond.Reason, cond.Message)
 			observed, _, _ := unstructured.NestedInt64(got.Object, "status", "observedGeneration")
-			g.Expect(observed).To(Equal(got.GetGeneration()), "%s %s", o.GetKind(), o.GetName())
+			status, _ := json.Marshal(got.Object["status"])
+			g.Expect(observed).To(Equal(got.GetGeneration()), "%s %s: status %s", o.GetKind(), o.GetName(), status)
+			// The reference's conditions are gone: they would only say stale things.
+			conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
+			for _, c := range conds {
+				g.Expect(legacyTypes).NotTo(HaveKey(c.(map[string]any)["type"]), "%s %s: status %s", o.GetKind(), o.GetName(), status)
+			}
 		}).WithTimeout(90*time.Second).WithPolling(200*time.Millisecond).Should(Succeed(), "%s %s", o.GetKind(), o.GetName())
 	}
 
@@ -255,7 +294,7 @@ func TestAdoptsWhatTheReferenceCreated(t *testing.T) {
 	g.Expect(classes.Items).To(HaveLen(1))
 
 	// The release objects: the same ones, none added.
-	for _, o := range []*unstructured.Unstructured{template, cs, csr, oscsr, osnir} {
+	for _, o := range []*unstructured.Unstructured{template, cs, csr, oscsr, osnir, clusterAddon} {
 		g.Expect(get(t, o).GetUID()).To(Equal(o.GetUID()), "%s %s was recreated", o.GetKind(), o.GetName())
 	}
 	var releases csv1alpha1.ClusterStackReleaseList
@@ -269,6 +308,30 @@ func TestAdoptsWhatTheReferenceCreated(t *testing.T) {
 	// Not created by this operator, so its default deletion policy never deletes it.
 	g.Expect(adopted.Status.CreatedImage).To(BeFalse())
 
+	// The addons: continued, not installed again. No hook ran (it would have set spec.hook and
+	// sent HookDone), and the workload objects are the reference's, now also this operator's.
+	var ca csv1alpha1.ClusterAddon
+	g.Expect(c.Get(ctx, client.ObjectKeyFromObject(clusterAddon), &ca)).To(Succeed())
+	g.Expect(ca.Spec.Hook).To(BeEmpty())
+	g.Expect(ca.Spec.ClusterStack).To(Equal(className))
+	g.Expect(ca.Spec.Version).To(Equal("v1"))
+	g.Expect(ca.Status.Stages).To(BeEmpty())
+	g.Expect(ca.Status.Resources).To(HaveLen(len(addonUIDs)))
+	var events eventsv1.EventList
+	g.Expect(c.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+	for _, e := range events.Items {
+		g.Expect(e.Reason).NotTo(Equal("HookDone"), "a hook ran again: %s", e.Note)
+	}
+	g.Eventually(func(g Gomega) {
+		for ref, uid := range addonUIDs {
+			live := &unstructured.Unstructured{}
+			live.SetGroupVersionKind(ref.GroupVersionKind())
+			g.Expect(workload.Client.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, live)).To(Succeed())
+			g.Expect(live.GetUID()).To(Equal(uid), "%s %s was recreated", ref.Kind, ref.Name)
+			g.Expect(managers(live)).To(ContainElement(clusteraddon.FieldManager), "%s %s not adopted", ref.Kind, ref.Name)
+		}
+	}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+
 	// Glance: the reference's image, untouched.
 	images := cloud.Images()
 	g.Expect(images).To(HaveLen(1))
@@ -279,7 +342,7 @@ func TestAdoptsWhatTheReferenceCreated(t *testing.T) {
 	g.Expect(downloads.Load()).To(BeZero())
 }
 
-// relaxStatusSchemas makes the status of the four kinds with status free-form, as the
+// relaxStatusSchemas makes the status of the five kinds with status free-form, as the
 // reference's CRDs had it for the fields this operator's CRDs do not know (Cluster API v1beta1
 // conditions: severity, no reason on True), and returns the function that puts this operator's
 // CRDs back.
@@ -289,6 +352,7 @@ func relaxStatusSchemas(t *testing.T) (restore func()) {
 	names := []string{
 		"clusterstacks.clusterstack.x-k8s.io", "clusterstackreleases.clusterstack.x-k8s.io",
 		"openstackclusterstackreleases.infrastructure.clusterstack.x-k8s.io", "openstacknodeimagereleases.infrastructure.clusterstack.x-k8s.io",
+		"clusteraddons.clusterstack.x-k8s.io",
 	}
 	var originals []*apiextensionsv1.CustomResourceDefinition
 	for _, n := range names {
@@ -320,9 +384,15 @@ func relaxStatusSchemas(t *testing.T) (restore func()) {
 	}
 }
 
+// legacyTypes are the reference's condition types that this operator does not set.
+var legacyTypes = map[string]bool{}
+
 // legacyCondition is a True condition as the reference wrote it (Cluster API v1beta1: no
 // reason, a severity field on False ones; none here, all are True).
 func legacyCondition(condType string) map[string]any {
+	if condType != "Ready" {
+		legacyTypes[condType] = true
+	}
 	return map[string]any{"type": condType, "status": "True", "lastTransitionTime": "2025-06-01T10:00:00Z", "severity": ""}
 }
 
@@ -400,6 +470,9 @@ func startOperator(t *testing.T, ns, registry string, downloads *http.Client) {
 	if err := clusterstack.Setup(mgr, clusterstack.Options{Releases: releases}); err != nil {
 		t.Fatal(err)
 	}
+	if err := clusteraddon.Setup(mgr, clusteraddon.Options{Releases: releases, AddonCacheDir: filepath.Join(t.TempDir(), "addons")}); err != nil {
+		t.Fatal(err)
+	}
 	if err := openstack.Setup(mgr, openstack.Options{
 		Releases: releases, HTTPClient: downloads,
 		NodeImage: nodeimage.Options{Egress: &egress.Policy{AllowHosts: []string{"images.invalid"}}},
@@ -415,6 +488,51 @@ func startOperator(t *testing.T, ns, registry string, downloads *http.Client) {
 			t.Error(fmt.Errorf("manager: %w", err))
 		}
 	})
+}
+
+// applyReferenceAddons renders the charts of the release's AfterControlPlaneInitialized stages
+// for cluster (values templates included) and applies them to the workload cluster as the
+// reference did. It returns the applied objects' UIDs.
+func applyReferenceAddons(t *testing.T, rel *release.Release, cluster *clusterv1.Cluster) map[apply.Ref]types.UID {
+	t.Helper()
+	ctx := context.Background()
+	renderer := &addon.Renderer{Dir: t.TempDir()}
+	dir, err := renderer.Extract(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content["apiVersion"], content["kind"] = clusterv1.GroupVersion.String(), "Cluster"
+	in := addon.Input{KubeVersion: rel.Metadata.Versions.Kubernetes, Data: map[string]any{"Cluster": content}}
+	uids := map[apply.Ref]types.UID{}
+	for _, stage := range rel.AddonPlan.Stages("AfterControlPlaneInitialized") {
+		objs, err := renderer.RenderChart(ctx, dir, stage.Name, in)
+		if err != nil {
+			t.Fatalf("rendering addon %s: %v", stage.Name, err)
+		}
+		for _, o := range objs {
+			if o.GetNamespace() == "" {
+				o.SetNamespace(addon.DefaultNamespace)
+			}
+			labels := o.GetLabels()
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels[referenceLabel] = "owned"
+			o.SetLabels(labels)
+			if err := workload.Client.Patch(ctx, o, client.Apply, client.FieldOwner(referenceFieldManager), client.ForceOwnership); err != nil {
+				t.Fatalf("applying addon %s %s: %v", o.GetKind(), o.GetName(), err)
+			}
+			uids[apply.RefOf(o)] = o.GetUID()
+		}
+	}
+	if len(uids) == 0 {
+		t.Fatal("the release's addons render nothing")
+	}
+	return uids
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
