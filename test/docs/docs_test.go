@@ -8,6 +8,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -38,12 +39,12 @@ func TestOperationsListsEveryConditionReason(t *testing.T) {
 	}
 	inDoc := documentedReasons(t, filepath.Join(root, "docs", "operations.md"))
 
-	for _, reason := range slices.Sorted(mapKeys(inCode)) {
+	for _, reason := range slices.Sorted(maps.Keys(inCode)) {
 		if !inDoc[reason] {
 			t.Errorf("reason %q (%s) is not in the troubleshooting table of docs/operations.md", reason, inCode[reason])
 		}
 	}
-	for _, reason := range slices.Sorted(mapKeys(inDoc)) {
+	for _, reason := range slices.Sorted(maps.Keys(inDoc)) {
 		if _, ok := inCode[reason]; !ok {
 			t.Errorf("docs/operations.md lists reason %q, which the code does not declare", reason)
 		}
@@ -146,16 +147,6 @@ func TestDocumentLinksResolve(t *testing.T) {
 			target := filepath.Join(filepath.Dir(f), filepath.FromSlash(m[1]))
 			if _, err := os.Stat(target); err != nil {
 				t.Errorf("%s links to %s, which does not exist", filepath.Base(f), m[1])
-			}
-		}
-	}
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
 			}
 		}
 	}
