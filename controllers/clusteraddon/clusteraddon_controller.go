@@ -127,15 +127,16 @@ func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Normal: r.reconcileNormal,
 		Delete: r.reconcileDelete,
 		Status: setClusterAddonStatus,
-		// A Cluster that is gone says nothing about the spec, and the ClusterAddon goes with it.
-		Observed: func(rep report) bool { return !rep.gone && outcome.Settled(rep.err) },
+		// A Cluster that is gone says nothing about the spec, and the ClusterAddon goes with it;
+		// a paused one was not looked at.
+		Observed: func(rep report) bool { return !rep.gone && rep.paused == "" && outcome.Settled(rep.err) },
 		Recorder: r.Recorder,
 		Patch:    r.patch,
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusteraddon").
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
-		For(&csv1alpha1.ClusterAddon{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}, predicate.Funcs{UpdateFunc: r.notOwnSpecWrite, DeleteFunc: r.forgetSpecWrites})).
+		For(&csv1alpha1.ClusterAddon{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, pauseAnnotationChanged), predicate.Funcs{UpdateFunc: r.notOwnSpecWrite, DeleteFunc: r.forgetSpecWrites})).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: addon.ClusterAddonName(o.GetName())}}}
 		}), builder.WithPredicates(clusterChanged)).
@@ -160,8 +161,9 @@ func (r *ClusterAddonReconciler) forgetSpecWrites(e event.DeleteEvent) bool {
 	return true
 }
 
-// clusterChanged passes Cluster events that matter to addons, and not the frequent status
-// updates of a running Cluster.
+// clusterChanged passes Cluster events that matter to addons (the class, the initialized control
+// plane, pausing and resuming, deletion), and not the frequent status updates of a running
+// Cluster.
 var clusterChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, ok1 := e.ObjectOld.(*clusterv1.Cluster)
@@ -170,7 +172,7 @@ var clusterChanged = predicate.Funcs{
 			return false
 		}
 		return o.Generation != n.Generation || controlPlaneInitialized(o) != controlPlaneInitialized(n) ||
-			!n.DeletionTimestamp.IsZero()
+			clusterPauseChanged.Update(e) || !n.DeletionTimestamp.IsZero()
 	},
 }
 
@@ -338,6 +340,11 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	}
 	if cluster == nil {
 		return report{gone: true}
+	}
+	if paused, msg := clusterPaused(cluster); paused {
+		// Nothing is decided or applied: the Cluster may be on its way to another management
+		// cluster, whose operator takes over from this ClusterAddon's status.
+		return report{paused: msg}
 	}
 	ref, err := decideRelease(ctx, ca, cluster)
 	if err != nil {
