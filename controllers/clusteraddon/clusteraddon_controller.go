@@ -131,7 +131,12 @@ func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// a paused one was not looked at.
 		Observed: func(rep report) bool { return !rep.gone && rep.paused == "" && outcome.Settled(rep.err) },
 		Recorder: r.Recorder,
-		Patch:    r.patch,
+		// A workload cluster that does not answer or has no usable kubeconfig, objects it
+		// refused or whose kind it does not serve, a chart repository that does not answer;
+		// waiting for the control plane, a release or a stage's condition is no failure.
+		FailureReasons: []string{csv1alpha1.ClusterUnreachableReason, csv1alpha1.KubeconfigInvalidReason, csv1alpha1.ApplyFailedReason,
+			csv1alpha1.MissingAPIReason, csv1alpha1.DependencyUnavailableReason},
+		Patch: r.patch,
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusteraddon").
@@ -607,9 +612,7 @@ func (r *ClusterAddonReconciler) applyStage(ctx context.Context, ca *csv1alpha1.
 	}
 	ca.Status.Resources = merge(ca.Status.Resources, apply.ToResources(result))
 	if err := result.Err(); err != nil {
-		reason := applyFailedReason(err)
-		r.warnOnce(ca, reason, err)
-		return failedApply(outcome.Wait(reason, retry, "%s stage %s: %v", ca.Spec.Hook, st.Name, err))
+		return failedApply(outcome.Wait(applyFailedReason(err), retry, "%s stage %s: %v", ca.Spec.Hook, st.Name, err))
 	}
 	return nil
 }
@@ -628,9 +631,7 @@ func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1al
 	}
 	ca.Status.Resources = apply.ToResources(result)
 	if err := result.Err(); err != nil {
-		reason := applyFailedReason(err)
-		r.warnOnce(ca, reason, err)
-		return "", failedApply(outcome.Wait(reason, r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval), "Applying addons of %s: %v", t.class, err))
+		return "", failedApply(outcome.Wait(applyFailedReason(err), r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval), "Applying addons of %s: %v", t.class, err))
 	}
 	if len(result.Changed) > 0 || len(result.Pruned) > 0 {
 		if wasReady {
@@ -685,16 +686,6 @@ func (r *ClusterAddonReconciler) renderFailed(ctx context.Context, rel string, e
 		return outcome.Stall(csv1alpha1.InvalidReleaseReason, "Release %s: %v", rel, err)
 	}
 	return fmt.Errorf("rendering addons of release %s: %w", rel, err)
-}
-
-// warnOnce emits a warning event for objects the workload cluster refused, unless the same
-// problem is already reported, so a retried failure does not flood events. (Stalls get their
-// event from the skeleton.)
-func (r *ClusterAddonReconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason string, err error) {
-	if conditions.GetReason(ca, csv1alpha1.ReadyCondition) == reason {
-		return
-	}
-	r.Recorder.Eventf(ca, nil, corev1.EventTypeWarning, reason, "Apply", "%v", err)
 }
 
 // templateData returns the objects the values templates see: the Cluster, its control plane and
