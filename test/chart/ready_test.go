@@ -169,9 +169,9 @@ type runningManager struct {
 	cmd *exec.Cmd
 	// kubeconfig is the ServiceAccount's, which the manager runs with.
 	kubeconfig string
-	log       string
-	probeAddr string
-	done      chan error
+	log        string
+	probeAddr  string
+	done       chan error
 }
 
 // logTail is the end of the manager's log, for failure messages.
