@@ -44,13 +44,14 @@ type ClusterReconciler struct {
 func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusteraddon-create").
-		For(&clusterv1.Cluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&clusterv1.Cluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, clusterPauseChanged))).
 		// A deleted ClusterAddon enqueues its Cluster, which re-creates it.
 		Owns(&csv1alpha1.ClusterAddon{}).
 		Complete(r)
 }
 
-// Reconcile creates the ClusterAddon of a Cluster when it is missing.
+// Reconcile creates the ClusterAddon of a Cluster when it is missing, unless the Cluster is
+// paused.
 func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	cluster := &clusterv1.Cluster{}
 	if err := r.Client.Get(ctx, req.NamespacedName, cluster); err != nil {
@@ -68,6 +69,13 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, nil
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("Cluster", klog.KObj(cluster))
+	if paused, _ := clusterPaused(cluster); paused {
+		// Created when the Cluster resumes (clusterPauseChanged): a Cluster being moved gets its
+		// ClusterAddon from the source management cluster, and a new one here would install
+		// addons into it from both.
+		log.V(4).Info("Cluster is paused: not creating its ClusterAddon")
+		return ctrl.Result{}, nil
+	}
 
 	ca := &csv1alpha1.ClusterAddon{}
 	key := types.NamespacedName{Namespace: cluster.Namespace, Name: addon.ClusterAddonName(cluster.Name)}

@@ -156,6 +156,34 @@ func TestClusterWebhooksThroughAPIServer(t *testing.T) {
 		refused(t, err, "the Kubernetes version of release openstack-scs-1-32-v9 is not known yet")
 	})
 
+	t.Run("a class of another namespace is checked against that namespace's release", func(t *testing.T) {
+		// The tenant namespace has no ClusterStackReleases; ns has them.
+		tenant := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "addon-webhook-tenant-", Labels: map[string]string{webhookNamespaceLabel: "true"}}}
+		if err := mgmt.Client.Create(ctx, tenant); err != nil {
+			t.Fatal(err)
+		}
+		c := cluster("cross", "openstack-scs-1-32-v1", "")
+		c.Namespace, c.Spec.Topology.ClassRef.Namespace = tenant.Name, ns
+		if err := mgmt.Client.Create(ctx, c); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		stored := &clusterv1.Cluster{}
+		if err := mgmt.Client.Get(ctx, types.NamespacedName{Namespace: tenant.Name, Name: c.Name}, stored); err != nil {
+			t.Fatal(err)
+		}
+		if got := stored.Spec.Topology.Version; got != "v1.32.5" {
+			t.Errorf("stored spec.topology.version %q, want v1.32.5 from ClusterStackRelease %s/openstack-scs-1-32-v1", got, ns)
+		}
+		// Upgrades follow the releases of the class's namespace too.
+		stored.Spec.Topology.ClassRef.Name, stored.Spec.Topology.Version = "openstack-scs-1-34-v1", "v1.34.1"
+		refused(t, mgmt.Client.Update(ctx, stored), "upgrade one minor version at a time")
+
+		// Without classRef.namespace the tenant's own (missing) release is asked for.
+		local := cluster("local", "openstack-scs-1-32-v1", "v1.32.5")
+		local.Namespace = tenant.Name
+		refused(t, mgmt.Client.Create(ctx, local), "its ClusterStackRelease in namespace "+tenant.Name+" does not exist")
+	})
+
 	t.Run("a foreign class is accepted untouched", func(t *testing.T) {
 		// A version no release has and a class no ClusterStackRelease names: neither webhook
 		// may look at it.

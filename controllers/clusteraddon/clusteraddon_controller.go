@@ -128,15 +128,21 @@ func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Delete:     r.reconcileDelete,
 		Status:     setClusterAddonStatus,
 		Conditions: []string{csv1alpha1.ClusterReachableCondition, csv1alpha1.ResourcesAppliedCondition},
-		// A Cluster that is gone says nothing about the spec, and the ClusterAddon goes with it.
-		Observed: func(rep report) bool { return !rep.gone && outcome.Settled(rep.err) },
+		// A Cluster that is gone says nothing about the spec, and the ClusterAddon goes with it;
+		// a paused one was not looked at.
+		Observed: func(rep report) bool { return !rep.gone && rep.paused == "" && outcome.Settled(rep.err) },
 		Recorder: r.Recorder,
-		Patch:    r.patch,
+		// A workload cluster that does not answer or has no usable kubeconfig, objects it
+		// refused or whose kind it does not serve, a chart repository that does not answer;
+		// waiting for the control plane, a release or a stage's condition is no failure.
+		FailureReasons: []string{csv1alpha1.ClusterUnreachableReason, csv1alpha1.KubeconfigInvalidReason, csv1alpha1.ApplyFailedReason,
+			csv1alpha1.MissingAPIReason, csv1alpha1.DependencyUnavailableReason},
+		Patch: r.patch,
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clusteraddon").
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
-		For(&csv1alpha1.ClusterAddon{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}, predicate.Funcs{UpdateFunc: r.notOwnSpecWrite, DeleteFunc: r.forgetSpecWrites})).
+		For(&csv1alpha1.ClusterAddon{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, pauseAnnotationChanged), predicate.Funcs{UpdateFunc: r.notOwnSpecWrite, DeleteFunc: r.forgetSpecWrites})).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: addon.ClusterAddonName(o.GetName())}}}
 		}), builder.WithPredicates(clusterChanged)).
@@ -161,8 +167,9 @@ func (r *ClusterAddonReconciler) forgetSpecWrites(e event.DeleteEvent) bool {
 	return true
 }
 
-// clusterChanged passes Cluster events that matter to addons, and not the frequent status
-// updates of a running Cluster.
+// clusterChanged passes Cluster events that matter to addons (the class, the initialized control
+// plane, pausing and resuming, deletion), and not the frequent status updates of a running
+// Cluster.
 var clusterChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, ok1 := e.ObjectOld.(*clusterv1.Cluster)
@@ -171,7 +178,7 @@ var clusterChanged = predicate.Funcs{
 			return false
 		}
 		return o.Generation != n.Generation || controlPlaneInitialized(o) != controlPlaneInitialized(n) ||
-			!n.DeletionTimestamp.IsZero()
+			clusterPauseChanged.Update(e) || !n.DeletionTimestamp.IsZero()
 	},
 }
 
@@ -339,6 +346,11 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 	}
 	if cluster == nil {
 		return report{gone: true}
+	}
+	if paused, msg := clusterPaused(cluster); paused {
+		// Nothing is decided or applied: the Cluster may be on its way to another management
+		// cluster, whose operator takes over from this ClusterAddon's status.
+		return report{paused: msg}
 	}
 	ref, err := decideRelease(ctx, ca, cluster)
 	if err != nil {
@@ -601,9 +613,7 @@ func (r *ClusterAddonReconciler) applyStage(ctx context.Context, ca *csv1alpha1.
 	}
 	ca.Status.Resources = merge(ca.Status.Resources, apply.ToResources(result))
 	if err := result.Err(); err != nil {
-		reason := applyFailedReason(err)
-		r.warnOnce(ca, reason, err)
-		return failedApply(outcome.Wait(reason, retry, "%s stage %s: %v", ca.Spec.Hook, st.Name, err))
+		return failedApply(outcome.Wait(applyFailedReason(err), retry, "%s stage %s: %v", ca.Spec.Hook, st.Name, err))
 	}
 	return nil
 }
@@ -622,9 +632,7 @@ func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1al
 	}
 	ca.Status.Resources = apply.ToResources(result)
 	if err := result.Err(); err != nil {
-		reason := applyFailedReason(err)
-		r.warnOnce(ca, reason, err)
-		return "", failedApply(outcome.Wait(reason, r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval), "Applying addons of %s: %v", t.class, err))
+		return "", failedApply(outcome.Wait(applyFailedReason(err), r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval), "Applying addons of %s: %v", t.class, err))
 	}
 	if len(result.Changed) > 0 || len(result.Pruned) > 0 {
 		if wasReady {
@@ -679,16 +687,6 @@ func (r *ClusterAddonReconciler) renderFailed(ctx context.Context, rel string, e
 		return outcome.Stall(csv1alpha1.InvalidReleaseReason, "Release %s: %v", rel, err)
 	}
 	return fmt.Errorf("rendering addons of release %s: %w", rel, err)
-}
-
-// warnOnce emits a warning event for objects the workload cluster refused, unless the same
-// problem is already reported, so a retried failure does not flood events. (Stalls get their
-// event from the skeleton.)
-func (r *ClusterAddonReconciler) warnOnce(ca *csv1alpha1.ClusterAddon, reason string, err error) {
-	if conditions.GetReason(ca, csv1alpha1.ReadyCondition) == reason {
-		return
-	}
-	r.Recorder.Eventf(ca, nil, corev1.EventTypeWarning, reason, "Apply", "%v", err)
 }
 
 // templateData returns the objects the values templates see: the Cluster, its control plane and

@@ -24,6 +24,9 @@ type report struct {
 	err error
 	// gone says the Cluster or the ClusterAddon is going away: nothing to report.
 	gone bool
+	// paused, when set, says the Cluster is paused and how: nothing was done, and the message
+	// goes into the Paused condition.
+	paused string
 	// reached is whether the workload cluster answered; nil when it was not tried. When false,
 	// err (a *outcome.Waiting) says why.
 	reached *bool
@@ -44,11 +47,19 @@ func (a *applyFailure) Unwrap() error { return a.err }
 func failedApply(err error) error { return &applyFailure{err: err} }
 
 // setClusterAddonStatus is the ClusterAddon's status function: it sets Ready, Reconciling and
-// Stalled (internal/kstatus), ClusterReachable and ResourcesApplied, and status.ready from what
-// the steps reported, and returns the reconcile result. It does no I/O.
+// Stalled (internal/kstatus), ClusterReachable and ResourcesApplied, Paused while the Cluster is
+// paused, and status.ready from what the steps reported, and returns the reconcile result. It
+// does no I/O.
 func setClusterAddonStatus(ca *csv1alpha1.ClusterAddon, rep report) (ctrl.Result, error) {
 	defer func() { ca.Status.Ready = conditions.IsTrue(ca, csv1alpha1.ReadyCondition) }()
 	if rep.gone {
+		return ctrl.Result{}, nil
+	}
+	if rep.paused != "" {
+		// The other conditions keep saying what was last seen: a paused Cluster was not looked
+		// at. The Cluster's resume event brings the next reconcile, which removes Paused (the
+		// skeleton clears it before the steps run).
+		conditions.Set(ca, metav1.Condition{Type: csv1alpha1.PausedCondition, Status: metav1.ConditionTrue, Reason: csv1alpha1.ClusterPausedReason, Message: rep.paused})
 		return ctrl.Result{}, nil
 	}
 	reason, msg := explain(rep.err)

@@ -164,6 +164,17 @@ func TestSetClusterAddonStatus(t *testing.T) {
 			wantReady: true,
 			wantErr:   boom,
 		},
+		"paused Cluster keeps what was seen and says Paused": {
+			before:    ready,
+			rep:       report{paused: "Cluster a is paused (spec.paused): no addons are applied until it resumes"},
+			want:      with(ready, cond(csv1alpha1.PausedCondition, true, csv1alpha1.ClusterPausedReason, "Cluster a is paused (spec.paused): no addons are applied until it resumes")),
+			wantReady: true,
+		},
+		"paused Cluster of a stalled ClusterAddon stays stalled": {
+			before: stalled(csv1alpha1.InvalidReleaseReason, "Release r is invalid: bad"),
+			rep:    report{paused: "Cluster a carries the annotation cluster.x-k8s.io/paused: no addons are applied until it is removed"},
+			want:   with(stalled(csv1alpha1.InvalidReleaseReason, "Release r is invalid: bad"), cond(csv1alpha1.PausedCondition, true, csv1alpha1.ClusterPausedReason, "Cluster a carries the annotation cluster.x-k8s.io/paused: no addons are applied until it is removed")),
+		},
 		"gone": {
 			before:    ready,
 			rep:       report{gone: true},

@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -161,6 +162,20 @@ func TestConditionsSayWhy(t *testing.T) {
 			cond := condition(ca, csv1alpha1.ClusterReachableCondition)
 			g.Expect(cond.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(cond.Reason).To(Equal(csv1alpha1.ClusterUnreachableReason))
+		}).WithTimeout(timeout).Should(Succeed())
+		// Not a stall, but a failure a user should hear of: one Warning event, however often
+		// the connection is retried (counted by the skeleton's tests; the events API merges
+		// repeats into a series).
+		NewWithT(t).Eventually(func(g Gomega) {
+			var evs eventsv1.EventList
+			g.Expect(mgmt.Client.List(context.Background(), &evs, client.InNamespace(ns))).To(Succeed())
+			var notes []string
+			for _, e := range evs.Items {
+				if e.Type == corev1.EventTypeWarning && e.Reason == csv1alpha1.ClusterUnreachableReason && e.Regarding.Name == addon.ClusterAddonName(c.Name) {
+					notes = append(notes, e.Note)
+				}
+			}
+			g.Expect(notes).To(ConsistOf(ContainSubstring("does not answer")))
 		}).WithTimeout(timeout).Should(Succeed())
 	})
 

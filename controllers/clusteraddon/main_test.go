@@ -102,17 +102,33 @@ var fixtureOptions = []fixtures.Options{
 type fixtureReleases struct {
 	mu   sync.Mutex
 	dirs map[string]string
+	// asked records the namespaces each release was asked for in.
+	asked map[string]map[string]bool
 }
 
-func (f *fixtureReleases) ReleaseFor(_ context.Context, _ string, n name.Release) (*release.Release, error) {
+func (f *fixtureReleases) ReleaseFor(_ context.Context, namespace string, n name.Release) (*release.Release, error) {
 	f.mu.Lock()
 	dir, ok := f.dirs[n.String()]
+	if f.asked == nil {
+		f.asked = map[string]map[string]bool{}
+	}
+	if f.asked[n.String()] == nil {
+		f.asked[n.String()] = map[string]bool{}
+	}
+	f.asked[n.String()][namespace] = true
 	f.mu.Unlock()
 	if !ok {
 		// As the resolver answers for a release no ClusterStack provides.
 		return nil, fmt.Errorf("release %s: %w", n, resolver.ErrNoClusterStack)
 	}
 	return release.Load(dir, n, release.Options{})
+}
+
+// askedIn reports whether release n was asked for in namespace.
+func (f *fixtureReleases) askedIn(n, namespace string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked[n][namespace]
 }
 
 // writeCounter counts write requests to an API server.

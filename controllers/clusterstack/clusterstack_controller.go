@@ -180,6 +180,8 @@ func (r *ClusterStackReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		Status:   setClusterStackStatus,
 		Gone:     r.forget,
 		Recorder: r.Recorder,
+		// A release source that does not answer; waits for releases being deleted are no failure.
+		FailureReasons: []string{clusterstackv1alpha1.ReleaseSourceErrorReason},
 	}
 	return k.Reconcile(ctx, req)
 }

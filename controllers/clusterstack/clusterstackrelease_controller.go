@@ -189,6 +189,9 @@ func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.
 		},
 		Status:   setClusterStackReleaseStatus,
 		Recorder: r.Recorder,
+		// A release source that does not answer, objects the API server refused; waiting for the
+		// provider object or a ClusterStack is no failure.
+		FailureReasons: []string{clusterstackv1alpha1.ReleaseSourceErrorReason, clusterstackv1alpha1.ApplyFailedReason},
 	}
 	return k.Reconcile(ctx, req)
 }

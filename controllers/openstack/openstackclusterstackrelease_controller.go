@@ -63,6 +63,9 @@ func (r *OpenStackClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manag
 		},
 		Status:   setOpenStackClusterStackReleaseStatus,
 		Recorder: r.Recorder,
+		// Its images' cloud is unavailable (each image has its own event too); a release not
+		// published yet, or images on their way, are no failure.
+		FailureReasons: []string{infrav1.CloudUnavailableReason},
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("openstackclusterstackrelease").

@@ -132,6 +132,9 @@ func (r *OpenStackNodeImageReleaseReconciler) newKind() *reconciler.Kind[*infrav
 		},
 		Observed: func(rep *report) bool { return rep.observed },
 		Recorder: r.Recorder,
+		// A cloud outage or an unexpected cloud answer; an upload or import under way is no
+		// failure.
+		FailureReasons: []string{infrav1.CloudUnavailableReason, infrav1.CloudErrorReason},
 		// The whole reconcile, status patch included, holds the lock of the image's Glance name:
 		// another object of the same name then sees the image ID this one recorded before it
 		// looks the image up, adopts or deletes it.

@@ -3,6 +3,12 @@
 // and do no work: they read (and, for AfterControlPlaneInitialized, mark) the Cluster's
 // ClusterAddon, whose controller does the work, and answer at once. So a restarted or new leader
 // answers exactly as the old one would have.
+//
+// A paused Cluster (spec.paused or the cluster.x-k8s.io/paused annotation) is answered from its
+// ClusterAddon as any other, which does not move while the Cluster is paused: a blocking hook
+// holds it until its addons are done (saying that it is paused), a finished one lets it go, and
+// nothing is written. Cluster API itself does not reconcile the topology of a paused Cluster, so
+// such calls are rare (a call under way when the pause lands).
 package hooks
 
 import (
@@ -17,6 +23,7 @@ import (
 	runtimecatalog "sigs.k8s.io/cluster-api/api/runtime/catalog"
 	runtimehooksv1 "sigs.k8s.io/cluster-api/api/runtime/hooks/v1alpha1"
 	"sigs.k8s.io/cluster-api/exp/runtime/server"
+	"sigs.k8s.io/cluster-api/util/annotations"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -129,6 +136,12 @@ func (h *Handlers) AfterControlPlaneInitialized(ctx context.Context, req *runtim
 	if !ours || ca == nil || ca.Spec.ClusterStack != "" || ca.Spec.Hook != "" {
 		return
 	}
+	if annotations.IsPaused(&req.Cluster, &req.Cluster) {
+		// Nothing is written for a paused Cluster (it may be being moved); its ClusterAddon
+		// starts from the Cluster's initialized status once it resumes.
+		log.V(4).Info("Cluster is paused: not marking its ClusterAddon")
+		return
+	}
 	base := client.MergeFrom(ca.DeepCopy())
 	ca.Spec.Hook = csv1alpha1.HookAfterControlPlaneInitialized
 	if err := h.Writer.Patch(ctx, ca, base); err != nil {
@@ -172,6 +185,11 @@ func (h *Handlers) block(ctx context.Context, hook string, cluster *clusterv1.Cl
 	done, msg := Done(ca, cluster)
 	resp.SetStatus(runtimehooksv1.ResponseStatusSuccess)
 	if !done {
+		if annotations.IsPaused(cluster, cluster) {
+			// The addons do not move while the Cluster is paused, so the hook holds it until
+			// it resumes and they are done: letting the upgrade go would run it without them.
+			msg = fmt.Sprintf("Cluster %s is paused, so its addons are not applied until it resumes: %s", cluster.Name, msg)
+		}
 		resp.SetRetryAfterSeconds(h.retryAfter())
 		resp.SetMessage(msg)
 	}

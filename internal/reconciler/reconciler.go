@@ -3,13 +3,15 @@
 // and a deferred status patch, then the kind's delete or normal steps, and last the kind's pure
 // status function, which turns what the steps reported into conditions and the reconcile result.
 // A kind supplies its steps and its status function (a Kind); the skeleton does the rest, so
-// preamble, pause, observedGeneration and the stall events are the same for every kind.
+// preamble, pause, observedGeneration and the stall and failure events are the same for every
+// kind.
 package reconciler
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -68,8 +70,16 @@ type Kind[T Object, R any] struct {
 	// per object; optional.
 	Gone func(types.NamespacedName)
 	// Recorder, when set, gets a Warning event whenever Stalled turns True or its message
-	// changes: events only when something changed or failed, as Cluster API emits them.
+	// changes, and when Reconciling turns to one of FailureReasons: events only when something
+	// changed or failed, as Cluster API emits them.
 	Recorder events.EventRecorder
+	// FailureReasons are the reasons of a True Reconciling condition that report a failure
+	// being retried (an unreachable cloud, a refused apply), as opposed to waiting for something
+	// that is on its way. When Reconciling turns True with one of them, or its reason changes to
+	// one of them, Recorder gets one Warning event; the same failure retried again (even with a
+	// new message, such as the next retry time) is no news, so a long outage costs one event.
+	// The last reason is kept in the object's status, so a restart does not repeat the event.
+	FailureReasons []string
 	// Lock, when set, is called once the object is read and its unlock runs after the status
 	// patch: for kinds whose objects share something outside the API (a Glance image name), so
 	// that the next holder sees what this reconcile recorded.
@@ -159,21 +169,28 @@ func (k *Kind[T, R]) owned() []string {
 	return append([]string{csv1alpha1.ReadyCondition, csv1alpha1.ReconcilingCondition, csv1alpha1.StalledCondition, csv1alpha1.PausedCondition}, k.Conditions...)
 }
 
-// notify emits the stall event when Stalled turned True or says something new.
+// notify emits the stall event when Stalled turned True or says something new, and the failure
+// event when Reconciling turned to a failure reason.
 func (k *Kind[T, R]) notify(before, after T, deleting bool) {
 	if k.Recorder == nil {
-		return
-	}
-	now := conditions.Get(after, csv1alpha1.StalledCondition)
-	if now == nil || now.Status != metav1.ConditionTrue {
-		return
-	}
-	if was := conditions.Get(before, csv1alpha1.StalledCondition); was != nil && was.Status == metav1.ConditionTrue && was.Message == now.Message {
 		return
 	}
 	action := "Reconcile"
 	if deleting {
 		action = "Delete"
+	}
+	if now := conditions.Get(after, csv1alpha1.StalledCondition); now != nil && now.Status == metav1.ConditionTrue {
+		if was := conditions.Get(before, csv1alpha1.StalledCondition); was == nil || was.Status != metav1.ConditionTrue || was.Message != now.Message {
+			k.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, action, "%s", kstatus.Bound(now.Message, kstatus.MaxEventNoteBytes))
+		}
+		return
+	}
+	now := conditions.Get(after, csv1alpha1.ReconcilingCondition)
+	if now == nil || now.Status != metav1.ConditionTrue || !slices.Contains(k.FailureReasons, now.Reason) {
+		return
+	}
+	if was := conditions.Get(before, csv1alpha1.ReconcilingCondition); was != nil && was.Status == metav1.ConditionTrue && was.Reason == now.Reason {
+		return
 	}
 	k.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, action, "%s", kstatus.Bound(now.Message, kstatus.MaxEventNoteBytes))
 }

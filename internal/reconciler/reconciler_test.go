@@ -300,3 +300,48 @@ func TestStallEventNoteFitsTheAPI(t *testing.T) {
 		t.Errorf("event note of %d bytes (limit %d), ends %q", len(note), kstatus.MaxEventNoteBytes, note[len(note)-20:])
 	}
 }
+
+// TestFailureEvents retries failures the way controllers do (backoff, a new message each time)
+// and counts the Warning events: one when Reconciling turns to a failure reason, none while the
+// same failure repeats (even with a new message), none for a wait or a failure reported by no
+// condition, one again for a new failure reason or a failure after recovery.
+func TestFailureEvents(t *testing.T) {
+	t.Parallel()
+	f := newFixture()
+	f.kind.FailureReasons = []string{csv1alpha1.ReleaseSourceErrorReason, csv1alpha1.ApplyFailedReason}
+	cs := newStack(t)
+	boom := func(i int) error { return fmt.Errorf("registry down (attempt %d)", i) }
+	for _, step := range []struct {
+		name string
+		next error
+		want []string
+	}{
+		{name: "a wait is no failure", next: outcome.Wait("WaitingForImages", time.Second, "images")},
+		{name: "first failure", next: outcome.Retry(csv1alpha1.ReleaseSourceErrorReason, boom(1)), want: []string{"Warning ReleaseSourceError registry down (attempt 1)"}},
+		{name: "the same failure, new message", next: outcome.Retry(csv1alpha1.ReleaseSourceErrorReason, boom(2))},
+		{name: "a failure with no condition is no news", next: errors.New("conflict")},
+		{name: "the same failure again", next: outcome.Retry(csv1alpha1.ReleaseSourceErrorReason, boom(3))},
+		{name: "another failure", next: outcome.Retry(csv1alpha1.ApplyFailedReason, errors.New("apply refused")), want: []string{"Warning ApplyFailed apply refused"}},
+		{name: "a reason that is not a failure", next: outcome.Retry(csv1alpha1.ProgressingReason, errors.New("rendering"))},
+		{name: "recovered", next: nil},
+		{name: "failing after recovery", next: outcome.Retry(csv1alpha1.ReleaseSourceErrorReason, boom(4)), want: []string{"Warning ReleaseSourceError registry down (attempt 4)"}},
+	} {
+		f.next = step.next
+		f.reconcile(t, cs)
+		if got := f.events(); fmt.Sprint(got) != fmt.Sprint(step.want) {
+			t.Errorf("%s: events = %q, want %q", step.name, got, step.want)
+		}
+	}
+
+	// An outage retried many times costs one event, however often its message changes.
+	f.next = outcome.Retry(csv1alpha1.ApplyFailedReason, errors.New("start"))
+	f.reconcile(t, cs)
+	f.events()
+	for i := range 20 {
+		f.next = outcome.Retry(csv1alpha1.ApplyFailedReason, fmt.Errorf("apply refused, retry %d", i))
+		f.reconcile(t, cs)
+	}
+	if got := f.events(); len(got) != 0 {
+		t.Errorf("20 retries of one failure: %d events (%q), want none", len(got), got)
+	}
+}

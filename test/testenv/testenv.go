@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -183,7 +184,8 @@ func AssetsDir() (string, error) {
 	script := filepath.Join(RepoRoot(), "hack", "envtest-assets.sh")
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command("bash", script)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// The script's progress (a cold build takes minutes) goes on to the test's stderr.
+	cmd.Stdout, cmd.Stderr = &stdout, io.MultiWriter(os.Stderr, &stderr)
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("building envtest binaries with %s: %w: %s", script, err, stderr.String())
 	}

@@ -26,7 +26,8 @@ const (
 	// ClusterReachableCondition (ClusterAddon) is True when the workload cluster's API answers.
 	ClusterReachableCondition = "ClusterReachable"
 	// PausedCondition is True while the object carries the cluster.x-k8s.io/paused annotation
-	// (as during `clusterctl move`): the operator then leaves it, and what it made, alone.
+	// (as during `clusterctl move`), or, on a ClusterAddon, while its Cluster is paused: the
+	// operator then leaves it, and what it made, alone.
 	PausedCondition = "Paused"
 )
 
@@ -36,6 +37,9 @@ const (
 	ReadyReason = "Ready"
 	// PausedReason is the reason of a True Paused condition.
 	PausedReason = "Paused"
+	// ClusterPausedReason (ClusterAddon) is the reason of a True Paused condition while the
+	// ClusterAddon's Cluster is paused (spec.paused or the cluster.x-k8s.io/paused annotation).
+	ClusterPausedReason = "ClusterPaused"
 	// ProgressingReason means work is under way and no error stops it.
 	ProgressingReason = "Progressing"
 	// ReleaseSourceErrorReason means the release source could not be read.
