@@ -105,9 +105,9 @@ type Answers struct {
 
 // Flavor is a Nova flavor.
 type Flavor struct {
-	Name        string
-	VCPUs, RAM  int
-	DiskGiB     int
+	Name       string
+	VCPUs, RAM int
+	DiskGiB    int
 }
 
 // Network is a Neutron network.

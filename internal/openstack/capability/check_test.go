@@ -21,8 +21,8 @@ func TestCheck(t *testing.T) {
 	}
 	all := func() Answers {
 		return Answers{
-			Services: []string{ServiceBlockStorage, ServiceCompute, ServiceImage, ServiceLoadBalancer, ServiceNetwork},
-			Flavors:  []Flavor{{Name: "SCS-2V-4", VCPUs: 2, RAM: 4096}, {Name: "SCS-2V-4-20s", VCPUs: 2, RAM: 4096, DiskGiB: 20}},
+			Services:         []string{ServiceBlockStorage, ServiceCompute, ServiceImage, ServiceLoadBalancer, ServiceNetwork},
+			Flavors:          []Flavor{{Name: "SCS-2V-4", VCPUs: 2, RAM: 4096}, {Name: "SCS-2V-4-20s", VCPUs: 2, RAM: 4096, DiskGiB: 20}},
 			ExternalNetworks: []Network{{ID: "n1", Name: "public"}},
 			ImportMethods:    []string{"glance-direct", "web-download"},
 			DiskFormats:      []string{"raw", "qcow2"},
@@ -41,10 +41,14 @@ func TestCheck(t *testing.T) {
 		capable  bool
 	}{
 		{name: "all present", capable: true},
-		{name: "no Octavia", answer: func(a *Answers) { a.Services = []string{ServiceBlockStorage, ServiceCompute, ServiceImage, ServiceNetwork} },
+		{name: "no Octavia", answer: func(a *Answers) {
+			a.Services = []string{ServiceBlockStorage, ServiceCompute, ServiceImage, ServiceNetwork}
+		},
 			want: []string{CapLoadBalancer}, messages: []string{"no load-balancer service (Octavia) in the catalog, but the class enables the API server load balancer (variable apiserver_loadbalancer)"}},
 		{name: "no Octavia, class without load balancer", needs: func(n *Needs) { n.LoadBalancer = "" },
-			answer: func(a *Answers) { a.Services = []string{ServiceBlockStorage, ServiceCompute, ServiceImage, ServiceNetwork} }, capable: true},
+			answer: func(a *Answers) {
+				a.Services = []string{ServiceBlockStorage, ServiceCompute, ServiceImage, ServiceNetwork}
+			}, capable: true},
 		{name: "control plane flavor missing", answer: func(a *Answers) { a.Flavors = a.Flavors[:1] },
 			want: []string{CapFlavor}, messages: []string{"flavor SCS-2V-4-20s (control plane default, variable controller_flavor) not found"}},
 		{name: "diskless flavor without root volume", needs: func(n *Needs) { n.Flavors[1].RootVolume = false },
@@ -70,9 +74,14 @@ func TestCheck(t *testing.T) {
 			answer: func(a *Answers) { a.ImportMethods = nil }, capable: true},
 		{name: "instances exhausted", answer: func(a *Answers) { a.Compute.Instances = Quota{Limit: 10, Used: 9} },
 			want: []string{CapComputeQuota}, messages: []string{"instance quota exhausted: 1 left (9 of 10 used), one Cluster of the class needs 2 (one machine of SCS-2V-4-20s for the control plane and one of SCS-2V-4 for the workers)"}},
-		{name: "cores and RAM short", answer: func(a *Answers) { a.Compute.Cores = Quota{Limit: 20, Used: 17}; a.Compute.RAM = Quota{Limit: 8192, Used: 1} },
+		{name: "cores and RAM short", answer: func(a *Answers) {
+			a.Compute.Cores = Quota{Limit: 20, Used: 17}
+			a.Compute.RAM = Quota{Limit: 8192, Used: 1}
+		},
 			want: []string{CapComputeQuota, CapComputeQuota}, messages: []string{"core quota exhausted: 3 left (17 of 20 used), one Cluster of the class needs 4", "RAM quota exhausted: 8191 MiB left"}},
-		{name: "unlimited compute", answer: func(a *Answers) { a.Compute = &ComputeQuota{Instances: Quota{Limit: -1, Used: 500}, Cores: Quota{Limit: -1}, RAM: Quota{Limit: -1}} }, capable: true},
+		{name: "unlimited compute", answer: func(a *Answers) {
+			a.Compute = &ComputeQuota{Instances: Quota{Limit: -1, Used: 500}, Cores: Quota{Limit: -1}, RAM: Quota{Limit: -1}}
+		}, capable: true},
 		{name: "volume gigabytes exhausted", answer: func(a *Answers) { a.Volume.Gigabytes = Quota{Limit: 1000, Used: 990} },
 			want: []string{CapVolumeQuota}, messages: []string{"volume gigabyte quota exhausted: 10 GiB left (990 of 1000 used), one Cluster of the class needs 25 GiB (25 GiB root volume for the workers)"}},
 		{name: "image count exhausted", answer: func(a *Answers) { a.Image.Count = Quota{Limit: 5, Used: 5} },
