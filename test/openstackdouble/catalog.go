@@ -102,6 +102,10 @@ func serviceRoute(p string) (route, bool) {
 			rest = "/" + strings.TrimSuffix(parts[2], "/")
 		}
 		rt.path, rt.template = rest, rest
+		if rest == "/" {
+			// The service root: version discovery, keyed apart from Keystone's "GET /".
+			rt.template = prefix
+		}
 		if seg := strings.Split(strings.Trim(rest, "/"), "/"); svc == ServiceBlockStorage && len(seg) >= 2 && seg[0] == "v3" {
 			rt.projectID = seg[1]
 			seg[1] = "{project_id}"
@@ -116,6 +120,12 @@ func serviceRoute(p string) (route, bool) {
 func (s *Server) serveService(w http.ResponseWriter, r *http.Request, rt route) {
 	if !slices.Contains(s.cfg.regions, rt.region) || !slices.Contains(catalogInterfaces, rt.iface) {
 		writeError(w, http.StatusNotFound, "The resource could not be found.")
+		return
+	}
+	if rt.path == "/" && r.Method == http.MethodGet {
+		// Unauthenticated version discovery, which gophercloud does for catalog URLs without a
+		// version (Neutron's and Octavia's).
+		s.serviceVersions(w, r, rt)
 		return
 	}
 	t, ok := s.authenticate(r)
@@ -144,4 +154,21 @@ func (s *Server) serveService(w http.ResponseWriter, r *http.Request, rt route) 
 	default:
 		writeError(w, http.StatusNotFound, "The resource could not be found.")
 	}
+}
+
+// serviceVersions answers GET on a service root with its API versions, as Neutron and Octavia do.
+func (s *Server) serviceVersions(w http.ResponseWriter, r *http.Request, rt route) {
+	href := s.base + r.URL.Path
+	if !strings.HasSuffix(href, "/") {
+		href += "/"
+	}
+	var versions []map[string]any
+	switch rt.service {
+	case ServiceNetwork, ServiceLoadBalancer:
+		versions = []map[string]any{{"id": "v2.0", "status": "CURRENT", "links": []map[string]string{{"rel": "self", "href": href + "v2.0/"}}}}
+	default:
+		writeError(w, http.StatusNotFound, "The resource could not be found.")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"versions": versions})
 }

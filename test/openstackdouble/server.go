@@ -482,6 +482,8 @@ const (
 	CallComputeLimits    = "GET /v2.1/limits"
 	CallListNetworks     = "GET /v2.0/networks"
 	CallVolumeLimits     = "GET /v3/{project_id}/limits"
+	CallNetworkVersions  = "GET /network/"
+	CallLBVersions       = "GET /load-balancer/"
 )
 
 // route is where a request goes: its endpoint template (the key without the method) and, for
