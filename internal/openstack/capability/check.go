@@ -76,8 +76,11 @@ type ImageNeed struct {
 	// WebDownload says Glance would fetch the file itself if it offers web-download (the image
 	// has a URL and no hash to verify); otherwise it is uploaded.
 	WebDownload bool
-	// Stored says the image is in Glance already, so it needs no quota.
-	Stored bool
+	// Tracked says the operator knows whether the image is stored (node-images.yaml images
+	// have objects that say so; ORC Images are ORC's), and Stored that it is in Glance already.
+	// Only tracked images that are not stored count against the image quota: an ORC image that
+	// exists must not make a full quota look exhausted.
+	Tracked, Stored bool
 }
 
 // VolumeNeed is the default root volume of one role.
@@ -259,7 +262,7 @@ func quota(n Needs, a Answers) []Finding {
 	if q := a.Image; q != nil {
 		var missing []string
 		for _, img := range n.Images {
-			if !img.Stored {
+			if img.Tracked && !img.Stored {
 				missing = append(missing, img.Name)
 			}
 		}

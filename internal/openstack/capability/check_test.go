@@ -16,7 +16,7 @@ func TestCheck(t *testing.T) {
 			{Role: RoleWorkers, Name: "SCS-2V-4", Source: "variable worker_flavor", RootVolume: true},
 		},
 		ExternalNetwork: &NetworkNeed{Name: "public", Source: "OpenStackClusterTemplate c"},
-		Images:          []ImageNeed{{Name: "ubuntu-capi-image-v1.32.5", DiskFormat: "qcow2", Source: "node-images.yaml", WebDownload: true}},
+		Images:          []ImageNeed{{Name: "ubuntu-capi-image-v1.32.5", DiskFormat: "qcow2", Source: "node-images.yaml", WebDownload: true, Tracked: true}},
 		RootVolumes:     []VolumeNeed{{Role: RoleWorkers, SizeGiB: 25}},
 	}
 	all := func() Answers {
@@ -86,6 +86,8 @@ func TestCheck(t *testing.T) {
 			want: []string{CapVolumeQuota}, messages: []string{"volume gigabyte quota exhausted: 10 GiB left (990 of 1000 used), one Cluster of the class needs 25 GiB (25 GiB root volume for the workers)"}},
 		{name: "image count exhausted", answer: func(a *Answers) { a.Image.Count = Quota{Limit: 5, Used: 5} },
 			want: []string{CapImageQuota}, messages: []string{"image quota exhausted: 0 left (5 of 5 used), one Cluster of the class needs 1 (images ubuntu-capi-image-v1.32.5)"}},
+		{name: "image quota full, the image is ORC's", needs: func(n *Needs) { n.Images[0].Tracked, n.Images[0].Source = false, "ORC Image x" },
+			answer: func(a *Answers) { a.Image.Count = Quota{Limit: 5, Used: 5} }, capable: true},
 		{name: "image quota full but the image is stored", needs: func(n *Needs) { n.Images[0].Stored = true },
 			answer: func(a *Answers) { a.Image.Count = Quota{Limit: 5, Used: 5} }, capable: true},
 		{name: "several missing, in order", answer: func(a *Answers) {

@@ -51,7 +51,7 @@ func NeedsOf(objs []*unstructured.Unstructured, className, kubeVersion string, n
 			continue
 		}
 		n.Images = append(n.Images, ImageNeed{Name: img.CreateOpts.Name, DiskFormat: img.CreateOpts.DiskFormat, Source: "node-images.yaml",
-			WebDownload: img.URL != "" && img.Hash == nil, Stored: stored != nil && stored(img.CreateOpts.Name)})
+			WebDownload: img.URL != "" && img.Hash == nil, Tracked: true, Stored: stored != nil && stored(img.CreateOpts.Name)})
 	}
 	for _, o := range objs {
 		if gvk := o.GroupVersionKind(); gvk.Group == orcGroup && gvk.Kind == kindImage {

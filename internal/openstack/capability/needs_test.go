@@ -199,13 +199,13 @@ func TestNeedsOf(t *testing.T) {
 				},
 				ExternalNetwork: &NetworkNeed{Name: "public", Source: "OpenStackClusterTemplate cc-cluster"},
 				Images: []ImageNeed{
-					{Name: "a", DiskFormat: "qcow2", Source: "node-images.yaml", WebDownload: true},
-					{Name: "b", DiskFormat: "raw", Source: "node-images.yaml", Stored: true},
+					{Name: "a", DiskFormat: "qcow2", Source: "node-images.yaml", WebDownload: true, Tracked: true},
+					{Name: "b", DiskFormat: "raw", Source: "node-images.yaml", Tracked: true, Stored: true},
 				},
 				RootVolumes: []VolumeNeed{{Role: RoleControlPlane, SizeGiB: 50}, {Role: RoleWorkers, SizeGiB: 50}},
 			}},
 		{name: "another release's class: only the images", objs: fixtureClass, class: "openstack-scs-1-32-v2", nodeImages: nodeImages[:1],
-			want: Needs{Images: []ImageNeed{{Name: "a", DiskFormat: "qcow2", Source: "node-images.yaml", WebDownload: true}}}},
+			want: Needs{Images: []ImageNeed{{Name: "a", DiskFormat: "qcow2", Source: "node-images.yaml", WebDownload: true, Tracked: true}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
