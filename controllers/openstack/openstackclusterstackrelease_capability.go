@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cluster-api/util/conditions"
@@ -149,15 +150,83 @@ func (r *OpenStackClusterStackReleaseReconciler) runCapabilityCheck(ctx context.
 		})
 	}
 	needs := capability.NeedsOf(objs, rel.Name.ClusterClassName(), rel.Metadata.Versions.Kubernetes, rel.NodeImages, stored)
-	reader, err := r.Clouds.CloudReader(ctx, obj.Namespace, obj.Spec.IdentityRef)
-	if err != nil {
-		return capabilityResult{needs: needs, err: err}
-	}
-	answers, err := capability.Read(ctx, reader, needs)
+	answers, err := r.cloudAnswers(ctx, obj)
 	if err != nil {
 		return capabilityResult{needs: needs, err: err}
 	}
 	return capabilityResult{needs: needs, findings: capability.Check(needs, answers)}
+}
+
+// cloudAnswers returns what the cloud of obj's credentials answered within the check interval,
+// or asks it: the answers do not depend on the release, so the releases of one project (usually
+// every release of a stack) share one read per interval.
+func (r *OpenStackClusterStackReleaseReconciler) cloudAnswers(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) (capability.Answers, error) {
+	secret := scope.DefaultCloudName
+	if ref := obj.Spec.IdentityRef; ref != nil && ref.Name != "" {
+		secret = ref.Name
+	}
+	key := types.NamespacedName{Namespace: obj.Namespace, Name: secret}
+	if a, ok := r.answers.get(key, r.now()); ok {
+		return a, nil
+	}
+	// Releases of one project reconciled at the same time wait for one read instead of each
+	// making their own.
+	v, err, _ := r.answers.flight.Do(key.String(), func() (any, error) {
+		now := r.now()
+		if a, ok := r.answers.get(key, now); ok {
+			return a, nil
+		}
+		reader, err := r.Clouds.CloudReader(ctx, obj.Namespace, obj.Spec.IdentityRef)
+		if err != nil {
+			return capability.Answers{}, err
+		}
+		a, err := capability.Read(ctx, reader)
+		if err != nil {
+			return capability.Answers{}, err
+		}
+		r.answers.put(key, a, now, now.Add(r.capabilityInterval()))
+		return a, nil
+	})
+	return v.(capability.Answers), err
+}
+
+// answersCache keeps the cloud's answers per credentials Secret until they are due. Only
+// complete reads are kept; a failed one is asked again by the next check.
+type answersCache struct {
+	mu      sync.Mutex
+	entries map[types.NamespacedName]answersEntry
+	flight  singleflight.Group
+}
+
+type answersEntry struct {
+	answers capability.Answers
+	due     time.Time
+}
+
+func (c *answersCache) get(k types.NamespacedName, now time.Time) (capability.Answers, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	if !ok || !now.Before(e.due) {
+		return capability.Answers{}, false
+	}
+	return e.answers, true
+}
+
+// put keeps the answers for k and drops those that are due, so Secrets no longer used do not
+// stay.
+func (c *answersCache) put(k types.NamespacedName, a capability.Answers, now, due time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[types.NamespacedName]answersEntry{}
+	}
+	for key, e := range c.entries {
+		if !now.Before(e.due) {
+			delete(c.entries, key)
+		}
+	}
+	c.entries[k] = answersEntry{answers: a, due: due}
 }
 
 // renderError says the cluster-class chart could not be rendered for the check; the

@@ -49,6 +49,7 @@ type OpenStackClusterStackReleaseReconciler struct {
 	Now func() time.Time
 
 	capabilities capabilityCache
+	answers      answersCache
 
 	kind *reconciler.Kind[*infrav1.OpenStackClusterStackRelease, releaseReport]
 }

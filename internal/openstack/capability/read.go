@@ -8,19 +8,14 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
 )
 
-// Calls is the most cloud calls one Read makes: flavors, compute limits, external networks,
-// volume limits, import methods, the image schema and image usage. The catalog comes with the
-// token.
-const Calls = 7
-
-// Read asks the cloud what Check needs to know about n, with read-only calls, and only those n
-// needs: a class without flavors is not asked for flavors. A service missing from the catalog is
-// an answer (Check reports it), not an error; a Glance without the import or usage API (404) is
-// one too. Any other failure stops the read: the caller classifies it with clients.Classify.
-func Read(ctx context.Context, c clients.CloudReader, n Needs) (Answers, error) {
+// Read asks the cloud everything Check may need, with read-only calls, so that the answers serve
+// every release with the same credentials. A service missing from the catalog is an answer (Check
+// reports it), not an error; a Glance without the import or usage API (404) is one too. Any
+// other failure stops the read: the caller classifies it with clients.Classify.
+func Read(ctx context.Context, c clients.CloudReader) (Answers, error) {
 	a := Answers{Services: c.Services()}
 	has := func(svc string) bool { return slices.Contains(a.Services, svc) }
-	if has(ServiceCompute) && len(n.Flavors) > 0 {
+	if has(ServiceCompute) {
 		list, err := c.ListFlavors(ctx)
 		if err != nil {
 			return a, fmt.Errorf("listing flavors: %w", err)
@@ -38,7 +33,7 @@ func Read(ctx context.Context, c clients.CloudReader, n Needs) (Answers, error) 
 			RAM:       Quota{Limit: int64(l.MaxTotalRAMSize), Used: int64(l.TotalRAMUsed)},
 		}
 	}
-	if has(ServiceNetwork) && n.ExternalNetwork != nil {
+	if has(ServiceNetwork) {
 		list, err := c.ListExternalNetworks(ctx)
 		if err != nil {
 			return a, fmt.Errorf("listing external networks: %w", err)
@@ -48,7 +43,7 @@ func Read(ctx context.Context, c clients.CloudReader, n Needs) (Answers, error) 
 			a.ExternalNetworks = append(a.ExternalNetworks, Network{ID: nw.ID, Name: nw.Name})
 		}
 	}
-	if has(ServiceBlockStorage) && len(n.RootVolumes) > 0 {
+	if has(ServiceBlockStorage) {
 		l, err := c.VolumeLimits(ctx)
 		if err != nil {
 			return a, fmt.Errorf("getting the volume limits: %w", err)
@@ -58,7 +53,7 @@ func Read(ctx context.Context, c clients.CloudReader, n Needs) (Answers, error) 
 			Gigabytes: Quota{Limit: int64(l.MaxTotalVolumeGigabytes), Used: int64(l.TotalGigabytesUsed)},
 		}
 	}
-	if has(ServiceImage) && len(n.Images) > 0 {
+	if has(ServiceImage) {
 		methods, err := c.ImportMethods(ctx)
 		switch {
 		case clients.IsNotFound(err):
