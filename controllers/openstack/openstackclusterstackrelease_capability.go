@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cluster-api/util/conditions"
 
@@ -128,7 +129,7 @@ func (r *OpenStackClusterStackReleaseReconciler) checkCapability(ctx context.Con
 	if res.err == nil && !capability.Capable(res.findings) {
 		// A Warning when the cloud turns incapable or lacks something new: events only on change.
 		msg := kstatus.BoundMessage(missingMessage(res.findings))
-		if was := conditions.Get(obj, infrav1.CloudCapableCondition); was == nil || was.Status != "False" || was.Message != msg {
+		if was := conditions.Get(obj, infrav1.CloudCapableCondition); was == nil || was.Status != metav1.ConditionFalse || was.Message != msg {
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, infrav1.CapabilityMissingReason, "CheckCapability", "%s", kstatus.Bound(msg, kstatus.MaxEventNoteBytes))
 		}
 	}
@@ -240,7 +241,10 @@ func (e *renderError) Unwrap() error { return e.err }
 // process that could not run): it is tried again soon, not after the interval.
 func retryable(err error) bool {
 	if re := (*renderError)(nil); errors.As(err, &re) {
-		return errors.Is(err, render.ErrRenderUnavailable)
+		// A rendering process that could not run or was cancelled says nothing about the chart.
+		// A chart over a budget renders the same way again: it waits for the interval.
+		return !render.IsBudgetError(err) &&
+			(errors.Is(err, render.ErrRenderUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 	}
 	if ce := (*scope.CredentialsError)(nil); errors.As(err, &ce) {
 		return ce.Retryable()

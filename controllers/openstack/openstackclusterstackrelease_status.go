@@ -88,6 +88,12 @@ func setCloudCapable(obj *infrav1.OpenStackClusterStackRelease, c *capabilityRes
 		}
 	case c.err == nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, infrav1.CapabilityMissingReason, missingMessage(c.findings)
+	case errors.As(c.err, new(*renderError)):
+		// Not the cloud's doing; a rendering process that could not run is tried again soon.
+		cond.Reason, cond.Message = infrav1.CapabilityCheckFailedReason, "Cannot check the cloud: "+c.err.Error()
+		if retryable(c.err) {
+			cond.Message += fmt.Sprintf(": retrying at %s", c.retryAt.UTC().Format("15:04:05 UTC"))
+		}
 	case retryable(c.err):
 		problem := clients.Classify(c.err).Problem
 		if errors.As(c.err, &credErr) || problem == "" {

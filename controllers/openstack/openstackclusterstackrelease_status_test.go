@@ -21,6 +21,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
 )
 
 // TestSetOpenStackClusterStackReleaseStatus checks the one place that turns what a reconcile of
@@ -78,6 +79,7 @@ func TestSetOpenStackClusterStackReleaseStatus(t *testing.T) {
 	forbidden := &capabilityResult{err: nova(403), recheckAfter: time.Hour}
 	revoked := &capabilityResult{err: nova(401), recheckAfter: time.Hour}
 	badChart := &capabilityResult{err: &renderError{err: errors.New("template: clusterclass.yaml:3: nil pointer")}, recheckAfter: time.Hour}
+	renderDown := &capabilityResult{err: &renderError{err: fmt.Errorf("rendering: %w", render.ErrRenderUnavailable)}, retryAt: retryAt, recheckAfter: 30 * time.Second}
 
 	tests := []struct {
 		name        string
@@ -160,6 +162,9 @@ func TestSetOpenStackClusterStackReleaseStatus(t *testing.T) {
 			wantCapable: metav1.ConditionUnknown, wantCapableReason: infrav1.InvalidCredentialsReason, wantCapableMessage: []string{"Nova refused the credentials (HTTP 401)"}},
 		{name: "class cannot be rendered", rep: releaseReport{capability: badChart}, want: ready, wantReason: csv1alpha1.ReadyReason, wantRequeue: time.Hour,
 			wantCapable: metav1.ConditionUnknown, wantCapableReason: infrav1.CapabilityCheckFailedReason, wantCapableMessage: []string{"rendering the cluster-class chart: template"}},
+		{name: "rendering process unavailable", rep: releaseReport{capability: renderDown}, want: ready, wantReason: csv1alpha1.ReadyReason, wantRequeue: 30 * time.Second,
+			wantCapable: metav1.ConditionUnknown, wantCapableReason: infrav1.CapabilityCheckFailedReason,
+			wantCapableMessage: []string{"rendering process unavailable: retrying at 20:31:05 UTC"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
