@@ -52,6 +52,17 @@ func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Opti
 	fs.IntVar(&opts.concurrency.openStackNodeImageRelease, "openstacknodeimagerelease-concurrency", 4, "How many node images are brought into Glance at the same time.")
 	fs.IntVar(&opts.concurrency.clusterAddon, "clusteraddon-concurrency", 4, "How many ClusterAddons (workload clusters' addons) are reconciled at the same time.")
 	fs.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
+	fs.Func("capability-check-interval", "How long the result of a release's cloud capability check (condition CloudCapable: load balancer, flavors, external network, image formats, quota) is reused before the cloud is asked again, a positive duration (default 1h); a changed spec or release is checked at once.", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		if d <= 0 {
+			return fmt.Errorf("must be positive, got %s", v)
+		}
+		opts.capabilityCheckInterval = d
+		return nil
+	})
 	fs.DurationVar(&opts.imageTransferProgressTimeout, "image-transfer-progress-timeout", nodeimage.DefaultTransferProgressTimeout, "An image upload (with the download feeding it) fails when no byte moved for this long; there is no total limit.")
 	zapOpts.BindFlags(fs)
 	fs.Float64Var(&opts.qps, "qps", 50, "Requests per second the manager's client may send to the management API server (the reference's flag and default).")

@@ -97,6 +97,8 @@ type options struct {
 	openstackRequestTimeout time.Duration
 	// imageTransferProgressTimeout fails an image upload when no byte moved for this long.
 	imageTransferProgressTimeout time.Duration
+	// capabilityCheckInterval is how long a release's cloud capability check is reused.
+	capabilityCheckInterval time.Duration
 	// egressAllowCIDRs, egressAllowHosts and egressAllowPrivate relax the outbound policy for
 	// content named by ClusterStacks and releases (internal/egress).
 	egressAllowCIDRs   string
@@ -286,11 +288,12 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	// OpenStack API client (Keystone, Glance) does not: its endpoints come from the
 	// administrator's clouds.yaml and are often on private or link-local networks.
 	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{
-		Releases:         releases,
-		RequestTimeout:   opts.openstackRequestTimeout,
-		NodeImage:        nodeimage.Options{TransferProgressTimeout: opts.imageTransferProgressTimeout, Egress: policy},
-		ReleaseWorkers:   opts.concurrency.openStackClusterStackRelease,
-		NodeImageWorkers: opts.concurrency.openStackNodeImageRelease,
+		Releases:                releases,
+		RequestTimeout:          opts.openstackRequestTimeout,
+		NodeImage:               nodeimage.Options{TransferProgressTimeout: opts.imageTransferProgressTimeout, Egress: policy},
+		ReleaseWorkers:          opts.concurrency.openStackClusterStackRelease,
+		NodeImageWorkers:        opts.concurrency.openStackNodeImageRelease,
+		CapabilityCheckInterval: opts.capabilityCheckInterval,
 	}); err != nil {
 		return err
 	}

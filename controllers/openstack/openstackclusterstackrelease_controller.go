@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,6 +37,19 @@ type OpenStackClusterStackReleaseReconciler struct {
 	Recorder events.EventRecorder
 	// Workers is how many releases are reconciled at once; zero means defaultReleaseWorkers.
 	Workers int
+	// Clouds gives the read-only clients of the capability check; nil turns the check off.
+	Clouds CloudReaders
+	// CapabilityInterval is how long a capability check's result is reused; zero means
+	// DefaultCapabilityCheckInterval.
+	CapabilityInterval time.Duration
+	// OutageRetry is the wait before checking again while the cloud is unavailable and gives no
+	// Retry-After; zero means defaultOutageRetry.
+	OutageRetry time.Duration
+	// Now replaces time.Now in tests.
+	Now func() time.Time
+
+	capabilities capabilityCache
+	answers      answersCache
 
 	kind *reconciler.Kind[*infrav1.OpenStackClusterStackRelease, releaseReport]
 }
@@ -59,10 +73,13 @@ func (r *OpenStackClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manag
 		Finalizer: infrav1.OpenStackClusterStackReleaseFinalizer,
 		Normal:    r.reconcileNormal,
 		Delete: func(ctx context.Context, obj *infrav1.OpenStackClusterStackRelease) releaseReport {
+			r.capabilities.forget(client.ObjectKeyFromObject(obj))
 			return releaseReport{deleting: true, err: r.reconcileDelete(ctx, obj)}
 		},
-		Status:   setOpenStackClusterStackReleaseStatus,
-		Recorder: r.Recorder,
+		Status:     setOpenStackClusterStackReleaseStatus,
+		Recorder:   r.Recorder,
+		Conditions: []string{infrav1.CloudCapableCondition},
+		Gone:       r.capabilities.forget,
 		// Its images' cloud is unavailable (each image has its own event too); a release not
 		// published yet, or images on their way, are no failure.
 		FailureReasons: []string{infrav1.CloudUnavailableReason},
@@ -98,7 +115,7 @@ func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Con
 	}
 	imgs := rel.NodeImages
 	if len(imgs) == 0 {
-		return releaseReport{}
+		return releaseReport{capability: r.checkCapability(ctx, obj, rel, nil)}
 	}
 	version := rel.Metadata.Versions.Components.NodeImage
 	if version == "" {
@@ -116,7 +133,7 @@ func (r *OpenStackClusterStackReleaseReconciler) reconcileNormal(ctx context.Con
 		}
 		nirs = append(nirs, nir)
 	}
-	return releaseReport{images: nirs}
+	return releaseReport{images: nirs, capability: r.checkCapability(ctx, obj, rel, nirs)}
 }
 
 // ensureNodeImage creates the shared OpenStackNodeImageRelease of one image or adds this release

@@ -3,15 +3,20 @@ package openstack
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/kstatus"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/capability"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
@@ -32,6 +37,9 @@ type releaseReport struct {
 	images []*infrav1.OpenStackNodeImageRelease
 	// deleting says the report is about the deletion of the object.
 	deleting bool
+	// capability is the capability check of the release's cloud; nil when there was none (the
+	// release could not be had, or a step failed before), which leaves CloudCapable as it is.
+	capability *capabilityResult
 }
 
 // setOpenStackClusterStackReleaseStatus sets the conditions of obj (and status.ready) from rep
@@ -56,8 +64,76 @@ func setOpenStackClusterStackReleaseStatus(obj *infrav1.OpenStackClusterStackRel
 		readyMsg = fmt.Sprintf("All %d node images are active in Glance", len(rep.images))
 	}
 	kstatus.Summarise(obj, err, csv1alpha1.ReadyReason, readyMsg)
-	return outcome.Result(ctrl.Result{}, err)
+	res := ctrl.Result{}
+	if c := rep.capability; c != nil {
+		setCloudCapable(obj, c)
+		res.RequeueAfter = c.recheckAfter
+	}
+	return outcome.Result(res, err)
 }
+
+// setCloudCapable sets CloudCapable from a capability check. A missing capability does not hold
+// Ready back: the release is usable by Clusters that override the defaults (another flavor, no
+// load balancer), and a platform engineer may fix the cloud while Clusters wait; the condition
+// and a Warning event say what is missing. A check the cloud could not answer is Unknown, never
+// False: an outage says nothing about what the cloud offers.
+func setCloudCapable(obj *infrav1.OpenStackClusterStackRelease, c *capabilityResult) {
+	cond := metav1.Condition{Type: infrav1.CloudCapableCondition, Status: metav1.ConditionUnknown}
+	switch credErr := (*scope.CredentialsError)(nil); {
+	case c.err == nil && capability.Capable(c.findings):
+		cond.Status, cond.Reason = metav1.ConditionTrue, infrav1.CapabilitiesPresentReason
+		cond.Message = "The cloud has what the class defaults need: " + capability.Summary(c.needs)
+		if notes := advisories(c.findings); len(notes) > 0 {
+			cond.Message += "; note: " + joinSemi(notes)
+		}
+	case c.err == nil:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, infrav1.CapabilityMissingReason, missingMessage(c.findings)
+	case errors.As(c.err, new(*renderError)):
+		// Not the cloud's doing; a rendering process that could not run is tried again soon.
+		cond.Reason, cond.Message = infrav1.CapabilityCheckFailedReason, "Cannot check the cloud: "+c.err.Error()
+		if retryable(c.err) {
+			cond.Message += fmt.Sprintf(": retrying at %s", c.retryAt.UTC().Format("15:04:05 UTC"))
+		}
+	case retryable(c.err):
+		problem := clients.Classify(c.err).Problem
+		if errors.As(c.err, &credErr) || problem == "" {
+			problem = c.err.Error()
+		}
+		cond.Reason = infrav1.CloudUnavailableReason
+		cond.Message = fmt.Sprintf("Cannot check the cloud: %s: retrying at %s", problem, c.retryAt.UTC().Format("15:04:05 UTC"))
+	case errors.As(c.err, &credErr):
+		cond.Reason, cond.Message = infrav1.InvalidCredentialsReason, "Cannot check the cloud: "+credErr.Error()
+	case clients.Classify(c.err).Kind == clients.KindAuth:
+		cond.Reason = infrav1.InvalidCredentialsReason
+		cond.Message = fmt.Sprintf("Cannot check the cloud: %s; check the credentials Secret", clients.Classify(c.err).Problem)
+	default:
+		cond.Reason = infrav1.CapabilityCheckFailedReason
+		cond.Message = "Cannot check the cloud: " + c.err.Error()
+		if class := clients.Classify(c.err); class.StatusCode == http.StatusForbidden {
+			cond.Message += " (the credentials need read access to compute, network, block storage and image)"
+		}
+	}
+	cond.Message = kstatus.BoundMessage(cond.Message)
+	conditions.Set(obj, cond)
+}
+
+// credentialsProblem says err is a problem with the credentials that a user must fix.
+func credentialsProblem(err error) bool {
+	credErr := (*scope.CredentialsError)(nil)
+	return errors.As(err, &credErr) && !credErr.Retryable()
+}
+
+func advisories(findings []capability.Finding) []string {
+	var out []string
+	for _, f := range findings {
+		if f.Advisory {
+			out = append(out, f.Message)
+		}
+	}
+	return out
+}
+
+func joinSemi(s []string) string { return strings.Join(s, "; ") }
 
 // releaseFailure maps the class of an error getting the release to this kind's outcome: a
 // published release that cannot be used stalls for good, one not there yet is looked at again

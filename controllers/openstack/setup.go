@@ -60,6 +60,13 @@ type Options struct {
 	// ReleaseWorkers is how many OpenStackClusterStackReleases are reconciled at once; zero
 	// means four.
 	ReleaseWorkers int
+	// CloudReaders overrides the client factory of the capability check (nil: the factory of
+	// ImageClients when it is one, else a scope.Factory like ImageClients').
+	CloudReaders CloudReaders
+	// CapabilityCheckInterval is how long a capability check's result is reused before the
+	// cloud is asked again; zero means DefaultCapabilityCheckInterval. A changed spec or release
+	// is checked at once.
+	CapabilityCheckInterval time.Duration
 }
 
 // Setup registers both controllers with mgr.
@@ -69,6 +76,14 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	if opts.ImageClients == nil {
 		opts.ImageClients = scope.NewFactory(mgr.GetAPIReader(), scope.WithRequestTimeout(opts.RequestTimeout))
+	}
+	if opts.CloudReaders == nil {
+		// One factory for both controllers: one login (and token) per credentials Secret.
+		if f, ok := opts.ImageClients.(CloudReaders); ok {
+			opts.CloudReaders = f
+		} else {
+			opts.CloudReaders = scope.NewFactory(mgr.GetAPIReader(), scope.WithRequestTimeout(opts.RequestTimeout))
+		}
 	}
 	if opts.HTTPClient != nil && opts.NodeImage.HTTPClient == nil {
 		opts.NodeImage.HTTPClient = opts.HTTPClient
@@ -88,10 +103,13 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("setting up the OpenStackNodeImageRelease controller: %w", err)
 	}
 	csr := &OpenStackClusterStackReleaseReconciler{
-		Client:   mgr.GetClient(),
-		Releases: opts.Releases,
-		Recorder: mgr.GetEventRecorder("openstackclusterstackrelease-controller"),
-		Workers:  opts.ReleaseWorkers,
+		Client:             mgr.GetClient(),
+		Releases:           opts.Releases,
+		Recorder:           mgr.GetEventRecorder("openstackclusterstackrelease-controller"),
+		Workers:            opts.ReleaseWorkers,
+		Clouds:             opts.CloudReaders,
+		CapabilityInterval: opts.CapabilityCheckInterval,
+		OutageRetry:        opts.OutageRetryInterval,
 	}
 	if err := csr.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the OpenStackClusterStackRelease controller: %w", err)

@@ -1,7 +1,9 @@
-// Package openstackdouble is an in-process test double of the two OpenStack services the operator
-// drives: Keystone v3 (password and application-credential tokens, a service catalog, token
-// expiry) and Glance v2 (image records, uploads, the web-download import, listing with Glance's
-// default hiding rules).
+// Package openstackdouble is an in-process test double of the OpenStack services the operator
+// drives: Keystone v3 (password and application-credential tokens, a service catalog with or
+// without each service, token expiry) and Glance v2 (image records, uploads, the web-download
+// import, listing with Glance's default hiding rules, the image schema and usage), and the read
+// calls of the capability check: Nova's flavors and limits, Neutron's networks (router:external),
+// Cinder's limits, and Neutron's and Octavia's version discovery.
 //
 // It speaks HTTP like a real cloud, so the operator's gophercloud code is exercised unchanged,
 // and it lets tests inject faults per call, count calls per endpoint and inspect the stored

@@ -186,6 +186,10 @@ func (s *Server) serveGlance(w http.ResponseWriter, r *http.Request, rt route, f
 		s.importInfo(w)
 	case CallImportImage:
 		s.importImage(w, r, rt, t, f)
+	case CallImageSchema:
+		s.imageSchema(w)
+	case CallImageUsage:
+		s.imageUsage(w, t)
 	default:
 		writeError(w, http.StatusNotFound, "The resource could not be found.")
 	}

@@ -226,23 +226,7 @@ func (s *Server) tokenBody(t *token) map[string]any {
 	if t.appCred != nil {
 		body["application_credential"] = map[string]any{"id": t.appCred.id, "name": t.appCred.name, "restricted": true}
 	}
-	var imageEPs, identityEPs []map[string]string
-	for _, region := range s.cfg.regions {
-		for _, iface := range catalogInterfaces {
-			imageEPs = append(imageEPs, map[string]string{
-				"id": region + "-image-" + iface, "interface": iface, "region": region, "region_id": region,
-				"url": s.ImageEndpoint(region, iface),
-			})
-			identityEPs = append(identityEPs, map[string]string{
-				"id": region + "-identity-" + iface, "interface": iface, "region": region, "region_id": region,
-				"url": s.base + "/",
-			})
-		}
-	}
-	body["catalog"] = []map[string]any{
-		{"id": "image-service", "type": "image", "name": "glance", "endpoints": imageEPs},
-		{"id": "identity-service", "type": "identity", "name": "keystone", "endpoints": identityEPs},
-	}
+	body["catalog"] = s.catalog(t.project)
 	return body
 }
 

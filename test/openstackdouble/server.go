@@ -98,6 +98,7 @@ type config struct {
 	importClient  *http.Client
 	keepData      bool
 	convertTo     string
+	cloud         cloudConfig
 }
 
 // WithRegion adds a region to the service catalog. The first region is the default of
@@ -475,6 +476,14 @@ const (
 	CallDownloadImage    = "GET /v2/images/{id}/file"
 	CallImportInfo       = "GET /v2/info/import"
 	CallImportImage      = "POST /v2/images/{id}/import"
+	CallImageSchema      = "GET /v2/schemas/image"
+	CallImageUsage       = "GET /v2/info/usage"
+	CallListFlavors      = "GET /v2.1/flavors/detail"
+	CallComputeLimits    = "GET /v2.1/limits"
+	CallListNetworks     = "GET /v2.0/networks"
+	CallVolumeLimits     = "GET /v3/{project_id}/limits"
+	CallNetworkVersions  = "GET /network/"
+	CallLBVersions       = "GET /load-balancer/"
 )
 
 // route is where a request goes: its endpoint template (the key without the method) and, for
@@ -486,6 +495,9 @@ type route struct {
 	region   string
 	iface    string
 	imageID  string
+	// service is the service of a Nova, Neutron, Cinder or Octavia call (see serviceRoute).
+	service   string
+	projectID string
 }
 
 func (s *Server) route(r *http.Request) route {
@@ -526,6 +538,9 @@ func (s *Server) route(r *http.Request) route {
 		}
 		return rt
 	default:
+		if rt, ok := serviceRoute(p); ok {
+			return rt
+		}
 		return route{template: p, path: p}
 	}
 }
@@ -552,6 +567,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.issueToken(w, r)
 	case rt.glance:
 		s.serveGlance(w, r, rt, f)
+	case rt.service != "":
+		s.serveService(w, r, rt)
 	default:
 		writeError(w, http.StatusNotFound, "The resource could not be found.")
 	}

@@ -47,3 +47,23 @@ const (
 	// manager flag that relaxes it.
 	URLRefusedReason = "URLRefused"
 )
+
+// CloudCapableCondition (OpenStackClusterStackRelease) says whether the cloud of the release's
+// credentials offers what the release's ClusterClass needs when a Cluster keeps its defaults:
+// the load-balancer service (when the class enables the API server load balancer), the default
+// flavors, the external network, the images' disk formats, and quota for one control-plane and
+// one worker machine. False names what is missing; Unknown says why the cloud could not be asked.
+// It does not hold Ready back: Clusters that override the defaults can still use the release.
+const CloudCapableCondition = "CloudCapable"
+
+// Reasons of CloudCapableCondition.
+const (
+	// CapabilitiesPresentReason: the cloud has everything the class's defaults need.
+	CapabilitiesPresentReason = "CapabilitiesPresent"
+	// CapabilityMissingReason: the cloud lacks something the class's defaults need; the message
+	// says what.
+	CapabilityMissingReason = "CapabilityMissing"
+	// CapabilityCheckFailedReason: the cloud refused a read of the check (e.g. HTTP 403: the
+	// credentials lack a reader role) or the class could not be rendered.
+	CapabilityCheckFailedReason = "CapabilityCheckFailed"
+)

@@ -40,7 +40,9 @@ type OpenStackClusterStackReleaseSpec struct {
 // OpenStackClusterStackReleaseStatus is the observed state of an OpenStackClusterStackRelease.
 type OpenStackClusterStackReleaseStatus struct {
 	// conditions describe the release's node images; `Ready` summarises them with kstatus
-	// semantics.
+	// semantics. `CloudCapable` says whether the cloud of identityRef has what the release's
+	// ClusterClass needs by default (load balancer, flavors, external network, image formats,
+	// quota); it does not affect `Ready`.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -68,6 +70,7 @@ type OpenStackClusterStackReleaseStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type="boolean",JSONPath=".status.ready"
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Reason",type="string",JSONPath=".status.conditions[?(@.type=='Ready')].reason"
+// +kubebuilder:printcolumn:name="Cloud",type="string",JSONPath=".status.conditions[?(@.type=='CloudCapable')].status"
 // +kubebuilder:printcolumn:name="Message",type="string",JSONPath=".status.conditions[?(@.type=='Ready')].message"
 type OpenStackClusterStackRelease struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +60,9 @@ func (k Kind) String() string {
 const (
 	NameKeystone  = "Keystone"
 	NameGlance    = "Glance"
+	NameNova      = "Nova"
+	NameNeutron   = "Neutron"
+	NameCinder    = "Cinder"
 	NameOpenStack = "OpenStack"
 )
 
@@ -205,8 +209,9 @@ func responseCode(err error) (gophercloud.ErrUnexpectedResponseCode, string, boo
 	return gophercloud.ErrUnexpectedResponseCode{}, "", false
 }
 
-// serviceOf tells Keystone and Glance apart by the request URL: the operator talks to no other
-// service, and catalog URLs of both vary too much for anything but their API paths.
+// serviceOf tells the services apart by the request URL: catalog URLs vary too much for
+// anything but their API paths (Nova's /v2.1, Neutron's /v2.0/networks, Cinder's
+// /v3/<project>/limits) and the path prefixes clouds publish them under.
 func serviceOf(rawURL string) string {
 	path := rawURL
 	if u, err := url.Parse(rawURL); err == nil {
@@ -218,9 +223,18 @@ func serviceOf(rawURL string) string {
 		return NameKeystone
 	case strings.Contains(path, "/v2/images"), strings.Contains(path, "/v2/info"), strings.Contains(path, "/image"):
 		return NameGlance
+	case strings.Contains(path, "/v2.1/"), strings.Contains(path, "/compute/"):
+		return NameNova
+	case strings.Contains(path, "/v2.0/networks"), strings.Contains(path, "/network/"):
+		return NameNeutron
+	case strings.Contains(path, "/volume/"), cinderLimits.MatchString(path):
+		return NameCinder
 	}
 	return NameOpenStack
 }
+
+// cinderLimits matches Cinder's limits path, whose catalog URL ends in the project ID.
+var cinderLimits = regexp.MustCompile(`/v3/[^/]+/limits`)
 
 func serviceOfError(err error) string {
 	var u *url.Error
