@@ -61,8 +61,13 @@ type version struct {
 type entry struct {
 	version version
 	// mu serialises the login so that concurrent reconciles with the same credentials log in once.
-	mu    sync.Mutex
-	image clients.ImageClient
+	mu sync.Mutex
+	// provider is the logged-in client, creds what it was built from, caPEM the Secret's cacert.
+	provider *gophercloud.ProviderClient
+	creds    *Credentials
+	caPEM    []byte
+	image    clients.ImageClient
+	appCreds *ApplicationCredentials
 }
 
 // FactoryOption configures a Factory.
@@ -90,44 +95,60 @@ func NewFactory(reader client.Reader, opts ...FactoryOption) *Factory {
 // ImageClient returns a Glance client logged in with the credentials of ref in namespace.
 // Problems with the Secret or the login are *CredentialsError.
 func (f *Factory) ImageClient(ctx context.Context, namespace string, ref *infrav1.OpenStackIdentityReference) (clients.ImageClient, error) {
+	e, secretRef, err := f.login(ctx, namespace, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer e.mu.Unlock()
+	if e.image != nil {
+		return e.image, nil
+	}
+	svc, err := openstack.NewImageV2(e.provider, e.creds.EndpointOpts)
+	if err != nil {
+		return nil, credErr(secretRef, ErrNoEndpoint, "the service catalog of cloud %q has no image endpoint for region %q and interface %q",
+			e.creds.CloudName, e.creds.EndpointOpts.Region, e.creds.EndpointOpts.Availability)
+	}
+	e.image = clients.NewImageClient(svc)
+	return e.image, nil
+}
+
+// login returns the locked cache entry of ref's Secret, logged in; the caller unlocks it once it
+// has taken or built its service client.
+func (f *Factory) login(ctx context.Context, namespace string, ref *infrav1.OpenStackIdentityReference) (*entry, types.NamespacedName, error) {
 	secretRef := types.NamespacedName{Namespace: namespace, Name: DefaultCloudName}
 	if ref != nil && ref.Name != "" {
 		secretRef.Name = ref.Name
 	}
 	if ref != nil && ref.Kind != "" && ref.Kind != "Secret" {
-		return nil, credErr(secretRef, ErrInvalidCloud, "identityRef kind %q is not supported; use Secret", ref.Kind)
+		return nil, secretRef, credErr(secretRef, ErrInvalidCloud, "identityRef kind %q is not supported; use Secret", ref.Kind)
 	}
 	secret := &corev1.Secret{}
 	if err := f.reader.Get(ctx, secretRef, secret); err != nil {
 		if apierrors.IsNotFound(err) {
 			// A Secret that is gone takes its login with it.
 			f.clients.Remove(secretRef)
-			return nil, credErr(secretRef, ErrSecretNotFound, "not found in namespace %s", namespace)
+			return nil, secretRef, credErr(secretRef, ErrSecretNotFound, "not found in namespace %s", namespace)
 		}
-		return nil, fmt.Errorf("reading credentials Secret %s: %w", secretRef, err)
+		return nil, secretRef, fmt.Errorf("reading credentials Secret %s: %w", secretRef, err)
 	}
 	e := f.entry(secretRef, version{uid: secret.UID, resourceVersion: secret.ResourceVersion, cloud: CloudName(secret)})
 
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.image != nil {
-		return e.image, nil
+	if e.provider != nil {
+		return e, secretRef, nil
 	}
 	creds, err := ParseSecret(secret)
 	if err != nil {
-		return nil, err
+		e.mu.Unlock()
+		return nil, secretRef, err
 	}
 	provider, err := authenticate(ctx, creds, f.requestTimeout)
 	if err != nil {
-		return nil, loginError(secretRef, creds, err)
+		e.mu.Unlock()
+		return nil, secretRef, loginError(secretRef, creds, err)
 	}
-	svc, err := openstack.NewImageV2(provider, creds.EndpointOpts)
-	if err != nil {
-		return nil, credErr(secretRef, ErrNoEndpoint, "the service catalog of cloud %q has no image endpoint for region %q and interface %q",
-			creds.CloudName, creds.EndpointOpts.Region, creds.EndpointOpts.Availability)
-	}
-	e.image = clients.NewImageClient(svc)
-	return e.image, nil
+	e.provider, e.creds, e.caPEM = provider, creds, secret.Data[CACertKey]
+	return e, secretRef, nil
 }
 
 // entry returns the cache entry of the Secret's version v: a version other than the cached one
