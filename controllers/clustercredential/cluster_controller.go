@@ -16,6 +16,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
@@ -60,7 +62,30 @@ func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Not only generation changes: the opt-in annotation is metadata.
 		For(&clusterv1.Cluster{}).
 		Owns(&infrav1.OpenStackClusterCredential{}).
+		// A changed spec.applicationCredentials applies to the stack's Clusters at once.
+		Watches(&csv1alpha1.ClusterStack{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfStack)).
 		Complete(r)
+}
+
+// clustersOfStack returns the Clusters using a release of the ClusterStack.
+func (r *ClusterReconciler) clustersOfStack(ctx context.Context, obj client.Object) []reconcile.Request {
+	cs, ok := obj.(*csv1alpha1.ClusterStack)
+	if !ok {
+		return nil
+	}
+	var list clusterv1.ClusterList
+	if err := r.Client.List(ctx, &list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing the Clusters of a ClusterStack", "ClusterStack", klog.KObj(cs))
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		ref, ok := resolver.ReleaseOfCluster(&list.Items[i])
+		if ok && ref.Namespace == cs.Namespace && resolver.OfStack(cs, ref.Release) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return out
 }
 
 // Reconcile creates, updates or deletes the OpenStackClusterCredential of a Cluster.

@@ -174,7 +174,9 @@ func (s *Server) createAppCred(w http.ResponseWriter, r *http.Request, t *token)
 		c.secret = newID() + newID()
 	}
 	if in.ExpiresAt != nil {
-		at, err := time.Parse(keystoneTime, strings.TrimSuffix(*in.ExpiresAt, "Z"))
+		// Any number of fractional digits: gophercloud sends RFC3339MilliNoZ, which drops
+		// trailing zeros.
+		at, err := time.Parse("2006-01-02T15:04:05.999999999", strings.TrimSuffix(*in.ExpiresAt, "Z"))
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "Invalid input for field 'expires_at'.")
 			return

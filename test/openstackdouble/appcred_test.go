@@ -38,7 +38,8 @@ func TestApplicationCredentialLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	ic, userID := identityClient(t, pc)
-	expires := now.Add(time.Hour).Truncate(time.Microsecond)
+	// Trailing zeros: gophercloud sends ".12", not ".120000".
+	expires := now.Add(time.Hour).Truncate(time.Second).Add(120 * time.Millisecond)
 	ac, err := applicationcredentials.Create(t.Context(), ic, userID, applicationcredentials.CreateOpts{
 		Name: "c1", Roles: []applicationcredentials.Role{{Name: "member"}}, ExpiresAt: &expires,
 	}).Extract()
