@@ -277,3 +277,39 @@ func TestNoLeakAfterKill(t *testing.T) {
 	}
 	assertNoOperatorCredentials(t)
 }
+
+// TestKeystoneFaults: an unavailable Keystone makes the credential Reconciling until it
+// answers; a role the user lacks stalls it with what to change, until the roles are changed.
+func TestKeystoneFaults(t *testing.T) {
+	f := newFixture(t, csv1alpha1.ApplicationCredentials{Enabled: true, ApplicationCredentialSettings: csv1alpha1.ApplicationCredentialSettings{Roles: []string{"admin"}}})
+	fault := f.cloud.InjectFault(openstackdouble.Fault{Method: "POST", Path: "/v3/users/{user_id}/application_credentials", Status: 503, Times: 2})
+	f.createCluster("a", true, nil)
+	f.startManager(&countingKeystone{})
+	f.waitFor("a", 30*time.Second, "Reconciling while Keystone is unavailable", func(o *infrav1.OpenStackClusterCredential) bool {
+		c := conditions.Get(o, csv1alpha1.ReconcilingCondition)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == infrav1.CloudUnavailableReason
+	})
+	occ := f.waitFor("a", 30*time.Second, "Stalled on the role the user lacks", func(o *infrav1.OpenStackClusterCredential) bool {
+		c := conditions.Get(o, csv1alpha1.StalledCondition)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == infrav1.CredentialRefusedReason
+	})
+	if fault.Hits() != 2 {
+		t.Errorf("the fault answered %d calls, want 2", fault.Hits())
+	}
+	if msg := conditions.Get(occ, csv1alpha1.StalledCondition).Message; !strings.Contains(msg, "[admin]") || !strings.Contains(msg, "spec.applicationCredentials.roles") {
+		t.Errorf("the stall message does not say what to change: %s", msg)
+	}
+	if n := len(f.cloud.ApplicationCredentials()); n != 0 {
+		t.Errorf("%d credentials exist after refusals", n)
+	}
+	stack := &csv1alpha1.ClusterStack{}
+	if err := mgmt.Client.Get(t.Context(), client.ObjectKeyFromObject(f.stack), stack); err != nil {
+		t.Fatal(err)
+	}
+	base := stack.DeepCopy()
+	stack.Spec.ApplicationCredentials.Roles = []string{"member"}
+	if err := mgmt.Client.Patch(t.Context(), stack, client.MergeFrom(base)); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("a", 30*time.Second, "the credential once the roles are fixed", ready)
+}
