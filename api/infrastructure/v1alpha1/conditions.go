@@ -52,8 +52,6 @@ const (
 const (
 	// CredentialValidReason: the workload cluster holds a valid application credential.
 	CredentialValidReason = "CredentialValid"
-	// CreatingCredentialReason: a new application credential is being created.
-	CreatingCredentialReason = "CreatingCredential"
 	// WaitingForClusterReason: the workload cluster cannot take the credential yet (no
 	// kubeconfig, API server not answering).
 	WaitingForClusterReason = "WaitingForCluster"
