@@ -2,6 +2,7 @@ package clustercredential
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -14,9 +15,11 @@ import (
 	"k8s.io/klog/v2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
@@ -59,8 +62,8 @@ type ClusterReconciler struct {
 func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("clustercredential-create").
-		// Not only generation changes: the opt-in annotation is metadata.
-		For(&clusterv1.Cluster{}).
+		// Spec and the opt-in annotation, not Cluster API's frequent status writes.
+		For(&clusterv1.Cluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&infrav1.OpenStackClusterCredential{}).
 		// A changed spec.applicationCredentials applies to the stack's Clusters at once.
 		Watches(&csv1alpha1.ClusterStack{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfStack)).
@@ -163,6 +166,10 @@ func (r *ClusterReconciler) settings(ctx context.Context, cluster *clusterv1.Clu
 		return none, false, nil
 	}
 	cs, err := r.Stacks.ClusterStackFor(ctx, ref.Namespace, ref.Release)
+	if errors.Is(err, resolver.ErrNoClusterStack) {
+		// A class without its ClusterStack: only the annotation can enable, with the defaults.
+		cs, err = nil, nil
+	}
 	if err != nil {
 		return none, false, fmt.Errorf("finding the ClusterStack of Cluster %s: %w", klog.KObj(cluster), err)
 	}
