@@ -9,16 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/applicationcredentials"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,13 +29,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/appcred"
-	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
@@ -114,91 +113,94 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// countingKeystone counts the operator's Keystone calls and can end the manager right after the
-// n-th call, as a kill would: the call took effect in Keystone, the operator never learns it.
-type countingKeystone struct {
-	factory *scope.Factory
-	calls   atomic.Int32
-	// killAfter > 0 cancels kill after that many calls and fails every call from then on.
-	killAfter int32
+// keystoneProxy stands between everyone and the double (the double advertises the proxy's URL):
+// it counts the application-credential calls and can end the manager right after the n-th one
+// took effect in Keystone, before its answer arrives, as a kill would.
+type keystoneProxy struct {
+	target string
+	mu     sync.Mutex
+	ops    map[string]int
+	calls  int
+	// killAfter > 0 cancels kill once that many calls went through and refuses every later
+	// application-credential call (503) until disarmed.
+	killAfter int
 	kill      context.CancelFunc
-	killed    atomic.Bool
-	mu        sync.Mutex
-	ops       map[string]int
+	killed    bool
 }
 
-func (k *countingKeystone) ApplicationCredentials(ctx context.Context, ns string, ref *infrav1.OpenStackIdentityReference) (*scope.ApplicationCredentials, error) {
-	if k.killed.Load() {
-		return nil, context.Canceled
-	}
-	ac, err := k.factory.ApplicationCredentials(ctx, ns, ref)
-	if err != nil {
-		return nil, err
-	}
-	return &scope.ApplicationCredentials{Client: &countingClient{ApplicationCredentialClient: ac.Client, k: k}, Cloud: ac.Cloud}, nil
+func (p *keystoneProxy) arm(killAfter int, kill context.CancelFunc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.killAfter, p.kill, p.killed, p.calls = killAfter, kill, false, 0
 }
 
-func (k *countingKeystone) opCounts() map[string]int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+func (p *keystoneProxy) wasKilled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.killed
+}
+
+func (p *keystoneProxy) opCounts() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	out := map[string]int{}
-	for op, n := range k.ops {
+	for op, n := range p.ops {
 		out[op] = n
 	}
 	return out
 }
 
-type countingClient struct {
-	clients.ApplicationCredentialClient
-	k *countingKeystone
-}
-
-// after records a call that reached Keystone and kills the manager when it is the one.
-func (c *countingClient) after(op string, err error) error {
-	if c.k.killed.Load() {
-		return context.Canceled
+func (p *keystoneProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	appCred := strings.Contains(r.URL.Path, "/application_credentials")
+	p.mu.Lock()
+	if appCred && p.killed {
+		p.mu.Unlock()
+		http.Error(w, "killed", http.StatusServiceUnavailable)
+		return
 	}
-	c.k.mu.Lock()
-	if c.k.ops == nil {
-		c.k.ops = map[string]int{}
+	p.mu.Unlock()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
 	}
-	c.k.ops[op]++
-	c.k.mu.Unlock()
-	if n := c.k.calls.Add(1); c.k.killAfter > 0 && n == c.k.killAfter {
-		c.k.killed.Store(true)
-		c.k.kill()
-		return context.Canceled
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, p.target+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
 	}
-	return err
-}
-
-func (c *countingClient) ListApplicationCredentials(ctx context.Context) ([]applicationcredentials.ApplicationCredential, error) {
-	if c.k.killed.Load() {
-		return nil, context.Canceled
+	out.Header = r.Header.Clone()
+	resp, err := http.DefaultTransport.RoundTrip(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
 	}
-	l, err := c.ApplicationCredentialClient.ListApplicationCredentials(ctx)
-	if err = c.after("list", err); err != nil {
-		return nil, err
+	defer func() { _ = resp.Body.Close() }()
+	respBody, _ := io.ReadAll(resp.Body)
+	if appCred {
+		op := map[string]string{http.MethodGet: "list", http.MethodPost: "create", http.MethodDelete: "delete"}[r.Method]
+		p.mu.Lock()
+		if p.ops == nil {
+			p.ops = map[string]int{}
+		}
+		p.ops[op]++
+		p.calls++
+		kill := p.killAfter > 0 && p.calls == p.killAfter
+		if kill {
+			p.killed = true
+			p.kill()
+		}
+		p.mu.Unlock()
+		if kill {
+			http.Error(w, "killed", http.StatusServiceUnavailable)
+			return
+		}
 	}
-	return l, nil
-}
-
-func (c *countingClient) CreateApplicationCredential(ctx context.Context, opts applicationcredentials.CreateOpts) (*applicationcredentials.ApplicationCredential, error) {
-	if c.k.killed.Load() {
-		return nil, context.Canceled
+	for k, v := range resp.Header {
+		w.Header()[k] = v
 	}
-	ac, err := c.ApplicationCredentialClient.CreateApplicationCredential(ctx, opts)
-	if err = c.after("create", err); err != nil {
-		return nil, err
-	}
-	return ac, nil
-}
-
-func (c *countingClient) DeleteApplicationCredential(ctx context.Context, id string) error {
-	if c.k.killed.Load() {
-		return context.Canceled
-	}
-	return c.after("delete", c.ApplicationCredentialClient.DeleteApplicationCredential(ctx, id))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(respBody)
 }
 
 // fixture is one test's world: a namespace, an OpenStack double, a ClusterStack and the
@@ -207,13 +209,21 @@ type fixture struct {
 	t     *testing.T
 	ns    string
 	cloud *openstackdouble.Server
+	proxy *keystoneProxy
 	stack *csv1alpha1.ClusterStack
 }
 
 func newFixture(t *testing.T, settings csv1alpha1.ApplicationCredentials) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	cloud, err := openstackdouble.New()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &keystoneProxy{target: "http://" + l.Addr().String()}
+	proxySrv := httptest.NewServer(proxy)
+	t.Cleanup(proxySrv.Close)
+	cloud, err := openstackdouble.New(openstackdouble.WithListener(l), openstackdouble.WithPublicURL(proxySrv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +232,7 @@ func newFixture(t *testing.T, settings csv1alpha1.ApplicationCredentials) *fixtu
 	if err := mgmt.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, ns: ns.Name, cloud: cloud}
+	f := &fixture{t: t, ns: ns.Name, cloud: cloud, proxy: proxy}
 	content, name := cloud.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
 	if err := mgmt.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "openstack"},
 		StringData: map[string]string{scope.CloudsYAMLKey: content, scope.CloudNameKey: name}}); err != nil {
@@ -287,9 +297,9 @@ func (f *fixture) createCluster(name string, kubeconfig bool, annotations map[st
 	return c
 }
 
-// startManager runs the controllers until the returned stop is called or the test ends; ks may
-// kill it (countingKeystone.killAfter).
-func (f *fixture) startManager(ks *countingKeystone) (stop func()) {
+// startManager runs the controllers until the returned stop is called or the test ends; with
+// killAfter > 0 the proxy ends it right after that many application-credential calls.
+func (f *fixture) startManager(killAfter int) (stop func()) {
 	f.t.Helper()
 	mgr, err := ctrl.NewManager(mgmt.Config, ctrl.Options{
 		Scheme:                 mgmt.Scheme,
@@ -307,11 +317,8 @@ func (f *fixture) startManager(ks *countingKeystone) (stop func()) {
 		f.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ks.kill = cancel
-	if ks.factory == nil {
-		ks.factory = scope.NewFactory(mgr.GetAPIReader())
-	}
-	if err := Setup(mgr, Options{Stacks: stacks, Keystone: ks, WorkloadConfigHook: workloadWrites.wrap, RetryInterval: 300 * time.Millisecond}); err != nil {
+	f.proxy.arm(killAfter, cancel)
+	if err := Setup(mgr, Options{Stacks: stacks, WorkloadConfigHook: workloadWrites.wrap, RetryInterval: 300 * time.Millisecond}); err != nil {
 		f.t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -403,19 +410,22 @@ func (f *fixture) workloadLogin(ctx context.Context) (string, error) {
 		return "", err
 	}
 	id := creds.AuthOptions.ApplicationCredentialID
-	if _, err := config.NewProviderClient(ctx, creds.AuthOptions, config.WithTLSConfig(creds.TLSConfig)); err != nil {
+	if err := login(ctx, cy.Data[scope.CloudsYAMLKey]); err != nil {
 		return id, fmt.Errorf("logging in with clouds-yaml (%s): %w", id, err)
 	}
 	iniID, iniSecret := iniValue(string(cc.Data[appcred.CloudConfKey]), "application-credential-id"), iniValue(string(cc.Data[appcred.CloudConfKey]), "application-credential-secret")
 	content, _ := f.cloud.CloudsYAML(openstackdouble.CloudsYAMLOptions{ApplicationCredentialID: iniID, ApplicationCredentialSecret: iniSecret})
-	iniCreds, err := scope.ParseSecret(&corev1.Secret{Data: map[string][]byte{scope.CloudsYAMLKey: []byte(content)}})
-	if err != nil {
-		return id, err
-	}
-	if _, err := config.NewProviderClient(ctx, iniCreds.AuthOptions, config.WithTLSConfig(iniCreds.TLSConfig)); err != nil {
+	if err := login(ctx, []byte(content)); err != nil {
 		return id, fmt.Errorf("logging in with cloud-config's cloud.conf (%s): %w", iniID, err)
 	}
 	return id, nil
+}
+
+// login logs in with a clouds.yaml the way the operator does (a fresh factory: no cached token).
+func login(ctx context.Context, cloudsYAML []byte) error {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "login", Name: "clouds"}, Data: map[string][]byte{scope.CloudsYAMLKey: cloudsYAML}}
+	_, err := scope.NewFactory(fake.NewClientBuilder().WithObjects(s).Build()).ImageClient(ctx, "login", &infrav1.OpenStackIdentityReference{Name: "clouds"})
+	return err
 }
 
 // iniValue reads a quoted key=value of cloud.conf.

@@ -2,28 +2,57 @@ package clustercredential
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cluster-api/util/conditions"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/appcred"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/outcome"
+	"github.com/seed-a720dd5e/clusterstack-operator/test/openstackdouble"
 )
 
-func cloudErr(code int) error {
-	return fmt.Errorf("creating application credential %q: %w", "x", gophercloud.ErrUnexpectedResponseCode{Actual: code, Method: http.MethodPost, URL: "http://keystone/v3/users/u/application_credentials"})
+// cloudErrors are the errors Keystone's answers with these statuses give the operator: real
+// calls against the double, through the operator's clients.
+func cloudErrors(t *testing.T, codes ...int) map[int]error {
+	t.Helper()
+	cloud, err := openstackdouble.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cloud.Close()
+	content, name := cloud.CloudsYAML(openstackdouble.CloudsYAMLOptions{})
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "openstack"},
+		Data: map[string][]byte{scope.CloudsYAMLKey: []byte(content), scope.CloudNameKey: []byte(name)}}
+	ks, err := scope.NewFactory(fake.NewClientBuilder().WithObjects(secret).Build()).ApplicationCredentials(t.Context(), "ns", &infrav1.OpenStackIdentityReference{Name: "openstack"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]error{}
+	for _, code := range codes {
+		fault := cloud.InjectFault(openstackdouble.Fault{Method: http.MethodPost, Path: "/v3/users/{user_id}/application_credentials", Status: code})
+		_, err := appcred.Create(t.Context(), ks.Client, "x", "", []string{"member"}, time.Now().Add(time.Hour))
+		fault.Remove()
+		if err == nil {
+			t.Fatalf("HTTP %d: no error", code)
+		}
+		out[code] = err
+	}
+	return out
 }
 
 func TestSetOpenStackClusterCredentialStatus(t *testing.T) {
+	errs := cloudErrors(t, http.StatusServiceUnavailable, http.StatusForbidden, http.StatusUnauthorized, http.StatusConflict)
+	cloudErr := func(code int) error { return errs[code] }
 	cur := &infrav1.ApplicationCredentialRef{ID: "id", Name: "cso-uid-1", ExpiresAt: metav1.NewTime(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)), Roles: []string{"member"}}
 	tests := []struct {
 		name        string
@@ -40,7 +69,8 @@ func TestSetOpenStackClusterCredentialStatus(t *testing.T) {
 		{name: "workload not there", rep: report{err: outcome.Wait(infrav1.WaitingForClusterReason, 15*time.Second, "waiting")}, wantReady: metav1.ConditionFalse, wantStalled: metav1.ConditionFalse, wantReason: infrav1.WaitingForClusterReason, wantRequeue: 15 * time.Second},
 		{name: "Secret missing", rep: report{err: &scope.CredentialsError{Secret: types.NamespacedName{Namespace: "ns", Name: "openstack"}, Problem: "not found", Err: scope.ErrSecretNotFound}}, wantReady: metav1.ConditionFalse, wantStalled: metav1.ConditionTrue, wantReason: infrav1.InvalidCredentialsReason, wantRequeue: credentialsRetryInterval},
 		{name: "Keystone down at login", rep: report{err: &scope.CredentialsError{Secret: types.NamespacedName{Namespace: "ns", Name: "openstack"}, Problem: "unavailable", Err: scope.ErrUnreachable}}, wantReady: metav1.ConditionFalse, wantStalled: metav1.ConditionFalse, wantReason: infrav1.CloudUnavailableReason, wantRequeue: defaultOutageRetry},
-		{name: "Keystone 503", rep: report{err: cloudErr(http.StatusServiceUnavailable)}, wantReady: metav1.ConditionFalse, wantStalled: metav1.ConditionFalse, wantReason: infrav1.CloudUnavailableReason, wantRequeue: defaultOutageRetry},
+		// The double sends Retry-After: 1 with its 503: the cloud's wait wins.
+		{name: "Keystone 503", rep: report{err: cloudErr(http.StatusServiceUnavailable)}, wantReady: metav1.ConditionFalse, wantStalled: metav1.ConditionFalse, wantReason: infrav1.CloudUnavailableReason, wantRequeue: time.Second},
 		{name: "role refused", rep: report{err: cloudErr(http.StatusForbidden)}, wantReady: metav1.ConditionFalse, wantStalled: metav1.ConditionTrue, wantReason: infrav1.CredentialRefusedReason, wantRequeue: refusedRetryInterval, wantMsg: "roles [member]"},
 		{name: "token refused", rep: report{err: cloudErr(http.StatusUnauthorized)}, wantReady: metav1.ConditionFalse, wantStalled: metav1.ConditionTrue, wantReason: infrav1.InvalidCredentialsReason, wantRequeue: credentialsRetryInterval},
 		{name: "name conflict: backoff", rep: report{err: cloudErr(http.StatusConflict)}, wantErr: true},
