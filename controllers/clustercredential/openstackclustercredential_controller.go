@@ -108,11 +108,9 @@ func (r *OpenStackClusterCredentialReconciler) Reconcile(ctx context.Context, re
 		Finalizer: infrav1.OpenStackClusterCredentialFinalizer,
 		Normal:    r.reconcileNormal,
 		Delete:    r.reconcileDelete,
-		Status: func(obj *infrav1.OpenStackClusterCredential, rep report) (ctrl.Result, error) {
-			return setOpenStackClusterCredentialStatus(obj, rep)
-		},
-		Observed: func(rep report) bool { return settled(rep) },
-		Recorder: r.Recorder,
+		Status:    setOpenStackClusterCredentialStatus,
+		Observed:  settled,
+		Recorder:  r.Recorder,
 	}
 	return k.Reconcile(ctx, req)
 }
