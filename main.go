@@ -33,12 +33,14 @@ import (
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clustercredential"
 	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusterstack"
 	openstackcontrollers "github.com/seed-a720dd5e/clusterstack-operator/controllers/openstack"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/egress"
 	operatormetrics "github.com/seed-a720dd5e/clusterstack-operator/internal/metrics"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
@@ -287,13 +289,23 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 	// Image downloads and the URLs handed to Glance's web-download obey the egress policy. The
 	// OpenStack API client (Keystone, Glance) does not: its endpoints come from the
 	// administrator's clouds.yaml and are often on private or link-local networks.
+	// One login per credentials Secret, shared by the node images and the cluster credentials.
+	cloudClients := scope.NewFactory(mgr.GetAPIReader(), scope.WithRequestTimeout(opts.openstackRequestTimeout))
 	if err := openstackcontrollers.Setup(mgr, openstackcontrollers.Options{
 		Releases:                releases,
-		RequestTimeout:          opts.openstackRequestTimeout,
+		ImageClients:            cloudClients,
 		NodeImage:               nodeimage.Options{TransferProgressTimeout: opts.imageTransferProgressTimeout, Egress: policy},
 		ReleaseWorkers:          opts.concurrency.openStackClusterStackRelease,
 		NodeImageWorkers:        opts.concurrency.openStackNodeImageRelease,
 		CapabilityCheckInterval: opts.capabilityCheckInterval,
+	}); err != nil {
+		return err
+	}
+
+	// Per-cluster application credentials.
+	if err := clustercredential.Setup(mgr, clustercredential.Options{
+		Stacks:   releases,
+		Keystone: cloudClients,
 	}); err != nil {
 		return err
 	}

@@ -1,5 +1,6 @@
 -- Argo CD health of the operator's kinds with status (ClusterStack, ClusterStackRelease, ClusterAddon,
--- OpenStackClusterStackRelease, OpenStackNodeImageRelease; resource.customizations.health in
+-- OpenStackClusterStackRelease, OpenStackNodeImageRelease, OpenStackClusterCredential;
+-- resource.customizations.health in
 -- argocd-cm, which needs it once per kind), read from their
 -- kstatus conditions as the operator sets them: an observedGeneration behind the object's
 -- generation is news not yet acted on (Progressing); Stalled True needs a user (Degraded, with

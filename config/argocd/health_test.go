@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 	corev1 "k8s.io/api/core/v1"
@@ -55,6 +56,12 @@ func kinds() map[string]func() statusObject {
 		},
 		"infrastructure.clusterstack.x-k8s.io_OpenStackClusterStackRelease": func() statusObject {
 			return &infrav1alpha1.OpenStackClusterStackRelease{Spec: infrav1alpha1.OpenStackClusterStackReleaseSpec{IdentityRef: &infrav1alpha1.OpenStackIdentityReference{Kind: "Secret", Name: "openstack"}}}
+		},
+		"infrastructure.clusterstack.x-k8s.io_OpenStackClusterCredential": func() statusObject {
+			return &infrav1alpha1.OpenStackClusterCredential{Spec: infrav1alpha1.OpenStackClusterCredentialSpec{
+				ClusterName: "workload", IdentityRef: &infrav1alpha1.OpenStackIdentityReference{Kind: "Secret", Name: "openstack"}, Roles: []string{"member"},
+				Lifetime: metav1.Duration{Duration: time.Hour}, RotateBefore: metav1.Duration{Duration: 20 * time.Minute}, RevokeAfter: metav1.Duration{Duration: time.Minute},
+			}}
 		},
 		"infrastructure.clusterstack.x-k8s.io_OpenStackNodeImageRelease": func() statusObject {
 			return &infrav1alpha1.OpenStackNodeImageRelease{Spec: infrav1alpha1.OpenStackNodeImageReleaseSpec{

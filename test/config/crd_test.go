@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestCRDNames checks the names kubectl resolves: the operator's category lists all six kinds and
+// TestCRDNames checks the names kubectl resolves: the operator's category lists all seven kinds and
 // is no kind's name, so `kubectl get clusterstack` lists ClusterStacks only.
 func TestCRDNames(t *testing.T) {
 	m := render(t, "crd")
@@ -25,8 +25,8 @@ func TestCRDNames(t *testing.T) {
 			categories[c] = append(categories[c], kind)
 		}
 	}
-	if got := categories["clusterstack-operator"]; len(got) != 6 {
-		t.Errorf("category clusterstack-operator lists %v, want all six kinds", got)
+	if got := categories["clusterstack-operator"]; len(got) != 7 {
+		t.Errorf("category clusterstack-operator lists %v, want all seven kinds", got)
 	}
 	for c, kinds := range categories {
 		if kind, ok := names[c]; ok {
@@ -54,8 +54,8 @@ func TestCRDMoveLabels(t *testing.T) {
 			t.Errorf("CRD %s has move-hierarchy %t, want %t", r.GetName(), hierarchy, want)
 		}
 	}
-	if crds != 6 {
-		t.Errorf("rendered %d CRDs, want 6", crds)
+	if crds != 7 {
+		t.Errorf("rendered %d CRDs, want 7", crds)
 	}
 }
 

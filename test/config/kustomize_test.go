@@ -85,8 +85,8 @@ func TestDefaultOverlay(t *testing.T) {
 			t.Errorf("%s %s is in namespace %q, want clusterstack-system", r.GetKind(), r.GetName(), ns)
 		}
 	}
-	if crds != 6 {
-		t.Errorf("rendered %d CRDs, want the 6 of the API", crds)
+	if crds != 7 {
+		t.Errorf("rendered %d CRDs, want the 7 of the API", crds)
 	}
 
 	cert := find(t, m, "Certificate", "clusterstack-serving-cert")

@@ -154,7 +154,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		if found == nil || found.secret != *ac.Secret {
+		if found == nil || found.secret != *ac.Secret || !s.appCredUsable(found) {
 			writeKeystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
 			return
 		}
@@ -164,6 +164,10 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.expiresAt = t.issuedAt.Add(s.cfg.tokenLifetime)
+	if t.appCred != nil && t.appCred.expiresAt != nil && t.appCred.expiresAt.Before(t.expiresAt) {
+		// Keystone never lets a token outlive its application credential.
+		t.expiresAt = *t.appCred.expiresAt
+	}
 	s.tokens[t.id] = t
 
 	w.Header().Set("X-Subject-Token", t.id)
@@ -221,10 +225,14 @@ func (s *Server) tokenBody(t *token) map[string]any {
 		"name":   t.project.name,
 		"domain": map[string]string{"id": domainID(t.project.domain), "name": t.project.domain},
 	}
-	body["roles"] = []map[string]string{{"id": "member-role", "name": "member"}, {"id": "reader-role", "name": "reader"}}
+	var roles []map[string]string
+	for _, r := range s.tokenRoles(t) {
+		roles = append(roles, map[string]string{"id": r + "-role", "name": r})
+	}
+	body["roles"] = roles
 	body["is_domain"] = false
 	if t.appCred != nil {
-		body["application_credential"] = map[string]any{"id": t.appCred.id, "name": t.appCred.name, "restricted": true}
+		body["application_credential"] = map[string]any{"id": t.appCred.id, "name": t.appCred.name, "restricted": !t.appCred.unrestricted}
 	}
 	body["catalog"] = s.catalog(t.project)
 	return body

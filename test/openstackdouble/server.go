@@ -209,9 +209,13 @@ type project struct {
 }
 
 type appCred struct {
-	id, name, secret string
-	user             *user
-	project          *project
+	id, name, secret, description string
+	user                          *user
+	project                       *project
+	// roles nil means all the user's roles on the project (credentials given by options).
+	roles        []string
+	expiresAt    *time.Time
+	unrestricted bool
 }
 
 type token struct {
@@ -509,6 +513,11 @@ func (s *Server) route(r *http.Request) route {
 		return route{template: "/v3", path: p}
 	case p == "/v3/auth/tokens":
 		return route{template: p, path: p}
+	case strings.HasPrefix(p, "/v3/users/"):
+		if tmpl, _, _, ok := appCredRoute(p); ok {
+			return route{template: tmpl, path: p}
+		}
+		return route{template: p, path: p}
 	case strings.HasPrefix(p, "/image/"):
 		parts := strings.SplitN(strings.TrimPrefix(p, "/image/"), "/", 3)
 		rt := route{glance: true, template: p, path: p}
@@ -565,6 +574,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.identityV3Version(w)
 	case rt.template == "/v3/auth/tokens" && r.Method == http.MethodPost:
 		s.issueToken(w, r)
+	case strings.HasPrefix(rt.template, "/v3/users/{user_id}/application_credentials"):
+		s.serveAppCreds(w, r, rt)
 	case rt.glance:
 		s.serveGlance(w, r, rt, f)
 	case rt.service != "":

@@ -94,6 +94,66 @@ type ClusterStackSpec struct {
 	// the operator-wide default source (flags and the reference's environment variables).
 	// +optional
 	Source *ReleaseSource `json:"source,omitempty"`
+
+	// applicationCredentials gives every Cluster of this stack's classes its own Keystone
+	// application credential in the Cluster's project, written into the workload cluster for the
+	// cloud controller manager and Cinder CSI, instead of the credentials of the Cluster's
+	// identityRef Secret. A Cluster's annotation `clusterstack.x-k8s.io/application-credentials`
+	// (`enabled` or `disabled`) overrides `enabled`. Added by this project; unset means disabled.
+	// +optional
+	ApplicationCredentials *ApplicationCredentials `json:"applicationCredentials,omitempty"`
+}
+
+// ApplicationCredentialsAnnotation on a Cluster overrides ApplicationCredentials.Enabled of its
+// ClusterStack: `enabled` or `disabled`.
+const ApplicationCredentialsAnnotation = "clusterstack.x-k8s.io/application-credentials"
+
+// ApplicationCredentials is whether and how Clusters get per-cluster application credentials.
+type ApplicationCredentials struct {
+	// enabled turns per-cluster application credentials on for the stack's Clusters. Unset means
+	// false.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	ApplicationCredentialSettings `json:",inline"`
+}
+
+// ApplicationCredentialSettings are the roles and the lifecycle of a per-cluster application
+// credential.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.lifetime) || !has(self.rotateBefore) || duration(self.rotateBefore) < duration(self.lifetime)",message="rotateBefore must be shorter than lifetime, or every new credential would be rotated at once"
+// +kubebuilder:validation:XValidation:rule="!has(self.rotateBefore) || !has(self.revokeAfter) || duration(self.revokeAfter) < duration(self.rotateBefore)",message="revokeAfter must be shorter than rotateBefore, so that the old credential is revoked before it expires and the workload never holds an expired one"
+type ApplicationCredentialSettings struct {
+	// roles the credential is restricted to, by name; they must be roles the identityRef's user
+	// has on the project. Unset means `member`, what the cloud controller manager and Cinder CSI
+	// need (add `load-balancer_member` on clouds that enforce Octavia's roles).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=255
+	Roles []string `json:"roles,omitempty"`
+
+	// lifetime is how long a credential is valid (its Keystone expires_at). Unset means 2160h
+	// (90 days).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="lifetime must be at least 1m"
+	Lifetime *metav1.Duration `json:"lifetime,omitempty"`
+
+	// rotateBefore is how long before its expiry a credential is replaced by a new one. Unset
+	// means 720h (30 days).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="rotateBefore must be positive"
+	RotateBefore *metav1.Duration `json:"rotateBefore,omitempty"`
+
+	// revokeAfter is how long the replaced credential stays valid after the workload cluster has
+	// the new one, so that its components can switch (kubelet refreshes mounted Secrets within
+	// about a minute; components that read their configuration only at start need a restart).
+	// Unset means 24h.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="revokeAfter must not be negative"
+	RevokeAfter *metav1.Duration `json:"revokeAfter,omitempty"`
 }
 
 // ReleaseSource says where releases are fetched from: exactly one of oci, github or local.

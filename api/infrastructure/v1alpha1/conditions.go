@@ -67,3 +67,17 @@ const (
 	// credentials lack a reader role) or the class could not be rendered.
 	CapabilityCheckFailedReason = "CapabilityCheckFailed"
 )
+
+// Reasons of the conditions of OpenStackClusterCredential.
+const (
+	// CredentialValidReason: the workload cluster holds a valid application credential.
+	CredentialValidReason = "CredentialValid"
+	// WaitingForClusterReason: the workload cluster cannot take the credential yet (no
+	// kubeconfig, API server not answering).
+	WaitingForClusterReason = "WaitingForCluster"
+	// CredentialRefusedReason: Keystone refused to create the credential (a role the user does
+	// not have, policy); the message says what to change.
+	CredentialRefusedReason = "CredentialRefused"
+	// RevokingReason: the credentials are being revoked (deletion).
+	RevokingReason = "Revoking"
+)

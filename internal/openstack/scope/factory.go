@@ -63,11 +63,13 @@ type entry struct {
 	// mu serialises the login so that concurrent reconciles with the same credentials log in once.
 	mu sync.Mutex
 	// provider is the logged-in provider client all service clients of the entry share (one
-	// token), creds what it logged in with.
+	// token), creds what it logged in with, caPEM the Secret's cacert.
 	provider *gophercloud.ProviderClient
 	creds    *Credentials
+	caPEM    []byte
 	image    clients.ImageClient
 	cloud    clients.CloudReader
+	appCreds *ApplicationCredentials
 }
 
 // FactoryOption configures a Factory.
@@ -147,7 +149,7 @@ func (f *Factory) login(ctx context.Context, namespace string, ref *infrav1.Open
 		e.mu.Unlock()
 		return nil, secretRef, nil, loginError(secretRef, creds, err)
 	}
-	e.provider, e.creds = provider, creds
+	e.provider, e.creds, e.caPEM = provider, creds, secret.Data[CACertKey]
 	return e, secretRef, creds, nil
 }
 
