@@ -40,7 +40,8 @@
 //
 // An Apply decides (decide.go: read every desired object, compare it with what was applied and
 // with its drift, and tell what to write, skip and prune), authorizes (authorize.go: one
-// SelfSubjectAccessReview per permission the decision needs, before anything is written), writes
+// SelfSubjectAccessReview for everything, and only when that is denied one per permission the
+// decision needs, before anything is written), writes
 // (write.go: server-side apply in render order where it matters) and prunes (prune.go: delete
 // what is no longer rendered). Which kinds exist and which are namespaced is the cluster's
 // discovery (kinds.go): a kind it does not serve is a *MissingKindsError wherever it is found.
@@ -115,11 +116,19 @@ type Applier struct {
 	// FieldManager is the operator's field manager, e.g. "clusterstack-operator".
 	FieldManager string
 
+	// TrustOwnWrites makes the Applier remember the content of every object it writes, and not
+	// read such an object again when a later Apply of the same Applier desires the same content:
+	// it is decided unchanged. Set it on an Applier that lives for one reconcile (a workload
+	// cluster's, whose stages and steady state apply the same objects one after the other), not
+	// on a long-lived one: its drift checks would read nothing it wrote.
+	TrustOwnWrites bool
+
 	// keepOnPrune, heldByOther and writtenByOther are set with WithKeepOnPrune and WithSharing.
 	keepOnPrune, heldByOther, writtenByOther func(Ref) bool
 
-	// cache remembers allowed SelfSubjectAccessReview answers; created on first use and shared
-	// by copies made with WithKeepOnPrune and WithSharing.
+	// cache remembers allowed SelfSubjectAccessReview answers, and (TrustOwnWrites) the content
+	// written; created on first use and shared by copies made with WithKeepOnPrune and
+	// WithSharing.
 	cache *accessCache
 }
 
@@ -191,8 +200,9 @@ func (r Result) Err() error {
 // It works in two phases. First it reads every desired object and decides what needs a write;
 // a set that needs none returns here, having made no write and no SelfSubjectAccessReview. If
 // something must be written or pruned, it checks with SelfSubjectAccessReviews that the
-// client's user may do all of it (patch, create for objects that do not exist, delete for
-// pruning) and, if any permission is denied, returns a *ForbiddenError and an empty Result
+// client's user may do all of it (one review when the user may do everything; else one per
+// permission: patch, create for objects that do not exist, delete for pruning) and, if any
+// permission is denied, returns a *ForbiddenError and an empty Result
 // without writing or deleting anything: a set is not half-applied for want of permissions.
 // Otherwise it writes and prunes; a failure of one object does not stop the others, it is
 // recorded in Result.Failed. The error is only for failures of the whole call.

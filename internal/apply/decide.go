@@ -165,6 +165,10 @@ func (a *Applier) decideObject(ctx context.Context, d *unstructured.Unstructured
 		return nil, fmt.Errorf("applying %s: %w", ref, err)
 	}
 	p := &pending{ref: ref, obj: obj}
+	if a.TrustOwnWrites && a.access().wroteSame(ref, hash) {
+		p.out = unchanged
+		return p, nil
+	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())
 	err = a.Client.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, live)
