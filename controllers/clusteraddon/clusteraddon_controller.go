@@ -285,30 +285,36 @@ func (p *plan) stages(hook string) []addonplan.Stage {
 	return p.cfg.Stages(hook)
 }
 
-// renderStage renders the objects of one chart as they are applied to the workload cluster whose
-// kinds mapper knows: namespaced objects without a namespace go to addon.DefaultNamespace.
-func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input, mapper meta.RESTMapper) ([]*unstructured.Unstructured, error) {
+// renderStage renders the objects of one chart as they are applied to the workload cluster of t:
+// namespaced objects without a namespace go to addon.DefaultNamespace. A chart is rendered once
+// per reconcile (t.rendered): the steady state applies the charts the hook's stages just applied,
+// with the same input, and each rendering is a child process.
+func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, t *target) ([]*unstructured.Unstructured, error) {
+	if objs, ok := t.rendered[chart]; ok {
+		return objs, nil
+	}
 	var objs []*unstructured.Unstructured
 	var err error
 	if p.cfg == nil {
-		objs, err = r.Renderer.RenderUmbrella(ctx, p.rel, in)
+		objs, err = r.Renderer.RenderUmbrella(ctx, p.rel, t.in)
 	} else {
-		objs, err = r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
+		objs, err = r.Renderer.RenderChart(ctx, p.addonDir, chart, t.in)
 	}
 	if err != nil {
 		return nil, err
 	}
 	// An unknown kind is not the release's fault yet: its CRD may come with a later stage.
-	if err := apply.SetDefaultNamespace(objs, addon.DefaultNamespace, mapper); err != nil {
+	if err := apply.SetDefaultNamespace(objs, addon.DefaultNamespace, t.cluster.Mapper); err != nil {
 		return nil, err
 	}
+	t.rendered[chart] = objs // Apply and Delete only read the objects
 	return objs, nil
 }
 
 // renderSteady renders every addon a Cluster of this release runs once installed.
-func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in addon.Input, mapper meta.RESTMapper) ([]*unstructured.Unstructured, error) {
+func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, t *target) ([]*unstructured.Unstructured, error) {
 	if p.cfg == nil {
-		objs, err := r.renderStage(ctx, p, umbrellaStage, in, mapper)
+		objs, err := r.renderStage(ctx, p, umbrellaStage, t)
 		if err == nil && len(objs) == 0 {
 			err = fmt.Errorf("%w: the umbrella chart %s renders nothing", addon.ErrNothingRendered, filepath.Base(p.rel.ClusterAddonArchive))
 		}
@@ -317,7 +323,7 @@ func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in a
 	var all []*unstructured.Unstructured
 	charts := p.cfg.SteadyCharts()
 	for _, chart := range charts {
-		objs, err := r.renderStage(ctx, p, chart, in, mapper)
+		objs, err := r.renderStage(ctx, p, chart, t)
 		if err != nil {
 			return nil, err
 		}
@@ -491,6 +497,8 @@ type target struct {
 	in      addon.Input
 	// class is the Cluster's ClusterClass, for messages and events.
 	class string
+	// rendered holds the charts rendered in this reconcile, by chart (renderStage).
+	rendered map[string][]*unstructured.Unstructured
 }
 
 // newTarget returns where this reconcile installs the addons of p for cluster.
@@ -501,9 +509,12 @@ func (r *ClusterAddonReconciler) newTarget(ctx context.Context, cluster *cluster
 	}
 	return &target{
 		cluster: wc,
-		applier: &apply.Applier{Client: wc.Client, FieldManager: FieldManager},
-		in:      addon.Input{KubeVersion: p.rel.Metadata.Versions.Kubernetes, Data: data},
-		class:   cluster.Spec.Topology.ClassRef.Name,
+		// The target lives for one reconcile, whose stages and steady state apply the same
+		// objects one after the other: what it just wrote is not read again.
+		applier:  &apply.Applier{Client: wc.Client, FieldManager: FieldManager, TrustOwnWrites: true},
+		in:       addon.Input{KubeVersion: p.rel.Metadata.Versions.Kubernetes, Data: data},
+		class:    cluster.Spec.Topology.ClassRef.Name,
+		rendered: map[string][]*unstructured.Unstructured{},
 	}, nil
 }
 
@@ -578,7 +589,7 @@ func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.Cl
 // applyStage applies (or deletes) the objects of one stage, recording them in status.resources.
 func (r *ClusterAddonReconciler) applyStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addonplan.Stage, t *target) error {
 	retry := r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)
-	objs, err := r.renderStage(ctx, p, st.Name, t.in, t.cluster.Mapper)
+	objs, err := r.renderStage(ctx, p, st.Name, t)
 	if err != nil {
 		return r.renderFailed(ctx, p.rel.Name.String(), err)
 	}
@@ -611,7 +622,7 @@ func (r *ClusterAddonReconciler) applyStage(ctx context.Context, ca *csv1alpha1.
 // returns Ready's message.
 func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, t *target) (string, error) {
 	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
-	desired, err := r.renderSteady(ctx, p, t.in, t.cluster.Mapper)
+	desired, err := r.renderSteady(ctx, p, t)
 	if err != nil {
 		return "", r.renderFailed(ctx, p.rel.Name.String(), err)
 	}
