@@ -99,6 +99,8 @@ type ClusterAddonReconciler struct {
 	// ownSpecWrites holds, per ClusterAddon UID, the generation of this controller's last spec write
 	// whose spec the same reconcile fully observed.
 	ownSpecWrites sync.Map
+	// converged holds, per ClusterAddon UID, the convergedState of its last full drift check.
+	converged sync.Map
 }
 
 // +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusteraddons,verbs=get;list;watch;create;update;patch;delete
@@ -157,6 +159,7 @@ func (r *ClusterAddonReconciler) notOwnSpecWrite(e event.UpdateEvent) bool {
 
 func (r *ClusterAddonReconciler) forgetSpecWrites(e event.DeleteEvent) bool {
 	r.ownSpecWrites.Delete(e.Object.GetUID())
+	r.converged.Delete(e.Object.GetUID())
 	return true
 }
 
@@ -261,6 +264,7 @@ func (r *ClusterAddonReconciler) reconcileDelete(_ context.Context, ca *csv1alph
 	if ca.Spec.ClusterRef != nil {
 		r.Workload.Drop(types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name})
 	}
+	r.converged.Delete(ca.UID)
 	controllerutil.RemoveFinalizer(ca, csv1alpha1.ClusterAddonFinalizer)
 	return report{gone: true}
 }
@@ -361,7 +365,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 		}
 		return rep
 	}
-	t, err := r.newTarget(ctx, cluster, p, wc)
+	t, err := r.newTarget(ctx, ca, cluster, p, wc)
 	if err == nil {
 		err = r.runHook(ctx, ca, p, t)
 	}
@@ -502,7 +506,7 @@ type target struct {
 }
 
 // newTarget returns where this reconcile installs the addons of p for cluster.
-func (r *ClusterAddonReconciler) newTarget(ctx context.Context, cluster *clusterv1.Cluster, p *plan, wc *workloadcluster.Cluster) (*target, error) {
+func (r *ClusterAddonReconciler) newTarget(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster *clusterv1.Cluster, p *plan, wc *workloadcluster.Cluster) (*target, error) {
 	data, err := r.templateData(ctx, cluster)
 	if err != nil {
 		return nil, err
@@ -511,7 +515,8 @@ func (r *ClusterAddonReconciler) newTarget(ctx context.Context, cluster *cluster
 		cluster: wc,
 		// The target lives for one reconcile, whose stages and steady state apply the same
 		// objects one after the other: what it just wrote is not read again.
-		applier:  &apply.Applier{Client: wc.Client, FieldManager: FieldManager, TrustOwnWrites: true},
+		// The objects carry the ClusterAddon's UID as their inventory, for cheap drift checks.
+		applier:  &apply.Applier{Client: wc.Client, FieldManager: FieldManager, TrustOwnWrites: true, Inventory: string(ca.UID)},
 		in:       addon.Input{KubeVersion: p.rel.Metadata.Versions.Kubernetes, Data: data},
 		class:    cluster.Spec.Topology.ClassRef.Name,
 		rendered: map[string][]*unstructured.Unstructured{},
@@ -622,6 +627,11 @@ func (r *ClusterAddonReconciler) applyStage(ctx context.Context, ca *csv1alpha1.
 // returns Ready's message.
 func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, t *target) (string, error) {
 	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
+	rel := p.rel.Name.String()
+	if digest, err := steadyDigest(rel, t.in, ca.Status.Resources); err == nil && r.stillConverged(ctx, ca, digest, t) {
+		return fmt.Sprintf("%d addon objects of %s applied", len(ca.Status.Resources), t.class), nil
+	}
+	r.converged.Delete(ca.UID)
 	desired, err := r.renderSteady(ctx, p, t)
 	if err != nil {
 		return "", r.renderFailed(ctx, p.rel.Name.String(), err)
@@ -646,6 +656,7 @@ func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1al
 	if v, err := p.rel.Metadata.AddonVersion(); err == nil {
 		ca.Spec.Version = v.String()
 	}
+	r.recordConverged(ca, rel, t.in, result)
 	return fmt.Sprintf("%d addon objects of %s applied", len(result.Applied), t.class), nil
 }
 

@@ -128,6 +128,9 @@ type requestCount struct {
 	reads, writes int
 	// reviews are the SelfSubjectAccessReviews, not counted in writes.
 	reviews int
+	// lists are the reads with a label selector, objectReads the reads of one object (neither a
+	// list, nor /version, nor discovery).
+	lists, objectReads int
 }
 
 func (c requestCount) total() int { return c.reads + c.writes + c.reviews }
@@ -152,6 +155,13 @@ func (w *writeCounter) wrap(cluster types.NamespacedName, cfg *rest.Config) {
 			switch {
 			case r.Method == http.MethodGet || r.Method == http.MethodHead:
 				c.reads++
+				switch parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/"); {
+				case r.URL.Query().Get("labelSelector") != "":
+					c.lists++
+				case r.URL.Path == "/version", parts[0] == "api" && len(parts) <= 2, parts[0] == "apis" && len(parts) <= 3:
+				default:
+					c.objectReads++
+				}
 			case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/selfsubjectaccessreviews"):
 				c.reviews++
 				w.writes++

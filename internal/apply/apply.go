@@ -61,6 +61,10 @@ import (
 // HashAnnotation holds, on every applied object, the hash of the rendered content last applied.
 const HashAnnotation = "clusterstack.x-k8s.io/applied-hash"
 
+// InventoryLabel holds, on every object an Applier with an Inventory applied, that inventory's
+// name: Versions finds the objects of one inventory with one metadata-only list per kind.
+const InventoryLabel = "clusterstack.x-k8s.io/inventory"
+
 // parallelRequests bounds the requests of one Apply (reads, access reviews, writes) that are in
 // flight at once: enough to hide round trips, few enough not to crowd the client's rate limit or
 // a workload cluster's API server.
@@ -122,6 +126,10 @@ type Applier struct {
 	// cluster's, whose stages and steady state apply the same objects one after the other), not
 	// on a long-lived one: its drift checks would read nothing it wrote.
 	TrustOwnWrites bool
+	// Inventory, when set, names the inventory the Applier keeps (e.g. the UID of the object whose
+	// status holds it; at most 63 characters): every object it applies carries it in
+	// InventoryLabel, and Versions can tell cheaply whether any of them changed.
+	Inventory string
 
 	// keepOnPrune, heldByOther and writtenByOther are set with WithKeepOnPrune and WithSharing.
 	keepOnPrune, heldByOther, writtenByOther func(Ref) bool
@@ -180,6 +188,10 @@ type Result struct {
 	Released []Ref
 	// Failed holds per-object errors; everything else was still applied.
 	Failed map[Ref]error
+	// Versions holds, by Ref.Key, the resourceVersion of every desired object that was read and
+	// found unchanged. When it covers every desired object, the set was converged as read: a
+	// later Versions call that finds the same versions proves it still is (see Versions).
+	Versions map[Ref]string
 }
 
 // Err joins the per-object errors in the order of Applied; nil when none failed.

@@ -135,6 +135,13 @@ func (c *accessCache) wrote(ref Ref, hash string) {
 	c.written[ref.Key()] = hash
 }
 
+// forget drops what was written to ref.
+func (c *accessCache) forget(ref Ref) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.written, ref.Key())
+}
+
 // wroteSame reports whether the content with hash was the last written to ref.
 func (c *accessCache) wroteSame(ref Ref, hash string) bool {
 	c.mu.Lock()

@@ -311,6 +311,15 @@ func TestApplyAdminAsksOnce(t *testing.T) {
 		t.Errorf("changed content: error %v %v, %d reads, %d writes, %d reviews; want 2 reads and 2 writes (the ConfigMap and the Secret; the others are as written), no review", err, res.Err(), g, w, r)
 	}
 
+	// What it deleted is read (and created) again.
+	if _, err := a.Delete(ctx, res.Applied[:1]); err != nil {
+		t.Fatal(err)
+	}
+	g, w, r = countAll(func() { res, err = a.Apply(ctx, desired("v2"), res.Applied) })
+	if err != nil || res.Err() != nil || g != 1 || w != 1 || r != 0 || !exists(t, res.Applied[0]) {
+		t.Errorf("after deleting the ConfigMap: error %v %v, %d reads, %d writes, %d reviews; want the ConfigMap read and created again", err, res.Err(), g, w, r)
+	}
+
 	// An Applier that does not trust its own writes reads everything (its drift check).
 	g, w, r = countAll(func() { res, err = applier().Apply(ctx, desired("v2"), res.Applied) })
 	if err != nil || g != 4 || w != 0 || r != 0 {
