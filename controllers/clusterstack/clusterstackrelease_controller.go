@@ -210,12 +210,16 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr
 	}
 
 	// Rendering is the first half of ResourcesApplied: its success is no news yet.
+	renderStart := time.Now()
 	objs, err := r.render(ctx, csr, rel)
 	if err != nil {
 		rep.stopsAt(clusterstackv1alpha1.ResourcesAppliedCondition, err)
 		return rep
 	}
-	if rep.stopsAt(clusterstackv1alpha1.ResourcesAppliedCondition, r.apply(ctx, csr, objs)) {
+	applyStart := time.Now()
+	err = r.apply(ctx, csr, objs)
+	ctrl.LoggerFrom(ctx).V(4).Info("Rendered and applied", "render", applyStart.Sub(renderStart), "apply", time.Since(applyStart), "objects", len(objs), "error", err)
+	if rep.stopsAt(clusterstackv1alpha1.ResourcesAppliedCondition, err) {
 		return rep
 	}
 
