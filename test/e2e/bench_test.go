@@ -31,7 +31,7 @@ const defaultDriftInterval = 5 * time.Minute
 //     images downloaded and uploaded to Glance, ClusterClass rendered and applied;
 //   - s/20-clusters-addons: 20 tenant namespaces, each with a ClusterStack [v1] made ready first
 //     (s/20-stacks-ready), then from creating one Cluster per namespace (kubeconfig Secret for the
-//     workload API server, control plane initialized) until all 20 ClusterAddons are ready;
+//     workload API server, control plane initialized) until all 20 ClusterAddons are ready.
 //     The Clusters are spread over BENCH_E2E_WORKLOAD_SERVERS (default 4) workload API servers;
 //     workload-requests/new-cluster is every request the manager sent to them until the addons
 //     were ready, per Cluster (rest_client_requests_total by host);
@@ -125,7 +125,7 @@ func (s *scenario) reportNewClusters(b *testing.B, clusters int) {
 // BenchmarkManager300Releases200Clusters runs the manager binary at scale: 100 namespaces, each
 // with a ClusterStack [v1, v2, v3] (providerRef, node images: 300 ClusterStackReleases, 300
 // ClusterClasses, 2 distinct images in one Glance project) and 2 Clusters (on v1 and v3, each
-// with its own addon namespace in the one workload API server: 200 ClusterAddons). It reports
+// with its own addon namespace in its workload API server: 200 ClusterAddons). It reports
 // s/300-releases-ready, s/200-clusters-addons, the converged window as in
 // BenchmarkManager20Clusters, MiB-peak-rss of the manager and the Glance figures.
 func BenchmarkManager300Releases200Clusters(b *testing.B) {
@@ -290,7 +290,7 @@ func (s *scenario) reportConverged(b *testing.B, window time.Duration, f fleet, 
 	}
 	s.logMemory(peak, current)
 	uploads, imports, images := s.glance()
-	b.Logf("settled %.1fs after ready (API writes from the start until settled: %.0f to the management, %.0f to the workload API server); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
+	b.Logf("settled %.1fs after ready (API writes from the start until settled: %.0f to the management, %.0f to the workload API servers); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
 		conv.settle.Seconds(), conv.untilSettled.mgmtWrites, conv.untilSettled.workloadWrites, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
 		conv.inWindow.openstack, conv.cloudCalls, uploads, imports, describeImages(images), s.fetches.Load())
 
