@@ -13,7 +13,9 @@ import (
 
 // BenchmarkCacheMemory reports the heap a Cache keeps per workload cluster (KiB/cluster) after
 // each of 200 clusters, every one with a credential of its own (so a TLS transport of its own, as
-// real workload clusters have), was reached once: a ping and a read, as a drift check does.
+// real workload clusters have), was reached once: a ping and a read, as a drift check does. With
+// DefaultMaxConnections (64) it measured 85 KiB per cluster, with 8 connections 77 KiB: most of
+// what a cluster costs is not its open connection.
 func BenchmarkCacheMemory(b *testing.B) {
 	ctx := context.Background()
 	const clusters = 200

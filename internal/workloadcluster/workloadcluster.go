@@ -2,9 +2,8 @@
 // API kubeconfig Secret (`<cluster>-kubeconfig`, key `value`). Clients are cached per Cluster and
 // rebuilt only when the Secret changes (UID or resourceVersion), so a reconcile neither parses the
 // kubeconfig nor rediscovers the API again; the owner drops a Cluster's client when the Cluster goes.
-// At most MaxConnections clusters stay connected (least recently used go first); what the others
-// keep is the Secret's version and their discovered kinds, so memory grows with the bound, not
-// with the fleet.
+// At most MaxConnections clusters stay connected (least recently used go first); the others keep
+// the Secret's version and their discovered kinds.
 //
 // Why not Cluster API's clustercache (sigs.k8s.io/cluster-api/controllers/clustercache): it
 // connects in the background and answers only ErrClusterNotConnected, so the ClusterAddon could no
@@ -28,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -42,10 +42,9 @@ const KubeconfigKey = "value"
 const DefaultTimeout = 15 * time.Second
 
 // DefaultMaxConnections is how many workload clusters a Cache keeps connected when
-// Cache.MaxConnections is zero. A connection (client, TLS transport, its HTTP/2 connection) costs
-// about 90 KiB of heap (BenchmarkCacheMemory); what a Cluster keeps beyond it (the Secret's
-// version and its discovered kinds) is a few KiB. So a fleet of thousands costs the memory of
-// this many connections; a reconcile of a cluster beyond them connects again (a TLS handshake),
+// Cache.MaxConnections is zero: a fleet of thousands does not hold thousands of open TLS
+// connections (each with its buffers and goroutines, about 10 KiB of heap by
+// BenchmarkCacheMemory). A reconcile of a cluster beyond them connects again (a TLS handshake),
 // without discovering its API again.
 const DefaultMaxConnections = 64
 
@@ -190,7 +189,9 @@ func (c *Cache) evictLocked() {
 			}
 		}
 		oldest.known = oldest.cluster.mapper.snapshot()
-		oldest.cluster.httpClient.CloseIdleConnections()
+		// Through client-go's round-tripper wrappers, which http.Client.CloseIdleConnections
+		// does not see through: an open connection would keep the transport alive.
+		utilnet.CloseIdleConnectionsFor(oldest.cluster.httpClient.Transport)
 		oldest.cluster = nil
 	}
 }
