@@ -41,9 +41,9 @@
 // An Apply decides (decide.go: read every desired object, compare it with what was applied and
 // with its drift, and tell what to write, skip and prune), authorizes (authorize.go: one
 // SelfSubjectAccessReview for everything, and only when that is denied one per permission the
-// decision needs, before anything is written), writes
-// (write.go: server-side apply in render order where it matters) and prunes (prune.go: delete
-// what is no longer rendered). Which kinds exist and which are namespaced is the cluster's
+// decision needs, before anything is written), writes (write.go: server-side apply in render
+// order where it matters) and prunes (prune.go: delete what is no longer rendered). Versions
+// (versions.go) is the cheap drift check of an inventory whose objects carry InventoryLabel. Which kinds exist and which are namespaced is the cluster's
 // discovery (kinds.go): a kind it does not serve is a *MissingKindsError wherever it is found.
 package apply
 
