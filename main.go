@@ -87,6 +87,7 @@ type options struct {
 	webhookCertDir       string
 	releaseCacheDir      string
 	releaseCheckInterval time.Duration
+	addonDriftInterval   time.Duration
 	// releaseCacheMaxBytes bounds the release cache on disk (least recently used evicted).
 	releaseCacheMaxBytes int64
 	// concurrency is how many objects of each kind are reconciled at the same time.
@@ -349,11 +350,12 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		chartCacheDir = filepath.Join(filepath.Dir(opts.releaseCacheDir), "charts") // beside the release cache, which owns its directory
 	}
 	if err := clusteraddon.Setup(mgr, clusteraddon.Options{
-		Releases:         releases,
-		AddonCacheDir:    filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
-		ChartCacheDir:    chartCacheDir,
-		ChartCredentials: chartCredentials,
-		Workers:          opts.concurrency.clusterAddon,
+		Releases:           releases,
+		AddonCacheDir:      filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
+		ChartCacheDir:      chartCacheDir,
+		ChartCredentials:   chartCredentials,
+		Workers:            opts.concurrency.clusterAddon,
+		DriftCheckInterval: opts.addonDriftInterval,
 		// Chart repositories are named by release content: they obey the egress policy.
 		ChartHTTPClient: policy.Client(2 * time.Minute),
 		Webhooks:        opts.webhooks,

@@ -54,6 +54,8 @@ type managerConfig struct {
 	mgmtHost   string
 	registry   string // host:port of the plain-HTTP OCI registry
 	repository string
+	// driftInterval is --addon-drift-check-interval; zero keeps the manager's default.
+	driftInterval time.Duration
 }
 
 // startManager starts the binary and waits until its readiness probe answers and its controllers
@@ -106,6 +108,9 @@ func launchManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess
 	)
 	// BENCH_E2E_PROFILER_ADDRESS serves the manager's profiler, to take heap and CPU profiles
 	// while a benchmark runs (go tool pprof http://<address>/debug/pprof/heap).
+	if cfg.driftInterval > 0 {
+		cmd.Args = append(cmd.Args, "--addon-drift-check-interval="+cfg.driftInterval.String())
+	}
 	if addr := os.Getenv("BENCH_E2E_PROFILER_ADDRESS"); addr != "" {
 		cmd.Args = append(cmd.Args, "--profiler-address="+addr)
 	}
@@ -250,12 +255,20 @@ type counters struct {
 	mgmtRefused float64
 	// openstack is clusterstack_openstack_requests_total over every service and operation.
 	openstack float64
+	// workloadHosts are the requests to each workload API server, by host.
+	workloadHosts map[string]float64
 	// heapInuse and goSys are the Go runtime's go_memstats_heap_inuse_bytes and
 	// go_memstats_sys_bytes (memory obtained from the OS), to tell heap from the rest of the RSS.
 	heapInuse, goSys float64
 }
 
 func (c counters) writes() float64 { return c.mgmtWrites + c.workloadWrites }
+
+func (c counters) requests() float64 {
+	return c.mgmtWrites + c.mgmtReads + c.workloadWrites + c.workloadReads
+}
+
+func (c counters) workloadRequests() float64 { return c.workloadWrites + c.workloadReads }
 
 func (c counters) sub(o counters) counters {
 	return counters{
@@ -291,6 +304,12 @@ func (m *managerProcess) scrape() (counters, error) {
 			v := s.GetCounter().GetValue()
 			read := labels["method"] == http.MethodGet || labels["method"] == http.MethodHead
 			mgmt := labels["host"] == m.mgmtHost
+			if !mgmt {
+				if c.workloadHosts == nil {
+					c.workloadHosts = map[string]float64{}
+				}
+				c.workloadHosts[labels["host"]] += v
+			}
 			if mgmt && labels["code"] == strconv.Itoa(http.StatusTooManyRequests) {
 				c.mgmtRefused += v
 			}
