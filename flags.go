@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
@@ -51,6 +52,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Opti
 	fs.IntVar(&opts.concurrency.openStackClusterStackRelease, "openstackclusterstackrelease-concurrency", 4, "How many OpenStackClusterStackReleases are reconciled at the same time.")
 	fs.IntVar(&opts.concurrency.openStackNodeImageRelease, "openstacknodeimagerelease-concurrency", 4, "How many node images are brought into Glance at the same time.")
 	fs.IntVar(&opts.concurrency.clusterAddon, "clusteraddon-concurrency", 4, "How many ClusterAddons (workload clusters' addons) are reconciled at the same time.")
+	fs.DurationVar(&opts.addonDriftInterval, "addon-drift-check-interval", clusteraddon.DefaultDriftCheckInterval, "How often the converged addons of each workload cluster are checked for drift (objects changed or deleted there); workload clusters are not watched.")
 	fs.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
 	fs.Func("capability-check-interval", "How long the result of a release's cloud capability check (condition CloudCapable: load balancer, flavors, external network, image formats, quota) is reused before the cloud is asked again, a positive duration (default 1h); a changed spec or release is checked at once.", func(v string) error {
 		d, err := time.ParseDuration(v)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -44,6 +45,7 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/startup"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/version"
 )
 
@@ -87,6 +89,7 @@ type options struct {
 	webhookCertDir       string
 	releaseCacheDir      string
 	releaseCheckInterval time.Duration
+	addonDriftInterval   time.Duration
 	// releaseCacheMaxBytes bounds the release cache on disk (least recently used evicted).
 	releaseCacheMaxBytes int64
 	// concurrency is how many objects of each kind are reconciled at the same time.
@@ -190,21 +193,58 @@ func main() {
 		log.Error(err, "Unable to set up the health check")
 		os.Exit(1)
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	// Ready means ready to act: every watched kind's cache has synced (internal/startup).
+	kinds := watchedKinds(mgr.GetRESTMapper(), opts.watchNamespaces)
+	if err := mgr.AddReadyzCheck("caches", startup.CachesSynced(mgr.GetCache(), scheme, kinds)); err != nil {
 		log.Error(err, "Unable to set up the readiness check")
 		os.Exit(1)
 	}
 
+	ctx := ctrl.SetupSignalHandler()
+	warmer := startup.Warmer{Config: restConfig, HTTPClient: mgr.GetHTTPClient(), Mapper: mgr.GetRESTMapper(), Scheme: scheme}
+	warmStart := time.Now()
+	refused, err := warmer.WarmWatchCaches(ctx, kinds, startup.DefaultWarmTimeout)
+	log.V(4).Info("Warmed the API server's watch caches", "duration", time.Since(warmStart), "refused", refused, "error", err)
+
 	log.Info("Starting the manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "The manager stopped with an error")
 		os.Exit(1)
 	}
 }
 
-// cacheOptions restricts the manager's cache to the watched namespaces and sets its resync.
+// watchedKinds are the kinds the controllers watch. A manager restricted to namespaces probes the
+// watch caches in the first of them.
+func watchedKinds(mapper meta.RESTMapper, namespaces []string) []startup.Kind {
+	var objs []client.Object
+	objs = append(objs, clusterstack.Watched(mapper)...)
+	objs = append(objs, openstackcontrollers.Watched()...)
+	objs = append(objs, clusteraddon.Watched()...)
+	ns := ""
+	if len(namespaces) > 0 {
+		ns = namespaces[0]
+	}
+	seen := map[string]bool{}
+	var kinds []startup.Kind
+	for _, o := range objs {
+		// Two controllers watch Clusters: one informer, one entry.
+		key := fmt.Sprintf("%T %s", o, o.GetObjectKind().GroupVersionKind())
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		kinds = append(kinds, startup.Kind{Object: o, Namespace: ns})
+	}
+	return kinds
+}
+
+// cacheOptions restricts the manager's cache to the watched namespaces, sets its resync and
+// trims what it keeps. Every cached object loses its managedFields, often the larger part of a
+// small object: nothing reads them from the cache (the applier compares field ownership on live
+// objects, which it reads uncached as unstructured). Secrets are not cached at all (see the
+// client's options).
 func cacheOptions(opts options) cache.Options {
-	var c cache.Options
+	c := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
 	if len(opts.watchNamespaces) > 0 {
 		c.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range opts.watchNamespaces {
@@ -325,11 +365,12 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		chartCacheDir = filepath.Join(filepath.Dir(opts.releaseCacheDir), "charts") // beside the release cache, which owns its directory
 	}
 	if err := clusteraddon.Setup(mgr, clusteraddon.Options{
-		Releases:         releases,
-		AddonCacheDir:    filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
-		ChartCacheDir:    chartCacheDir,
-		ChartCredentials: chartCredentials,
-		Workers:          opts.concurrency.clusterAddon,
+		Releases:           releases,
+		AddonCacheDir:      filepath.Join(filepath.Dir(opts.releaseCacheDir), "addons"), // beside the release cache, which owns its directory
+		ChartCacheDir:      chartCacheDir,
+		ChartCredentials:   chartCredentials,
+		Workers:            opts.concurrency.clusterAddon,
+		DriftCheckInterval: opts.addonDriftInterval,
 		// Chart repositories are named by release content: they obey the egress policy.
 		ChartHTTPClient: policy.Client(2 * time.Minute),
 		Webhooks:        opts.webhooks,

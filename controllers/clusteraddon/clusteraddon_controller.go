@@ -99,6 +99,8 @@ type ClusterAddonReconciler struct {
 	// ownSpecWrites holds, per ClusterAddon UID, the generation of this controller's last spec write
 	// whose spec the same reconcile fully observed.
 	ownSpecWrites sync.Map
+	// converged holds, per ClusterAddon UID, the convergedState of its last full drift check.
+	converged sync.Map
 }
 
 // +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusteraddons,verbs=get;list;watch;create;update;patch;delete
@@ -164,6 +166,7 @@ func (r *ClusterAddonReconciler) notOwnSpecWrite(e event.UpdateEvent) bool {
 
 func (r *ClusterAddonReconciler) forgetSpecWrites(e event.DeleteEvent) bool {
 	r.ownSpecWrites.Delete(e.Object.GetUID())
+	r.converged.Delete(e.Object.GetUID())
 	return true
 }
 
@@ -269,6 +272,7 @@ func (r *ClusterAddonReconciler) reconcileDelete(_ context.Context, ca *csv1alph
 	if ca.Spec.ClusterRef != nil {
 		r.Workload.Drop(types.NamespacedName{Namespace: ca.Namespace, Name: ca.Spec.ClusterRef.Name})
 	}
+	r.converged.Delete(ca.UID)
 	controllerutil.RemoveFinalizer(ca, csv1alpha1.ClusterAddonFinalizer)
 	return report{gone: true}
 }
@@ -293,30 +297,36 @@ func (p *plan) stages(hook string) []addonplan.Stage {
 	return p.cfg.Stages(hook)
 }
 
-// renderStage renders the objects of one chart as they are applied to the workload cluster whose
-// kinds mapper knows: namespaced objects without a namespace go to addon.DefaultNamespace.
-func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, in addon.Input, mapper meta.RESTMapper) ([]*unstructured.Unstructured, error) {
+// renderStage renders the objects of one chart as they are applied to the workload cluster of t:
+// namespaced objects without a namespace go to addon.DefaultNamespace. A chart is rendered once
+// per reconcile (t.rendered): the steady state applies the charts the hook's stages just applied,
+// with the same input, and each rendering is a child process.
+func (r *ClusterAddonReconciler) renderStage(ctx context.Context, p *plan, chart string, t *target) ([]*unstructured.Unstructured, error) {
+	if objs, ok := t.rendered[chart]; ok {
+		return objs, nil
+	}
 	var objs []*unstructured.Unstructured
 	var err error
 	if p.cfg == nil {
-		objs, err = r.Renderer.RenderUmbrella(ctx, p.rel, in)
+		objs, err = r.Renderer.RenderUmbrella(ctx, p.rel, t.in)
 	} else {
-		objs, err = r.Renderer.RenderChart(ctx, p.addonDir, chart, in)
+		objs, err = r.Renderer.RenderChart(ctx, p.addonDir, chart, t.in)
 	}
 	if err != nil {
 		return nil, err
 	}
 	// An unknown kind is not the release's fault yet: its CRD may come with a later stage.
-	if err := apply.SetDefaultNamespace(objs, addon.DefaultNamespace, mapper); err != nil {
+	if err := apply.SetDefaultNamespace(objs, addon.DefaultNamespace, t.cluster.Mapper); err != nil {
 		return nil, err
 	}
+	t.rendered[chart] = objs // Apply and Delete only read the objects
 	return objs, nil
 }
 
 // renderSteady renders every addon a Cluster of this release runs once installed.
-func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in addon.Input, mapper meta.RESTMapper) ([]*unstructured.Unstructured, error) {
+func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, t *target) ([]*unstructured.Unstructured, error) {
 	if p.cfg == nil {
-		objs, err := r.renderStage(ctx, p, umbrellaStage, in, mapper)
+		objs, err := r.renderStage(ctx, p, umbrellaStage, t)
 		if err == nil && len(objs) == 0 {
 			err = fmt.Errorf("%w: the umbrella chart %s renders nothing", addon.ErrNothingRendered, filepath.Base(p.rel.ClusterAddonArchive))
 		}
@@ -325,7 +335,7 @@ func (r *ClusterAddonReconciler) renderSteady(ctx context.Context, p *plan, in a
 	var all []*unstructured.Unstructured
 	charts := p.cfg.SteadyCharts()
 	for _, chart := range charts {
-		objs, err := r.renderStage(ctx, p, chart, in, mapper)
+		objs, err := r.renderStage(ctx, p, chart, t)
 		if err != nil {
 			return nil, err
 		}
@@ -368,7 +378,7 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 		}
 		return rep
 	}
-	t, err := r.newTarget(ctx, cluster, p, wc)
+	t, err := r.newTarget(ctx, ca, cluster, p, wc)
 	if err == nil {
 		err = r.runHook(ctx, ca, p, t)
 	}
@@ -504,19 +514,25 @@ type target struct {
 	in      addon.Input
 	// class is the Cluster's ClusterClass, for messages and events.
 	class string
+	// rendered holds the charts rendered in this reconcile, by chart (renderStage).
+	rendered map[string][]*unstructured.Unstructured
 }
 
 // newTarget returns where this reconcile installs the addons of p for cluster.
-func (r *ClusterAddonReconciler) newTarget(ctx context.Context, cluster *clusterv1.Cluster, p *plan, wc *workloadcluster.Cluster) (*target, error) {
+func (r *ClusterAddonReconciler) newTarget(ctx context.Context, ca *csv1alpha1.ClusterAddon, cluster *clusterv1.Cluster, p *plan, wc *workloadcluster.Cluster) (*target, error) {
 	data, err := r.templateData(ctx, cluster)
 	if err != nil {
 		return nil, err
 	}
 	return &target{
 		cluster: wc,
-		applier: &apply.Applier{Client: wc.Client, FieldManager: FieldManager},
-		in:      addon.Input{KubeVersion: p.rel.Metadata.Versions.Kubernetes, Data: data},
-		class:   cluster.Spec.Topology.ClassRef.Name,
+		// The target lives for one reconcile, whose stages and steady state apply the same
+		// objects one after the other: what it just wrote is not read again.
+		// The objects carry the ClusterAddon's UID as their inventory, for cheap drift checks.
+		applier:  &apply.Applier{Client: wc.Client, FieldManager: FieldManager, TrustOwnWrites: true, Inventory: string(ca.UID)},
+		in:       addon.Input{KubeVersion: p.rel.Metadata.Versions.Kubernetes, Data: data},
+		class:    cluster.Spec.Topology.ClassRef.Name,
+		rendered: map[string][]*unstructured.Unstructured{},
 	}, nil
 }
 
@@ -591,7 +607,7 @@ func (r *ClusterAddonReconciler) runStage(ctx context.Context, ca *csv1alpha1.Cl
 // applyStage applies (or deletes) the objects of one stage, recording them in status.resources.
 func (r *ClusterAddonReconciler) applyStage(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, st addonplan.Stage, t *target) error {
 	retry := r.interval(r.ApplyRetryInterval, DefaultApplyRetryInterval)
-	objs, err := r.renderStage(ctx, p, st.Name, t.in, t.cluster.Mapper)
+	objs, err := r.renderStage(ctx, p, st.Name, t)
 	if err != nil {
 		return r.renderFailed(ctx, p.rel.Name.String(), err)
 	}
@@ -622,7 +638,12 @@ func (r *ClusterAddonReconciler) applyStage(ctx context.Context, ca *csv1alpha1.
 // returns Ready's message.
 func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, t *target) (string, error) {
 	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
-	desired, err := r.renderSteady(ctx, p, t.in, t.cluster.Mapper)
+	rel := p.rel.Name.String()
+	if digest, err := steadyDigest(rel, t.in, ca.Status.Resources); err == nil && r.stillConverged(ctx, ca, digest, t) {
+		return fmt.Sprintf("%d addon objects of %s applied", len(ca.Status.Resources), t.class), nil
+	}
+	r.converged.Delete(ca.UID)
+	desired, err := r.renderSteady(ctx, p, t)
 	if err != nil {
 		return "", r.renderFailed(ctx, p.rel.Name.String(), err)
 	}
@@ -644,6 +665,7 @@ func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1al
 	if v, err := p.rel.Metadata.AddonVersion(); err == nil {
 		ca.Spec.Version = v.String()
 	}
+	r.recordConverged(ca, rel, t.in, result)
 	return fmt.Sprintf("%d addon objects of %s applied", len(result.Applied), t.class), nil
 }
 

@@ -131,22 +131,62 @@ func (f *fixtureReleases) askedIn(n, namespace string) bool {
 	return f.asked[n][namespace]
 }
 
-// writeCounter counts write requests to an API server.
+// writeCounter counts write requests to an API server, and every request per workload cluster.
 type writeCounter struct {
 	mu     sync.Mutex
 	writes int
+	// clusters counts the requests of each workload cluster's client (wrap).
+	clusters map[types.NamespacedName]requestCount
 }
+
+// requestCount is what one workload cluster's client sent.
+type requestCount struct {
+	reads, writes int
+	// reviews are the SelfSubjectAccessReviews, not counted in writes.
+	reviews int
+	// lists are the reads with a label selector, objectReads the reads of one object (neither a
+	// list, nor /version, nor discovery).
+	lists, objectReads int
+}
+
+func (c requestCount) total() int { return c.reads + c.writes + c.reviews }
 
 func (w *writeCounter) Count() int { w.mu.Lock(); defer w.mu.Unlock(); return w.writes }
 
-func (w *writeCounter) wrap(_ types.NamespacedName, cfg *rest.Config) {
+// Of returns what the client of cluster sent so far.
+func (w *writeCounter) Of(cluster types.NamespacedName) requestCount {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.clusters[cluster]
+}
+
+func (w *writeCounter) wrap(cluster types.NamespacedName, cfg *rest.Config) {
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				w.mu.Lock()
-				w.writes++
-				w.mu.Unlock()
+			w.mu.Lock()
+			if w.clusters == nil {
+				w.clusters = map[types.NamespacedName]requestCount{}
 			}
+			c := w.clusters[cluster]
+			switch {
+			case r.Method == http.MethodGet || r.Method == http.MethodHead:
+				c.reads++
+				switch parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/"); {
+				case r.URL.Query().Get("labelSelector") != "":
+					c.lists++
+				case r.URL.Path == "/version", parts[0] == "api" && len(parts) <= 2, parts[0] == "apis" && len(parts) <= 3:
+				default:
+					c.objectReads++
+				}
+			case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/selfsubjectaccessreviews"):
+				c.reviews++
+				w.writes++
+			default:
+				c.writes++
+				w.writes++
+			}
+			w.clusters[cluster] = c
+			w.mu.Unlock()
 			return rt.RoundTrip(r)
 		})
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -98,6 +99,13 @@ type ClusterStackReleaseReconciler struct {
 	// Workers is how many releases are reconciled at the same time; zero means
 	// defaultReleaseWorkers.
 	Workers int
+
+	// prerendered holds the renderings made while releases waited for their provider object,
+	// so that rendering (a child process) runs while the node images are uploaded instead of
+	// after. The reconcile that applies takes its entry; a release that goes drops it. Only
+	// releases waiting for their provider hold one.
+	prerenderedMu sync.Mutex
+	prerendered   map[types.NamespacedName]prerendering
 }
 
 // +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusterstackreleases,verbs=get;list;watch;update;patch
@@ -188,12 +196,69 @@ func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.
 			return releaseReport{deletion: true, err: r.reconcileDelete(ctx, csr)}
 		},
 		Status:   setClusterStackReleaseStatus,
+		Gone:     r.dropPrerendering,
 		Recorder: r.Recorder,
 		// A release source that does not answer, objects the API server refused; waiting for the
 		// provider object or a ClusterStack is no failure.
 		FailureReasons: []string{clusterstackv1alpha1.ReleaseSourceErrorReason, clusterstackv1alpha1.ApplyFailedReason},
 	}
 	return k.Reconcile(ctx, req)
+}
+
+// prerendering is the cluster-class chart of one release content rendered for one namespace.
+type prerendering struct {
+	// key is the release's content digest and namespace: what the rendering depends on.
+	key  string
+	objs []*unstructured.Unstructured
+}
+
+func prerenderKey(csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release) string {
+	return rel.Digest + " " + csr.Namespace
+}
+
+// prerender renders the chart of a release that waits for its provider object, once, and keeps
+// the objects for the reconcile that applies them. A failure keeps nothing: that reconcile
+// renders again and reports it, so the conditions say what they said without the head start.
+func (r *ClusterStackReleaseReconciler) prerender(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release) {
+	if rel.Digest == "" {
+		return // content not known by digest: nothing to key the rendering by
+	}
+	key, nn := prerenderKey(csr, rel), client.ObjectKeyFromObject(csr)
+	r.prerenderedMu.Lock()
+	p, ok := r.prerendered[nn]
+	r.prerenderedMu.Unlock()
+	if ok && p.key == key {
+		return
+	}
+	objs, err := renderChart(ctx, rel, csr.Namespace)
+	if err != nil {
+		return
+	}
+	r.prerenderedMu.Lock()
+	defer r.prerenderedMu.Unlock()
+	if r.prerendered == nil {
+		r.prerendered = map[types.NamespacedName]prerendering{}
+	}
+	r.prerendered[nn] = prerendering{key: key, objs: objs}
+}
+
+// takePrerendering returns and forgets the rendering prerender kept for this content, if any.
+func (r *ClusterStackReleaseReconciler) takePrerendering(csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release) []*unstructured.Unstructured {
+	nn := client.ObjectKeyFromObject(csr)
+	r.prerenderedMu.Lock()
+	defer r.prerenderedMu.Unlock()
+	p, ok := r.prerendered[nn]
+	delete(r.prerendered, nn)
+	if !ok || rel.Digest == "" || p.key != prerenderKey(csr, rel) {
+		return nil
+	}
+	return p.objs
+}
+
+func (r *ClusterStackReleaseReconciler) dropPrerendering(nn types.NamespacedName) {
+	r.prerenderedMu.Lock()
+	defer r.prerenderedMu.Unlock()
+	delete(r.prerendered, nn)
 }
 
 // reconcileNormal runs the steps in order until one does not finish: materialise the release,
@@ -208,17 +273,24 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr
 
 	// Nothing is applied before the provider object is ready: the ClusterClass must not be
 	// offered before its node images exist. Its status change brings the release back (Owns).
-	if rep.stopsAt(clusterstackv1alpha1.ProviderReadyCondition, r.providerReady(ctx, csr)) {
+	// Meanwhile the chart is rendered, so that the images' upload and the rendering overlap.
+	providerErr := r.providerReady(ctx, csr)
+	if rep.stopsAt(clusterstackv1alpha1.ProviderReadyCondition, providerErr) {
+		r.prerender(ctx, csr, rel)
 		return rep
 	}
 
 	// Rendering is the first half of ResourcesApplied: its success is no news yet.
+	renderStart := time.Now()
 	objs, err := r.render(ctx, csr, rel)
 	if err != nil {
 		rep.stopsAt(clusterstackv1alpha1.ResourcesAppliedCondition, err)
 		return rep
 	}
-	if rep.stopsAt(clusterstackv1alpha1.ResourcesAppliedCondition, r.apply(ctx, csr, objs)) {
+	applyStart := time.Now()
+	err = r.apply(ctx, csr, objs)
+	ctrl.LoggerFrom(ctx).V(4).Info("Rendered and applied", "render", applyStart.Sub(renderStart), "apply", time.Since(applyStart), "objects", len(objs), "error", err)
+	if rep.stopsAt(clusterstackv1alpha1.ResourcesAppliedCondition, err) {
 		return rep
 	}
 
@@ -310,7 +382,10 @@ func (r *ClusterStackReleaseReconciler) providerReady(ctx context.Context, csr *
 // render renders the cluster-class chart the way csctl's users expect: Helm release name
 // <provider>-<stack>-<maj>-<min>, the release's namespace, the release's Kubernetes version.
 func (r *ClusterStackReleaseReconciler) render(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release) ([]*unstructured.Unstructured, error) {
-	objs, err := renderChart(ctx, rel, csr.Namespace)
+	objs, err := r.takePrerendering(csr, rel), error(nil)
+	if objs == nil {
+		objs, err = renderChart(ctx, rel, csr.Namespace)
+	}
 	switch {
 	case err != nil && (errors.Is(err, render.ErrRenderUnavailable) || ctx.Err() != nil):
 		// Not the release's fault: the rendering process could not run. Retried with backoff.

@@ -40,9 +40,10 @@
 //
 // An Apply decides (decide.go: read every desired object, compare it with what was applied and
 // with its drift, and tell what to write, skip and prune), authorizes (authorize.go: one
-// SelfSubjectAccessReview per permission the decision needs, before anything is written), writes
-// (write.go: server-side apply in render order where it matters) and prunes (prune.go: delete
-// what is no longer rendered). Which kinds exist and which are namespaced is the cluster's
+// SelfSubjectAccessReview for everything, and only when that is denied one per permission the
+// decision needs, before anything is written), writes (write.go: server-side apply in render
+// order where it matters) and prunes (prune.go: delete what is no longer rendered). Versions
+// (versions.go) is the cheap drift check of an inventory whose objects carry InventoryLabel. Which kinds exist and which are namespaced is the cluster's
 // discovery (kinds.go): a kind it does not serve is a *MissingKindsError wherever it is found.
 package apply
 
@@ -59,6 +60,10 @@ import (
 
 // HashAnnotation holds, on every applied object, the hash of the rendered content last applied.
 const HashAnnotation = "clusterstack.x-k8s.io/applied-hash"
+
+// InventoryLabel holds, on every object an Applier with an Inventory applied, that inventory's
+// name: Versions finds the objects of one inventory with one metadata-only list per kind.
+const InventoryLabel = "clusterstack.x-k8s.io/inventory"
 
 // parallelRequests bounds the requests of one Apply (reads, access reviews, writes) that are in
 // flight at once: enough to hide round trips, few enough not to crowd the client's rate limit or
@@ -115,11 +120,23 @@ type Applier struct {
 	// FieldManager is the operator's field manager, e.g. "clusterstack-operator".
 	FieldManager string
 
+	// TrustOwnWrites makes the Applier remember the content of every object it writes, and not
+	// read such an object again when a later Apply of the same Applier desires the same content:
+	// it is decided unchanged. Set it on an Applier that lives for one reconcile (a workload
+	// cluster's, whose stages and steady state apply the same objects one after the other), not
+	// on a long-lived one: its drift checks would read nothing it wrote.
+	TrustOwnWrites bool
+	// Inventory, when set, names the inventory the Applier keeps (e.g. the UID of the object whose
+	// status holds it; at most 63 characters): every object it applies carries it in
+	// InventoryLabel, and Versions can tell cheaply whether any of them changed.
+	Inventory string
+
 	// keepOnPrune, heldByOther and writtenByOther are set with WithKeepOnPrune and WithSharing.
 	keepOnPrune, heldByOther, writtenByOther func(Ref) bool
 
-	// cache remembers allowed SelfSubjectAccessReview answers; created on first use and shared
-	// by copies made with WithKeepOnPrune and WithSharing.
+	// cache remembers allowed SelfSubjectAccessReview answers, and (TrustOwnWrites) the content
+	// written; created on first use and shared by copies made with WithKeepOnPrune and
+	// WithSharing.
 	cache *accessCache
 }
 
@@ -171,6 +188,10 @@ type Result struct {
 	Released []Ref
 	// Failed holds per-object errors; everything else was still applied.
 	Failed map[Ref]error
+	// Versions holds, by Ref.Key, the resourceVersion of every desired object that was read and
+	// found unchanged. When it covers every desired object, the set was converged as read: a
+	// later Versions call that finds the same versions proves it still is (see Versions).
+	Versions map[Ref]string
 }
 
 // Err joins the per-object errors in the order of Applied; nil when none failed.
@@ -191,8 +212,9 @@ func (r Result) Err() error {
 // It works in two phases. First it reads every desired object and decides what needs a write;
 // a set that needs none returns here, having made no write and no SelfSubjectAccessReview. If
 // something must be written or pruned, it checks with SelfSubjectAccessReviews that the
-// client's user may do all of it (patch, create for objects that do not exist, delete for
-// pruning) and, if any permission is denied, returns a *ForbiddenError and an empty Result
+// client's user may do all of it (one review when the user may do everything; else one per
+// permission: patch, create for objects that do not exist, delete for pruning) and, if any
+// permission is denied, returns a *ForbiddenError and an empty Result
 // without writing or deleting anything: a set is not half-applied for want of permissions.
 // Otherwise it writes and prunes; a failure of one object does not stop the others, it is
 // recorded in Result.Failed. The error is only for failures of the whole call.

@@ -112,11 +112,42 @@ func addSorted(list []string, v string) []string {
 }
 
 // accessCache remembers allowed answers of one Applier (and its copies made with
-// WithKeepOnPrune).
+// WithKeepOnPrune and WithSharing), and with TrustOwnWrites what it wrote.
 type accessCache struct {
 	mu      sync.Mutex
 	allowed map[Permission]time.Time // when the answer expires
-	now     func() time.Time
+	// everythingAllowed is the answer about everything (see allowedEverything), remembered
+	// until everythingExpires.
+	everythingAllowed bool
+	everythingExpires time.Time
+	now               func() time.Time
+	// written holds, with TrustOwnWrites, the hash of the content last written per object key.
+	written map[Ref]string
+}
+
+// wrote records that the content with hash was written to ref.
+func (c *accessCache) wrote(ref Ref, hash string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.written == nil {
+		c.written = map[Ref]string{}
+	}
+	c.written[ref.Key()] = hash
+}
+
+// forget drops what was written to ref.
+func (c *accessCache) forget(ref Ref) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.written, ref.Key())
+}
+
+// wroteSame reports whether the content with hash was the last written to ref.
+func (c *accessCache) wroteSame(ref Ref, hash string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.written[ref.Key()]
+	return ok && h == hash
 }
 
 // cacheInit guards the lazy creation of an Applier's cache, so that the zero value of the
@@ -147,6 +178,22 @@ func (c *accessCache) allow(p Permission) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.allowed[p] = c.now().Add(allowedTTL)
+}
+
+// everything returns the remembered answer about everything, and whether one is remembered.
+func (c *accessCache) everything() (allowed, known bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.everythingExpires.IsZero() || c.now().After(c.everythingExpires) {
+		return false, false
+	}
+	return c.everythingAllowed, true
+}
+
+func (c *accessCache) rememberEverything(allowed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.everythingAllowed, c.everythingExpires = allowed, c.now().Add(allowedTTL)
 }
 
 var ssarGVK = schema.GroupVersionKind{Group: "authorization.k8s.io", Version: "v1", Kind: "SelfSubjectAccessReview"}
@@ -213,17 +260,36 @@ func (a *Applier) prunePermissions(prunes []prune) ([]Permission, error) {
 	return needed, nil
 }
 
-// authorize asks the API server, with one SelfSubjectAccessReview per distinct permission not
-// remembered as allowed, whether the Applier's user holds every permission of needed; denied
-// are permissions already known to be missing (a read the API server refused). It returns a
+// everything is the question "may this user do anything to anything, cluster-wide?". A workload
+// cluster's kubeconfig is usually its admin credential, and then this one answer stands for every
+// permission an Apply needs.
+var everything = Permission{Group: "*", Resource: "*", Verb: "*"}
+
+// authorize asks the API server whether the Applier's user holds every permission of needed;
+// denied are permissions already known to be missing (a read the API server refused). It returns a
 // *ForbiddenError naming every denied permission.
+//
+// It first asks one SelfSubjectAccessReview for everything: allowed, that is the whole answer, so
+// an admin credential costs one round trip however many kinds a set holds. Otherwise it asks one
+// review per distinct permission not remembered as allowed, side by side, so that the error names
+// each missing one.
 func (a *Applier) authorize(ctx context.Context, needed, denied []Permission) error {
 	cache := a.access()
 	var out denials
 	for _, p := range denied {
 		out.add(p)
 	}
-	refused, err := a.ask(ctx, unanswered(needed, out.keys, cache), cache)
+	questions := unanswered(needed, out.keys, cache)
+	if len(questions) > 0 && len(out.list) == 0 {
+		all, err := a.allowedEverything(ctx, cache)
+		if err != nil {
+			return err
+		}
+		if all {
+			return nil
+		}
+	}
+	refused, err := a.ask(ctx, questions, cache)
 	if err != nil {
 		return err
 	}
@@ -274,6 +340,25 @@ func unanswered(needed []Permission, denied map[Permission]bool, cache *accessCa
 		}
 	}
 	return questions
+}
+
+// allowedEverything asks (or remembers) whether the user may do everything. Unlike other
+// denials, a denial of everything is remembered as long as an allowed answer: it only means that
+// the questions are asked one by one, so permissions granted meanwhile still take effect at the
+// next Apply. When the user may not ask at all, the per-permission questions find that out.
+func (a *Applier) allowedEverything(ctx context.Context, cache *accessCache) (bool, error) {
+	if allowed, known := cache.everything(); known {
+		return allowed, nil
+	}
+	allowed, err := a.review(ctx, everything)
+	if err != nil {
+		if cannotAsk(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("asking whether everything is allowed: %w", err)
+	}
+	cache.rememberEverything(allowed)
+	return allowed, nil
 }
 
 // ask asks the questions side by side (a first apply into a namespace needs create and patch for

@@ -151,8 +151,8 @@ func TestApplyForbiddenWritesNothing(t *testing.T) {
 	if w != 0 || len(res.Changed) != 0 {
 		t.Errorf("%d writes, changed %v: nothing may be written", w, res.Changed)
 	}
-	if r != 4 {
-		t.Errorf("%d SelfSubjectAccessReviews, want 4 (create and patch of configmaps and secrets)", r)
+	if r != 5 {
+		t.Errorf("%d SelfSubjectAccessReviews, want 5 (everything, denied; then create and patch of configmaps and secrets)", r)
 	}
 	for _, ref := range all {
 		if exists(t, ref) {
@@ -173,7 +173,7 @@ func TestApplyForbiddenWritesNothing(t *testing.T) {
 		t.Errorf("%d writes, changed %v; want the 3 objects", w, res.Changed)
 	}
 	if r != 2 {
-		t.Errorf("%d SelfSubjectAccessReviews, want 2 (the secrets again, configmaps remembered)", r)
+		t.Errorf("%d SelfSubjectAccessReviews, want 2 (the secrets again; configmaps and the denial of everything remembered)", r)
 	}
 
 	// Converged: no write, no review.
@@ -260,5 +260,69 @@ func TestApplyCreateNeedsCreate(t *testing.T) {
 	rules := fe.Rules()
 	if len(rules) != 1 || rules[0].Resource != "services" || !slices.Equal(rules[0].Verbs, []string{"create", "get", "patch"}) || !slices.Equal(rules[0].Namespaces, []string{ns}) {
 		t.Errorf("rules %+v", rules)
+	}
+}
+
+// TestApplyAdminAsksOnce checks that a user who may do everything (a workload cluster's admin
+// kubeconfig) costs one SelfSubjectAccessReview for a new set, whatever kinds it holds, and that
+// an Applier that trusts its own writes does not read again what it just wrote.
+func TestApplyAdminAsksOnce(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	desired := func(v string) []*unstructured.Unstructured {
+		return []*unstructured.Unstructured{
+			obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: "+ns+"}\ndata: {key: "+v+"}\n"),
+			obj(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: "+ns+"}\nstringData: {key: "+v+"}\n"),
+			obj(t, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa, namespace: "+ns+"}\n"),
+			obj(t, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: "+ns+"}\nrules: [{apiGroups: [''], resources: [configmaps], verbs: [get]}]\n"),
+		}
+	}
+	// Discovery is the client's, not the Applier's: warm it so that reads count objects only.
+	for _, o := range desired("v1") {
+		gvk := o.GroupVersionKind()
+		if _, err := counted.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &apply.Applier{Client: counted, FieldManager: manager, TrustOwnWrites: true}
+	var res apply.Result
+	var err error
+	g, w, r := countAll(func() { res, err = a.Apply(ctx, desired("v1"), nil) })
+	if err != nil || res.Err() != nil {
+		t.Fatalf("apply: %v %v", err, res.Err())
+	}
+	if r != 1 || w != 4 || g != 4 {
+		t.Errorf("new set of 4 kinds: %d reviews, %d writes, %d reads; want 1 review, 4 writes, 4 reads", r, w, g)
+	}
+	for _, ref := range res.Applied {
+		if !exists(t, ref) {
+			t.Errorf("%s was not applied", ref)
+		}
+	}
+
+	// The same content again: nothing read, asked or written.
+	g, w, r = countAll(func() { res, err = a.Apply(ctx, desired("v1"), res.Applied) })
+	if err != nil || g != 0 || w != 0 || r != 0 || len(res.Changed) != 0 {
+		t.Errorf("same content, same Applier: error %v, %d reads, %d writes, %d reviews, changed %v; want none", err, g, w, r, res.Changed)
+	}
+	// Changed content is read and written; the answer about everything is remembered.
+	g, w, r = countAll(func() { res, err = a.Apply(ctx, desired("v2"), res.Applied) })
+	if err != nil || res.Err() != nil || g != 2 || w != 2 || r != 0 {
+		t.Errorf("changed content: error %v %v, %d reads, %d writes, %d reviews; want 2 reads and 2 writes (the ConfigMap and the Secret; the others are as written), no review", err, res.Err(), g, w, r)
+	}
+
+	// What it deleted is read (and created) again.
+	if _, err := a.Delete(ctx, res.Applied[:1]); err != nil {
+		t.Fatal(err)
+	}
+	g, w, r = countAll(func() { res, err = a.Apply(ctx, desired("v2"), res.Applied) })
+	if err != nil || res.Err() != nil || g != 1 || w != 1 || r != 0 || !exists(t, res.Applied[0]) {
+		t.Errorf("after deleting the ConfigMap: error %v %v, %d reads, %d writes, %d reviews; want the ConfigMap read and created again", err, res.Err(), g, w, r)
+	}
+
+	// An Applier that does not trust its own writes reads everything (its drift check).
+	g, w, r = countAll(func() { res, err = applier().Apply(ctx, desired("v2"), res.Applied) })
+	if err != nil || g != 4 || w != 0 || r != 0 {
+		t.Errorf("converged, long-lived Applier: error %v, %d reads, %d writes, %d reviews; want 4 reads only", err, g, w, r)
 	}
 }

@@ -113,6 +113,11 @@ func (d *decision) collect(cands []candidate) {
 			d.res.Failed[c.ref] = c.err
 		case c.p.out != unchanged:
 			d.writes = append(d.writes, c.p)
+		case c.p.version != "":
+			if d.res.Versions == nil {
+				d.res.Versions = map[Ref]string{}
+			}
+			d.res.Versions[c.ref.Key()] = c.p.version
 		}
 	}
 }
@@ -156,15 +161,21 @@ type pending struct {
 	deferred bool
 	// unreadable: the API server refused to let us read the object.
 	unreadable bool
+	// version is the resourceVersion of a live object read and found unchanged.
+	version string
 }
 
 // decideObject reads the live object of d and decides whether it needs a write, writing nothing.
 func (a *Applier) decideObject(ctx context.Context, d *unstructured.Unstructured, ref Ref, crds map[schema.GroupVersionKind]crdResource) (*pending, error) {
-	obj, hash, err := prepare(d)
+	obj, hash, err := prepare(d, a.Inventory)
 	if err != nil {
 		return nil, fmt.Errorf("applying %s: %w", ref, err)
 	}
 	p := &pending{ref: ref, obj: obj}
+	if a.TrustOwnWrites && a.access().wroteSame(ref, hash) {
+		p.out = unchanged
+		return p, nil
+	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())
 	err = a.Client.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, live)
@@ -188,7 +199,7 @@ func (a *Applier) decideObject(ctx context.Context, d *unstructured.Unstructured
 	p.out = updated
 	if live.GetAnnotations()[HashAnnotation] == hash {
 		if !drifted(obj.Object, live.Object, a.owned(live)) {
-			p.out = unchanged
+			p.out, p.version = unchanged, live.GetResourceVersion()
 			return p, nil
 		}
 		p.out = driftRepaired
@@ -198,9 +209,18 @@ func (a *Applier) decideObject(ctx context.Context, d *unstructured.Unstructured
 
 // prepare returns the object to apply, without the fields the server manages (a chart may carry
 // creationTimestamp: null or a status, which would otherwise never compare equal), with
-// HashAnnotation set to the hash of that content.
-func prepare(d *unstructured.Unstructured) (*unstructured.Unstructured, string, error) {
+// InventoryLabel set to inventory (unless empty), and HashAnnotation set to the hash of that
+// content.
+func prepare(d *unstructured.Unstructured, inventory string) (*unstructured.Unstructured, string, error) {
 	obj := d.DeepCopy()
+	if inventory != "" {
+		labels := obj.GetLabels()
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[InventoryLabel] = inventory
+		obj.SetLabels(labels)
+	}
 	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"} {
 		unstructured.RemoveNestedField(obj.Object, "metadata", f)
 	}

@@ -105,7 +105,7 @@ func TestDrifted(t *testing.T) {
 
 func TestPrepareHash(t *testing.T) {
 	hash := func(y string) (string, *unstructured.Unstructured) {
-		o, h, err := prepare(&unstructured.Unstructured{Object: tree(t, y)})
+		o, h, err := prepare(&unstructured.Unstructured{Object: tree(t, y)}, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,10 +23,11 @@ var (
 	counted client.Client
 	writes  atomic.Int64
 	reviews atomic.Int64
+	reads   atomic.Int64
 )
 
-// countingTransport counts the requests that can change something (every method but GET), and
-// apart from them the SelfSubjectAccessReviews.
+// countingTransport counts the requests that can change something (every method but GET), apart
+// from them the SelfSubjectAccessReviews, and the reads (GET).
 type countingTransport struct{ next http.RoundTripper }
 
 func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -35,6 +36,8 @@ func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		reviews.Add(1)
 	case r.Method != http.MethodGet:
 		writes.Add(1)
+	default:
+		reads.Add(1)
 	}
 	return c.next.RoundTrip(r)
 }
@@ -86,4 +89,12 @@ func countRequests(f func()) (writesMade, reviewsMade int64) {
 	w, r := writes.Load(), reviews.Load()
 	f()
 	return writes.Load() - w, reviews.Load() - r
+}
+
+// countAll returns the number of reads, writes and SelfSubjectAccessReviews made by counting
+// clients while f runs.
+func countAll(f func()) (readsMade, writesMade, reviewsMade int64) {
+	g := reads.Load()
+	w, r := countRequests(f)
+	return reads.Load() - g, w, r
 }

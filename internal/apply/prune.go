@@ -70,6 +70,9 @@ func (a *Applier) Delete(ctx context.Context, inventory []Ref) (remaining []Ref,
 
 // deleteOne deletes ref and reports whether it is gone now.
 func (a *Applier) deleteOne(ctx context.Context, ref Ref) (bool, error) {
+	if a.TrustOwnWrites {
+		a.access().forget(ref) // a later Apply of it creates it again
+	}
 	obj := ref.object()
 	err := a.Client.Delete(ctx, obj, client.PropagationPolicy("Background"))
 	switch {

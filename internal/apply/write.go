@@ -121,6 +121,9 @@ func (a *Applier) writeOne(ctx context.Context, p *pending) (outcome, error) {
 			return out, fmt.Errorf("applying %s: %w", ref, err)
 		}
 	}
+	if a.TrustOwnWrites {
+		a.access().wrote(ref, p.obj.GetAnnotations()[HashAnnotation])
+	}
 	return out, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -90,7 +91,7 @@ type Kind[T Object, R any] struct {
 }
 
 // Reconcile is the skeleton; a kind's reconciler calls it from its own Reconcile.
-func (k *Kind[T, R]) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (k *Kind[T, R]) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, reterr error) {
 	obj := k.New()
 	if err := k.Reader.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -126,6 +127,7 @@ func (k *Kind[T, R]) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 
 	observed := false
+	start := time.Now()
 	defer func() {
 		kstatus.DropForeign(obj, k.owned())
 		kstatus.BoundConditions(obj)
@@ -139,6 +141,8 @@ func (k *Kind[T, R]) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		if err != nil && !apierrors.IsNotFound(err) {
 			reterr = errors.Join(reterr, err)
 		}
+		// Where the time goes, step by step across kinds (a timeline of the log at V(4)).
+		ctrl.LoggerFrom(ctx).V(4).Info("Reconciled", "duration", time.Since(start), "requeueAfter", res.RequeueAfter, "ready", conditions.IsTrue(obj, csv1alpha1.ReadyCondition), "error", reterr)
 	}()
 
 	if annotations.HasPaused(obj) {

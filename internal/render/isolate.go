@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render/isolated"
@@ -240,7 +241,9 @@ func runIsolated(ctx context.Context, what string, req request) (*response, erro
 		return nil, fmt.Errorf("encoding the rendering request for %s: %w", what, err)
 	}
 	l := cfg.limits
+	start := time.Now()
 	out, err := isolated.Run(ctx, childName, in, isolated.Limits{Timeout: l.Timeout, MaxOutputBytes: l.MaxOutputBytes, MaxMemoryBytes: l.MaxMemoryBytes})
+	logr.FromContextOrDiscard(ctx).V(4).Info("Rendered in a child process", "what", what, "duration", time.Since(start), "outputBytes", len(out), "error", err)
 	switch {
 	case err == nil:
 	case errors.Is(err, isolated.ErrTimeout):

@@ -3,6 +3,7 @@ package workloadcluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,29 @@ type resourceInfo struct {
 }
 
 var _ meta.RESTMapper = (*leanMapper)(nil)
+
+// discovered is what a leanMapper learnt: the group versions (whose entries are never changed,
+// only replaced) and preferred versions. A mapper of a new connection to the same cluster starts
+// from it.
+type discovered struct {
+	groupVersions map[schema.GroupVersion]*discoveredGroupVersion
+	preferred     map[string]string
+}
+
+// snapshot returns a copy of what m discovered.
+func (m *leanMapper) snapshot() discovered {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return discovered{groupVersions: maps.Clone(m.groupVersions), preferred: maps.Clone(m.preferred)}
+}
+
+// seed makes m start from what another mapper of the same cluster discovered.
+func (m *leanMapper) seed(d discovered) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	maps.Copy(m.groupVersions, d.groupVersions)
+	maps.Copy(m.preferred, d.preferred)
+}
 
 func newLeanMapper(dc discovery.DiscoveryInterface) *leanMapper {
 	return &leanMapper{

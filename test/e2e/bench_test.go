@@ -14,6 +14,16 @@ const (
 	settleLimit = 2 * time.Minute
 )
 
+// benchDriftInterval is the manager's --addon-drift-check-interval in the benchmarks that measure
+// an idle fleet (BENCH_E2E_DRIFT_INTERVAL overrides it), and their default window: with a window
+// as long as the interval, every ClusterAddon makes about one drift check in it. The manager's
+// default (5m) would make the window that long.
+const benchDriftInterval = 30 * time.Second
+
+// defaultDriftInterval is the manager's default --addon-drift-check-interval, which the idle rate
+// per 1000 Clusters is stated for.
+const defaultDriftInterval = 5 * time.Minute
+
 // BenchmarkManager20Clusters runs the manager binary and measures, in this order:
 //   - s/two-releases-ready: from creating a ClusterStack with versions [v1, v2] (autoSubscribe
 //     off, providerRef to an OpenStackClusterStackReleaseTemplate) until both its
@@ -21,11 +31,17 @@ const (
 //     images downloaded and uploaded to Glance, ClusterClass rendered and applied;
 //   - s/20-clusters-addons: 20 tenant namespaces, each with a ClusterStack [v1] made ready first
 //     (s/20-stacks-ready), then from creating one Cluster per namespace (kubeconfig Secret for the
-//     workload API server, control plane initialized) until all 20 ClusterAddons are ready;
+//     workload API server, control plane initialized) until all 20 ClusterAddons are ready.
+//     The Clusters are spread over BENCH_E2E_WORKLOAD_SERVERS (default 4) workload API servers;
+//     workload-requests/new-cluster is every request the manager sent to them until the addons
+//     were ready, per Cluster (rest_client_requests_total by host);
 //   - writes-converged (mgmt- and workload- split) and openstack-calls-converged in a window
-//     (BENCH_E2E_WINDOW, default 20s) after the manager has settled, from its own metrics
-//     (rest_client_requests_total, clusterstack_openstack_requests_total) and the double's
-//     counter (openstack-calls-converged-double);
+//     (BENCH_E2E_WINDOW, default benchDriftInterval) after the manager has settled, from its own
+//     metrics (rest_client_requests_total, clusterstack_openstack_requests_total) and the double's
+//     counter (openstack-calls-converged-double); idle-requests (and its mgmt and workload parts)
+//     every request in the window, with a drift check of every ClusterAddon in it, and
+//     idle-req/s-per-1000-clusters the rate that makes for 1000 Clusters at the default drift
+//     interval (5m);
 //   - MiB-peak-rss: VmHWM of the manager process at the end;
 //   - glance-uploads, glance-images and distinct-images: 21 namespaces share one Glance project.
 func BenchmarkManager20Clusters(b *testing.B) {
@@ -36,8 +52,9 @@ func BenchmarkManager20Clusters(b *testing.B) {
 
 func run20Clusters(b *testing.B) {
 	const tenants = 20
-	window := windowFromEnv(b, 20*time.Second)
-	s := newScenario(b)
+	drift := driftFromEnv(b)
+	window := windowFromEnv(b, drift)
+	s := newScenario(b, scenarioOptions{driftInterval: drift})
 	defer s.close()
 	ctx := context.Background()
 
@@ -77,19 +94,38 @@ func run20Clusters(b *testing.B) {
 	}
 	addons := s.waitReady(r, "addons on 20 Clusters", kindAddon, "", tenants, readyLimit, s.addonsReady(tenants)).Sub(start)
 	s.checkWorkloadObjects(tenants)
+	s.reportNewClusters(b, tenants)
 
 	suppressProcessMetrics(b)
 	b.ReportMetric(twoReleases.Seconds(), "s/two-releases-ready")
 	b.ReportMetric(nodeImages.Seconds(), "s/two-releases-node-images-ready")
 	b.ReportMetric(stacksReady.Seconds(), "s/20-stacks-ready")
 	b.ReportMetric(addons.Seconds(), "s/20-clusters-addons")
-	s.reportConverged(b, window, "v1", "v2")
+	s.reportConverged(b, window, fleet{clusters: tenants, drift: drift}, "v1", "v2")
+}
+
+// driftFromEnv is BENCH_E2E_DRIFT_INTERVAL (a duration), or benchDriftInterval.
+func driftFromEnv(tb testing.TB) time.Duration {
+	return durationFromEnv(tb, "BENCH_E2E_DRIFT_INTERVAL", benchDriftInterval)
+}
+
+// reportNewClusters reports the requests the manager sent to the workload API servers so far
+// (the benchmark calls it once all addons are ready, before any drift check is due) per Cluster,
+// and logs how they spread over the servers.
+func (s *scenario) reportNewClusters(b *testing.B, clusters int) {
+	b.Helper()
+	c, err := s.mgr.scrape()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("requests to the workload API servers until %d Clusters' addons were ready: %.0f reads, %.0f writes; by server: %v", clusters, c.workloadReads, c.workloadWrites, c.workloadHosts)
+	b.ReportMetric(c.workloadRequests()/float64(clusters), "workload-requests/new-cluster")
 }
 
 // BenchmarkManager300Releases200Clusters runs the manager binary at scale: 100 namespaces, each
 // with a ClusterStack [v1, v2, v3] (providerRef, node images: 300 ClusterStackReleases, 300
 // ClusterClasses, 2 distinct images in one Glance project) and 2 Clusters (on v1 and v3, each
-// with its own addon namespace in the one workload API server: 200 ClusterAddons). It reports
+// with its own addon namespace in its workload API server: 200 ClusterAddons). It reports
 // s/300-releases-ready, s/200-clusters-addons, the converged window as in
 // BenchmarkManager20Clusters, MiB-peak-rss of the manager and the Glance figures.
 func BenchmarkManager300Releases200Clusters(b *testing.B) {
@@ -102,8 +138,9 @@ func run300Releases200Clusters(b *testing.B) {
 	const stacks, clustersPerStack = 100, 2
 	versions := []string{"v1", "v2", "v3"}
 	clusterVersions := []string{"v1", "v3"}
-	window := windowFromEnv(b, 20*time.Second)
-	s := newScenario(b)
+	drift := driftFromEnv(b)
+	window := windowFromEnv(b, drift)
+	s := newScenario(b, scenarioOptions{driftInterval: drift})
 	defer s.close()
 	ctx := context.Background()
 
@@ -134,12 +171,75 @@ func run300Releases200Clusters(b *testing.B) {
 	}
 	want = stacks * clustersPerStack
 	addons := s.waitReady(r, "addons on 200 Clusters", kindAddon, "", want, 2*readyLimit, s.addonsReady(want)).Sub(start)
-	s.checkWorkloadObjects(stacks * clustersPerStack)
+	s.checkWorkloadObjects(want)
+	if addons < drift {
+		s.reportNewClusters(b, want)
+	} else {
+		b.Logf("the addons took longer than a drift interval (%s): requests per new Cluster not reported, drift checks are among them", drift)
+	}
 
 	suppressProcessMetrics(b)
 	b.ReportMetric(releases.Seconds(), "s/300-releases-ready")
 	b.ReportMetric(addons.Seconds(), "s/200-clusters-addons")
-	s.reportConverged(b, window, versions...)
+	s.reportConverged(b, window, fleet{clusters: want, drift: drift}, versions...)
+}
+
+// BenchmarkManager500Releases1000Clusters runs the manager binary at fleet scale: 250 namespaces,
+// each with a ClusterStack [v1, v3] (500 ClusterStackReleases and ClusterClasses, 2 distinct
+// images in one Glance project) and 4 Clusters (2 on v1, 2 on v3: 1000 ClusterAddons), spread
+// over the workload API servers, 250 per server with their own addon namespaces. The manager
+// keeps its default drift interval (5m), so workload-requests/new-cluster counts installations
+// only. It reports s/500-releases-ready, s/1000-clusters-addons, the converged window as in
+// BenchmarkManager20Clusters (BENCH_E2E_WINDOW, default 20s: no drift check is due in it) and
+// MiB-peak-rss of the manager.
+func BenchmarkManager500Releases1000Clusters(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		run500Releases1000Clusters(b)
+	}
+}
+
+func run500Releases1000Clusters(b *testing.B) {
+	const stacks, clustersPerStack = 250, 4
+	versions := []string{"v1", "v3"}
+	window := windowFromEnv(b, 20*time.Second)
+	s := newScenario(b, scenarioOptions{})
+	defer s.close()
+	ctx := context.Background()
+
+	watchCtx, stopWatches := context.WithCancel(ctx)
+	defer stopWatches()
+	r, err := s.watchReadiness(watchCtx)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	ns := func(i int) string { return fmt.Sprintf("fleet-%03d", i) }
+	if err := inParallel(stacks, func(i int) error { return s.prepareNamespace(ctx, ns(i)) }); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if err := inParallel(stacks, func(i int) error { return s.createClusterStack(ctx, ns(i), versions) }); err != nil {
+		b.Fatal(err)
+	}
+	want := stacks * len(versions)
+	releases := s.waitReady(r, "500 releases ready", kindRelease, "", want, 4*readyLimit, s.releasesReady("", want)).Sub(start)
+
+	start = time.Now()
+	if err := inParallel(stacks*clustersPerStack, func(i int) error {
+		k := i % clustersPerStack
+		return s.createCluster(ctx, ns(i/clustersPerStack), fmt.Sprintf("c%d", k), versions[k%len(versions)])
+	}); err != nil {
+		b.Fatal(err)
+	}
+	want = stacks * clustersPerStack
+	addons := s.waitReady(r, "addons on 1000 Clusters", kindAddon, "", want, 4*readyLimit, s.addonsReady(want)).Sub(start)
+	s.checkWorkloadObjects(want)
+	s.reportNewClusters(b, want)
+
+	suppressProcessMetrics(b)
+	b.ReportMetric(releases.Seconds(), "s/500-releases-ready")
+	b.ReportMetric(addons.Seconds(), "s/1000-clusters-addons")
+	s.reportConverged(b, window, fleet{clusters: want, drift: defaultDriftInterval}, versions...)
 }
 
 // suppressProcessMetrics drops ns/op, which would be the duration of a whole scenario with its
@@ -149,7 +249,19 @@ func suppressProcessMetrics(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-func reportConvergence(b *testing.B, c convergence) {
+// fleet is what an idle window is measured over: how many Clusters, checked for drift how often.
+type fleet struct {
+	clusters int
+	drift    time.Duration
+}
+
+func reportConvergence(b *testing.B, c convergence, f fleet) {
+	b.ReportMetric(c.inWindow.requests(), "idle-requests")
+	b.ReportMetric(c.inWindow.mgmtReads+c.inWindow.mgmtWrites, "idle-mgmt-requests")
+	b.ReportMetric(c.inWindow.workloadRequests(), "idle-workload-requests")
+	// The window's rate, scaled to 1000 Clusters drift-checked at the default interval.
+	perSecond := c.inWindow.requests() / c.window.Seconds()
+	b.ReportMetric(perSecond*f.drift.Seconds()/defaultDriftInterval.Seconds()*1000/float64(f.clusters), "idle-req/s-per-1000-clusters")
 	b.ReportMetric(c.inWindow.writes(), "writes-converged")
 	b.ReportMetric(c.inWindow.mgmtWrites, "mgmt-writes-converged")
 	b.ReportMetric(c.inWindow.workloadWrites, "workload-writes-converged")
@@ -169,7 +281,7 @@ func countImages(images map[string]int) int {
 // reportConverged waits until the manager settles, counts its API writes and OpenStack calls in a
 // window after that, and reports them with its peak memory and what Glance holds for the releases
 // of the given stack versions; both benchmarks end with it.
-func (s *scenario) reportConverged(b *testing.B, window time.Duration, stackVersions ...string) {
+func (s *scenario) reportConverged(b *testing.B, window time.Duration, f fleet, stackVersions ...string) {
 	b.Helper()
 	conv := s.converge(settleQuiet, settleLimit, window)
 	peak, current, err := s.mgr.memory()
@@ -178,11 +290,11 @@ func (s *scenario) reportConverged(b *testing.B, window time.Duration, stackVers
 	}
 	s.logMemory(peak, current)
 	uploads, imports, images := s.glance()
-	b.Logf("settled %.1fs after ready (API writes from the start until settled: %.0f to the management, %.0f to the workload API server); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
+	b.Logf("settled %.1fs after ready (API writes from the start until settled: %.0f to the management, %.0f to the workload API servers); window %s: mgmt %.0f writes / %.0f reads, workload %.0f writes / %.0f reads, OpenStack %.0f (metrics) %d (double); Glance: %d uploads, %d imports, images: %s; image file downloads: %d",
 		conv.settle.Seconds(), conv.untilSettled.mgmtWrites, conv.untilSettled.workloadWrites, conv.window, conv.inWindow.mgmtWrites, conv.inWindow.mgmtReads, conv.inWindow.workloadWrites, conv.inWindow.workloadReads,
 		conv.inWindow.openstack, conv.cloudCalls, uploads, imports, describeImages(images), s.fetches.Load())
 
-	reportConvergence(b, conv)
+	reportConvergence(b, conv, f)
 	b.ReportMetric(peak, "MiB-peak-rss")
 	b.ReportMetric(float64(uploads+imports), "glance-uploads")
 	b.ReportMetric(float64(len(images)), "glance-image-names")

@@ -50,7 +50,7 @@ func BenchmarkRenderBombs(b *testing.B) {
 }
 
 func runRenderBombs(b *testing.B) {
-	s := newScenario(b)
+	s := newScenario(b, scenarioOptions{workloadServers: -1})
 	defer s.close()
 	ctx := context.Background()
 

@@ -1,6 +1,6 @@
 // Package e2e holds end-to-end benchmarks of the real manager binary: `go build` of the
 // repository's main package, run as a subprocess against a local control plane (envtest's
-// kube-apiserver and etcd), a second API server standing in for the workload clusters, an
+// kube-apiserver and etcd), several more API servers standing in for the workload clusters, an
 // in-process OCI registry as the default release source (OCI_REGISTRY/OCI_REPOSITORY) and the
 // OpenStack double. Unlike the controllers' package benchmarks, which run in the test process,
 // the figures here (time to ready, API writes and OpenStack calls once converged, peak RSS) are

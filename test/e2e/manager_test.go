@@ -41,8 +41,10 @@ type managerProcess struct {
 	readyzURL  string
 	// mgmtHost is the management API server's host:port, the host label of its requests.
 	mgmtHost string
-	exited   chan struct{}
-	waitErr  error
+	// started is when the process was started.
+	started time.Time
+	exited  chan struct{}
+	waitErr error
 }
 
 // managerConfig is what startManager needs from the scenario.
@@ -52,10 +54,22 @@ type managerConfig struct {
 	mgmtHost   string
 	registry   string // host:port of the plain-HTTP OCI registry
 	repository string
+	// driftInterval is --addon-drift-check-interval; zero keeps the manager's default.
+	driftInterval time.Duration
 }
 
-// startManager starts the binary and waits until its readiness probe answers.
+// startManager starts the binary and waits until its readiness probe answers and its controllers
+// have started their workers.
 func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess {
+	tb.Helper()
+	m := launchManager(tb, bin, cfg)
+	m.waitReady(tb, time.Minute)
+	m.waitControllersStarted(tb, time.Minute)
+	return m
+}
+
+// launchManager starts the binary and returns at once.
+func launchManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess {
 	tb.Helper()
 	if err := os.MkdirAll(cfg.dir, 0o700); err != nil {
 		tb.Fatal(err)
@@ -94,6 +108,9 @@ func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess 
 	)
 	// BENCH_E2E_PROFILER_ADDRESS serves the manager's profiler, to take heap and CPU profiles
 	// while a benchmark runs (go tool pprof http://<address>/debug/pprof/heap).
+	if cfg.driftInterval > 0 {
+		cmd.Args = append(cmd.Args, "--addon-drift-check-interval="+cfg.driftInterval.String())
+	}
 	if addr := os.Getenv("BENCH_E2E_PROFILER_ADDRESS"); addr != "" {
 		cmd.Args = append(cmd.Args, "--profiler-address="+addr)
 	}
@@ -104,6 +121,7 @@ func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess 
 	// http:// selects plain HTTP for the registry (source.FromEnv).
 	cmd.Env = append(hostEnv(), "KUBECONFIG="+kubeconfig, "OCI_REGISTRY=http://"+cfg.registry, "OCI_REPOSITORY="+cfg.repository)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		tb.Fatalf("starting the manager: %v", err)
@@ -114,6 +132,7 @@ func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess 
 		metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[0]),
 		readyzURL:  fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]),
 		mgmtHost:   cfg.mgmtHost,
+		started:    started,
 		exited:     make(chan struct{}),
 	}
 	go func() {
@@ -122,8 +141,14 @@ func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess 
 		close(m.exited)
 	}()
 	tb.Cleanup(m.stop)
+	return m
+}
 
-	deadline := time.Now().Add(time.Minute)
+// waitReady waits until the readiness probe answers OK (the caches of every watched kind have
+// synced) and returns when it first did.
+func (m *managerProcess) waitReady(tb testing.TB, limit time.Duration) time.Time {
+	tb.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		if err := m.alive(); err != nil {
 			tb.Fatal(err)
@@ -132,21 +157,19 @@ func startManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess 
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return time.Now()
 			}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("the manager is not ready after a minute (last: %v)\n%s", err, m.logTail(40))
+			tb.Fatalf("the manager is not ready after %s (last: %v)\n%s", limit, err, m.logTail(40))
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
-	m.waitControllersStarted(tb, time.Minute)
-	return m
 }
 
-// waitControllersStarted waits until every controller has synced its caches and started its
-// workers, so that the first measurement does not include the manager's start-up. The readiness
-// probe (a ping) answers before that; the log is the only outside view of it.
+// waitControllersStarted waits until every controller has started its workers, so that the first
+// measurement does not include the manager's start-up. The readiness probe answers once the caches
+// have synced, a moment before the workers start; the log is the only outside view of that.
 func (m *managerProcess) waitControllersStarted(tb testing.TB, limit time.Duration) {
 	tb.Helper()
 	deadline := time.Now().Add(limit)
@@ -228,14 +251,24 @@ type counters struct {
 	// mgmtWrites and mgmtReads are requests to the management API server; workloadWrites and
 	// workloadReads those to every other API server (the workload clusters).
 	mgmtWrites, mgmtReads, workloadWrites, workloadReads float64
+	// mgmtRefused are answers 429 (Too Many Requests) from the management API server.
+	mgmtRefused float64
 	// openstack is clusterstack_openstack_requests_total over every service and operation.
 	openstack float64
+	// workloadHosts are the requests to each workload API server, by host.
+	workloadHosts map[string]float64
 	// heapInuse and goSys are the Go runtime's go_memstats_heap_inuse_bytes and
 	// go_memstats_sys_bytes (memory obtained from the OS), to tell heap from the rest of the RSS.
 	heapInuse, goSys float64
 }
 
 func (c counters) writes() float64 { return c.mgmtWrites + c.workloadWrites }
+
+func (c counters) requests() float64 {
+	return c.mgmtWrites + c.mgmtReads + c.workloadWrites + c.workloadReads
+}
+
+func (c counters) workloadRequests() float64 { return c.workloadWrites + c.workloadReads }
 
 func (c counters) sub(o counters) counters {
 	return counters{
@@ -271,6 +304,15 @@ func (m *managerProcess) scrape() (counters, error) {
 			v := s.GetCounter().GetValue()
 			read := labels["method"] == http.MethodGet || labels["method"] == http.MethodHead
 			mgmt := labels["host"] == m.mgmtHost
+			if !mgmt {
+				if c.workloadHosts == nil {
+					c.workloadHosts = map[string]float64{}
+				}
+				c.workloadHosts[labels["host"]] += v
+			}
+			if mgmt && labels["code"] == strconv.Itoa(http.StatusTooManyRequests) {
+				c.mgmtRefused += v
+			}
 			switch {
 			case mgmt && read:
 				c.mgmtReads += v

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,14 +87,17 @@ func distinctImages(versions ...string) int {
 // server, registry, OpenStack double and image file server. Each benchmark starts a fresh one,
 // so that its figures (peak RSS above all) are not those of an earlier benchmark's objects.
 type scenario struct {
-	tb       testing.TB
-	dir      string
-	mgmt     *testenv.Environment
-	workload *testenv.Environment
+	tb   testing.TB
+	dir  string
+	mgmt *testenv.Environment
+	// workloads are the workload API servers; Clusters are spread over them in turn
+	// (nextWorkload), several per server, each with its own addon namespace.
+	workloads    []*testenv.Environment
+	nextWorkload atomic.Int64
 	// c is a client of the management API server without client-side throttling, so that
 	// creating hundreds of objects does not pace the measurement.
 	c        client.Client
-	workC    client.Client
+	workCs   []client.Client
 	cloud    *openstackdouble.Server
 	files    *httptest.Server
 	fetches  atomic.Int64
@@ -104,9 +108,23 @@ type scenario struct {
 	closers   []func()
 }
 
+// defaultWorkloadServers is how many workload API servers a scenario starts unless
+// BENCH_E2E_WORKLOAD_SERVERS says otherwise: enough that the manager talks to several workload
+// clusters (a connection, discovery and credentials each), few enough for a two-core machine.
+const defaultWorkloadServers = 4
+
+// scenarioOptions are the manager's settings a benchmark chooses.
+type scenarioOptions struct {
+	// driftInterval is the manager's --addon-drift-check-interval; zero keeps its default.
+	driftInterval time.Duration
+	// workloadServers is how many workload API servers to start: zero means
+	// BENCH_E2E_WORKLOAD_SERVERS or defaultWorkloadServers, -1 none (no Clusters).
+	workloadServers int
+}
+
 // newScenario starts everything and the manager. The scenario is closed when the benchmark ends,
 // whatever happens; close closes it earlier.
-func newScenario(tb testing.TB) *scenario {
+func newScenario(tb testing.TB, opts scenarioOptions) *scenario {
 	tb.Helper()
 	bin := managerBinary(tb)
 	dir, err := os.MkdirTemp("", "clusterstack-e2e-")
@@ -117,19 +135,35 @@ func newScenario(tb testing.TB) *scenario {
 	s.closers = append(s.closers, func() { _ = os.RemoveAll(dir) })
 	tb.Cleanup(s.close)
 
-	for _, env := range []**testenv.Environment{&s.mgmt, &s.workload} {
+	servers := max(opts.workloadServers, 0)
+	if opts.workloadServers == 0 {
+		servers = intFromEnv(tb, "BENCH_E2E_WORKLOAD_SERVERS", defaultWorkloadServers)
+	}
+	envs := make([]*testenv.Environment, 1+servers)
+	var mu sync.Mutex
+	if err := inParallel(len(envs), func(i int) error {
 		e, err := testenv.Start(testenv.Options{})
 		if err != nil {
-			tb.Fatal(err)
+			return err
 		}
+		mu.Lock()
 		s.closers = append(s.closers, func() { _ = e.Stop() })
-		*env = e
+		mu.Unlock()
+		envs[i] = e
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
 	}
+	s.mgmt, s.workloads = envs[0], envs[1:]
 	if s.c, err = unthrottledClient(s.mgmt); err != nil {
 		tb.Fatal(err)
 	}
-	if s.workC, err = unthrottledClient(s.workload); err != nil {
-		tb.Fatal(err)
+	for _, w := range s.workloads {
+		wc, err := unthrottledClient(w)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s.workCs = append(s.workCs, wc)
 	}
 
 	data := make([]byte, imageSize)
@@ -158,11 +192,12 @@ func newScenario(tb testing.TB) *scenario {
 		tb.Fatal(err)
 	}
 	s.mgr = startManager(tb, bin, managerConfig{
-		dir:        filepath.Join(dir, "manager"),
-		kubeconfig: kubeconfig,
-		mgmtHost:   hostOf(s.mgmt.Config),
-		registry:   s.registry,
-		repository: repository,
+		dir:           filepath.Join(dir, "manager"),
+		kubeconfig:    kubeconfig,
+		mgmtHost:      hostOf(s.mgmt.Config),
+		registry:      s.registry,
+		repository:    repository,
+		driftInterval: opts.driftInterval,
 	})
 	// Stop the manager before the servers it talks to (closers run last to first).
 	s.closers = append(s.closers, s.mgr.stop)
@@ -340,7 +375,8 @@ func (s *scenario) createCluster(ctx context.Context, ns, name, version string) 
 	if err := s.c.Create(ctx, c); err != nil {
 		return fmt.Errorf("creating Cluster %s/%s: %w", ns, name, err)
 	}
-	kc, err := workloadcluster.Kubeconfig(s.workload.Config, name)
+	workload := s.workloads[int(s.nextWorkload.Add(1)-1)%len(s.workloads)]
+	kc, err := workloadcluster.Kubeconfig(workload.Config, name)
 	if err != nil {
 		return err
 	}
@@ -437,22 +473,24 @@ func readyCondition(conds []metav1.Condition) metav1.Condition {
 	return metav1.Condition{Reason: "NotYetReported"}
 }
 
-// checkWorkloadObjects fails the benchmark unless every Cluster's addon ConfigMap is in the
+// checkWorkloadObjects fails the benchmark unless every Cluster's addon ConfigMap is in its
 // workload API server: Ready must mean the objects are there.
 func (s *scenario) checkWorkloadObjects(clusters int) {
 	s.tb.Helper()
-	list := &corev1.ConfigMapList{}
-	if err := s.workC.List(context.Background(), list, client.MatchingFields{"metadata.name": "fixture-cni"}); err != nil {
-		s.tb.Fatal(err)
-	}
 	namespaces := map[string]bool{}
-	for _, cm := range list.Items {
-		if strings.HasPrefix(cm.Namespace, "addons-") {
-			namespaces[cm.Namespace] = true
+	for _, wc := range s.workCs {
+		list := &corev1.ConfigMapList{}
+		if err := wc.List(context.Background(), list, client.MatchingFields{"metadata.name": "fixture-cni"}); err != nil {
+			s.tb.Fatal(err)
+		}
+		for _, cm := range list.Items {
+			if strings.HasPrefix(cm.Namespace, "addons-") {
+				namespaces[cm.Namespace] = true
+			}
 		}
 	}
 	if len(namespaces) != clusters {
-		s.tb.Fatalf("the workload API server has the addon ConfigMap in %d namespaces, want one per Cluster (%d)", len(namespaces), clusters)
+		s.tb.Fatalf("the %d workload API servers have the addon ConfigMap in %d namespaces, want one per Cluster (%d)", len(s.workCs), len(namespaces), clusters)
 	}
 }
 
@@ -529,15 +567,33 @@ func describeImages(images map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
+// intFromEnv is the positive integer in the environment variable name, or def.
+func intFromEnv(tb testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		tb.Fatalf("%s: want a positive integer, not %q", name, v)
+	}
+	return n
+}
+
 // windowFromEnv is BENCH_E2E_WINDOW (a duration), or def.
 func windowFromEnv(tb testing.TB, def time.Duration) time.Duration {
-	v := os.Getenv("BENCH_E2E_WINDOW")
+	return durationFromEnv(tb, "BENCH_E2E_WINDOW", def)
+}
+
+// durationFromEnv is the duration in the environment variable name, or def.
+func durationFromEnv(tb testing.TB, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		tb.Fatalf("BENCH_E2E_WINDOW: %v", err)
+		tb.Fatalf("%s: %v", name, err)
 	}
 	return d
 }
