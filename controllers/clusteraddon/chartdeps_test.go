@@ -105,13 +105,6 @@ func setEndpoint(t *testing.T, c *clusterv1.Cluster, host string) {
 	}).WithTimeout(timeout).Should(Succeed())
 }
 
-func deleteCluster(t *testing.T, c *clusterv1.Cluster) {
-	t.Helper()
-	if err := mgmt.Client.Delete(context.Background(), c); err != nil && !apierrors.IsNotFound(err) {
-		t.Fatal(err)
-	}
-}
-
 // TestChartDependencies installs an scs2-shaped release: its addon charts declare their charts as
 // Chart.yaml dependencies (HTTP repository and OCI, one pinned by Chart.lock) and ship no
 // charts/. Every dependency chart lands in the workload cluster; a second release and a restarted

@@ -59,8 +59,8 @@ func TestCreateTimeInstallNewConvention(t *testing.T) {
 	g.Expect(condition(ca, csv1alpha1.ClusterReachableCondition).Status).To(Equal(metav1.ConditionTrue))
 
 	// Rendered with overwrite.yaml over the live Cluster, applied with the operator's field manager.
+	eventuallyWorkloadData(t, "kube-system", "fixture-cni", "clusterName", "alpha")
 	cm := workloadConfigMap(g, "kube-system", "fixture-cni")
-	g.Expect(cm.Data).To(HaveKeyWithValue("clusterName", "alpha"))
 	g.Expect(cm.ManagedFields).To(ContainElement(HaveField("Manager", FieldManager)))
 	dep := &appsv1.Deployment{}
 	g.Expect(workload.Client.Get(context.Background(), types.NamespacedName{Namespace: "kube-system", Name: "fixture-metrics-server"}, dep)).To(Succeed())
@@ -89,7 +89,7 @@ func TestCreateTimeInstallOldConvention(t *testing.T) {
 	ca := waitReady(t, ns, c.Name, className("v4"))
 	g.Expect(ca.Status.Stages).To(ConsistOf(HaveField("Phase", csv1alpha1.StagePhaseDone)))
 	// cluster-addon-values.yaml is rendered over the Cluster and reaches the sub-charts.
-	g.Expect(workloadConfigMap(g, "kube-system", "fixture-cni").Data).To(HaveKeyWithValue("clusterName", "bravo"))
+	eventuallyWorkloadData(t, "kube-system", "fixture-cni", "clusterName", "bravo")
 	g.Expect(ca.Status.Resources).To(HaveLen(2))
 }
 

@@ -26,14 +26,14 @@ func TestClassOfAnotherNamespace(t *testing.T) {
 	if err := mgmt.Client.Create(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = mgmt.Client.Delete(context.Background(), c) })
+	t.Cleanup(func() { deleteCluster(t, c) })
 	createKubeconfig(t, tenant, c.Name, workload.Config)
 	setInitialized(t, c)
 
 	ca := waitReady(t, tenant, c.Name, className("v1"))
 	g := NewWithT(t)
 	g.Expect(ca.Spec.ClusterRef.Namespace).To(Equal(tenant))
-	g.Expect(workloadConfigMap(g, "kube-system", "fixture-cni").Data).To(HaveKeyWithValue("clusterName", c.Name))
+	eventuallyWorkloadData(t, "kube-system", "fixture-cni", "clusterName", c.Name)
 	g.Expect(releases.askedIn(className("v1"), stacks)).To(BeTrue(), "release %s was not asked for in the class's namespace %s", className("v1"), stacks)
 	g.Expect(releases.askedIn(className("v1"), tenant)).To(BeFalse(), "release %s was asked for in the Cluster's namespace %s, not the class's", className("v1"), tenant)
 }

@@ -435,6 +435,17 @@ func writeServingCert(dir string) (*x509.CertPool, error) {
 
 // --- helpers ---
 
+// eventuallyWorkloadData waits until the workload ConfigMap ns/name has key=value. Eventually,
+// because a reconcile of the previous test's ClusterAddon that was in flight when it was deleted
+// may still have written the shared workload cluster after the reset; the drift check (every 2 s
+// here) puts the current ClusterAddon's content back.
+func eventuallyWorkloadData(t testing.TB, ns, name, key, value string) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		g.Expect(workloadConfigMap(g, ns, name).Data).To(HaveKeyWithValue(key, value))
+	}).WithTimeout(timeout).Should(Succeed())
+}
+
 func newNamespace(t testing.TB) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "addon-"}}
@@ -471,8 +482,29 @@ func createCluster(t testing.TB, ns, name, version string, initialized, kubeconf
 	if initialized {
 		setInitialized(t, c)
 	}
-	t.Cleanup(func() { _ = mgmt.Client.Delete(context.Background(), c) })
+	t.Cleanup(func() { deleteCluster(t, c) })
 	return c
+}
+
+// deleteCluster deletes c and its ClusterAddon and waits until both are gone. envtest runs no
+// garbage collector, so a ClusterAddon would outlive its Cluster, and a reconcile of it in flight
+// could still apply into the shared workload cluster after the next test has reset it.
+func deleteCluster(t testing.TB, c *clusterv1.Cluster) {
+	t.Helper()
+	ctx := context.Background()
+	ca := &csv1alpha1.ClusterAddon{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: addon.ClusterAddonName(c.Name)}}
+	for _, o := range []client.Object{c, ca} {
+		if err := mgmt.Client.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("deleting %T %s: %v", o, client.ObjectKeyFromObject(o), err)
+			return
+		}
+	}
+	NewWithT(t).Eventually(func(g Gomega) {
+		for _, o := range []client.Object{c.DeepCopy(), ca.DeepCopy()} {
+			err := mgmt.Client.Get(ctx, client.ObjectKeyFromObject(o), o)
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%T %s still there (%v)", o, client.ObjectKeyFromObject(o), err)
+		}
+	}).WithTimeout(timeout).Should(Succeed())
 }
 
 func setInitialized(t testing.TB, c *clusterv1.Cluster) {
