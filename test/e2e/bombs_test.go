@@ -33,7 +33,7 @@ var bombs = []struct {
 
 // BenchmarkRenderBombs runs the manager binary as deployed (default --render-* budgets, the
 // Deployment's GOGC and GOMEMLIMIT) and gives it, at once, one release of each render bomb
-// (`range until 20000000`, nested `until`, 12 MB of objects, a recursive include), each in its
+// (`range until 200000000`, nested `until`, 12 MB of objects, a recursive include), each in its
 // own namespace and registry repository. It waits until every release is Stalled with
 // InvalidRelease and the message of its budget, while sampling every 10 ms the memory of the
 // manager plus its rendering processes, and reports:
