@@ -135,12 +135,32 @@ func BenchmarkManager300Releases200Clusters(b *testing.B) {
 }
 
 func run300Releases200Clusters(b *testing.B) {
-	const stacks, clustersPerStack = 100, 2
-	versions := []string{"v1", "v2", "v3"}
-	clusterVersions := []string{"v1", "v3"}
 	drift := driftFromEnv(b)
-	window := windowFromEnv(b, drift)
-	s := newScenario(b, scenarioOptions{driftInterval: drift})
+	runFleet(b, fleetScenario{
+		prefix: "stack", stacks: 100, clustersPerStack: 2,
+		versions: []string{"v1", "v2", "v3"}, clusterVersions: []string{"v1", "v3"},
+		drift: drift, window: windowFromEnv(b, drift), limit: 2 * readyLimit,
+	})
+}
+
+// fleetScenario is one scale benchmark: stacks namespaces, each with a ClusterStack of versions
+// and clustersPerStack Clusters, Cluster k on clusterVersions[k % len(clusterVersions)].
+type fleetScenario struct {
+	prefix                    string
+	stacks, clustersPerStack  int
+	versions, clusterVersions []string
+	// drift is the manager's drift interval (zero: its default); window the converged window.
+	drift, window time.Duration
+	// limit bounds each wait: a timeout only catches what never works.
+	limit time.Duration
+}
+
+// runFleet creates the ClusterStacks, waits until all their releases are ready, creates the
+// Clusters, waits until all their addons are ready, and reports s/<n>-releases-ready,
+// s/<n>-clusters-addons, the requests per new Cluster (when no drift check can be among them),
+// the converged window and the manager's memory.
+func runFleet(b *testing.B, f fleetScenario) {
+	s := newScenario(b, scenarioOptions{driftInterval: f.drift})
 	defer s.close()
 	ctx := context.Background()
 
@@ -151,37 +171,41 @@ func run300Releases200Clusters(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	ns := func(i int) string { return fmt.Sprintf("stack-%03d", i) }
-	if err := inParallel(stacks, func(i int) error { return s.prepareNamespace(ctx, ns(i)) }); err != nil {
+	ns := func(i int) string { return fmt.Sprintf("%s-%03d", f.prefix, i) }
+	if err := inParallel(f.stacks, func(i int) error { return s.prepareNamespace(ctx, ns(i)) }); err != nil {
 		b.Fatal(err)
 	}
 	start := time.Now()
-	if err := inParallel(stacks, func(i int) error { return s.createClusterStack(ctx, ns(i), versions) }); err != nil {
+	if err := inParallel(f.stacks, func(i int) error { return s.createClusterStack(ctx, ns(i), f.versions) }); err != nil {
 		b.Fatal(err)
 	}
-	want := stacks * len(versions)
-	releases := s.waitReady(r, "300 releases ready", kindRelease, "", want, 2*readyLimit, s.releasesReady("", want)).Sub(start)
+	releases := f.stacks * len(f.versions)
+	releasesReady := s.waitReady(r, fmt.Sprintf("%d releases ready", releases), kindRelease, "", releases, f.limit, s.releasesReady("", releases)).Sub(start)
 
 	start = time.Now()
-	if err := inParallel(stacks*clustersPerStack, func(i int) error {
-		k := i % clustersPerStack
-		return s.createCluster(ctx, ns(i/clustersPerStack), fmt.Sprintf("c%d", k), clusterVersions[k])
+	if err := inParallel(f.stacks*f.clustersPerStack, func(i int) error {
+		k := i % f.clustersPerStack
+		return s.createCluster(ctx, ns(i/f.clustersPerStack), fmt.Sprintf("c%d", k), f.clusterVersions[k%len(f.clusterVersions)])
 	}); err != nil {
 		b.Fatal(err)
 	}
-	want = stacks * clustersPerStack
-	addons := s.waitReady(r, "addons on 200 Clusters", kindAddon, "", want, 2*readyLimit, s.addonsReady(want)).Sub(start)
-	s.checkWorkloadObjects(want)
+	clusters := f.stacks * f.clustersPerStack
+	addons := s.waitReady(r, fmt.Sprintf("addons on %d Clusters", clusters), kindAddon, "", clusters, f.limit, s.addonsReady(clusters)).Sub(start)
+	s.checkWorkloadObjects(clusters)
+	drift := f.drift
+	if drift == 0 {
+		drift = defaultDriftInterval
+	}
 	if addons < drift {
-		s.reportNewClusters(b, want)
+		s.reportNewClusters(b, clusters)
 	} else {
 		b.Logf("the addons took longer than a drift interval (%s): requests per new Cluster not reported, drift checks are among them", drift)
 	}
 
 	suppressProcessMetrics(b)
-	b.ReportMetric(releases.Seconds(), "s/300-releases-ready")
-	b.ReportMetric(addons.Seconds(), "s/200-clusters-addons")
-	s.reportConverged(b, window, fleet{clusters: want, drift: drift}, versions...)
+	b.ReportMetric(releasesReady.Seconds(), fmt.Sprintf("s/%d-releases-ready", releases))
+	b.ReportMetric(addons.Seconds(), fmt.Sprintf("s/%d-clusters-addons", clusters))
+	s.reportConverged(b, f.window, fleet{clusters: clusters, drift: drift}, f.versions...)
 }
 
 // BenchmarkManager500Releases1000Clusters runs the manager binary at fleet scale: 250 namespaces,
@@ -199,47 +223,11 @@ func BenchmarkManager500Releases1000Clusters(b *testing.B) {
 }
 
 func run500Releases1000Clusters(b *testing.B) {
-	const stacks, clustersPerStack = 250, 4
-	versions := []string{"v1", "v3"}
-	window := windowFromEnv(b, 20*time.Second)
-	s := newScenario(b, scenarioOptions{})
-	defer s.close()
-	ctx := context.Background()
-
-	watchCtx, stopWatches := context.WithCancel(ctx)
-	defer stopWatches()
-	r, err := s.watchReadiness(watchCtx)
-	if err != nil {
-		b.Fatal(err)
-	}
-
-	ns := func(i int) string { return fmt.Sprintf("fleet-%03d", i) }
-	if err := inParallel(stacks, func(i int) error { return s.prepareNamespace(ctx, ns(i)) }); err != nil {
-		b.Fatal(err)
-	}
-	start := time.Now()
-	if err := inParallel(stacks, func(i int) error { return s.createClusterStack(ctx, ns(i), versions) }); err != nil {
-		b.Fatal(err)
-	}
-	want := stacks * len(versions)
-	releases := s.waitReady(r, "500 releases ready", kindRelease, "", want, 4*readyLimit, s.releasesReady("", want)).Sub(start)
-
-	start = time.Now()
-	if err := inParallel(stacks*clustersPerStack, func(i int) error {
-		k := i % clustersPerStack
-		return s.createCluster(ctx, ns(i/clustersPerStack), fmt.Sprintf("c%d", k), versions[k%len(versions)])
-	}); err != nil {
-		b.Fatal(err)
-	}
-	want = stacks * clustersPerStack
-	addons := s.waitReady(r, "addons on 1000 Clusters", kindAddon, "", want, 4*readyLimit, s.addonsReady(want)).Sub(start)
-	s.checkWorkloadObjects(want)
-	s.reportNewClusters(b, want)
-
-	suppressProcessMetrics(b)
-	b.ReportMetric(releases.Seconds(), "s/500-releases-ready")
-	b.ReportMetric(addons.Seconds(), "s/1000-clusters-addons")
-	s.reportConverged(b, window, fleet{clusters: want, drift: defaultDriftInterval}, versions...)
+	runFleet(b, fleetScenario{
+		prefix: "fleet", stacks: 250, clustersPerStack: 4,
+		versions: []string{"v1", "v3"}, clusterVersions: []string{"v1", "v3"},
+		window: windowFromEnv(b, 20*time.Second), limit: 4 * readyLimit,
+	})
 }
 
 // suppressProcessMetrics drops ns/op, which would be the duration of a whole scenario with its
