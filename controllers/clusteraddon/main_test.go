@@ -202,30 +202,9 @@ func TestMain(m *testing.M) {
 		if err != nil {
 			return err
 		}
-		// The two API servers start at the same time: most of a start is waiting for etcd, the
-		// API server and the CRDs.
-		type started struct {
-			env *testenv.Environment
-			err error
-		}
-		workloadStarted := make(chan started, 1)
-		go func() {
-			env, err := testenv.Start(testenv.Options{})
-			workloadStarted <- started{env, err}
-		}()
-		mgmt, err = s.Start(testenv.Options{WebhookInstallOptions: webhooks})
-		w := <-workloadStarted
-		if w.env != nil {
-			s.Cleanup(func() {
-				if err := w.env.Stop(); err != nil {
-					fmt.Fprintln(os.Stderr, "stopping the workload API server:", err)
-				}
-			})
-		}
-		if err = errors.Join(err, w.err); err != nil {
+		if mgmt, workload, err = s.StartWithWorkload(testenv.Options{WebhookInstallOptions: webhooks}); err != nil {
 			return err
 		}
-		workload = w.env
 		tmp, err := os.MkdirTemp("", "clusteraddon-test-")
 		if err != nil {
 			return err

@@ -6,13 +6,11 @@ package clustercredential
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -52,29 +50,8 @@ var (
 
 func TestMain(m *testing.M) {
 	testenv.Main(m, func(s *testenv.Suite) (err error) {
-		type started struct {
-			env *testenv.Environment
-			err error
-		}
-		workloadStarted := make(chan started, 1)
-		go func() {
-			env, err := testenv.Start(testenv.Options{})
-			workloadStarted <- started{env, err}
-		}()
-		mgmt, err = s.Start(testenv.Options{})
-		w := <-workloadStarted
-		if w.env != nil {
-			s.Cleanup(func() {
-				if err := w.env.Stop(); err != nil {
-					fmt.Fprintln(os.Stderr, "stopping the workload API server:", err)
-				}
-			})
-		}
-		if err = errors.Join(err, w.err); err != nil {
-			return err
-		}
-		workload = w.env
-		return nil
+		mgmt, workload, err = s.StartWithWorkload(testenv.Options{})
+		return err
 	})
 }
 

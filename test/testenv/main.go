@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,6 +35,34 @@ func (s *Suite) Start(opts Options) (*Environment, error) {
 		}
 	})
 	return env, nil
+}
+
+// StartWithWorkload starts a management Environment with opts and, at the same time, a plain
+// one standing in for a workload cluster (most of a start is waiting for etcd, the API server
+// and the CRDs); both are stopped after the tests, also when only one of them started.
+func (s *Suite) StartWithWorkload(opts Options) (mgmt, workload *Environment, err error) {
+	type started struct {
+		env *Environment
+		err error
+	}
+	workloadStarted := make(chan started, 1)
+	go func() {
+		env, err := Start(Options{})
+		workloadStarted <- started{env, err}
+	}()
+	mgmt, err = s.Start(opts)
+	w := <-workloadStarted
+	if w.env != nil {
+		s.Cleanup(func() {
+			if err := w.env.Stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "stopping the workload API server:", err)
+			}
+		})
+	}
+	if err = errors.Join(err, w.err); err != nil {
+		return nil, nil, err
+	}
+	return mgmt, w.env, nil
 }
 
 // Cleanup registers f to run after the tests.
