@@ -128,13 +128,8 @@ func (s *Server) serveService(w http.ResponseWriter, r *http.Request, rt route) 
 		s.serviceVersions(w, r, rt)
 		return
 	}
-	t, ok := s.authenticate(r)
+	t, ok := s.projectToken(w, r, "this service")
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "The request you have made requires authentication.")
-		return
-	}
-	if t.project == nil {
-		writeError(w, http.StatusForbidden, "An unscoped token cannot use this service.")
 		return
 	}
 	switch r.Method + " " + rt.template {

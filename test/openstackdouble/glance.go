@@ -158,13 +158,8 @@ func (s *Server) serveGlance(w http.ResponseWriter, r *http.Request, rt route, f
 		s.imageVersions(w, rt)
 		return
 	}
-	t, ok := s.authenticate(r)
+	t, ok := s.projectToken(w, r, "the image service")
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "The request you have made requires authentication.")
-		return
-	}
-	if t.project == nil {
-		writeError(w, http.StatusForbidden, "An unscoped token cannot use the image service.")
 		return
 	}
 	switch r.Method + " " + rt.template {

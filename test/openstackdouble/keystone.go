@@ -240,6 +240,21 @@ func (s *Server) tokenBody(t *token) map[string]any {
 
 // authenticate checks X-Auth-Token the way keystonemiddleware does before a service handles a
 // request: unknown, revoked and expired tokens all get 401, which makes gophercloud log in again.
+// projectToken is the project-scoped token of a service request, or false after answering 401
+// (no valid token) or 403 (an unscoped token, which the service cannot serve).
+func (s *Server) projectToken(w http.ResponseWriter, r *http.Request, service string) (*token, bool) {
+	t, ok := s.authenticate(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "The request you have made requires authentication.")
+		return nil, false
+	}
+	if t.project == nil {
+		writeError(w, http.StatusForbidden, "An unscoped token cannot use "+service+".")
+		return nil, false
+	}
+	return t, true
+}
+
 func (s *Server) authenticate(r *http.Request) (*token, bool) {
 	id := r.Header.Get("X-Auth-Token")
 	s.mu.Lock()
