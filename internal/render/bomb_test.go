@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/render/isolated"
 	"github.com/seed-a720dd5e/clusterstack-operator/test/testenv"
 )
 
@@ -51,7 +52,30 @@ func TestChartBombs(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, s)
 				}
 			}
+			// The bomb ended only its worker: the next rendering succeeds.
+			if _, err := render.ValuesTemplate([]byte("ok: true"), map[string]any{"after": tc.stack}); err != nil {
+				t.Errorf("rendering after the bomb: %v", err)
+			}
 		})
+	}
+}
+
+// TestWorkerServesManyRenderings checks that renderings one after the other do not start a
+// process each.
+func TestWorkerServesManyRenderings(t *testing.T) {
+	smallBudgets(t) // fresh workers
+	before := isolated.Starts()
+	for i := range 20 {
+		got, err := render.ValuesTemplate([]byte("count: {{ .count }}"), map[string]any{"count": i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got["count"] != float64(i) {
+			t.Fatalf("values %v, want count: %d", got, i)
+		}
+	}
+	if started := isolated.Starts() - before; started != 1 {
+		t.Errorf("20 renderings started %d worker processes, want 1", started)
 	}
 }
 

@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/singleflight"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render/isolated"
@@ -63,9 +65,15 @@ func IsBudgetError(err error) bool {
 	return errors.Is(err, ErrRenderTimeout) || errors.Is(err, ErrRenderTooLarge) || errors.Is(err, ErrRenderMemory)
 }
 
+// config is what SetLimits sets: the budgets, the workers that render within them, and the
+// results rendered within them.
 type config struct {
 	limits Limits
-	sem    chan struct{}
+	pool   *isolated.Pool
+	cache  *resultCache
+	// inFlight lets identical renderings that run at once (a ClusterStackRelease and its
+	// OpenStackClusterStackRelease's capability check render the same chart) share one.
+	inFlight singleflight.Group
 }
 
 var (
@@ -86,17 +94,24 @@ func newConfig(l Limits) *config {
 	if l.Concurrency <= 0 {
 		l.Concurrency = DefaultLimits.Concurrency
 	}
-	return &config{limits: l, sem: make(chan struct{}, l.Concurrency)}
+	return &config{
+		limits: l,
+		pool:   isolated.NewPool(workerName, l.Concurrency, isolated.Limits{Timeout: l.Timeout, MaxOutputBytes: l.MaxOutputBytes, MaxMemoryBytes: l.MaxMemoryBytes}),
+		cache:  newResultCache(cacheBytes),
+	}
 }
 
 // SetLimits sets the budgets of every later rendering; zero fields take DefaultLimits'. The
 // manager calls it once from its flags, tests to make bombs fail fast. Renderings already waiting
-// or running keep the budgets they started with.
+// or running keep the budgets they started with; the workers and cached results of the previous
+// budgets are dropped (a result that fit the old budgets may not fit the new ones).
 func SetLimits(l Limits) {
 	c := newConfig(l)
 	configMu.Lock()
+	prev := current
 	current = c
 	configMu.Unlock()
+	prev.pool.Close()
 }
 
 // CurrentLimits returns the budgets in effect.
@@ -106,13 +121,13 @@ func CurrentLimits() Limits {
 	return current.limits
 }
 
-// childName is the name the rendering child serves under (isolated.Serve).
-const childName = "clusterstack-render"
+// workerName is the name the rendering workers serve under (isolated.Serve).
+const workerName = "clusterstack-render"
 
 func init() {
 	// Every binary that links this package can be its own renderer: the manager, and each test
-	// binary. In a child this never returns.
-	isolated.Serve(childName, serveChild)
+	// binary. In a worker this never returns.
+	isolated.Serve(workerName, serveChild)
 }
 
 // request is what the parent sends: exactly one of Chart and Values.
@@ -222,28 +237,29 @@ func renderInProcessJSON(ctx context.Context, files []File, opts Options) ([]jso
 	return out, nil
 }
 
-// runIsolated runs req in a child within the current budgets; what names the chart or file for
-// budget errors.
+// runIsolated runs req in a worker within the current budgets, or answers it from the results
+// of earlier identical requests; what names the chart or file for budget errors.
 func runIsolated(ctx context.Context, what string, req request) (*response, error) {
 	configMu.Lock()
 	cfg := current
 	configMu.Unlock()
-	// The budget starts when the rendering does: waiting for a slot is not the chart's time.
-	select {
-	case cfg.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting to render %s: %w", what, ctx.Err())
-	}
-	defer func() { <-cfg.sem }()
-
 	in, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the rendering request for %s: %w", what, err)
 	}
+	// The request holds every input of the rendering (the chart's files, the options, the
+	// values; map keys sorted by encoding/json), and rendering has no other: no network, no
+	// cluster, no environment. Equal requests render equal results.
+	key := sha256.Sum256(in)
+	out, cached := cfg.cache.get(key)
+	if cached {
+		rendersTotal.WithLabelValues(resultCached).Inc()
+	} else {
+		start := time.Now()
+		out, err = cfg.render(ctx, key, in)
+		logr.FromContextOrDiscard(ctx).V(4).Info("Rendered in a worker process", "what", what, "duration", time.Since(start), "outputBytes", len(out), "error", err)
+	}
 	l := cfg.limits
-	start := time.Now()
-	out, err := isolated.Run(ctx, childName, in, isolated.Limits{Timeout: l.Timeout, MaxOutputBytes: l.MaxOutputBytes, MaxMemoryBytes: l.MaxMemoryBytes})
-	logr.FromContextOrDiscard(ctx).V(4).Info("Rendered in a child process", "what", what, "duration", time.Since(start), "outputBytes", len(out), "error", err)
 	switch {
 	case err == nil:
 	case errors.Is(err, isolated.ErrTimeout):
@@ -273,5 +289,33 @@ func runIsolated(ctx context.Context, what string, req request) (*response, erro
 		}
 		return nil, &remoteError{msg: resp.Error, sentinels: sentinels}
 	}
+	if !cached {
+		cfg.cache.add(key, out)
+	}
 	return &resp, nil
+}
+
+// render runs the request in a worker; identical requests that arrive while it runs share its
+// answer. Only answers without an error of the chart are cached (by runIsolated, once it has
+// read them): a chart error may depend on nothing but the request too, but the answer of a bad
+// release is rare and small, and not caching it keeps the cache free of any doubt.
+func (c *config) render(ctx context.Context, key [sha256.Size]byte, in []byte) ([]byte, error) {
+	for {
+		v, err, shared := c.inFlight.Do(string(key[:]), func() (any, error) {
+			out, err := c.pool.Run(ctx, in)
+			result := resultRendered
+			if err != nil {
+				result = resultFailed
+			}
+			rendersTotal.WithLabelValues(result).Inc()
+			return out, err
+		})
+		// A sharer's answer is its own but for the end of the context of the call that ran:
+		// then this one renders (or waits) itself.
+		if shared && err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			continue
+		}
+		out, _ := v.([]byte)
+		return out, err
+	}
 }

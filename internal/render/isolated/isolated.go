@@ -1,51 +1,59 @@
-// Package isolated runs one function of the current binary in a child process with a time, an
-// output-size and a memory budget: the binary re-executes itself (os.Executable) with a marker in
-// its environment, and the child, recognising the marker in an init function, runs the function on
-// its standard input, writes the result to its standard output and exits (moby's reexec pattern).
+// Package isolated runs one function of the current binary in child processes with a time, an
+// output-size and a memory budget per call: the binary re-executes itself (os.Executable) with a
+// marker in its environment, and the child, recognising the marker in an init function, serves
+// the function (moby's reexec pattern).
 //
 // It exists because Go templates cannot be interrupted: a chart's `range until 20000000` or a
 // nested loop keeps a goroutine busy and allocating until it is done, whatever its context says,
 // and a goroutine cannot be stopped from outside. A process can: the parent kills it at the
 // deadline, and the kernel takes all its memory back. Argo CD separates manifest generation into
-// its repo-server for the same reason. The cost is a process start per call (tens of
-// milliseconds), small next to fetching and applying a release.
+// its repo-server for the same reason.
 //
-// The budgets:
-//   - time: the parent kills the child (SIGKILL) at the deadline;
-//   - output: the parent reads at most the budget from the child's standard output and kills it
-//     when there is more;
-//   - memory: the child enforces it itself, in three layers: debug.SetMemoryLimit at 3/4 of the
-//     budget (the GC works harder before the budget is reached, so garbage does not count), a watchdog that reads runtime/metrics and
-//     exits with ExitMemory when the memory the Go runtime holds exceeds the budget, and
-//     RLIMIT_DATA (the kernel refuses to map more, so even one huge allocation made between two
-//     watchdog samples fails: the Go runtime then dies with "out of memory", which the parent
-//     recognises). RLIMIT_AS is not used: the Go runtime reserves about a GiB of address space at
-//     start, so it does not measure what a child uses; RLIMIT_DATA counts only the mappings the
-//     runtime actually made writable.
+// A Pool keeps at most Size such children (workers) alive and reuses them: starting the
+// manager's binary and running its package initialisation costs 0.08-0.2 s, far more than
+// rendering a chart, and it would be on the path of every release and every addon. A worker is
+// started when a call finds no idle one, serves one call at a time over its standard input and
+// output (frames with a length header), and lives until a call kills it or it retires. Every
+// budget is per call:
+//   - time: at the deadline the parent kills the worker (SIGKILL); the next call starts another;
+//   - output: the parent reads the length of an answer before the answer and kills the worker
+//     when it is over the budget; it never reads more than one budget;
+//   - memory: the worker enforces it itself, measured from its baseline: after each answer it
+//     collects its garbage and returns free memory to the kernel (debug.FreeOSMemory), and what
+//     it holds then is the baseline of the next call. During a call, debug.SetMemoryLimit sits at
+//     the baseline plus 3/4 of the budget (the GC works harder before the budget is reached, so
+//     garbage does not count), and a watchdog reading runtime/metrics exits with ExitMemory when
+//     the memory the Go runtime holds exceeds the baseline plus the budget. RLIMIT_DATA is the
+//     hard backstop against one huge allocation made between two watchdog samples: the kernel
+//     refuses to map more and the Go runtime dies with "out of memory", which the parent
+//     recognises. It is set once, at the worker's start, to what the worker has mapped then plus
+//     one budget, and not raised later: the Go runtime keeps the mappings of its heap and reuses
+//     them (the pages FreeOSMemory released stay mapped), so a call after a large one has the
+//     same ceiling, and a reused worker can never hold more than a fresh child could.
+//     RLIMIT_AS is not used: the Go runtime reserves about a GiB of address space at start, so it
+//     does not measure what a child uses; RLIMIT_DATA counts only the mappings the runtime
+//     actually made writable;
+//   - leaks: a worker whose baseline has grown by more than retireGrowth since its start, or
+//     that has served maxCalls calls, retires (says so and exits) after its answer, so nothing
+//     a template left behind accumulates, and a worker that ended a call over a budget is gone.
 //
-// The child inherits nothing from the parent's environment but the marker and its budget: the
-// parent's environment can hold credentials, and its GOMEMLIMIT is the parent's, not the child's.
-// On Linux the child also dies with the parent (Pdeathsig).
+// A child inherits nothing from the parent's environment but the marker and its budgets: the
+// parent's environment can hold credentials, and its GOMEMLIMIT is the parent's, not the
+// child's. On Linux a child also dies with the parent (Pdeathsig); an idle worker also ends when
+// its standard input closes, which the parent's exit does whatever thread started it.
 package isolated
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
-	"runtime/debug"
-	"runtime/metrics"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Exit codes of a child, besides 0 (the output is the result) and the Go runtime's 2 (a panic or
-// a fatal error such as running out of memory under RLIMIT_DATA).
+// Exit codes of a child, besides 0 (its input closed, or it retired) and the Go runtime's 2 (a
+// panic or a fatal error such as running out of memory under RLIMIT_DATA).
 const (
 	// ExitMemory means the watchdog saw the child's memory exceed its budget.
 	ExitMemory = 97
@@ -65,9 +73,19 @@ const (
 	// stop the world, so sampling often costs little; RLIMIT_DATA covers what happens between
 	// two samples.
 	watchdogInterval = 5 * time.Millisecond
+	// retireGrowth is how much a worker's baseline (memory held after collecting the garbage of
+	// its calls) may grow beyond the baseline it started with before it retires. A rendering
+	// leaves next to nothing behind (the Go runtime's own metadata grows by some KiB); more is
+	// something a template or the function keeps, which must not accumulate over calls or eat
+	// into the budget of later ones.
+	retireGrowth = 8 << 20
+	// maxCalls is how many calls a worker serves before it retires, whatever its baseline says:
+	// one process start per hundred calls costs about 1 ms a call, and a slow leak the baseline
+	// does not show (e.g. in the kernel's view of the process) cannot last.
+	maxCalls = 100
 )
 
-// Errors of Run. The Go runtime's own "out of memory" under RLIMIT_DATA is reported as ErrMemory
+// Errors of Pool.Run. The Go runtime's own "out of memory" under RLIMIT_DATA is reported as ErrMemory
 // too.
 var (
 	// ErrTimeout means the child did not finish within Limits.Timeout and was killed.
@@ -83,159 +101,12 @@ var (
 	ErrUnavailable = errors.New("cannot start an isolated process")
 )
 
-// Limits are the budgets of one Run. Zero values mean no budget of that kind; callers set all
-// three.
+// Limits are the budgets of one call (Pool.Run). Zero values mean no budget of that kind;
+// callers set all three.
 type Limits struct {
 	Timeout        time.Duration
 	MaxOutputBytes int64
 	MaxMemoryBytes int64
-}
-
-// Func is a function a child runs: it gets the parent's input and returns the output.
-type Func func(input []byte) ([]byte, error)
-
-// Serve runs fn and exits when this process is a child started by Run with the same name;
-// otherwise it returns at once. Call it from an init function of the package that owns fn, so
-// that every binary linking that package (the manager, test binaries) can serve as its child
-// without a change to main. A non-nil error of fn is a bug of the protocol (fn reports expected
-// failures in its output): it goes to standard error, and the child exits with ExitFailed.
-func Serve(name string, fn Func) {
-	if os.Getenv(markerEnv) != name || name == "" {
-		return
-	}
-	maxMem, _ := strconv.ParseInt(os.Getenv(memoryEnv), 10, 64)
-	maxOut, _ := strconv.ParseInt(os.Getenv(outputEnv), 10, 64)
-	if timeout, err := time.ParseDuration(os.Getenv(timeoutEnv)); err == nil && timeout > 0 {
-		// The parent kills the child at the deadline; this timer covers a parent that died
-		// without taking the child with it (Pdeathsig follows the parent's thread, not process).
-		time.AfterFunc(timeout+time.Second, func() { os.Exit(ExitFailed) })
-	}
-	if maxMem > 0 {
-		limitMemory(maxMem)
-	}
-	in, err := io.ReadAll(os.Stdin)
-	if err != nil {
-		fail(err)
-	}
-	out, err := fn(in)
-	if err != nil {
-		fail(err)
-	}
-	if maxOut > 0 && int64(len(out)) > maxOut {
-		os.Exit(ExitTooLarge)
-	}
-	if _, err := os.Stdout.Write(out); err != nil {
-		fail(err)
-	}
-	os.Exit(0)
-}
-
-// OutputBudget returns, in a child, the output budget the parent gave it (0: none), so that the
-// function can give up early (ExitOutputTooLarge) instead of building a result that is too large.
-func OutputBudget() int64 {
-	n, _ := strconv.ParseInt(os.Getenv(outputEnv), 10, 64)
-	return n
-}
-
-// ExitOutputTooLarge ends a child as a result over its output budget does.
-func ExitOutputTooLarge() {
-	os.Exit(ExitTooLarge)
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, err)
-	os.Exit(ExitFailed)
-}
-
-// limitMemory sets the child's three memory layers (see the package comment).
-func limitMemory(budget int64) {
-	// The GC's target sits below the watchdog's threshold: garbage is collected before it counts
-	// against the budget, and only memory in use ends the child.
-	debug.SetMemoryLimit(budget / 4 * 3)
-	setDataLimit(budget)
-	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
-	go func() {
-		for {
-			metrics.Read(samples)
-			if used := int64(samples[0].Value.Uint64()) - int64(samples[1].Value.Uint64()); used > budget {
-				fmt.Fprintf(os.Stderr, "memory budget of %d bytes exceeded: %d bytes in use\n", budget, used)
-				os.Exit(ExitMemory)
-			}
-			time.Sleep(watchdogInterval)
-		}
-	}()
-}
-
-// Run starts the current binary as a child serving name, gives it input, and returns its output,
-// within limits. An error of the child is one of this package's errors (errors.Is), with what the
-// child wrote to standard error when that helps.
-func Run(ctx context.Context, name string, input []byte, limits Limits) ([]byte, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("%w: finding the executable: %w", ErrUnavailable, err)
-	}
-	runCtx, cancel := ctx, context.CancelFunc(func() {})
-	if limits.Timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, limits.Timeout)
-	}
-	defer cancel()
-
-	cmd := childCommand(runCtx, exe, name, input, limits)
-	stderr := &headBuffer{max: stderrBudget}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	out, tooLarge, readErr := readOutput(cmd, stdout, limits.MaxOutputBytes)
-	// Wait closes stdout; reading must be done first (os/exec's rule for StdoutPipe).
-	waitErr := cmd.Wait()
-
-	switch {
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
-	case tooLarge:
-		return nil, ErrOutputTooLarge
-	case runCtx.Err() != nil:
-		return nil, ErrTimeout
-	}
-	if err := exitError(waitErr, readErr, stderr.String()); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// childCommand is the child serving name: the marker and the budgets are all of its environment
-// (see the package comment).
-func childCommand(ctx context.Context, exe, name string, input []byte, limits Limits) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = []string{
-		markerEnv + "=" + name,
-		memoryEnv + "=" + strconv.FormatInt(limits.MaxMemoryBytes, 10),
-		outputEnv + "=" + strconv.FormatInt(limits.MaxOutputBytes, 10),
-		timeoutEnv + "=" + limits.Timeout.String(),
-	}
-	cmd.Stdin = bytes.NewReader(input)
-	cmd.SysProcAttr = sysProcAttr()
-	return cmd
-}
-
-// readOutput reads the child's output, at most maxBytes of it (0: no bound), and kills the child
-// when there is more; tooLarge says so.
-func readOutput(cmd *exec.Cmd, stdout io.Reader, maxBytes int64) (out []byte, tooLarge bool, err error) {
-	if maxBytes <= 0 {
-		out, err = io.ReadAll(stdout)
-		return out, false, err
-	}
-	out, err = io.ReadAll(io.LimitReader(stdout, maxBytes+1))
-	if int64(len(out)) > maxBytes {
-		_ = cmd.Process.Kill()
-		return nil, true, err
-	}
-	return out, false, err
 }
 
 // exitError tells how a child that was neither cancelled nor over its time or output budget
@@ -323,6 +194,13 @@ func (t *headBuffer) Write(p []byte) (int, error) {
 		t.buf = append(t.buf, p[:room]...)
 	}
 	return len(p), nil
+}
+
+// reset forgets what was written: a worker's standard error is read per call.
+func (t *headBuffer) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = t.buf[:0]
 }
 
 func (t *headBuffer) String() string {
