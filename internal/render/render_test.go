@@ -3,6 +3,7 @@ package render_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,7 +252,45 @@ func TestChartErrors(t *testing.T) {
 	}
 }
 
+// BenchmarkChartClusterClass renders the fixture cluster-class chart (the packaged chart of a
+// release) in a warm worker: each rendering has options of its own (a namespace), so that the
+// cache does not answer it.
 func BenchmarkChartClusterClass(b *testing.B) {
+	chart := fixtureClusterClassChart(b)
+	renderChart(b, chart, "warm")
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		renderChart(b, chart, fmt.Sprintf("bench-%d", i))
+	}
+}
+
+// BenchmarkChartClusterClassFreshProcess is BenchmarkChartClusterClass with a process start per
+// rendering, as the renderer was before its workers were reused.
+func BenchmarkChartClusterClassFreshProcess(b *testing.B) {
+	chart := fixtureClusterClassChart(b)
+	limits := render.CurrentLimits()
+	b.Cleanup(func() { render.SetLimits(limits) })
+	i := 0
+	for b.Loop() {
+		i++
+		render.SetLimits(limits) // new, empty pool and cache
+		renderChart(b, chart, fmt.Sprintf("bench-%d", i))
+	}
+}
+
+// BenchmarkChartClusterClassCached is the same rendering answered by the cache.
+func BenchmarkChartClusterClassCached(b *testing.B) {
+	chart := fixtureClusterClassChart(b)
+	renderChart(b, chart, "cached")
+	b.ReportAllocs()
+	for b.Loop() {
+		renderChart(b, chart, "cached")
+	}
+}
+
+func fixtureClusterClassChart(b *testing.B) string {
 	dir, err := fixtures.Build(b.TempDir(), fixtures.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -260,12 +299,12 @@ func BenchmarkChartClusterClass(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts := render.Options{ReleaseName: "openstack-scs-1-32", Namespace: "bench", KubeVersion: "v1.32.5"}
-	b.ReportAllocs()
-	for b.Loop() {
-		objs, err := render.Chart(context.Background(), rel.ClusterClassChart, opts)
-		if err != nil || len(objs) == 0 {
-			b.Fatal(len(objs), err)
-		}
+	return rel.ClusterClassChart
+}
+
+func renderChart(b *testing.B, chart, namespace string) {
+	objs, err := render.Chart(context.Background(), chart, render.Options{ReleaseName: "openstack-scs-1-32", Namespace: namespace, KubeVersion: "v1.32.5"})
+	if err != nil || len(objs) == 0 {
+		b.Fatal(len(objs), err)
 	}
 }

@@ -1,6 +1,12 @@
 package isolated
 
-import "testing"
+import (
+	"context"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
 
 func TestOutOfMemory(t *testing.T) {
 	for name, tc := range map[string]struct {
@@ -22,5 +28,34 @@ func TestOutOfMemory(t *testing.T) {
 				t.Errorf("outOfMemory = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestIdleWorkerEnds checks that a worker left idle for idleTimeout ends, and that the next call
+// gets a new one.
+func TestIdleWorkerEnds(t *testing.T) {
+	prev := idleTimeout
+	idleTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { idleTimeout = prev })
+	p := NewPool("commands", 1, Limits{Timeout: 20 * time.Second})
+	t.Cleanup(p.Close)
+	first, err := p.Run(context.Background(), []byte("pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(string(first))
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the idle worker %d still runs", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	next, err := p.Run(context.Background(), []byte("pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(next) == string(first) {
+		t.Errorf("the next call ran in the ended worker %s", first)
 	}
 }

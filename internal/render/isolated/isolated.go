@@ -13,8 +13,9 @@
 // manager's binary and running its package initialisation costs 0.08-0.2 s, far more than
 // rendering a chart, and it would be on the path of every release and every addon. A worker is
 // started when a call finds no idle one, serves one call at a time over its standard input and
-// output (frames with a length header), and lives until a call kills it or it retires. Every
-// budget is per call:
+// output (frames with a length header), and lives until a call kills it, it retires, or it has
+// been idle for idleTimeout (renderings come in bursts; between them no worker holds memory).
+// Every budget is per call:
 //   - time: at the deadline the parent kills the worker (SIGKILL); the next call starts another;
 //   - output: the parent reads the length of an answer before the answer and kills the worker
 //     when it is over the budget; it never reads more than one budget;

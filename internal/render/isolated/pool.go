@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,12 @@ import (
 // exitGrace is how long the parent waits for a worker that broke off a call (its answer ended
 // early) to exit by itself, so that its exit code says why, before it kills it.
 const exitGrace = time.Second
+
+// idleTimeout is how long a worker may wait for a call before the pool ends it: a fleet's
+// renderings come in bursts (a rollout, a manager's start), and between them the manager need not
+// hold the workers' memory (about 8 MiB of heap and stacks each, besides the binary's pages it
+// shares with the manager). A variable for the tests.
+var idleTimeout = 10 * time.Second
 
 // starts counts the workers this process started, over all pools.
 var starts atomic.Int64
@@ -90,6 +97,8 @@ func (p *Pool) take(ctx context.Context) (*worker, error) {
 		if w == nil {
 			return p.start()
 		}
+		// Taken from the list, w is this call's: a reaper that fires now finds it gone.
+		w.idle.Stop()
 		if w.ready(ctx, p.limits.Timeout) {
 			return w, nil
 		}
@@ -103,12 +112,25 @@ func (p *Pool) take(ctx context.Context) (*worker, error) {
 
 func (p *Pool) put(w *worker) {
 	p.mu.Lock()
-	if !p.closed {
-		p.idle = append(p.idle, w)
-		w = nil
+	if p.closed {
+		p.mu.Unlock()
+		w.end()
+		return
+	}
+	p.idle = append(p.idle, w)
+	w.idle = time.AfterFunc(idleTimeout, func() { p.reap(w) })
+	p.mu.Unlock()
+}
+
+// reap ends w if it is still idle.
+func (p *Pool) reap(w *worker) {
+	p.mu.Lock()
+	i := slices.Index(p.idle, w)
+	if i >= 0 {
+		p.idle = slices.Delete(p.idle, i, i+1)
 	}
 	p.mu.Unlock()
-	if w != nil {
+	if i >= 0 {
 		w.end()
 	}
 }
@@ -191,6 +213,8 @@ type worker struct {
 	stdin  *os.File
 	stdout *os.File
 	stderr *headBuffer
+	// idle ends the worker when it has waited too long for a call (idleTimeout).
+	idle *time.Timer
 	// exited is closed when the process has ended; waitErr is then how.
 	exited  chan struct{}
 	waitErr error
