@@ -45,8 +45,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Opti
 	opts.render = render.DefaultLimits
 	fs.DurationVar(&opts.render.Timeout, render.TimeoutFlag, render.DefaultLimits.Timeout, "How long rendering one chart or values template may take; a release over it is reported as a bad release (Stalled).")
 	fs.Func(render.MaxOutputBytesFlag, "How many bytes of objects rendering one chart or values template may produce, a quantity such as 8Mi (default 8Mi).", quantityFlag(&opts.render.MaxOutputBytes))
-	fs.Func(render.MaxMemoryFlag, "How much memory rendering one chart or values template may use, a quantity such as 128Mi (default 128Mi). Each rendering runs in its own process: the pod's memory limit must hold the manager plus --"+render.ConcurrencyFlag+" times this.", quantityFlag(&opts.render.MaxMemoryBytes))
-	fs.IntVar(&opts.render.Concurrency, render.ConcurrencyFlag, render.DefaultLimits.Concurrency, "How many charts or values templates are rendered at the same time; the others wait.")
+	fs.Func(render.MaxMemoryFlag, "How much memory rendering one chart or values template may use above what its worker process holds between renderings, a quantity such as 128Mi (default 128Mi). Renderings run in up to --"+render.ConcurrencyFlag+" worker processes: the pod's memory limit must hold the manager plus --"+render.ConcurrencyFlag+" times this.", quantityFlag(&opts.render.MaxMemoryBytes))
+	fs.IntVar(&opts.render.Concurrency, render.ConcurrencyFlag, render.DefaultLimits.Concurrency, "How many charts or values templates are rendered at the same time, each in a worker process of its own (started when needed, reused); the others wait.")
 	fs.IntVar(&opts.concurrency.clusterStack, "clusterstack-concurrency", 1, "How many ClusterStacks are reconciled at the same time.")
 	fs.IntVar(&opts.concurrency.clusterStackRelease, "clusterstackrelease-concurrency", 4, "How many ClusterStackReleases are reconciled (fetched, rendered, applied) at the same time.")
 	fs.IntVar(&opts.concurrency.openStackClusterStackRelease, "openstackclusterstackrelease-concurrency", 4, "How many OpenStackClusterStackReleases are reconciled at the same time.")

@@ -31,11 +31,13 @@ type Limits struct {
 	Timeout time.Duration
 	// MaxOutputBytes bounds what one rendering returns (the objects, as JSON).
 	MaxOutputBytes int64
-	// MaxMemoryBytes bounds the memory of one rendering's process.
+	// MaxMemoryBytes bounds the memory of one rendering, above what its worker process holds
+	// between renderings.
 	MaxMemoryBytes int64
-	// Concurrency is how many renderings run at once; the others wait. The manager's memory
-	// limit must hold the manager plus Concurrency times MaxMemoryBytes (plus each process's
-	// binary pages, which are shared with the manager's).
+	// Concurrency is how many renderings run at once, and so how many worker processes there
+	// are at most; the others wait. The manager's memory limit must hold the manager plus
+	// Concurrency times MaxMemoryBytes (plus each worker's baseline, some MiB, and its binary
+	// pages, which are shared with the manager's).
 	Concurrency int
 }
 

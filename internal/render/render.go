@@ -6,15 +6,21 @@
 //
 // Charts are outside input, and a Go template cannot be interrupted: `range until 20000000` runs
 // and allocates until it is done, whatever the deadline. So every template (charts and values
-// templates) runs in a child process of the operator's own binary (package isolated), with a time,
-// an output-size and a memory budget (Limits, set from the manager's --render-* flags) and a bound
-// on how many run at once, so that the manager and its renders together stay under the pod's memory
-// limit whatever a chart does. When no child can be started, rendering fails (ErrRenderUnavailable)
-// instead of falling back to rendering in-process, which would give up every budget.
+// templates) runs in a worker process of the operator's own binary (package isolated: a pool of at
+// most Limits.Concurrency workers, reused for many renderings), with a time, an output-size and a
+// memory budget per rendering (Limits, set from the manager's --render-* flags), so that the
+// manager and its renders together stay under the pod's memory limit whatever a chart does. When
+// no worker can be started, rendering fails (ErrRenderUnavailable) instead of falling back to
+// rendering in-process, which would give up every budget.
 //
 // The parent loads the chart into a file set (path -> bytes) and sends it with the options; the
-// child loads the chart from that set, renders it, parses the YAML and returns the objects as JSON.
-// YAML parsing happens in the child too: a rendered document can be as hostile as a template.
+// worker loads the chart from that set, renders it, parses the YAML and returns the objects as
+// JSON. YAML parsing happens in the worker too: a rendered document can be as hostile as a
+// template. The parent keeps recent answers (compact JSON, decoded anew for every caller) by the
+// digest of the request, which holds everything a rendering depends on: the same files, options
+// and values render once (resultCache), and identical renderings at the same time share one.
+// A chart whose templates call random or time functions (randAlphaNum, now) therefore renders
+// the same objects while its result is cached, rather than new ones on every reconcile.
 package render
 
 import (
