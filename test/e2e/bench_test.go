@@ -42,7 +42,10 @@ const defaultDriftInterval = 5 * time.Minute
 //     every request in the window, with a drift check of every ClusterAddon in it, and
 //     idle-req/s-per-1000-clusters the rate that makes for 1000 Clusters at the default drift
 //     interval (5m);
-//   - MiB-peak-rss: VmHWM of the manager process at the end;
+//   - MiB-peak-rss: VmHWM of the manager process at the end; MiB-peak-render-workers-rss and
+//     -anon: the largest sum, sampled every 100 ms, of the VmHWM and of the RssAnon of the
+//     manager's rendering workers (child processes whose memory its RSS does not show; VmHWM
+//     includes the binary's pages they share with the manager, RssAnon does not);
 //   - glance-uploads, glance-images and distinct-images: 21 namespaces share one Glance project.
 func BenchmarkManager20Clusters(b *testing.B) {
 	for i := 0; i < b.N; i++ {
@@ -284,6 +287,11 @@ func (s *scenario) reportConverged(b *testing.B, window time.Duration, f fleet, 
 
 	reportConvergence(b, conv, f)
 	b.ReportMetric(peak, "MiB-peak-rss")
+	// The rendering workers are processes of their own: their memory is not in the manager's
+	// RSS. VmHWM counts the binary's pages they share with the manager; RssAnon does not.
+	workersHWM, workersAnon := s.workers.peakChildren()
+	b.ReportMetric(workersHWM, "MiB-peak-render-workers-rss")
+	b.ReportMetric(workersAnon, "MiB-peak-render-workers-anon")
 	b.ReportMetric(float64(uploads+imports), "glance-uploads")
 	b.ReportMetric(float64(len(images)), "glance-image-names")
 	b.ReportMetric(float64(countImages(images)), "glance-images")

@@ -40,7 +40,7 @@ var bombs = []struct {
 //   - MiB-peak-rss-with-renders: the largest sum of the manager's VmRSS and the VmHWM of every
 //     rendering process alive at that moment (VmHWM: a child's peak between two samples counts);
 //   - MiB-peak-rss: the manager's own VmHWM; MiB-peak-render: the largest child's VmHWM;
-//   - renders: rendering processes seen.
+//   - renders: rendering worker processes seen (each bomb ends its worker).
 //
 // It fails when the sum reaches the Deployment's memory limit.
 func BenchmarkRenderBombs(b *testing.B) {
@@ -147,6 +147,8 @@ type memorySampler struct {
 	mu       sync.Mutex
 	sum      float64 // largest manager VmRSS + children VmHWM
 	child    float64 // largest child VmHWM
+	kids     float64 // largest sum of the children's VmHWM
+	kidsAnon float64 // largest sum of the children's RssAnon (what they do not share with the manager)
 	seenPids map[int]bool
 }
 
@@ -171,12 +173,12 @@ func startMemorySampler(pid int, every time.Duration) *memorySampler {
 
 func (m *memorySampler) sample() {
 	own := procStatusMiB(m.pid, "VmRSS")
-	sum := own
-	var largest float64
+	var largest, kidsHWM, kidsAnon float64
 	kids := childPids(m.pid)
 	for _, c := range kids {
 		hwm := procStatusMiB(c, "VmHWM")
-		sum += hwm
+		kidsHWM += hwm
+		kidsAnon += procStatusMiB(c, "RssAnon")
 		largest = max(largest, hwm)
 	}
 	m.mu.Lock()
@@ -184,8 +186,17 @@ func (m *memorySampler) sample() {
 	for _, c := range kids {
 		m.seenPids[c] = true
 	}
-	m.sum = max(m.sum, sum)
+	m.sum = max(m.sum, own+kidsHWM)
 	m.child = max(m.child, largest)
+	m.kids = max(m.kids, kidsHWM)
+	m.kidsAnon = max(m.kidsAnon, kidsAnon)
+}
+
+// peakChildren returns the largest sum of the children's VmHWM and of their RssAnon seen.
+func (m *memorySampler) peakChildren() (hwm, anon float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.kids, m.kidsAnon
 }
 
 func (m *memorySampler) stop() {

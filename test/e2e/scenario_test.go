@@ -103,6 +103,9 @@ type scenario struct {
 	fetches  atomic.Int64
 	registry string
 	mgr      *managerProcess
+	// workers samples the memory of the manager's rendering workers (its child processes),
+	// which its own RSS does not show.
+	workers *memorySampler
 
 	closeOnce sync.Once
 	closers   []func()
@@ -199,8 +202,9 @@ func newScenario(tb testing.TB, opts scenarioOptions) *scenario {
 		repository:    repository,
 		driftInterval: opts.driftInterval,
 	})
+	s.workers = startMemorySampler(s.mgr.cmd.Process.Pid, 100*time.Millisecond)
 	// Stop the manager before the servers it talks to (closers run last to first).
-	s.closers = append(s.closers, s.mgr.stop)
+	s.closers = append(s.closers, s.mgr.stop, s.workers.stop)
 	return s
 }
 
