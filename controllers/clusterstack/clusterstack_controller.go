@@ -113,8 +113,7 @@ type sourceCheck struct {
 // SetupWithManager registers the controller.
 func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.checks = map[types.NamespacedName]*sourceCheck{}
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("clusterstack").
+	return reconciler.NewController(mgr, "clusterstack").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
 		For(&clusterstackv1alpha1.ClusterStack{}).
 		Owns(&clusterstackv1alpha1.ClusterStackRelease{}).

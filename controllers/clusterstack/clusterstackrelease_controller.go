@@ -21,7 +21,6 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -128,8 +127,7 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 	if workers <= 0 {
 		workers = defaultReleaseWorkers
 	}
-	b := ctrl.NewControllerManagedBy(mgr).
-		Named("clusterstackrelease").
+	b := reconciler.NewController(mgr, "clusterstackrelease").
 		// Releases are independent and a reconcile mostly waits for the registry and the API
 		// server, so a few run side by side; rendering is the only CPU-heavy step.
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
@@ -138,7 +136,7 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(releaseOfClusterRequest)).
 		// A release that lets a shared object go hands it to the next newest holder (shared.go).
 		Watches(&clusterstackv1alpha1.ClusterStackRelease{}, handler.EnqueueRequestsFromMapFunc(r.releasesSharingWith),
-			builder.WithPredicates(inventoryOrDeletionChanged)).
+			inventoryOrDeletionChanged).
 		// Metadata is enough: any change, spec or status, bumps the resourceVersion and brings
 		// the release to compare, and metadata informers keep far less in memory.
 		WatchesMetadata(&clusterv1.ClusterClass{}, handler.EnqueueRequestsFromMapFunc(r.releasesHolding))
