@@ -16,12 +16,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -42,6 +42,7 @@ import (
 	operatormetrics "github.com/seed-a720dd5e/clusterstack-operator/internal/metrics"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/nodeimage"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/scope"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/source"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/render"
@@ -157,8 +158,18 @@ func main() {
 
 	restConfig := ctrl.GetConfigOrDie()
 	restConfig.QPS, restConfig.Burst = float32(opts.qps), opts.burst
+	// The cache's informers wait for the warm-up of their kind (internal/startup), which starts
+	// once the controllers have said what they watch.
+	gate := startup.NewGate()
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Cache:                   cacheOptions(opts),
+		Cache: cacheOptions(opts),
+		NewCache: func(config *rest.Config, o cache.Options) (cache.Cache, error) {
+			c, err := cache.New(config, o)
+			if err != nil {
+				return nil, err
+			}
+			return gate.Cache(c), nil
+		},
 		LeaderElectionNamespace: opts.leaderElectNamespace,
 		Scheme:                  scheme,
 		Metrics:                 operatormetrics.ServerOptions(opts.metricsAddr, opts.metricsSecure, opts.metricsCertDir),
@@ -193,18 +204,23 @@ func main() {
 		log.Error(err, "Unable to set up the health check")
 		os.Exit(1)
 	}
-	// Ready means ready to act: every watched kind's cache has synced (internal/startup).
-	kinds := watchedKinds(mgr.GetRESTMapper(), opts.watchNamespaces)
-	if err := mgr.AddReadyzCheck("caches", startup.CachesSynced(mgr.GetCache(), scheme, kinds)); err != nil {
+	// The API server's watch caches of the watched kinds are warmed while the manager starts;
+	// each informer waits for its own kind's (the gate). Ready means ready to act: every watched
+	// kind's cache has synced.
+	ctx := ctrl.SetupSignalHandler()
+	kinds := watchedKinds(mgr, opts.watchNamespaces)
+	warmer := startup.Warmer{Config: restConfig, HTTPClient: mgr.GetHTTPClient(), Mapper: mgr.GetRESTMapper(), Scheme: scheme}
+	warming := warmer.Start(ctx, kinds, startup.DefaultWarmTimeout)
+	gate.Open(warming)
+	if err := mgr.AddReadyzCheck("caches", startup.CachesSynced(mgr.GetCache(), scheme, kinds, warming)); err != nil {
 		log.Error(err, "Unable to set up the readiness check")
 		os.Exit(1)
 	}
-
-	ctx := ctrl.SetupSignalHandler()
-	warmer := startup.Warmer{Config: restConfig, HTTPClient: mgr.GetHTTPClient(), Mapper: mgr.GetRESTMapper(), Scheme: scheme}
-	warmStart := time.Now()
-	refused, err := warmer.WarmWatchCaches(ctx, kinds, startup.DefaultWarmTimeout)
-	log.V(4).Info("Warmed the API server's watch caches", "duration", time.Since(warmStart), "refused", refused, "error", err)
+	go func() {
+		<-warming.Done()
+		refused, perKind, err := warming.Result()
+		log.V(4).Info("Warmed the API server's watch caches", "duration", warming.Took(), "refused", refused, "kinds", perKind, "error", err)
+	}()
 
 	log.Info("Starting the manager")
 	if err := mgr.Start(ctx); err != nil {
@@ -213,26 +229,16 @@ func main() {
 	}
 }
 
-// watchedKinds are the kinds the controllers watch. A manager restricted to namespaces probes the
-// watch caches in the first of them.
-func watchedKinds(mapper meta.RESTMapper, namespaces []string) []startup.Kind {
-	var objs []client.Object
-	objs = append(objs, clusterstack.Watched(mapper)...)
-	objs = append(objs, openstackcontrollers.Watched()...)
-	objs = append(objs, clusteraddon.Watched()...)
+// watchedKinds are the kinds the controllers set up on mgr watch, as they recorded them
+// (internal/reconciler). A manager restricted to namespaces probes the watch caches in the first
+// of them.
+func watchedKinds(mgr ctrl.Manager, namespaces []string) []startup.Kind {
 	ns := ""
 	if len(namespaces) > 0 {
 		ns = namespaces[0]
 	}
-	seen := map[string]bool{}
 	var kinds []startup.Kind
-	for _, o := range objs {
-		// Two controllers watch Clusters: one informer, one entry.
-		key := fmt.Sprintf("%T %s", o, o.GetObjectKind().GroupVersionKind())
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
+	for _, o := range reconciler.WatchedKinds(mgr) {
 		kinds = append(kinds, startup.Kind{Object: o, Namespace: ns})
 	}
 	return kinds

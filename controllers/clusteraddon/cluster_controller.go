@@ -12,13 +12,13 @@ import (
 	"k8s.io/klog/v2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/workloadcluster"
 )
@@ -42,9 +42,8 @@ type ClusterReconciler struct {
 
 // SetupWithManager registers the controller.
 func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("clusteraddon-create").
-		For(&clusterv1.Cluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, clusterPauseChanged))).
+	return reconciler.NewController(mgr, "clusteraddon-create").
+		For(&clusterv1.Cluster{}, predicate.Or(predicate.GenerationChangedPredicate{}, clusterPauseChanged)).
 		// A deleted ClusterAddon enqueues its Cluster, which re-creates it.
 		Owns(&csv1alpha1.ClusterAddon{}).
 		Complete(r)

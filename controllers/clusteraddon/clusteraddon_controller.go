@@ -24,7 +24,6 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -141,13 +140,12 @@ func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			csv1alpha1.MissingAPIReason, csv1alpha1.DependencyUnavailableReason},
 		Patch: r.patch,
 	}
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("clusteraddon").
+	return reconciler.NewController(mgr, "clusteraddon").
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
-		For(&csv1alpha1.ClusterAddon{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, pauseAnnotationChanged), predicate.Funcs{UpdateFunc: r.notOwnSpecWrite, DeleteFunc: r.forgetSpecWrites})).
+		For(&csv1alpha1.ClusterAddon{}, predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, pauseAnnotationChanged), predicate.Funcs{UpdateFunc: r.notOwnSpecWrite, DeleteFunc: r.forgetSpecWrites}).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: addon.ClusterAddonName(o.GetName())}}}
-		}), builder.WithPredicates(clusterChanged)).
+		}), clusterChanged).
 		Complete(r)
 }
 

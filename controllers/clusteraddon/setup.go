@@ -17,11 +17,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/addon"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/chartdeps"
@@ -147,10 +143,4 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		}
 	}
 	return nil
-}
-
-// Watched returns the kinds Setup's controllers watch, for the manager's readiness check; keep it
-// in step with the SetupWithManager functions.
-func Watched() []client.Object {
-	return []client.Object{&csv1alpha1.ClusterAddon{}, &clusterv1.Cluster{}}
 }

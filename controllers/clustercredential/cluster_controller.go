@@ -15,7 +15,6 @@ import (
 	"k8s.io/klog/v2"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -24,6 +23,7 @@ import (
 
 	csv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
+	"github.com/seed-a720dd5e/clusterstack-operator/internal/reconciler"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
 )
 
@@ -60,10 +60,9 @@ type ClusterReconciler struct {
 
 // SetupWithManager registers the controller.
 func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("clustercredential-create").
+	return reconciler.NewController(mgr, "clustercredential-create").
 		// Spec and the opt-in annotation, not Cluster API's frequent status writes.
-		For(&clusterv1.Cluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&clusterv1.Cluster{}, predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{})).
 		Owns(&infrav1.OpenStackClusterCredential{}).
 		// A changed spec.applicationCredentials applies to the stack's Clusters at once.
 		Watches(&csv1alpha1.ClusterStack{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfStack)).

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,6 +44,9 @@ const (
 	// deletionWaitInterval is how often a ClusterStack being deleted looks at releases whose own
 	// deletion it waits for, besides the watch on them.
 	deletionWaitInterval = 30 * time.Second
+	// parallelReleaseWrites bounds the releases (with their provider objects) one reconcile
+	// creates or updates at once.
+	parallelReleaseWrites = 4
 	// providerKind is the kind of the provider objects made from templates.
 	providerKind = "OpenStackClusterStackRelease"
 	// providerTemplateKind is the kind spec.providerRef must point at.
@@ -113,8 +117,7 @@ type sourceCheck struct {
 // SetupWithManager registers the controller.
 func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.checks = map[types.NamespacedName]*sourceCheck{}
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("clusterstack").
+	return reconciler.NewController(mgr, "clusterstack").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
 		For(&clusterstackv1alpha1.ClusterStack{}).
 		Owns(&clusterstackv1alpha1.ClusterStackRelease{}).
@@ -287,18 +290,39 @@ func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *cluste
 	if !cs.Spec.NoProvider {
 		tmpl, rep.templateErr = r.providerTemplate(ctx, cs)
 	}
-	for _, n := range desired {
-		csr, err := r.ensureRelease(ctx, cs, n, all[n.String()], !cs.Spec.NoProvider)
-		if err != nil {
-			rep.syncErrs = append(rep.syncErrs, err)
-			continue
-		}
-		all[n.String()] = csr
-		if tmpl != nil && metav1.IsControlledBy(csr, cs) {
-			if err := r.ensureProvider(ctx, csr, tmpl); err != nil {
-				rep.syncErrs = append(rep.syncErrs, err)
+	// Each release with its provider object is independent of the others: they are written side
+	// by side, so that the last release of a stack is not created a few round trips after the
+	// first.
+	type ensured struct {
+		csr  *clusterstackv1alpha1.ClusterStackRelease
+		errs []error
+	}
+	results := make([]ensured, len(desired))
+	var g errgroup.Group
+	g.SetLimit(parallelReleaseWrites)
+	for i, n := range desired {
+		existing := all[n.String()]
+		g.Go(func() error {
+			csr, err := r.ensureRelease(ctx, cs, n, existing, !cs.Spec.NoProvider)
+			if err != nil {
+				results[i].errs = append(results[i].errs, err)
+				return nil
 			}
+			results[i].csr = csr
+			if tmpl != nil && metav1.IsControlledBy(csr, cs) {
+				if err := r.ensureProvider(ctx, csr, tmpl); err != nil {
+					results[i].errs = append(results[i].errs, err)
+				}
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // the results carry the errors
+	for i, n := range desired {
+		if results[i].csr != nil {
+			all[n.String()] = results[i].csr
 		}
+		rep.syncErrs = append(rep.syncErrs, results[i].errs...)
 	}
 
 	// Garbage collection only runs when the desired set is complete: without a successful

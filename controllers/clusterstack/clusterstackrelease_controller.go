@@ -21,7 +21,6 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -106,6 +105,11 @@ type ClusterStackReleaseReconciler struct {
 	// releases waiting for their provider hold one.
 	prerenderedMu sync.Mutex
 	prerendered   map[types.NamespacedName]prerendering
+
+	// converged holds, per release, what its last apply that changed nothing found (see
+	// convergence), so that a reconcile of a release nothing changed renders and applies nothing.
+	convergedMu sync.Mutex
+	converged   map[types.NamespacedName]convergence
 }
 
 // +kubebuilder:rbac:groups=clusterstack.x-k8s.io,resources=clusterstackreleases,verbs=get;list;watch;update;patch
@@ -128,8 +132,7 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 	if workers <= 0 {
 		workers = defaultReleaseWorkers
 	}
-	b := ctrl.NewControllerManagedBy(mgr).
-		Named("clusterstackrelease").
+	b := reconciler.NewController(mgr, "clusterstackrelease").
 		// Releases are independent and a reconcile mostly waits for the registry and the API
 		// server, so a few run side by side; rendering is the only CPU-heavy step.
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
@@ -138,7 +141,7 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(releaseOfClusterRequest)).
 		// A release that lets a shared object go hands it to the next newest holder (shared.go).
 		Watches(&clusterstackv1alpha1.ClusterStackRelease{}, handler.EnqueueRequestsFromMapFunc(r.releasesSharingWith),
-			builder.WithPredicates(inventoryOrDeletionChanged)).
+			inventoryOrDeletionChanged).
 		// Metadata is enough: any change, spec or status, bumps the resourceVersion and brings
 		// the release to compare, and metadata informers keep far less in memory.
 		WatchesMetadata(&clusterv1.ClusterClass{}, handler.EnqueueRequestsFromMapFunc(r.releasesHolding))
@@ -193,10 +196,14 @@ func (r *ClusterStackReleaseReconciler) Reconcile(ctx context.Context, req ctrl.
 		Conditions: releaseSteps,
 		Normal:     r.reconcileNormal,
 		Delete: func(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease) releaseReport {
+			r.forgetConvergence(client.ObjectKeyFromObject(csr))
 			return releaseReport{deletion: true, err: r.reconcileDelete(ctx, csr)}
 		},
-		Status:   setClusterStackReleaseStatus,
-		Gone:     r.dropPrerendering,
+		Status: setClusterStackReleaseStatus,
+		Gone: func(nn types.NamespacedName) {
+			r.dropPrerendering(nn)
+			r.forgetConvergence(nn)
+		},
 		Recorder: r.Recorder,
 		// A release source that does not answer, objects the API server refused; waiting for the
 		// provider object or a ClusterStack is no failure.
@@ -280,6 +287,15 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr
 		return rep
 	}
 
+	// A release nothing changed since its objects were last found as rendered is done.
+	if due, ok := r.stillConverged(ctx, csr, rel); ok {
+		rep.steps[clusterstackv1alpha1.ResourcesAppliedCondition] = nil
+		rep.imagesWaiting, rep.err = r.imagesWaiting(ctx, csr)
+		rep.driftCheck = due
+		return rep
+	}
+	r.forgetConvergence(client.ObjectKeyFromObject(csr))
+
 	// Rendering is the first half of ResourcesApplied: its success is no news yet.
 	renderStart := time.Now()
 	objs, err := r.render(ctx, csr, rel)
@@ -288,7 +304,7 @@ func (r *ClusterStackReleaseReconciler) reconcileNormal(ctx context.Context, csr
 		return rep
 	}
 	applyStart := time.Now()
-	err = r.apply(ctx, csr, objs)
+	err = r.apply(ctx, csr, objs, convergenceKey(csr, rel))
 	ctrl.LoggerFrom(ctx).V(4).Info("Rendered and applied", "render", applyStart.Sub(renderStart), "apply", time.Since(applyStart), "objects", len(objs), "error", err)
 	if rep.stopsAt(clusterstackv1alpha1.ResourcesAppliedCondition, err) {
 		return rep
@@ -513,7 +529,9 @@ func installHints(kinds []schema.GroupVersionKind) string {
 // still boot from them. Failures that need a human stall: a conflict with another field manager
 // is not retried in a loop, since the operator never forces, and objects the operator may not
 // write (RBAC) are not applied at all, nor any other object of the release.
-func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured) error {
+//
+// An apply that found everything as rendered is remembered under key (see convergence).
+func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured, key string) error {
 	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
 	if err != nil {
 		return err
@@ -558,6 +576,7 @@ func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusters
 		return outcome.Retry(clusterstackv1alpha1.ApplyFailedReason, err)
 	}
 	csr.Status.Resources = apply.ToResources(res)
+	r.remember(csr, key, len(objs), res, shared)
 
 	if len(res.Drifted) > 0 {
 		// Reported once: the repair converges, and a converged release writes nothing.

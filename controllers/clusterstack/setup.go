@@ -10,15 +10,7 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
-	infrav1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/resolver"
@@ -80,24 +72,4 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		}
 	}
 	return nil
-}
-
-// Watched returns the kinds Setup's controllers watch, in the form they watch them (typed or
-// metadata only), for the manager's readiness check; keep it in step with SetupWithManager.
-func Watched(mapper meta.RESTMapper) []client.Object {
-	objs := []client.Object{
-		&clusterstackv1alpha1.ClusterStack{}, &clusterstackv1alpha1.ClusterStackRelease{},
-		&infrav1alpha1.OpenStackClusterStackReleaseTemplate{}, &infrav1alpha1.OpenStackClusterStackRelease{},
-		&clusterv1.Cluster{}, metadataOf(clusterv1.GroupVersion.WithKind("ClusterClass")),
-	}
-	if _, err := mapper.RESTMapping(orcImage.GroupKind(), orcImage.Version); err == nil {
-		objs = append(objs, metadataOf(orcImage))
-	}
-	return objs
-}
-
-func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(gvk)
-	return m
 }

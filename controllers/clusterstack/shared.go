@@ -88,6 +88,11 @@ type sharing struct {
 // readSharing lists, from the API server, the other releases that may hold the objects of refs:
 // those of csr's namespace, or of every namespace when one of refs lies outside it.
 func (r *ClusterStackReleaseReconciler) readSharing(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, refs []apply.Ref) (*sharing, error) {
+	return r.readSharingFrom(ctx, r.APIReader, csr, refs)
+}
+
+// readSharingFrom is readSharing from reader.
+func (r *ClusterStackReleaseReconciler) readSharingFrom(ctx context.Context, reader client.Reader, csr *clusterstackv1alpha1.ClusterStackRelease, refs []apply.Ref) (*sharing, error) {
 	var opts []client.ListOption
 	scope := "namespace " + csr.Namespace
 	outside := false
@@ -103,7 +108,7 @@ func (r *ClusterStackReleaseReconciler) readSharing(ctx context.Context, csr *cl
 		opts = append(opts, client.InNamespace(csr.Namespace))
 	}
 	var list clusterstackv1alpha1.ClusterStackReleaseList
-	if err := r.APIReader.List(ctx, &list, opts...); err != nil {
+	if err := reader.List(ctx, &list, opts...); err != nil {
 		return nil, fmt.Errorf("listing the ClusterStackReleases of %s: %w", scope, err)
 	}
 	s := &sharing{self: infoOf(csr), holders: map[apply.Ref][]releaseInfo{}}

@@ -84,8 +84,7 @@ func (r *OpenStackClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manag
 		// published yet, or images on their way, are no failure.
 		FailureReasons: []string{infrav1.CloudUnavailableReason},
 	}
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("openstackclusterstackrelease").
+	return reconciler.NewController(mgr, "openstackclusterstackrelease").
 		// Releases are independent: one waiting for its release to be fetched must not hold back
 		// the next one's node images. Shared node image objects stay safe with several workers:
 		// owners are added with optimistic locking, and a lost create race is retried.

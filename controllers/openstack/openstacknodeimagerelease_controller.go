@@ -18,7 +18,6 @@ import (
 	"k8s.io/utils/keymutex"
 	"sigs.k8s.io/cluster-api/util/conditions"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -89,13 +88,12 @@ func (r *OpenStackNodeImageReleaseReconciler) SetupWithManager(mgr ctrl.Manager)
 	// A hashed key mutex: names that share a bucket wait for each other, which is safe.
 	r.imageLocks = keymutex.NewHashed(64)
 	r.kind = r.newKind()
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("openstacknodeimagerelease").
+	return reconciler.NewController(mgr, "openstacknodeimagerelease").
 		// Only changes of spec, labels, annotations or deletion start a reconcile, not the
 		// controller's own status writes: those carry the retry time during an outage, and
 		// reacting to them would retry at once instead of when the cloud asked.
-		For(&infrav1.OpenStackNodeImageRelease{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		For(&infrav1.OpenStackNodeImageRelease{}, predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(r)
 }

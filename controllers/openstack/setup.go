@@ -13,7 +13,6 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
@@ -116,10 +115,4 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("setting up the OpenStackClusterStackRelease controller: %w", err)
 	}
 	return nil
-}
-
-// Watched returns the kinds Setup's controllers watch, for the manager's readiness check; keep it
-// in step with the SetupWithManager functions.
-func Watched() []client.Object {
-	return []client.Object{&infrav1.OpenStackClusterStackRelease{}, &infrav1.OpenStackNodeImageRelease{}}
 }

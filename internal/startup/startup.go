@@ -26,6 +26,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -63,46 +64,137 @@ type Warmer struct {
 	Scheme     *runtime.Scheme
 }
 
-// WarmWatchCaches probes every kind at once until the API server serves it from a filled watch
-// cache, or timeout passes. It never fails the start: a kind it cannot probe (no permission, no
-// CRD) is left to the informers, which report it. It returns how many probes were answered 429,
-// for the log.
-func (w Warmer) WarmWatchCaches(ctx context.Context, kinds []Kind, timeout time.Duration) (refused int, errs error) {
-	base, _, err := rest.DefaultServerUrlFor(w.Config)
-	if err != nil {
-		return 0, fmt.Errorf("warming the watch caches: %w", err)
-	}
+// Warming is a warm-up in progress (Warmer.Start): each kind is done on its own, so that an
+// informer of a kind whose cache is warm starts without waiting for the others.
+type Warming struct {
+	scheme *runtime.Scheme
+	start  time.Time
+	kinds  map[schema.GroupKind]*kindWarming
+	done   chan struct{}
+	took   time.Duration
+}
+
+// kindWarming is the warm-up of one kind; its fields are set before done is closed.
+type kindWarming struct {
+	name    string
+	done    chan struct{}
+	refused int
+	took    time.Duration
+	err     error
+}
+
+// Start probes every kind at once, in the background, until the API server serves it from a
+// filled watch cache, or timeout passes. It never fails the start: a kind it cannot probe (no
+// permission, no CRD) is left to the informers, which report it.
+func (w Warmer) Start(ctx context.Context, kinds []Kind, timeout time.Duration) *Warming {
+	g := &Warming{scheme: w.Scheme, start: time.Now(), kinds: map[schema.GroupKind]*kindWarming{}, done: make(chan struct{})}
+	base, _, baseErr := rest.DefaultServerUrlFor(w.Config)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
+	var wg sync.WaitGroup
 	for _, k := range kinds {
-		u, err := w.probeURL(base, k)
+		gvk, err := apiutil.GVKForObject(k.Object, w.Scheme)
 		if err != nil {
-			errs = errors.Join(errs, err)
-			continue
+			gvk.Kind = fmt.Sprintf("%T", k.Object)
 		}
+		if _, ok := g.kinds[gvk.GroupKind()]; ok {
+			continue // one watch cache per resource, whatever the form of the object
+		}
+		kw := &kindWarming{name: gvk.Kind, done: make(chan struct{})}
+		g.kinds[gvk.GroupKind()] = kw
 		wg.Go(func() {
-			n, err := w.probe(ctx, u)
-			mu.Lock()
-			defer mu.Unlock()
-			refused += n
-			errs = errors.Join(errs, err)
+			defer close(kw.done)
+			defer func() { kw.took = time.Since(g.start) }()
+			if err == nil {
+				err = baseErr
+			}
+			if err != nil {
+				kw.err = fmt.Errorf("warming the watch cache of %s: %w", kw.name, err)
+				return
+			}
+			u, err := w.probeURL(base, gvk, k.Namespace)
+			if err != nil {
+				kw.err = err
+				return
+			}
+			kw.refused, kw.err = w.probe(ctx, u)
 		})
 	}
-	wg.Wait()
-	return refused, errs
+	go func() {
+		wg.Wait()
+		cancel()
+		g.took = time.Since(g.start)
+		close(g.done)
+	}()
+	return g
 }
+
+// Done is closed once every kind is done.
+func (g *Warming) Done() <-chan struct{} { return g.done }
+
+// Wait returns once the watch cache of obj's kind is warm, or its warm-up gave up (the informer
+// then meets the API server's answer itself), or with ctx's error. A kind the warm-up does not
+// know returns at once.
+func (g *Warming) Wait(ctx context.Context, obj client.Object) error {
+	gvk, err := apiutil.GVKForObject(obj, g.scheme)
+	if err != nil {
+		return nil
+	}
+	return g.waitKind(ctx, gvk.GroupKind())
+}
+
+func (g *Warming) waitKind(ctx context.Context, gk schema.GroupKind) error {
+	kw := g.kinds[gk]
+	if kw == nil {
+		return nil
+	}
+	select {
+	case <-kw.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Warm tells without waiting whether obj's kind is done (or not warmed at all).
+func (g *Warming) Warm(obj client.Object) bool {
+	kw := g.kindOf(obj)
+	if kw == nil {
+		return true
+	}
+	select {
+	case <-kw.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (g *Warming) kindOf(obj client.Object) *kindWarming {
+	gvk, err := apiutil.GVKForObject(obj, g.scheme)
+	if err != nil {
+		return nil
+	}
+	return g.kinds[gvk.GroupKind()]
+}
+
+// Result returns, once Done is closed, how many probes were answered 429, per kind when it was
+// done (since Start) and after how many refusals, and the kinds that could not be warmed.
+func (g *Warming) Result() (refused int, perKind map[string]string, errs error) {
+	perKind = map[string]string{}
+	for _, kw := range g.kinds {
+		refused += kw.refused
+		perKind[kw.name] = fmt.Sprintf("%dms, %d refused", kw.took.Milliseconds(), kw.refused)
+		errs = errors.Join(errs, kw.err)
+	}
+	return refused, perKind, errs
+}
+
+// Took is how long the whole warm-up took; valid once Done is closed.
+func (g *Warming) Took() time.Duration { return g.took }
 
 // probeURL is the list of kind that the watch cache answers: resourceVersion=0 (any version the
 // cache holds) with a selector.
-func (w Warmer) probeURL(base *url.URL, k Kind) (*url.URL, error) {
-	gvk, err := apiutil.GVKForObject(k.Object, w.Scheme)
-	if err != nil {
-		return nil, fmt.Errorf("warming the watch cache of %T: %w", k.Object, err)
-	}
+func (w Warmer) probeURL(base *url.URL, gvk schema.GroupVersionKind, namespace string) (*url.URL, error) {
 	m, err := w.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
 		return nil, fmt.Errorf("warming the watch cache of %s: %w", gvk.Kind, err)
@@ -111,8 +203,8 @@ func (w Warmer) probeURL(base *url.URL, k Kind) (*url.URL, error) {
 	if m.Resource.Group == "" {
 		path = []string{"api", m.Resource.Version}
 	}
-	if k.Namespace != "" && m.Scope.Name() == meta.RESTScopeNameNamespace {
-		path = append(path, "namespaces", k.Namespace)
+	if namespace != "" && m.Scope.Name() == meta.RESTScopeNameNamespace {
+		path = append(path, "namespaces", namespace)
 	}
 	u := base.JoinPath(append(path, m.Resource.Resource)...)
 	u.RawQuery = url.Values{"resourceVersion": {"0"}, "limit": {"1"}, "labelSelector": {probeSelector}}.Encode()
@@ -155,13 +247,20 @@ func (w Warmer) probe(ctx context.Context, u *url.URL) (refused int, err error) 
 // replica that is not ready to act gets no traffic. It asks for the informers without waiting, so
 // a check before the cache starts fails instead of blocking; a kind the API server does not serve
 // fails with the mapping error.
-func CachesSynced(c cache.Informers, scheme *runtime.Scheme, kinds []Kind) healthz.Checker {
+//
+// With warming, a kind whose watch cache is still warming is not synced, and its informer is not
+// asked for: that would start it, and its first request would be refused.
+func CachesSynced(c cache.Informers, scheme *runtime.Scheme, kinds []Kind, warming *Warming) healthz.Checker {
 	return func(req *http.Request) error {
 		// Every informer is asked for before any is judged, so that the first check starts them
 		// all at once rather than one per check.
 		var errs []error
 		for _, k := range kinds {
 			name := kindName(k.Object, scheme)
+			if warming != nil && !warming.Warm(k.Object) {
+				errs = append(errs, fmt.Errorf("the cache of %s has not synced yet (its watch cache in the API server is filling)", name))
+				continue
+			}
 			inf, err := c.GetInformer(req.Context(), k.Object, cache.BlockUntilSynced(false))
 			switch {
 			case err != nil:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
@@ -23,8 +24,14 @@ import (
 
 // BenchmarkManagerStartup measures the first action of a manager process on a fresh API server
 // that serves from its watch cache, as a cluster's API server does (the other benchmarks turn the
-// cache off). A ClusterStack with versions [v1, v2] (providerRef, node images) is applied right
-// before the process starts, so that its reconcile is the manager's first action; it reports:
+// cache off). A ClusterStack with versions [v1, v2] is applied right before the process starts,
+// so that its reconcile is the manager's first action, in two shapes:
+//   - openstack: with a providerRef, so that each release waits for its two node images in
+//     Glance before its ClusterClass is applied;
+//   - no-provider: noProvider, the ClusterClass and templates only (the shape of the SCS
+//     reference's docker test releases, which have no node images).
+//
+// Each reports:
 //   - s/ready-from-start: from the process start until /readyz answers OK (the caches of every
 //     watched kind have synced);
 //   - s/two-releases-ready-from-start: from the process start until both ClusterStackReleases
@@ -38,12 +45,19 @@ import (
 // kind. The CRDs are older than 3 s (the API server delays a create within 2 s of its CRD becoming
 // established, which a deployed operator never meets).
 func BenchmarkManagerStartup(b *testing.B) {
-	for i := 0; i < b.N; i++ {
-		runStartup(b)
+	for _, shape := range []struct {
+		name       string
+		noProvider bool
+	}{{"openstack", false}, {"no-provider", true}} {
+		b.Run(shape.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				runStartup(b, shape.noProvider)
+			}
+		})
 	}
 }
 
-func runStartup(b *testing.B) {
+func runStartup(b *testing.B, noProvider bool) {
 	s := newStartupScenario(b)
 	defer s.close()
 	ctx := context.Background()
@@ -53,7 +67,11 @@ func runStartup(b *testing.B) {
 		b.Fatal(err)
 	}
 	s.waitCRDsSettled()
-	if err := s.createClusterStack(ctx, ns, []string{"v1", "v2"}); err != nil {
+	create := s.createClusterStack
+	if noProvider {
+		create = s.createNoProviderClusterStack
+	}
+	if err := create(ctx, ns, []string{"v1", "v2"}); err != nil {
 		b.Fatal(err)
 	}
 	s.mgr = launchManager(b, managerBinary(b), s.managerConfig())
@@ -74,6 +92,23 @@ func runStartup(b *testing.B) {
 	b.ReportMetric(ready.Seconds(), "s/ready-from-start")
 	b.ReportMetric(releases.Seconds(), "s/two-releases-ready-from-start")
 	b.ReportMetric(c.mgmtRefused, "start-refused")
+}
+
+// createNoProviderClusterStack creates the benchmarks' ClusterStack without a provider: its
+// releases apply their ClusterClass and templates and wait for no node image.
+func (s *scenario) createNoProviderClusterStack(ctx context.Context, ns string, versions []string) error {
+	cs := &clusterstackv1alpha1.ClusterStack{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: stackName},
+		Spec: clusterstackv1alpha1.ClusterStackSpec{
+			Provider: "openstack", Name: "scs", KubernetesVersion: "1.32", Channel: "stable",
+			Versions:   versions,
+			NoProvider: true,
+		},
+	}
+	if err := s.c.Create(ctx, cs); err != nil {
+		return fmt.Errorf("creating ClusterStack %s/%s: %w", ns, cs.Name, err)
+	}
+	return nil
 }
 
 // newStartupScenario starts the management API server with its watch cache, the registry, the
