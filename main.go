@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -135,6 +136,13 @@ func main() {
 	opts, zapOpts, printVersion, err := parseFlags(flag.CommandLine, os.Args[1:])
 	if err != nil {
 		os.Exit(2) // the flag package has said what is wrong
+	}
+
+	// Nothing reads the heap profile without the profiler, and sampling it is not free: every
+	// sampled allocation walks its stack through the binary's function tables, which makes them
+	// resident, and keeps a bucket per call stack. (As early as possible, as runtime documents.)
+	if opts.profilerAddress == "" {
+		goruntime.MemProfileRate = 0
 	}
 
 	build := version.Get()

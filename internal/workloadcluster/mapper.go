@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -42,7 +45,55 @@ type leanMapper struct {
 
 type discoveredGroupVersion struct {
 	fetched time.Time
-	kinds   map[string]resourceInfo // by kind
+	kinds   *kindTable // shared with every mapper that discovered the same, never changed
+}
+
+// kindTable is the kinds of one discovered group version.
+type kindTable struct {
+	byKind map[string]resourceInfo
+}
+
+// kindTables interns the discovered kind tables: the workload clusters of a fleet mostly serve
+// the same group versions with the same kinds, and one table then serves all their mappers
+// (BenchmarkCacheMemory). A table goes when no mapper holds it.
+var kindTables = &internedKinds{tables: map[string]weak.Pointer[kindTable]{}}
+
+type internedKinds struct {
+	mu     sync.Mutex
+	tables map[string]weak.Pointer[kindTable] // by group version and content
+}
+
+// intern returns the table of gv with the kinds byKind, the one already held when there is one.
+func (t *internedKinds) intern(gv schema.GroupVersion, byKind map[string]resourceInfo) *kindTable {
+	key := kindsKey(gv, byKind)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if kt := t.tables[key].Value(); kt != nil {
+		return kt
+	}
+	kt := &kindTable{byKind: byKind}
+	t.tables[key] = weak.Make(kt)
+	runtime.AddCleanup(kt, t.forget, key)
+	return kt
+}
+
+// kindsKey identifies the kinds byKind of gv by their content.
+func kindsKey(gv schema.GroupVersion, byKind map[string]resourceInfo) string {
+	lines := make([]string, 0, len(byKind))
+	for kind, info := range byKind {
+		lines = append(lines, fmt.Sprintf("%s %s %s %t", kind, info.resource, info.singular, info.namespaced))
+	}
+	slices.Sort(lines)
+	return gv.String() + "\n" + strings.Join(lines, "\n")
+}
+
+// forget drops the entry of a table no mapper holds any more, unless it was replaced.
+func (t *internedKinds) forget(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tables[key].Value() == nil {
+		delete(t.tables, key)
+	}
 }
 
 type resourceInfo struct {
@@ -96,15 +147,16 @@ func (m *leanMapper) groupVersion(gv schema.GroupVersion, refresh bool) (*discov
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("discovering %s: %w", gv, err)
 	}
-	d := &discoveredGroupVersion{fetched: m.now(), kinds: map[string]resourceInfo{}}
+	byKind := map[string]resourceInfo{}
 	if list != nil {
 		for _, r := range list.APIResources {
 			if strings.Contains(r.Name, "/") { // subresources
 				continue
 			}
-			d.kinds[r.Kind] = resourceInfo{resource: r.Name, singular: r.SingularName, namespaced: r.Namespaced}
+			byKind[r.Kind] = resourceInfo{resource: r.Name, singular: r.SingularName, namespaced: r.Namespaced}
 		}
 	}
+	d := &discoveredGroupVersion{fetched: m.now(), kinds: kindTables.intern(gv, byKind)}
 	m.groupVersions[gv] = d
 	return d, nil
 }
@@ -149,12 +201,12 @@ func (m *leanMapper) RESTMapping(gk schema.GroupKind, versions ...string) (*meta
 		if err != nil {
 			return nil, err
 		}
-		info, ok := d.kinds[gk.Kind]
+		info, ok := d.kinds.byKind[gk.Kind]
 		if !ok {
 			if d, err = m.groupVersion(gv, true); err != nil {
 				return nil, err
 			}
-			info, ok = d.kinds[gk.Kind]
+			info, ok = d.kinds.byKind[gk.Kind]
 		}
 		if ok {
 			scope := meta.RESTScopeRoot
@@ -196,7 +248,7 @@ func (m *leanMapper) lookupResource(r schema.GroupVersionResource) (schema.Group
 		if err != nil {
 			return schema.GroupVersion{}, "", resourceInfo{}, err
 		}
-		for kind, info := range d.kinds {
+		for kind, info := range d.kinds.byKind {
 			if info.resource == r.Resource || info.singular == r.Resource {
 				return gv, kind, info, nil
 			}
@@ -246,7 +298,7 @@ func (m *leanMapper) ResourceSingularizer(resource string) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, d := range m.groupVersions {
-		for _, info := range d.kinds {
+		for _, info := range d.kinds.byKind {
 			if info.resource == resource && info.singular != "" {
 				return info.singular, nil
 			}

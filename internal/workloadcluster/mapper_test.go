@@ -210,3 +210,49 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
 }
+
+// TestLeanMapperSharesKinds checks that mappers of clusters serving the same group version hold
+// one table of its kinds, and that a table no mapper holds goes from the intern table.
+func TestLeanMapperSharesKinds(t *testing.T) {
+	a, b := newTestLeanMapper(t), newTestLeanMapper(t)
+	gv := schema.GroupVersion{Group: "apps", Version: "v1"}
+	da, err := a.groupVersion(gv, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := b.groupVersion(gv, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if da.kinds != db.kinds {
+		t.Fatal("two mappers of the same API server keep two tables of apps/v1's kinds")
+	}
+	if _, ok := da.kinds.byKind["Deployment"]; !ok {
+		t.Fatalf("apps/v1's kinds lack Deployment: %v", da.kinds.byKind)
+	}
+
+	// Another content of the same group version is another table, which goes from the intern
+	// table once nothing holds it (its cleanup runs after a collection).
+	byKind := map[string]resourceInfo{"Deployment": {resource: "deployments", namespaced: true}}
+	if kindTables.intern(gv, byKind) == da.kinds {
+		t.Fatal("kinds of different content share a table")
+	}
+	key := kindsKey(gv, byKind)
+	interned := func() bool {
+		kindTables.mu.Lock()
+		defer kindTables.mu.Unlock()
+		_, ok := kindTables.tables[key]
+		return ok
+	}
+	if !interned() {
+		t.Fatal("the table is not in the intern table")
+	}
+	for deadline := time.Now().Add(10 * time.Second); interned(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a table nothing holds stays in the intern table")
+		}
+		runtime.GC()
+	}
+	runtime.KeepAlive(a)
+	runtime.KeepAlive(b)
+}

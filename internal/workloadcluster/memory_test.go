@@ -15,7 +15,8 @@ import (
 // each of 200 clusters, every one with a credential of its own (so a TLS transport of its own, as
 // real workload clusters have), was reached once: a ping and a read, as a drift check does. With
 // DefaultMaxConnections (64) it measured 85 KiB per cluster, with 8 connections 77 KiB: most of
-// what a cluster costs is not its open connection.
+// what a cluster costs is not its open connection. Sharing the discovered kind tables between
+// clusters (kindTables) took 64 connections to 77-81 KiB.
 func BenchmarkCacheMemory(b *testing.B) {
 	ctx := context.Background()
 	const clusters = 200
