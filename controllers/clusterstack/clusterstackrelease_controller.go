@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,7 +26,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
@@ -136,7 +140,9 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 		// Releases are independent and a reconcile mostly waits for the registry and the API
 		// server, so a few run side by side; rendering is the only CPU-heavy step.
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
-		For(&clusterstackv1alpha1.ClusterStackRelease{}).
+		// Its own status writes do not bring a release back: what follows from them is on its
+		// way through the watches (the applied objects' events, the provider object's).
+		For(&clusterstackv1alpha1.ClusterStackRelease{}, notOnlyStatusChanged).
 		Owns(&infrav1alpha1.OpenStackClusterStackRelease{}).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(releaseOfClusterRequest)).
 		// A release that lets a shared object go hands it to the next newest holder (shared.go).
@@ -151,6 +157,23 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 		b = b.WatchesMetadata(img, handler.EnqueueRequestsFromMapFunc(r.releasesHolding))
 	}
 	return b.Complete(r)
+}
+
+// notOnlyStatusChanged passes every event but an update that changed nothing but the status (and
+// the resourceVersion and managed fields that come with it).
+var notOnlyStatusChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		if o == nil || n == nil {
+			return true
+		}
+		return o.GetGeneration() != n.GetGeneration() ||
+			!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+			!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
+			!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
+			!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
+			!equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences())
+	},
 }
 
 // releaseOfAppliedObject maps an object a release applied to the release, through ReleaseLabel,
@@ -532,16 +555,6 @@ func installHints(kinds []schema.GroupVersionKind) string {
 //
 // An apply that found everything as rendered is remembered under key (see convergence).
 func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, objs []*unstructured.Unstructured, key string) error {
-	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
-	if err != nil {
-		return err
-	}
-	applier := r.Applier
-	if len(inUse[csr.Name].Clusters) > 0 {
-		applier = r.Applier.WithKeepOnPrune(func(ref apply.Ref) bool {
-			return ref.Group == orcImage.Group && ref.Kind == orcImage.Kind
-		})
-	}
 	// Objects other releases render too: one writes them, none deletes what another holds.
 	previous := apply.FromResources(csr.Status.Resources)
 	desired := map[apply.Ref]bool{}
@@ -557,9 +570,29 @@ func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusters
 			candidates = append(candidates, ref)
 		}
 	}
-	shared, err := r.readSharing(ctx, csr, append(refs, candidates...))
-	if err != nil {
+	// The Clusters using the release and the other releases are read side by side: two round
+	// trips that do not depend on each other.
+	var (
+		inUse  resolver.Usage
+		shared *sharing
+		reads  errgroup.Group
+	)
+	reads.Go(func() (err error) {
+		inUse, err = resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
 		return err
+	})
+	reads.Go(func() (err error) {
+		shared, err = r.readSharing(ctx, csr, append(refs, candidates...))
+		return err
+	})
+	if err := reads.Wait(); err != nil {
+		return err
+	}
+	applier := r.Applier
+	if len(inUse[csr.Name].Clusters) > 0 {
+		applier = r.Applier.WithKeepOnPrune(func(ref apply.Ref) bool {
+			return ref.Group == orcImage.Group && ref.Kind == orcImage.Kind
+		})
 	}
 	held, err := r.heldElsewhere(ctx, shared, candidates)
 	if err != nil {
