@@ -163,6 +163,8 @@ func main() {
 		log.Error(err, "Invalid rendering budgets")
 		os.Exit(1)
 	}
+	// The workers start beside the manager's own start-up, which renders nothing yet.
+	render.StartWorkers()
 
 	restConfig := ctrl.GetConfigOrDie()
 	restConfig.QPS, restConfig.Burst = float32(opts.qps), opts.burst

@@ -116,6 +116,16 @@ func SetLimits(l Limits) {
 	prev.pool.Close()
 }
 
+// StartWorkers starts the rendering workers of the current budgets in the background, so that
+// the first renderings after the manager's start (every release and addon at once) do not each
+// wait for a process start; unused, they end after some seconds.
+func StartWorkers() {
+	configMu.Lock()
+	cfg := current
+	configMu.Unlock()
+	cfg.pool.Prestart(cfg.limits.Concurrency)
+}
+
 // CurrentLimits returns the budgets in effect.
 func CurrentLimits() Limits {
 	configMu.Lock()
@@ -257,9 +267,7 @@ func runIsolated(ctx context.Context, what string, req request) (*response, erro
 	if cached {
 		rendersTotal.WithLabelValues(resultCached).Inc()
 	} else {
-		start := time.Now()
-		out, err = cfg.render(ctx, key, in)
-		logr.FromContextOrDiscard(ctx).V(4).Info("Rendered in a worker process", "what", what, "duration", time.Since(start), "outputBytes", len(out), "error", err)
+		out, err = cfg.render(ctx, what, key, in)
 	}
 	l := cfg.limits
 	switch {
@@ -301,15 +309,17 @@ func runIsolated(ctx context.Context, what string, req request) (*response, erro
 // answer. Only answers without an error of the chart are cached (by runIsolated, once it has
 // read them): a chart error may depend on nothing but the request too, but the answer of a bad
 // release is rare and small, and not caching it keeps the cache free of any doubt.
-func (c *config) render(ctx context.Context, key [sha256.Size]byte, in []byte) ([]byte, error) {
+func (c *config) render(ctx context.Context, what string, key [sha256.Size]byte, in []byte) ([]byte, error) {
 	for {
 		v, err, shared := c.inFlight.Do(string(key[:]), func() (any, error) {
+			start := time.Now()
 			out, err := c.pool.Run(ctx, in)
 			result := resultRendered
 			if err != nil {
 				result = resultFailed
 			}
 			rendersTotal.WithLabelValues(result).Inc()
+			logr.FromContextOrDiscard(ctx).V(4).Info("Rendered in a worker process", "what", what, "duration", time.Since(start), "outputBytes", len(out), "error", err)
 			return out, err
 		})
 		// A sharer's answer is its own but for the end of the context of the call that ran:

@@ -319,3 +319,30 @@ func children() []string {
 	}
 	return out
 }
+
+// TestPrestart checks that prestarted workers serve the first calls, and that no more start than
+// the pool's size.
+func TestPrestart(t *testing.T) {
+	p := newPool(t, "commands", 2, limits)
+	before := isolated.Starts()
+	p.Prestart(5)
+	deadline := time.Now().Add(20 * time.Second)
+	for isolated.Starts()-before < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the workers did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if _, err := p.Run(context.Background(), []byte("sleep 100ms")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if started := isolated.Starts() - before; started != 2 {
+		t.Errorf("a prestart of 5 and 4 calls in a pool of 2 started %d workers, want 2", started)
+	}
+}

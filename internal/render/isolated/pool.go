@@ -85,7 +85,24 @@ func (p *Pool) Close() {
 	}
 }
 
-// take returns an idle worker that is ready for a request, or starts one.
+// Prestart starts up to n workers (at most the pool's size) in the background, so that the first
+// calls do not wait for a process start; they end after idleTimeout when no call comes.
+func (p *Pool) Prestart(n int) {
+	for range min(n, cap(p.slots)) {
+		go func() {
+			// Starting holds a slot, as a call would: never more workers than the size.
+			p.slots <- struct{}{}
+			defer func() { <-p.slots }()
+			if w, err := p.start(); err == nil {
+				p.put(w)
+			}
+		}()
+	}
+}
+
+// take returns an idle worker that is ready for a request, or starts one. A worker writes a
+// ready frame when it starts and after each answer; take reads it, so a new or just-answered
+// worker's start-up or garbage collection is not part of the next call's time budget.
 func (p *Pool) take(ctx context.Context) (*worker, error) {
 	for {
 		p.mu.Lock()
@@ -94,19 +111,27 @@ func (p *Pool) take(ctx context.Context) (*worker, error) {
 			w, p.idle = p.idle[n-1], p.idle[:n-1]
 		}
 		p.mu.Unlock()
-		if w == nil {
-			return p.start()
+		fresh := w == nil
+		if fresh {
+			var err error
+			if w, err = p.start(); err != nil {
+				return nil, err
+			}
+		} else {
+			// Taken from the list, w is this call's: a reaper that fires now finds it gone.
+			w.idle.Stop()
 		}
-		// Taken from the list, w is this call's: a reaper that fires now finds it gone.
-		w.idle.Stop()
 		if w.ready(ctx, p.limits.Timeout) {
 			return w, nil
 		}
-		// Retired, or died while idle: not this call's doing.
 		w.end()
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil, ctx.Err()
+		case fresh:
+			return nil, fmt.Errorf("%w: the worker did not start (%v): %s", ErrUnavailable, w.waitErr, firstLine(w.stderr.String()))
 		}
+		// An idle worker that retired or died while idle: not this call's doing.
 	}
 }
 

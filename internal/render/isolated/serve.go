@@ -19,7 +19,8 @@ import (
 const (
 	// frameAnswer holds the output of one call.
 	frameAnswer byte = 'a'
-	// frameReady says the worker has collected the call's garbage and takes the next request.
+	// frameReady says the worker has started, or collected the last call's garbage, and takes
+	// the next request.
 	frameReady byte = 'r'
 	// frameRetire says the worker exits instead (see retireGrowth and maxCalls).
 	frameRetire byte = 'x'
@@ -51,6 +52,9 @@ func serve(in io.Reader, out io.Writer, fn Func, l Limits) {
 	var guard *memoryGuard
 	if l.MaxMemoryBytes > 0 {
 		guard = guardMemory(l.MaxMemoryBytes)
+	}
+	if err := writeFrame(out, frameReady, nil); err != nil {
+		fail(err)
 	}
 	for calls := 1; ; calls++ {
 		input, err := readRequest(in)
