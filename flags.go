@@ -51,7 +51,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Opti
 	fs.IntVar(&opts.concurrency.clusterStackRelease, "clusterstackrelease-concurrency", 4, "How many ClusterStackReleases are reconciled (fetched, rendered, applied) at the same time.")
 	fs.IntVar(&opts.concurrency.openStackClusterStackRelease, "openstackclusterstackrelease-concurrency", 4, "How many OpenStackClusterStackReleases are reconciled at the same time.")
 	fs.IntVar(&opts.concurrency.openStackNodeImageRelease, "openstacknodeimagerelease-concurrency", 4, "How many node images are brought into Glance at the same time.")
-	fs.IntVar(&opts.concurrency.clusterAddon, "clusteraddon-concurrency", 4, "How many ClusterAddons (workload clusters' addons) are reconciled at the same time.")
+	fs.IntVar(&opts.concurrency.clusterAddon, "clusteraddon-concurrency", clusteraddon.DefaultWorkers, "How many ClusterAddons (workload clusters' addons) are reconciled at the same time; a reconcile mostly waits for the API servers (the rendering itself is bounded by --"+render.ConcurrencyFlag+").")
+	fs.IntVar(&opts.concurrency.clusterAddonCreate, "clusteraddon-create-concurrency", clusteraddon.DefaultCreateWorkers, "How many Clusters get their ClusterAddon created at the same time (one API write each).")
 	fs.DurationVar(&opts.addonDriftInterval, "addon-drift-check-interval", clusteraddon.DefaultDriftCheckInterval, "How often the converged addons of each workload cluster are checked for drift (objects changed or deleted there); workload clusters are not watched.")
 	fs.DurationVar(&opts.openstackRequestTimeout, "openstack-request-timeout", scope.DefaultRequestTimeout, "Deadline of each OpenStack (Keystone, Glance) request, from sending it to reading the answer; image uploads have --image-transfer-progress-timeout instead.")
 	fs.Func("capability-check-interval", "How long the result of a release's cloud capability check (condition CloudCapable: load balancer, flavors, external network, image formats, quota) is reused before the cloud is asked again, a positive duration (default 1h); a changed spec or release is checked at once.", func(v string) error {
@@ -69,6 +70,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (opts options, zapOpts zap.Opti
 	zapOpts.BindFlags(fs)
 	fs.Float64Var(&opts.qps, "qps", 50, "Requests per second the manager's client may send to the management API server (the reference's flag and default).")
 	fs.IntVar(&opts.burst, "burst", 100, "Requests the manager's client may send at once above --qps (the reference's flag and default).")
+	fs.Float64Var(&opts.workloadQPS, "workload-qps", clusteraddon.DefaultWorkloadQPS, "Requests per second the client of each workload cluster may send (addon objects are applied a chart at a time).")
+	fs.IntVar(&opts.workloadBurst, "workload-burst", clusteraddon.DefaultWorkloadBurst, "Requests the client of each workload cluster may send at once above --workload-qps.")
 	fs.Func("namespace", "Comma-separated namespaces whose objects the operator watches and reconciles; empty means all (the reference's flag, which takes one).", func(v string) error {
 		for _, ns := range strings.Split(v, ",") {
 			if ns = strings.TrimSpace(ns); ns != "" {

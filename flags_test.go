@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+
+	"github.com/seed-a720dd5e/clusterstack-operator/controllers/clusteraddon"
 )
 
 func parse(t *testing.T, args ...string) (options, zapcore.Level, error) {
@@ -71,5 +73,29 @@ func TestFlagDefaults(t *testing.T) {
 	opts, _, _ = parse(t, "--namespace=a, b", "--sync-period=1m")
 	if c := cacheOptions(opts); len(c.DefaultNamespaces) != 2 || c.SyncPeriod == nil || *c.SyncPeriod != time.Minute {
 		t.Errorf("cache options of two namespaces and a sync period: %+v", c)
+	}
+}
+
+// TestFleetFlags: the workers of the ClusterAddon controllers and the workload clients' rate are
+// flags, with the controllers' defaults, and zero workers are refused.
+func TestFleetFlags(t *testing.T) {
+	opts, _, err := parse(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.concurrency.clusterAddon != clusteraddon.DefaultWorkers || opts.concurrency.clusterAddonCreate != clusteraddon.DefaultCreateWorkers ||
+		opts.workloadQPS != clusteraddon.DefaultWorkloadQPS || opts.workloadBurst != clusteraddon.DefaultWorkloadBurst {
+		t.Errorf("defaults: %+v", opts)
+	}
+	opts, _, err = parse(t, "--clusteraddon-create-concurrency=3", "--workload-qps=7", "--workload-burst=9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.concurrency.clusterAddonCreate != 3 || opts.workloadQPS != 7 || opts.workloadBurst != 9 {
+		t.Errorf("flags not honoured: %+v", opts)
+	}
+	opts.concurrency.clusterAddonCreate = 0
+	if err := opts.concurrency.validate(); err == nil || !strings.Contains(err.Error(), "--clusteraddon-create-concurrency") {
+		t.Errorf("zero create workers: error %v, want one naming the flag", err)
 	}
 }

@@ -62,14 +62,14 @@ func init() {
 
 // concurrency holds the worker count of each controller; zero means the controller's default.
 type concurrency struct {
-	clusterStack, clusterStackRelease, openStackClusterStackRelease, openStackNodeImageRelease, clusterAddon int
+	clusterStack, clusterStackRelease, openStackClusterStackRelease, openStackNodeImageRelease, clusterAddon, clusterAddonCreate int
 }
 
 // validate refuses counts below one: zero workers would reconcile nothing, without a word.
 func (c concurrency) validate() error {
 	for name, n := range map[string]int{
 		"clusterstack": c.clusterStack, "clusterstackrelease": c.clusterStackRelease, "openstackclusterstackrelease": c.openStackClusterStackRelease,
-		"openstacknodeimagerelease": c.openStackNodeImageRelease, "clusteraddon": c.clusterAddon,
+		"openstacknodeimagerelease": c.openStackNodeImageRelease, "clusteraddon": c.clusterAddon, "clusteraddon-create": c.clusterAddonCreate,
 	} {
 		if n < 1 {
 			return fmt.Errorf("--%s-concurrency must be at least 1, got %d", name, n)
@@ -124,6 +124,9 @@ type options struct {
 	// qps and burst bound the manager's client to the management API server.
 	qps   float64
 	burst int
+	// workloadQPS and workloadBurst bound each workload cluster's client.
+	workloadQPS   float64
+	workloadBurst int
 	// watchNamespaces restricts what the operator watches; empty means every namespace.
 	watchNamespaces []string
 	// leaderElectNamespace holds the leader-election lease; empty means the operator's own.
@@ -386,6 +389,9 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		ChartCacheDir:      chartCacheDir,
 		ChartCredentials:   chartCredentials,
 		Workers:            opts.concurrency.clusterAddon,
+		CreateWorkers:      opts.concurrency.clusterAddonCreate,
+		WorkloadQPS:        float32(opts.workloadQPS),
+		WorkloadBurst:      opts.workloadBurst,
 		DriftCheckInterval: opts.addonDriftInterval,
 		// Chart repositories are named by release content: they obey the egress policy.
 		ChartHTTPClient: policy.Client(2 * time.Minute),

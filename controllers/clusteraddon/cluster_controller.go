@@ -13,6 +13,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
@@ -34,6 +35,9 @@ type ClusterReconciler struct {
 	Client   client.Client
 	Workload *workloadcluster.Cache
 	Recorder events.EventRecorder
+	// Workers is how many Clusters are reconciled at the same time; zero means
+	// DefaultCreateWorkers.
+	Workers int
 }
 
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters,verbs=get;list;watch
@@ -42,7 +46,12 @@ type ClusterReconciler struct {
 
 // SetupWithManager registers the controller.
 func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	workers := r.Workers
+	if workers <= 0 {
+		workers = DefaultCreateWorkers
+	}
 	return reconciler.NewController(mgr, "clusteraddon-create").
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		For(&clusterv1.Cluster{}, predicate.Or(predicate.GenerationChangedPredicate{}, clusterPauseChanged)).
 		// A deleted ClusterAddon enqueues its Cluster, which re-creates it.
 		Owns(&csv1alpha1.ClusterAddon{}).

@@ -64,11 +64,6 @@ const (
 	DefaultDriftCheckInterval = 5 * time.Minute
 )
 
-// defaultClusterAddonWorkers is how many ClusterAddons are reconciled at the same time when
-// Options.Workers is zero. ClusterAddons are independent and a reconcile mostly waits for the
-// workload API server; rendering the charts is the only CPU-heavy step.
-const defaultClusterAddonWorkers = 4
-
 // ClusterAddonReconciler reconciles ClusterAddons: it renders the addons of a Cluster's release and applies
 // them into its workload cluster, running the stages of the current hook first.
 type ClusterAddonReconciler struct {
@@ -89,7 +84,7 @@ type ClusterAddonReconciler struct {
 	ApplyRetryInterval    time.Duration
 	DriftCheckInterval    time.Duration
 	// Workers is how many ClusterAddons are reconciled at the same time; zero means
-	// defaultClusterAddonWorkers.
+	// DefaultWorkers.
 	Workers int
 
 	// skeleton is the one reconcile shape (internal/reconciler) with this kind's steps.
@@ -115,7 +110,7 @@ type ClusterAddonReconciler struct {
 func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	workers := r.Workers
 	if workers <= 0 {
-		workers = defaultClusterAddonWorkers
+		workers = DefaultWorkers
 	}
 	r.skeleton = &reconciler.Kind[*csv1alpha1.ClusterAddon, report]{
 		Name: "ClusterAddon",
@@ -155,8 +150,9 @@ func (r *ClusterAddonReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // nothing, as does any event with a generation no write of ours made.
 //
 // The record is keyed by UID, so a re-created ClusterAddon of the same name never inherits one.
-// If the event arrives before the record is made, it passes: one reconcile too many, never one
-// too few.
+// It is made before the write, with the generation the write makes when nobody else writes the
+// spec in between; when someone does, patch drops it, and at worst an event passes that did not
+// need to: one reconcile too many, never one too few.
 func (r *ClusterAddonReconciler) notOwnSpecWrite(e event.UpdateEvent) bool {
 	gen, ok := r.ownSpecWrites.LoadAndDelete(e.ObjectNew.GetUID())
 	return !ok || gen.(int64) != e.ObjectNew.GetGeneration()
@@ -216,20 +212,28 @@ func (r *ClusterAddonReconciler) Reconcile(ctx context.Context, req ctrl.Request
 // it. observedGeneration moves only when the reconcile succeeded (STYLE.md 5).
 func (r *ClusterAddonReconciler) patch(ctx context.Context, before, ca *csv1alpha1.ClusterAddon, succeeded bool) error {
 	var errs []error
-	if !equality.Semantic.DeepEqual(before.ObjectMeta, ca.ObjectMeta) || !equality.Semantic.DeepEqual(before.Spec, ca.Spec) {
+	specChanged := !equality.Semantic.DeepEqual(before.Spec, ca.Spec)
+	if specChanged || !equality.Semantic.DeepEqual(before.ObjectMeta, ca.ObjectMeta) {
 		// The status of a custom resource with a status subresource is ignored here; leaving it
 		// out keeps the request small.
 		written := ca.DeepCopy()
 		written.Status = before.Status
+		read := ca.Generation
+		if specChanged {
+			// Recorded before the write: its watch event may be handled before Patch returns,
+			// and would cost a reconcile (with a rendering) that finds the work done.
+			r.ownSpecWrites.Store(ca.UID, read+1)
+		}
 		if err := r.Client.Patch(ctx, written, client.MergeFrom(before)); err != nil {
+			r.ownSpecWrites.CompareAndDelete(ca.UID, read+1)
 			errs = append(errs, fmt.Errorf("patching the spec of ClusterAddon: %w", err))
 			succeeded = false
 		} else {
-			read := ca.Generation
 			ca.ObjectMeta = written.ObjectMeta
 			// Another writer's spec change that landed in between (the hooks server sets
 			// spec.hook) was not seen by this reconcile: then its generation is not observed,
-			// and the event of that change brings the next reconcile.
+			// and the event of that change brings the next reconcile (the record made before
+			// the write is dropped, so that no event of that change is taken for ours).
 			if equality.Semantic.DeepEqual(written.Spec, ca.Spec) {
 				r.ownSpecWrites.Store(ca.UID, written.Generation)
 				for i := range ca.Status.Conditions {
@@ -238,6 +242,7 @@ func (r *ClusterAddonReconciler) patch(ctx context.Context, before, ca *csv1alph
 					}
 				}
 			} else {
+				r.ownSpecWrites.CompareAndDelete(ca.UID, read+1)
 				ca.Generation = read
 				succeeded = false
 			}
@@ -377,14 +382,15 @@ func (r *ClusterAddonReconciler) reconcileNormal(ctx context.Context, ca *csv1al
 		return rep
 	}
 	t, err := r.newTarget(ctx, ca, cluster, p, wc)
+	hookRan := ca.Spec.Hook != ""
 	if err == nil {
 		err = r.runHook(ctx, ca, p, t)
 	}
 	if err != nil {
 		return report{err: err, reached: ptr.To(true)}
 	}
-	msg, err := r.holdSteadyState(ctx, ca, p, t)
-	return report{err: err, reached: ptr.To(true), readyMsg: msg, requeue: r.interval(r.DriftCheckInterval, DefaultDriftCheckInterval)}
+	msg, err := r.holdSteadyState(ctx, ca, p, t, hookRan)
+	return report{err: err, reached: ptr.To(true), readyMsg: msg, requeue: r.nextDriftCheck(ca.UID)}
 }
 
 // clusterOf returns the ClusterAddon's Cluster, nil when it is gone.
@@ -633,18 +639,30 @@ func (r *ClusterAddonReconciler) applyStage(ctx context.Context, ca *csv1alpha1.
 }
 
 // holdSteadyState applies everything the release runs and prunes what it no longer renders. It
-// returns Ready's message.
-func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, t *target) (string, error) {
+// returns Ready's message. hookRan says that the stages of a hook ran in this reconcile: what
+// they wrote is looked at, however recent the last look.
+func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1alpha1.ClusterAddon, p *plan, t *target, hookRan bool) (string, error) {
 	wasReady := conditions.IsTrue(ca, csv1alpha1.ReadyCondition)
 	rel := p.rel.Name.String()
-	if digest, err := steadyDigest(rel, t.in, ca.Status.Resources); err == nil && r.stillConverged(ctx, ca, digest, t) {
-		return fmt.Sprintf("%d addon objects of %s applied", len(ca.Status.Resources), t.class), nil
+	applied := fmt.Sprintf("%d addon objects of %s applied", len(ca.Status.Resources), t.class)
+	input, inputErr := steadyDigest(rel, t.in, ca.Status.Resources)
+	if inputErr == nil && r.stillConverged(ctx, ca, t, func(s convergedState) bool { return s.input == input }, hookRan) {
+		return applied, nil
 	}
-	r.converged.Delete(ca.UID)
 	desired, err := r.renderSteady(ctx, p, t)
 	if err != nil {
+		r.converged.Delete(ca.UID)
 		return "", r.renderFailed(ctx, p.rel.Name.String(), err)
 	}
+	// A changed input (the Cluster's status changes the values templates' data) often renders
+	// the same objects.
+	if output, err := outputDigest(desired, ca.Status.Resources); err == nil && r.stillConverged(ctx, ca, t, func(s convergedState) bool { return s.output == output }, hookRan) {
+		if inputErr == nil {
+			r.recordInput(ca.UID, input)
+		}
+		return applied, nil
+	}
+	r.converged.Delete(ca.UID)
 	result, err := t.applier.Apply(ctx, desired, apply.FromResources(ca.Status.Resources))
 	if err != nil {
 		return "", failedApply(outcome.Retry(csv1alpha1.ApplyFailedReason, fmt.Errorf("applying addons of %s: %w", t.class, err)))
@@ -663,7 +681,7 @@ func (r *ClusterAddonReconciler) holdSteadyState(ctx context.Context, ca *csv1al
 	if v, err := p.rel.Metadata.AddonVersion(); err == nil {
 		ca.Spec.Version = v.String()
 	}
-	r.recordConverged(ca, rel, t.in, result)
+	r.recordConverged(ca, rel, t.in, desired, result)
 	return fmt.Sprintf("%d addon objects of %s applied", len(result.Applied), t.class), nil
 }
 

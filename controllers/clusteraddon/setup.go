@@ -67,8 +67,16 @@ type Options struct {
 	ReleaseRetryInterval  time.Duration
 	ApplyRetryInterval    time.Duration
 	DriftCheckInterval    time.Duration
-	// Workers is how many ClusterAddons are reconciled at the same time; zero means four.
+	// Workers is how many ClusterAddons are reconciled at the same time; zero means
+	// DefaultWorkers.
 	Workers int
+	// CreateWorkers is how many Clusters get their ClusterAddon created at the same time; zero
+	// means DefaultCreateWorkers.
+	CreateWorkers int
+	// WorkloadQPS and WorkloadBurst bound the client of each workload cluster; zero means
+	// DefaultWorkloadQPS and DefaultWorkloadBurst.
+	WorkloadQPS   float32
+	WorkloadBurst int
 	// WorkloadConfigHook, when set, adjusts the REST config of each workload cluster client
 	// (tests count requests with it).
 	WorkloadConfigHook func(cluster types.NamespacedName, cfg *rest.Config)
@@ -76,6 +84,23 @@ type Options struct {
 	// hooks.DefaultRetryAfter.
 	HookRetryAfter time.Duration
 }
+
+// Defaults of the Options of the same names.
+const (
+	// DefaultWorkers: ClusterAddons are independent, and a reconcile mostly waits for the
+	// management and the workload API servers; rendering, the CPU-heavy step, is bounded by the
+	// rendering's own concurrency. Sixteen keep a fleet's new Clusters moving without holding
+	// more workload connections than the connection cache keeps (workloadcluster.DefaultMaxConnections).
+	DefaultWorkers = 16
+	// DefaultCreateWorkers: creating a ClusterAddon is one write to the management API server;
+	// one at a time, a fleet's new Clusters waited in line for it.
+	DefaultCreateWorkers = 8
+	// DefaultWorkloadQPS and DefaultWorkloadBurst: addon objects come in bursts (a chart at a
+	// time); client-go's defaults of 5 QPS would make a 50-object chart take ten seconds. Each
+	// workload cluster has its own client, so this bounds what one cluster's API server gets.
+	DefaultWorkloadQPS   = 50
+	DefaultWorkloadBurst = 100
+)
 
 // Setup registers the Cluster and ClusterAddon controllers, and optionally the Cluster webhooks
 // and the runtime extension server, with mgr.
@@ -95,11 +120,24 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("setting up the ClusterAddon controllers: %w", err)
 	}
-	workload := &workloadcluster.Cache{Reader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), ConfigHook: opts.WorkloadConfigHook}
+	qps, burst := opts.WorkloadQPS, opts.WorkloadBurst
+	if qps <= 0 {
+		qps = DefaultWorkloadQPS
+	}
+	if burst <= 0 {
+		burst = DefaultWorkloadBurst
+	}
+	workload := &workloadcluster.Cache{Reader: mgr.GetAPIReader(), Scheme: mgr.GetScheme(), ConfigHook: func(cluster types.NamespacedName, cfg *rest.Config) {
+		cfg.QPS, cfg.Burst = qps, burst
+		if opts.WorkloadConfigHook != nil {
+			opts.WorkloadConfigHook(cluster, cfg)
+		}
+	}}
 	cr := &ClusterReconciler{
 		Client:   mgr.GetClient(),
 		Workload: workload,
 		Recorder: mgr.GetEventRecorder("clusteraddon-create-controller"),
+		Workers:  opts.CreateWorkers,
 	}
 	if err := cr.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Cluster controller of addons: %w", err)

@@ -189,8 +189,10 @@ type Result struct {
 	// Failed holds per-object errors; everything else was still applied.
 	Failed map[Ref]error
 	// Versions holds, by Ref.Key, the resourceVersion of every desired object that was read and
-	// found unchanged. When it covers every desired object, the set was converged as read: a
-	// later Versions call that finds the same versions proves it still is (see Versions).
+	// found unchanged, or written (the version the API server answered the write with; not for
+	// CRDs, see writeOne). When it covers every desired object, the set was converged as read or
+	// written: a later Versions call that finds the same versions proves it still is (see
+	// Versions).
 	Versions map[Ref]string
 }
 

@@ -121,18 +121,24 @@ type accessCache struct {
 	everythingAllowed bool
 	everythingExpires time.Time
 	now               func() time.Time
-	// written holds, with TrustOwnWrites, the hash of the content last written per object key.
-	written map[Ref]string
+	// written holds, with TrustOwnWrites, the content last written per object key.
+	written map[Ref]writtenContent
 }
 
-// wrote records that the content with hash was written to ref.
-func (c *accessCache) wrote(ref Ref, hash string) {
+// writtenContent is what a write left: the hash of the content and the resourceVersion the API
+// server answered (empty when not known).
+type writtenContent struct {
+	hash, version string
+}
+
+// wrote records that the content with hash was written to ref, leaving version.
+func (c *accessCache) wrote(ref Ref, hash, version string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.written == nil {
-		c.written = map[Ref]string{}
+		c.written = map[Ref]writtenContent{}
 	}
-	c.written[ref.Key()] = hash
+	c.written[ref.Key()] = writtenContent{hash: hash, version: version}
 }
 
 // forget drops what was written to ref.
@@ -142,12 +148,13 @@ func (c *accessCache) forget(ref Ref) {
 	delete(c.written, ref.Key())
 }
 
-// wroteSame reports whether the content with hash was the last written to ref.
-func (c *accessCache) wroteSame(ref Ref, hash string) bool {
+// wroteSame reports whether the content with hash was the last written to ref, and the
+// resourceVersion that write left.
+func (c *accessCache) wroteSame(ref Ref, hash string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h, ok := c.written[ref.Key()]
-	return ok && h == hash
+	w, ok := c.written[ref.Key()]
+	return w.version, ok && w.hash == hash
 }
 
 // cacheInit guards the lazy creation of an Applier's cache, so that the zero value of the

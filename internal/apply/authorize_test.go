@@ -3,6 +3,7 @@ package apply_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -300,10 +301,15 @@ func TestApplyAdminAsksOnce(t *testing.T) {
 		}
 	}
 
-	// The same content again: nothing read, asked or written.
+	// The same content again: nothing read, asked or written, and the versions the writes left
+	// are known (a converged set for a cheap drift check).
+	written := res.Versions
 	g, w, r = countAll(func() { res, err = a.Apply(ctx, desired("v1"), res.Applied) })
 	if err != nil || g != 0 || w != 0 || r != 0 || len(res.Changed) != 0 {
 		t.Errorf("same content, same Applier: error %v, %d reads, %d writes, %d reviews, changed %v; want none", err, g, w, r, res.Changed)
+	}
+	if len(written) != 4 || !maps.Equal(res.Versions, written) {
+		t.Errorf("same content, same Applier: versions %v, want the 4 the writes left %v", res.Versions, written)
 	}
 	// Changed content is read and written; the answer about everything is remembered.
 	g, w, r = countAll(func() { res, err = a.Apply(ctx, desired("v2"), res.Applied) })

@@ -161,7 +161,8 @@ type pending struct {
 	deferred bool
 	// unreadable: the API server refused to let us read the object.
 	unreadable bool
-	// version is the resourceVersion of a live object read and found unchanged.
+	// version is the resourceVersion of a live object read and found unchanged, or of the write
+	// that left it so (TrustOwnWrites).
 	version string
 }
 
@@ -172,9 +173,11 @@ func (a *Applier) decideObject(ctx context.Context, d *unstructured.Unstructured
 		return nil, fmt.Errorf("applying %s: %w", ref, err)
 	}
 	p := &pending{ref: ref, obj: obj}
-	if a.TrustOwnWrites && a.access().wroteSame(ref, hash) {
-		p.out = unchanged
-		return p, nil
+	if a.TrustOwnWrites {
+		if version, ok := a.access().wroteSame(ref, hash); ok {
+			p.out, p.version = unchanged, version
+			return p, nil
+		}
 	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(obj.GroupVersionKind())

@@ -16,8 +16,9 @@ import (
 // read). An object that is missing, or lost the label, is not in the answer.
 //
 // It is the cheap half of a drift check: every write to an object, by anyone, changes its
-// resourceVersion, so when Versions equals Result.Versions of an Apply that read every object
-// and found it unchanged, nothing changed since, and that Apply would decide the same again.
+// resourceVersion, so when Versions equals Result.Versions of an Apply that read (and found
+// unchanged) or wrote every object, nothing changed since, and that Apply would decide the same
+// again.
 // Anything else (a changed version, a missing object) means: Apply to find out.
 func (a *Applier) Versions(ctx context.Context, refs []Ref) (map[Ref]string, error) {
 	if a.Client == nil || a.Inventory == "" {

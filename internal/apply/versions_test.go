@@ -12,9 +12,10 @@ import (
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/apply"
 )
 
-// TestVersionsTellsChanges checks the cheap drift check: after an Apply that read every object
-// unchanged, Versions returns the same resourceVersions with one metadata-only list per kind, and
-// a change by someone else, a deletion or another inventory's object shows.
+// TestVersionsTellsChanges checks the cheap drift check: after an Apply that wrote every object,
+// and after one that read every object unchanged, Versions returns the same resourceVersions
+// with one metadata-only list per kind, and a change by someone else, a deletion or another
+// inventory's object shows.
 func TestVersionsTellsChanges(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -28,20 +29,24 @@ func TestVersionsTellsChanges(t *testing.T) {
 	if err != nil || res.Err() != nil {
 		t.Fatalf("apply: %v %v", err, res.Err())
 	}
-	if len(res.Versions) != 0 {
-		t.Errorf("versions after writing %v, want none (nothing was read unchanged)", res.Versions)
+	if len(res.Changed) != 3 || len(res.Versions) != 3 {
+		t.Fatalf("first apply: changed %v, versions %v; want 3 written, with the versions the writes left", res.Changed, res.Versions)
 	}
 	// Another inventory's object of the same kind is not part of the answer.
 	other := &apply.Applier{Client: counted, FieldManager: manager, Inventory: "other-" + ns}
 	if _, err := other.Apply(ctx, []*unstructured.Unstructured{obj(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: "+ns+"}\n")}, nil); err != nil {
 		t.Fatal(err)
 	}
-
-	res, err = a.Apply(ctx, desired, res.Applied)
-	if err != nil || len(res.Changed) != 0 || len(res.Versions) != 3 {
-		t.Fatalf("converged apply: error %v, changed %v, versions %v; want nothing changed and 3 versions", err, res.Changed, res.Versions)
-	}
 	var live map[apply.Ref]string
+	if live, err = a.Versions(ctx, res.Applied); err != nil || !maps.Equal(live, res.Versions) {
+		t.Fatalf("versions %v (error %v), want those the writes left %v", live, err, res.Versions)
+	}
+
+	written := res.Versions
+	res, err = a.Apply(ctx, desired, res.Applied)
+	if err != nil || len(res.Changed) != 0 || !maps.Equal(res.Versions, written) {
+		t.Fatalf("converged apply: error %v, changed %v, versions %v; want nothing changed and the versions of the writes %v", err, res.Changed, res.Versions, written)
+	}
 	g, w, r := countAll(func() { live, err = a.Versions(ctx, res.Applied) })
 	if err != nil || !maps.Equal(live, res.Versions) {
 		t.Fatalf("versions %v (error %v), want those of the converged apply %v", live, err, res.Versions)

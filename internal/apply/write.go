@@ -24,12 +24,18 @@ const crdEstablishTimeout = 30 * time.Second
 
 // writeDecided writes the objects d decided to write and records the outcome of each in d.res.
 func (a *Applier) writeDecided(ctx context.Context, d *decision) {
-	outs, errs := a.writeAll(ctx, d.writes)
+	outs, versions, errs := a.writeAll(ctx, d.writes)
 	for i, p := range d.writes {
 		out, err := outs[i], errs[i]
 		if err != nil {
 			d.res.Failed[p.ref] = err
 			continue
+		}
+		if versions[i] != "" {
+			if d.res.Versions == nil {
+				d.res.Versions = map[Ref]string{}
+			}
+			d.res.Versions[p.ref.Key()] = versions[i]
 		}
 		if out != unchanged {
 			d.res.Changed = append(d.res.Changed, p.ref)
@@ -40,7 +46,8 @@ func (a *Applier) writeDecided(ctx context.Context, d *decision) {
 	}
 }
 
-// writeAll writes every pending object and returns the outcome and error of each, by index.
+// writeAll writes every pending object and returns the outcome, the resourceVersion it left (see
+// writeOne) and the error of each, by index.
 //
 // Render order is kept where it matters and nowhere else. Objects that others depend on being
 // there first are barriers, written alone and in order: CRDs (their kind must be served before
@@ -50,15 +57,16 @@ func (a *Applier) writeDecided(ctx context.Context, d *decision) {
 // chart's objects). Runs of ordinary objects between barriers do not depend on each other and are
 // written side by side, parallelRequests at a time: a release's ClusterClass and its templates, or
 // an addon's dozen objects, then cost a few round trips instead of one per object.
-func (a *Applier) writeAll(ctx context.Context, writes []*pending) ([]outcome, []error) {
+func (a *Applier) writeAll(ctx context.Context, writes []*pending) ([]outcome, []string, []error) {
 	outs := make([]outcome, len(writes))
+	versions := make([]string, len(writes))
 	errs := make([]error, len(writes))
 	writeAt := func(i int) {
 		if err := ctx.Err(); err != nil {
 			errs[i] = fmt.Errorf("applying %s: %w", writes[i].ref, err)
 			return
 		}
-		outs[i], errs[i] = a.writeOne(ctx, writes[i])
+		outs[i], versions[i], errs[i] = a.writeOne(ctx, writes[i])
 	}
 	var run []int // ordinary objects since the last barrier
 	flush := func() {
@@ -74,7 +82,7 @@ func (a *Applier) writeAll(ctx context.Context, writes []*pending) ([]outcome, [
 		writeAt(i)
 	}
 	flush()
-	return outs, errs
+	return outs, versions, errs
 }
 
 // isBarrier reports whether writes before and after r must stay on their side of it (see
@@ -93,38 +101,45 @@ func isBarrier(r Ref) bool {
 	return false
 }
 
-// writeOne applies a pending object.
-func (a *Applier) writeOne(ctx context.Context, p *pending) (outcome, error) {
+// writeOne applies a pending object. It returns the resourceVersion the object has after the
+// write, as the API server answered it: what a later Versions call finds while nobody writes the
+// object. A CRD's is not returned (empty): the API server writes its status once it is
+// established, so the answer is stale at once.
+func (a *Applier) writeOne(ctx context.Context, p *pending) (outcome, string, error) {
 	ref, out := p.ref, p.out
 	if p.deferred {
 		// Its CRD was applied earlier in this call: now it can be read.
 		again, err := a.decideObject(ctx, p.obj, ref, nil)
 		if err != nil {
-			return unchanged, err
+			return unchanged, "", err
 		}
 		if again.out == unchanged {
-			return unchanged, nil
+			return unchanged, again.version, nil
 		}
 		out = again.out
 	}
+	hash := p.obj.GetAnnotations()[HashAnnotation]
+	// The answer (the live object) is decoded into p.obj.
 	if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(p.obj), client.FieldOwner(a.FieldManager)); err != nil {
 		if apierrors.IsConflict(err) {
-			return unchanged, conflictError(ref, err)
+			return unchanged, "", conflictError(ref, err)
 		}
 		if meta.IsNoMatchError(err) {
-			return unchanged, fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
+			return unchanged, "", fmt.Errorf("applying %s: %w", ref, &MissingKindsError{Kinds: []schema.GroupVersionKind{ref.GroupVersionKind()}})
 		}
-		return unchanged, fmt.Errorf("applying %s: %w", ref, err)
+		return unchanged, "", fmt.Errorf("applying %s: %w", ref, err)
 	}
+	version := p.obj.GetResourceVersion()
 	if isCRD(ref) {
+		version = ""
 		if err := a.waitEstablished(ctx, ref.Name); err != nil {
-			return out, fmt.Errorf("applying %s: %w", ref, err)
+			return out, "", fmt.Errorf("applying %s: %w", ref, err)
 		}
 	}
 	if a.TrustOwnWrites {
-		a.access().wrote(ref, p.obj.GetAnnotations()[HashAnnotation])
+		a.access().wrote(ref, hash, version)
 	}
-	return out, nil
+	return out, version, nil
 }
 
 // waitEstablished waits until the CRD is served, so that objects of its kind later in the same
