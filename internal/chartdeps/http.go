@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	repo "helm.sh/helm/v4/pkg/repo/v1"
 )
 
 // fetchHTTP resolves a dependency from a Helm HTTP repository.
@@ -23,9 +25,9 @@ func (r *Resolver) fetchHTTP(ctx context.Context, name, repository, version stri
 	if err != nil {
 		return fetched{}, err
 	}
-	cv, err := idx.get(name, version)
+	cv, err := idx.Get(name, version)
 	switch {
-	case errors.Is(err, errNoChartName):
+	case errors.Is(err, repo.ErrNoChartName):
 		return fetched{}, unresolvable(ErrChartNotFound, "the repository index has no chart %s", name)
 	case err != nil:
 		return fetched{}, unresolvable(ErrNoMatchingVersion, "the repository index has no version of %s matching %q", name, version)
@@ -56,7 +58,7 @@ func (r *Resolver) fetchHTTP(ctx context.Context, name, repository, version stri
 		}
 	}
 
-	chartURL, err := resolveReferenceURL(repository, cv.URLs[0])
+	chartURL, err := repo.ResolveReferenceURL(repository, cv.URLs[0])
 	if err != nil {
 		return fetched{}, unresolvable(ErrInvalidIndex, "the URL of %s %s: %v", name, cv.Version, err)
 	}
@@ -76,11 +78,11 @@ func (r *Resolver) fetchHTTP(ctx context.Context, name, repository, version stri
 
 // index returns the repository's index.yaml: the cached copy while it is younger than IndexTTL,
 // else a fresh one. When the repository cannot be reached, an older copy still answers.
-func (r *Resolver) index(ctx context.Context, repository string) (*index, error) {
+func (r *Resolver) index(ctx context.Context, repository string) (*repo.IndexFile, error) {
 	p := r.store.indexPath(repository)
 	fi, statErr := os.Stat(p)
 	if statErr == nil && r.opts.Now().Sub(fi.ModTime()) < r.opts.IndexTTL {
-		if idx, err := loadIndex(p); err == nil {
+		if idx, err := repo.LoadIndexFile(p); err == nil {
 			return idx, nil
 		}
 	}
@@ -89,9 +91,21 @@ func (r *Resolver) index(ctx context.Context, repository string) (*index, error)
 		if err != nil {
 			return nil, err
 		}
-		// The candidate is parsed before it replaces the cached copy, so a broken index never
-		// overwrites a good one.
-		idx, err := parseIndex(data)
+		// Helm's index reader works on files; the candidate is parsed before it replaces the
+		// cached copy, so a broken index never overwrites a good one.
+		tmp, err := os.CreateTemp(r.store.path("tmp"), "index-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(tmp.Name())
+		_, werr := tmp.Write(data)
+		if cerr := tmp.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return nil, werr
+		}
+		idx, err := repo.LoadIndexFile(tmp.Name())
 		if err != nil {
 			return nil, unresolvable(ErrInvalidIndex, "index.yaml of %s: %v", redact(repository), err)
 		}
@@ -102,22 +116,13 @@ func (r *Resolver) index(ctx context.Context, repository string) (*index, error)
 	})
 	if err != nil {
 		if statErr == nil && errors.Is(err, ErrUnavailable) {
-			if idx, lerr := loadIndex(p); lerr == nil {
+			if idx, lerr := repo.LoadIndexFile(p); lerr == nil {
 				return idx, nil
 			}
 		}
 		return nil, err
 	}
-	return v.(*index), nil
-}
-
-// loadIndex reads a cached index.yaml.
-func loadIndex(path string) (*index, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return parseIndex(data)
+	return v.(*repo.IndexFile), nil
 }
 
 // get downloads target, at most limit bytes. The repository's credential is sent only to the
