@@ -7,6 +7,7 @@ package metrics
 import (
 	"crypto/tls"
 
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
@@ -22,7 +23,7 @@ func ServerOptions(bindAddress string, secure bool, certDir string) metricsserve
 		return opts
 	}
 	opts.SecureServing = true
-	opts.FilterProvider = authFilter
+	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	opts.CertDir = certDir
 	// HTTP/1.1 only: HTTP/2's stream cancellation ("Rapid Reset", CVE-2023-44487 and
 	// CVE-2023-39325) lets one client load the server; a scrape gains nothing from HTTP/2.

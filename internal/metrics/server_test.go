@@ -154,9 +154,9 @@ func TestSecureMetrics(t *testing.T) {
 		want  int
 	}{
 		{name: "no token", want: http.StatusUnauthorized},
-		// A token the API server does not accept is unauthenticated (controller-runtime's filter
-		// answered 500 here, as a failure to authenticate).
-		{name: "a token the API server does not know", token: "not-a-token", want: http.StatusUnauthorized},
+		// The TokenReview of a token the API server cannot read carries an error, which
+		// controller-runtime's filter answers as a failure to authenticate (500), not as 401.
+		{name: "a token the API server does not know", token: "not-a-token", want: http.StatusInternalServerError},
 		{name: "a ServiceAccount without metrics-reader", token: other, want: http.StatusForbidden},
 		{name: "a ServiceAccount with metrics-reader", token: scraper, want: http.StatusOK},
 	} {
