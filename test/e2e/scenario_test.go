@@ -346,19 +346,28 @@ func (s *scenario) prepareNamespace(ctx context.Context, ns string) error {
 // its own (the manager's default, from OCI_REGISTRY/OCI_REPOSITORY) and providerRef to the
 // namespace's template.
 func (s *scenario) createClusterStack(ctx context.Context, ns string, versions []string) error {
-	cs := &clusterstackv1alpha1.ClusterStack{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: stackName},
-		Spec: clusterstackv1alpha1.ClusterStackSpec{
-			Provider: "openstack", Name: "scs", KubernetesVersion: "1.32", Channel: "stable",
-			Versions:      versions,
-			AutoSubscribe: false,
-			ProviderRef: &corev1.ObjectReference{
-				APIVersion: infrav1alpha1.GroupVersion.String(),
-				Kind:       "OpenStackClusterStackReleaseTemplate",
-				Name:       stackName,
-			},
-		},
+	spec := stackSpec(versions)
+	spec.ProviderRef = &corev1.ObjectReference{
+		APIVersion: infrav1alpha1.GroupVersion.String(),
+		Kind:       "OpenStackClusterStackReleaseTemplate",
+		Name:       stackName,
 	}
+	return s.createStack(ctx, ns, spec)
+}
+
+// stackSpec is the benchmarks' ClusterStack spec with versions, no autoSubscribe and no source of
+// its own (the manager's default, from OCI_REGISTRY/OCI_REPOSITORY).
+func stackSpec(versions []string) clusterstackv1alpha1.ClusterStackSpec {
+	return clusterstackv1alpha1.ClusterStackSpec{
+		Provider: "openstack", Name: "scs", KubernetesVersion: "1.32", Channel: "stable",
+		Versions:      versions,
+		AutoSubscribe: false,
+	}
+}
+
+// createStack creates the ClusterStack of ns with spec.
+func (s *scenario) createStack(ctx context.Context, ns string, spec clusterstackv1alpha1.ClusterStackSpec) error {
+	cs := &clusterstackv1alpha1.ClusterStack{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: stackName}, Spec: spec}
 	if err := s.c.Create(ctx, cs); err != nil {
 		return fmt.Errorf("creating ClusterStack %s/%s: %w", ns, cs.Name, err)
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
@@ -97,18 +96,9 @@ func runStartup(b *testing.B, noProvider bool) {
 // createNoProviderClusterStack creates the benchmarks' ClusterStack without a provider: its
 // releases apply their ClusterClass and templates and wait for no node image.
 func (s *scenario) createNoProviderClusterStack(ctx context.Context, ns string, versions []string) error {
-	cs := &clusterstackv1alpha1.ClusterStack{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: stackName},
-		Spec: clusterstackv1alpha1.ClusterStackSpec{
-			Provider: "openstack", Name: "scs", KubernetesVersion: "1.32", Channel: "stable",
-			Versions:   versions,
-			NoProvider: true,
-		},
-	}
-	if err := s.c.Create(ctx, cs); err != nil {
-		return fmt.Errorf("creating ClusterStack %s/%s: %w", ns, cs.Name, err)
-	}
-	return nil
+	spec := stackSpec(versions)
+	spec.NoProvider = true
+	return s.createStack(ctx, ns, spec)
 }
 
 // newStartupScenario starts the management API server with its watch cache, the registry, the
