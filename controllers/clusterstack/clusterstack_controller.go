@@ -66,9 +66,9 @@ const (
 // the namespace uses; it removes the releases nobody wants any more.
 type ClusterStackReconciler struct {
 	Client client.Client
-	// APIReader reads Clusters from the API server for the in-use checks that decide what may be
+	// APIReader reads Clusters from the API server for the in-use checks that decide what is
 	// deleted: a Cluster created a moment ago may not be in the cache yet, and a release it uses
-	// must not be garbage-collected for that.
+	// must not be garbage-collected for that. Only a reconcile that would delete reads it.
 	APIReader client.Reader
 	Releases  *resolver.Resolver
 	Recorder  events.EventRecorder
@@ -275,7 +275,11 @@ func (r *ClusterStackReconciler) reconcileNormal(ctx context.Context, cs *cluste
 	// The source is consulted first: its answer decides the desired set.
 	check, nextCheck := r.checkSource(ctx, cs, k8s)
 
-	inUse, err := resolver.ClustersByRelease(ctx, r.APIReader, cs.Namespace)
+	// The cache's Clusters decide the desired set (their watch brings this ClusterStack back when
+	// one changes); a deletion is decided on a live read only (collectReleases). A live list of
+	// every Cluster in each reconcile would cost a round trip and the decoding of the whole
+	// fleet's Clusters, for the rare reconcile that deletes.
+	inUse, err := resolver.ClustersByRelease(ctx, r.Client, cs.Namespace)
 	if err != nil {
 		return clusterStackReport{err: err}
 	}
@@ -343,12 +347,28 @@ func (r *ClusterStackReconciler) collectReleases(ctx context.Context, cs *cluste
 	for _, n := range desired {
 		wanted[n.String()] = true
 	}
+	var candidates []string
+	for n, csr := range all {
+		if !wanted[n] && metav1.IsControlledBy(csr, cs) && len(inUse[n].Clusters) == 0 {
+			candidates = append(candidates, n)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil, nil
+	}
+	// inUse came from the cache, which may not hold a Cluster created a moment ago: what is
+	// deleted is decided on the API server's answer.
+	live, err := resolver.ClustersByRelease(ctx, r.APIReader, cs.Namespace)
+	if err != nil {
+		return nil, []error{err}
+	}
 	var (
 		deleting []string
 		errs     []error
 	)
-	for n, csr := range all {
-		if wanted[n] || !metav1.IsControlledBy(csr, cs) || len(inUse[n].Clusters) > 0 {
+	for _, n := range candidates {
+		csr := all[n]
+		if len(live[n].Clusters) > 0 {
 			continue
 		}
 		deleting = append(deleting, n)

@@ -577,10 +577,14 @@ func (r *ClusterStackReleaseReconciler) apply(ctx context.Context, csr *clusters
 		shared *sharing
 		reads  errgroup.Group
 	)
-	reads.Go(func() (err error) {
-		inUse, err = resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
-		return err
-	})
+	if len(candidates) > 0 {
+		// Only what is pruned depends on the Clusters using the release: without candidates the
+		// fleet's Clusters are not listed.
+		reads.Go(func() (err error) {
+			inUse, err = resolver.ClustersByRelease(ctx, r.APIReader, csr.Namespace)
+			return err
+		})
+	}
 	reads.Go(func() (err error) {
 		shared, err = r.readSharing(ctx, csr, append(refs, candidates...))
 		return err

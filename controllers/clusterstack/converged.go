@@ -75,14 +75,18 @@ func sharingOf(s *sharing, refs []apply.Ref) string {
 	return strings.Join(out, ",")
 }
 
-// remember records a convergence after an apply of objs that wrote, pruned and released nothing
-// and read every object it writes itself (res.Versions); otherwise it forgets the release's.
+// remember records a convergence after an apply of objs that pruned and released nothing and
+// knows the version of every object it writes itself (res.Versions: as read, or as the write
+// left it); otherwise it forgets the release's. An apply that wrote counts: what it wrote is the
+// rendering at the version the API server answered, so the events its own writes cause (the
+// ClusterClass it created, the release's status) find the release converged instead of applying
+// everything a second time.
 func (r *ClusterStackReleaseReconciler) remember(csr *clusterstackv1alpha1.ClusterStackRelease, key string, objs int, res apply.Result, shared *sharing) {
 	nn := client.ObjectKeyFromObject(csr)
 	r.convergedMu.Lock()
 	defer r.convergedMu.Unlock()
 	delete(r.converged, nn)
-	if key == "" || len(res.Changed) > 0 || len(res.Pruned) > 0 || len(res.Released) > 0 || len(res.Failed) > 0 || len(res.Applied) != objs {
+	if key == "" || len(res.Pruned) > 0 || len(res.Released) > 0 || len(res.Failed) > 0 || len(res.Applied) != objs {
 		return
 	}
 	c := convergence{key: key, inventory: inventoryOf(csr), sharing: sharingOf(shared, res.Applied), versions: map[apply.Ref]string{}, driftDue: time.Now().Add(r.driftCheck())}

@@ -20,7 +20,8 @@ import (
 // A release is done without rendering only while everything its apply depended on is as it was
 // when that apply found the objects as rendered: its spec and content, its inventory, the objects
 // other releases write, the watched objects' versions, and the drift check not due. An apply that
-// wrote or pruned anything, or did not read everything, is no convergence.
+// pruned anything, or does not know the version of everything it applied, is no convergence; one
+// that wrote is, at the versions its writes were answered.
 func TestConvergenceHoldsOnlyWhileNothingChanged(t *testing.T) {
 	scheme, err := testenv.NewScheme()
 	if err != nil {
@@ -119,12 +120,37 @@ func TestConvergenceHoldsOnlyWhileNothingChanged(t *testing.T) {
 			t.Error("converged with the drift check due")
 		}
 	})
+	t.Run("wrote, every version answered", func(t *testing.T) {
+		// The first apply creates everything: the versions its writes left are what the events
+		// of those writes carry, so they find the release converged.
+		w := setup(t)
+		class := &clusterv1.ClusterClass{}
+		if err := w.c.Get(ctx, client.ObjectKey{Namespace: cc.Namespace, Name: cc.Name}, class); err != nil {
+			t.Fatal(err)
+		}
+		res := apply.Result{Applied: []apply.Ref{cc, tmpl}, Changed: []apply.Ref{cc, tmpl}, Versions: map[apply.Ref]string{cc.Key(): class.ResourceVersion, tmpl.Key(): "8"}}
+		shared, err := w.r.readSharing(ctx, w.csr, res.Applied)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.r.remember(w.csr, convergenceKey(w.csr, rel), 2, res, shared)
+		if !converged(w) {
+			t.Error("not converged after an apply that wrote everything at versions it was answered")
+		}
+		class.Labels = map[string]string{"changed": "by someone"}
+		if err := w.c.Update(ctx, class); err != nil {
+			t.Fatal(err)
+		}
+		if converged(w) {
+			t.Error("converged although the ClusterClass changed after the write")
+		}
+	})
 	for name, res := range map[string]apply.Result{
-		"wrote":      {Applied: []apply.Ref{cc, tmpl}, Changed: []apply.Ref{tmpl}, Versions: map[apply.Ref]string{cc.Key(): "1"}},
-		"pruned":     {Applied: []apply.Ref{cc, tmpl}, Pruned: []apply.Ref{{Kind: "Old"}}, Versions: map[apply.Ref]string{cc.Key(): "1", tmpl.Key(): "7"}},
-		"kept":       {Applied: []apply.Ref{cc, tmpl, {Kind: "Kept"}}, Versions: map[apply.Ref]string{cc.Key(): "1", tmpl.Key(): "7"}},
-		"not read":   {Applied: []apply.Ref{cc, tmpl}, Versions: map[apply.Ref]string{cc.Key(): "1"}},
-		"failed one": {Applied: []apply.Ref{cc, tmpl}, Failed: map[apply.Ref]error{tmpl: context.Canceled}, Versions: map[apply.Ref]string{cc.Key(): "1", tmpl.Key(): "7"}},
+		"wrote without an answered version": {Applied: []apply.Ref{cc, tmpl}, Changed: []apply.Ref{tmpl}, Versions: map[apply.Ref]string{cc.Key(): "1"}},
+		"pruned":                            {Applied: []apply.Ref{cc, tmpl}, Pruned: []apply.Ref{{Kind: "Old"}}, Versions: map[apply.Ref]string{cc.Key(): "1", tmpl.Key(): "7"}},
+		"kept":                              {Applied: []apply.Ref{cc, tmpl, {Kind: "Kept"}}, Versions: map[apply.Ref]string{cc.Key(): "1", tmpl.Key(): "7"}},
+		"not read":                          {Applied: []apply.Ref{cc, tmpl}, Versions: map[apply.Ref]string{cc.Key(): "1"}},
+		"failed one":                        {Applied: []apply.Ref{cc, tmpl}, Failed: map[apply.Ref]error{tmpl: context.Canceled}, Versions: map[apply.Ref]string{cc.Key(): "1", tmpl.Key(): "7"}},
 	} {
 		t.Run("not remembered: "+name, func(t *testing.T) {
 			w := setup(t)

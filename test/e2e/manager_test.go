@@ -117,6 +117,9 @@ func launchManager(tb testing.TB, bin string, cfg managerConfig) *managerProcess
 	if os.Getenv("BENCH_E2E_LOG_DIR") != "" {
 		cmd.Args = append(cmd.Args, "--zap-time-encoding=rfc3339nano", "--zap-log-level=4")
 	}
+	// BENCH_E2E_MANAGER_ARGS adds flags (space-separated) to the manager, to compare settings
+	// (--qps, the --*-concurrency flags) in one benchmark run each.
+	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("BENCH_E2E_MANAGER_ARGS"))...)
 	cmd.Dir = cfg.dir
 	// http:// selects plain HTTP for the registry (source.FromEnv).
 	cmd.Env = append(hostEnv(), "KUBECONFIG="+kubeconfig, "OCI_REGISTRY=http://"+cfg.registry, "OCI_REPOSITORY="+cfg.repository)
