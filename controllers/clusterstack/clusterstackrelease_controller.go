@@ -246,8 +246,9 @@ func prerenderKey(csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Re
 	return rel.Digest + " " + csr.Namespace
 }
 
-// prerender renders the chart of a release that waits for its provider object, once, and keeps
-// the objects for the reconcile that applies them. A failure keeps nothing: that reconcile
+// prerender renders the chart of a release that waits for its provider object, once, keeps the
+// objects for the reconcile that applies them and primes the API server with a read of each of
+// their kinds (Applier.Prime). A failure keeps nothing: that reconcile
 // renders again and reports it, so the conditions say what they said without the head start.
 func (r *ClusterStackReleaseReconciler) prerender(ctx context.Context, csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release) {
 	if rel.Digest == "" {
@@ -265,12 +266,21 @@ func (r *ClusterStackReleaseReconciler) prerender(ctx context.Context, csr *clus
 		return
 	}
 	r.prerenderedMu.Lock()
-	defer r.prerenderedMu.Unlock()
 	if r.prerendered == nil {
 		r.prerendered = map[types.NamespacedName]prerendering{}
 	}
 	r.prerendered[nn] = prerendering{key: key, objs: objs}
+	r.prerenderedMu.Unlock()
+	// The first requests of the release's kinds are slow on an API server that has not served
+	// them yet; made now, they overlap with the images' upload instead of delaying the apply.
+	primeCtx, cancel := context.WithTimeout(ctx, primeTimeout)
+	defer cancel()
+	r.Applier.Prime(primeCtx, objs, csr.Namespace)
 }
+
+// primeTimeout bounds the reads of Applier.Prime: they only save the apply time, and the release
+// waits for its node images meanwhile.
+const primeTimeout = 5 * time.Second
 
 // takePrerendering returns and forgets the rendering prerender kept for this content, if any.
 func (r *ClusterStackReleaseReconciler) takePrerendering(csr *clusterstackv1alpha1.ClusterStackRelease, rel *release.Release) []*unstructured.Unstructured {

@@ -253,3 +253,34 @@ func inParallel(n int, f func(i int)) {
 	}
 	_ = g.Wait() // f reports through what it captures; the calls return no error
 }
+
+// Prime reads one object of each kind of desired and decides and writes nothing, so that what
+// the first request of a kind costs is paid before an apply that waits for it: the API server
+// sets up a custom resource's storage on its first request (on a fresh API server the first
+// apply of a ClusterClass and its four templates took 0.17-0.31 s, later ones 0.05 s), the
+// client finds the kind's REST mapping and opens its connections. A release calls it while it
+// waits for its node images. The answers are dropped, errors included: the apply reads again
+// and reports what it finds. Objects without a namespace are read in namespace (the client drops
+// it for cluster-scoped kinds).
+func (a *Applier) Prime(ctx context.Context, desired []*unstructured.Unstructured, namespace string) {
+	if a == nil || a.Client == nil {
+		return
+	}
+	seen := map[schema.GroupVersionKind]bool{}
+	var first []*unstructured.Unstructured
+	for _, o := range desired {
+		if gvk := o.GroupVersionKind(); !seen[gvk] {
+			seen[gvk] = true
+			first = append(first, o)
+		}
+	}
+	inParallel(len(first), func(i int) {
+		live := &unstructured.Unstructured{}
+		live.SetGroupVersionKind(first[i].GroupVersionKind())
+		key := client.ObjectKey{Namespace: first[i].GetNamespace(), Name: first[i].GetName()}
+		if key.Namespace == "" {
+			key.Namespace = namespace
+		}
+		_ = a.Client.Get(ctx, key, live)
+	})
+}
