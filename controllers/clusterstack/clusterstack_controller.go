@@ -119,6 +119,10 @@ func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.checks = map[types.NamespacedName]*sourceCheck{}
 	return reconciler.NewController(mgr, "clusterstack").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Workers}).
+		// The source check (a registry listing) of the stacks found at the start runs while the
+		// Clusters' cache fills: the releases, Clusters and templates are read through the
+		// cache, which waits for them.
+		StartOnForSync().
 		For(&clusterstackv1alpha1.ClusterStack{}).
 		Owns(&clusterstackv1alpha1.ClusterStackRelease{}).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(r.clusterStacksOfCluster)).

@@ -109,6 +109,9 @@ type ClusterStackReleaseReconciler struct {
 	// releases waiting for their provider hold one.
 	prerenderedMu sync.Mutex
 	prerendered   map[types.NamespacedName]prerendering
+	// primed are the kinds prerender has primed the API server with (Applier.Prime).
+	primedMu sync.Mutex
+	primed   map[schema.GroupVersionKind]bool
 
 	// converged holds, per release, what its last apply that changed nothing found (see
 	// convergence), so that a reconcile of a release nothing changed renders and applies nothing.
@@ -140,6 +143,10 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 		// Releases are independent and a reconcile mostly waits for the registry and the API
 		// server, so a few run side by side; rendering is the only CPU-heavy step.
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		// The releases a ClusterStack creates right after the start are fetched and rendered
+		// while the other watches still fill their caches (the ClusterClass's fills last on a
+		// fresh API server): every other kind is read through the cache, which waits for it.
+		StartOnForSync().
 		// Its own status writes do not bring a release back: what follows from them is on its
 		// way through the watches (the applied objects' events, the provider object's).
 		For(&clusterstackv1alpha1.ClusterStackRelease{}, notOnlyStatusChanged).
@@ -273,9 +280,25 @@ func (r *ClusterStackReleaseReconciler) prerender(ctx context.Context, csr *clus
 	r.prerenderedMu.Unlock()
 	// The first requests of the release's kinds are slow on an API server that has not served
 	// them yet; made now, they overlap with the images' upload instead of delaying the apply.
+	// Once per kind and process: the API server keeps a kind's storage once it has served it.
+	r.primedMu.Lock()
+	var unprimed []*unstructured.Unstructured
+	for _, o := range objs {
+		if gvk := o.GroupVersionKind(); !r.primed[gvk] {
+			if r.primed == nil {
+				r.primed = map[schema.GroupVersionKind]bool{}
+			}
+			r.primed[gvk] = true
+			unprimed = append(unprimed, o)
+		}
+	}
+	r.primedMu.Unlock()
+	if len(unprimed) == 0 {
+		return
+	}
 	primeCtx, cancel := context.WithTimeout(ctx, primeTimeout)
 	defer cancel()
-	r.Applier.Prime(primeCtx, objs, csr.Namespace)
+	r.Applier.Prime(primeCtx, unprimed, csr.Namespace)
 }
 
 // primeTimeout bounds the reads of Applier.Prime: they only save the apply time, and the release

@@ -35,6 +35,8 @@ type Builder struct {
 	forObj  client.Object
 	watches []watch
 	err     error
+	// forSyncOnly starts the workers once the For kind has synced (StartOnForSync).
+	forSyncOnly bool
 }
 
 type watch struct {
@@ -43,6 +45,8 @@ type watch struct {
 	preds   []predicate.Predicate
 	// owned asks for the owner handler, which needs the For kind (known only at Complete).
 	owned bool
+	// isFor is the watch of the For kind.
+	isFor bool
 }
 
 // NewController starts the setup of the controller name.
@@ -62,7 +66,18 @@ func (b *Builder) For(obj client.Object, preds ...predicate.Predicate) *Builder 
 		b.err = errors.Join(b.err, fmt.Errorf("controller %s: For called twice", b.name))
 	}
 	b.forObj = obj
-	b.watches = append(b.watches, watch{obj: obj, handler: &handler.EnqueueRequestForObject{}, preds: preds})
+	b.watches = append(b.watches, watch{obj: obj, handler: &handler.EnqueueRequestForObject{}, preds: preds, isFor: true})
+	return b
+}
+
+// StartOnForSync starts the workers as soon as the For kind's cache has synced, while the other
+// watches still fill theirs. That is safe where the reconciler reads those kinds only through
+// the manager's cache: a read of a kind whose informer has not synced waits for it (the cache
+// blocks until synced), and the objects of the initial lists still enqueue what they map to.
+// What it saves is the wait for the slowest watched kind before the first reconcile: on a fresh
+// API server the watch cache of a large CRD (ClusterClass) fills last.
+func (b *Builder) StartOnForSync() *Builder {
+	b.forSyncOnly = true
 	return b
 }
 
@@ -116,7 +131,8 @@ func (b *Builder) Complete(r reconcile.Reconciler) error {
 		if w.owned {
 			h = handler.EnqueueRequestForOwner(b.mgr.GetScheme(), b.mgr.GetRESTMapper(), b.forObj, handler.OnlyControllerOwner())
 		}
-		if err := c.Watch(&kindSource{cache: b.mgr.GetCache(), obj: w.obj, handler: h, preds: w.preds}); err != nil {
+		src := &kindSource{cache: b.mgr.GetCache(), obj: w.obj, handler: h, preds: w.preds, background: b.forSyncOnly && !w.isFor}
+		if err := c.Watch(src); err != nil {
 			return fmt.Errorf("controller %s: watching %T: %w", b.name, w.obj, err)
 		}
 		if err := reg.add(w.obj, b.mgr.GetScheme()); err != nil {

@@ -40,6 +40,8 @@ type kindSource struct {
 	obj     client.Object
 	handler handler.EventHandler
 	preds   []predicate.Predicate
+	// background: the workers do not wait for this watch to sync (Builder.StartOnForSync).
+	background bool
 
 	synced chan error
 }
@@ -85,6 +87,11 @@ func (s *kindSource) start(ctx context.Context, queue workqueue.TypedRateLimitin
 // WaitForSync returns once the informer and the handler have synced. A cancelled context (the
 // manager stopping) is no error, as for controller-runtime's Kind source.
 func (s *kindSource) WaitForSync(ctx context.Context) error {
+	if s.background {
+		// start retries getting the informer until the manager stops, and the sync only fails
+		// when it stops: nothing is lost by not waiting (the channel is buffered).
+		return nil
+	}
 	select {
 	case err := <-s.synced:
 		return err
