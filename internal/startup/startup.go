@@ -222,6 +222,11 @@ func (w Warmer) probe(ctx context.Context, u *url.URL) (refused int, err error) 
 		req.Header.Set("Accept", "application/json")
 		resp, err := w.HTTPClient.Do(req)
 		if err != nil {
+			if refused > 0 && ctx.Err() != nil {
+				// The give-up deadline cut a probe after refusals: the same outcome as one that
+				// ends between probes.
+				return refused, fmt.Errorf("probing the watch cache (%s): still filling: %w", u.Path, ctx.Err())
+			}
 			return refused, fmt.Errorf("probing the watch cache (%s): %w", u.Path, err)
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
