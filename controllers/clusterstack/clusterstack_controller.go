@@ -123,9 +123,12 @@ func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Clusters' cache fills: the releases, Clusters and templates are read through the
 		// cache, which waits for them.
 		StartOnForSync().
-		For(&clusterstackv1alpha1.ClusterStack{}).
-		Owns(&clusterstackv1alpha1.ClusterStackRelease{}).
-		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(r.clusterStacksOfCluster)).
+		// Its own status writes do not bring a ClusterStack back: nothing it computes depends
+		// on its status.
+		For(&clusterstackv1alpha1.ClusterStack{}, notOnlyStatusChanged).
+		// The releases it controls, their mere progress coalesced (progress.go).
+		Watches(&clusterstackv1alpha1.ClusterStackRelease{}, releaseToClusterStack{delay: progressCoalescing}).
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(r.clusterStacksOfCluster), resolver.ReleaseUseChanged(true)).
 		Watches(&infrav1alpha1.OpenStackClusterStackReleaseTemplate{}, handler.EnqueueRequestsFromMapFunc(r.clusterStacksOfTemplate)).
 		Complete(r)
 }

@@ -151,7 +151,9 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 		// way through the watches (the applied objects' events, the provider object's).
 		For(&clusterstackv1alpha1.ClusterStackRelease{}, notOnlyStatusChanged).
 		Owns(&infrav1alpha1.OpenStackClusterStackRelease{}).
-		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(releaseOfClusterRequest)).
+		// A new Cluster changes nothing a release does: it protects what it uses when a prune or
+		// the deletion reads the Clusters live. What a release waits for is a Cluster leaving it.
+		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(releaseOfClusterRequest), resolver.ReleaseUseChanged(false)).
 		// A release that lets a shared object go hands it to the next newest holder (shared.go).
 		Watches(&clusterstackv1alpha1.ClusterStackRelease{}, handler.EnqueueRequestsFromMapFunc(r.releasesSharingWith),
 			inventoryOrDeletionChanged).

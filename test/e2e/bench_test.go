@@ -201,6 +201,7 @@ func runFleet(b *testing.B, f fleetScenario) {
 	}
 	releases := f.stacks * len(f.versions)
 	releasesReady := s.waitReady(r, fmt.Sprintf("%d releases ready", releases), kindRelease, "", releases, f.limit, s.releasesReady("", releases)).Sub(start)
+	s.dumpAPIServerRequests("releases-ready")
 
 	start = time.Now()
 	if err := inParallel(f.stacks*f.clustersPerStack, func(i int) error {
@@ -211,6 +212,7 @@ func runFleet(b *testing.B, f fleetScenario) {
 	}
 	clusters := f.stacks * f.clustersPerStack
 	addons := s.waitReady(r, fmt.Sprintf("addons on %d Clusters", clusters), kindAddon, "", clusters, f.limit, s.addonsReady(clusters)).Sub(start)
+	s.dumpAPIServerRequests("addons-ready")
 	s.checkWorkloadObjects(clusters)
 	drift := f.drift
 	if drift == 0 {

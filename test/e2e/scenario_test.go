@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -767,4 +768,41 @@ func (s *scenario) logMemory(peak, current float64) {
 	}
 	s.tb.Logf("manager memory: RSS %.1f MiB now (anonymous %.1f, file-backed %.1f: the binary's pages), %.1f MiB peak (VmHWM); Go heap in use %.1f MiB, Go runtime total from the OS %.1f MiB",
 		current, anon, file, peak, c.heapInuse/(1<<20), c.goSys/(1<<20))
+}
+
+// dumpAPIServerRequests writes the management API server's request counts (its
+// apiserver_request_total lines, by verb, resource and code) to <dir>/<label>.txt when
+// BENCH_E2E_APISERVER_METRICS names a directory: to see which of the manager's requests cost
+// the API server its CPU. The counts are cumulative from the server's start.
+func (s *scenario) dumpAPIServerRequests(label string) {
+	dir := os.Getenv("BENCH_E2E_APISERVER_METRICS")
+	if dir == "" {
+		return
+	}
+	cfg := rest.CopyConfig(s.mgmt.Config)
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		s.tb.Logf("API server metrics: %v", err)
+		return
+	}
+	resp, err := hc.Get(strings.TrimSuffix(cfg.Host, "/") + "/metrics")
+	if err != nil {
+		s.tb.Logf("API server metrics: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.tb.Logf("API server metrics: %v", err)
+		return
+	}
+	var lines []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, "apiserver_request_total{") || strings.HasPrefix(l, "apiserver_watch_events_total{") {
+			lines = append(lines, l)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, label+".txt"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		s.tb.Logf("API server metrics: %v", err)
+	}
 }

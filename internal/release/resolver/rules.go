@@ -7,6 +7,8 @@ import (
 
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
@@ -47,6 +49,30 @@ func ReleaseOfCluster(c *clusterv1.Cluster) (Ref, bool) {
 		ns = c.Namespace
 	}
 	return Ref{Namespace: ns, Release: n}, true
+}
+
+// ReleaseUseChanged passes the Cluster events that change which release a Cluster uses, the
+// only thing of a Cluster the release rules read: its deletion, an update whose ReleaseOfCluster
+// differs before and after (a class change, an upgrade), and, when creates is true, its
+// creation. Cluster API writes a Cluster's status many times while it comes up and on every
+// condition change after; none of those changes what the Cluster uses, and a controller that
+// reconciled its releases on each would read and compare them for nothing.
+func ReleaseUseChanged(creates bool) predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return creates },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, okOld := e.ObjectOld.(*clusterv1.Cluster)
+			n, okNew := e.ObjectNew.(*clusterv1.Cluster)
+			if !okOld || !okNew {
+				return true
+			}
+			before, usedBefore := ReleaseOfCluster(o)
+			after, usedAfter := ReleaseOfCluster(n)
+			return usedBefore != usedAfter || before != after
+		},
+		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		GenericFunc: func(event.GenericEvent) bool { return true },
+	}
 }
 
 // ChannelOf returns the channel of cs; unset means stable, the API's default.

@@ -7,7 +7,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/release/name"
@@ -46,6 +48,44 @@ func TestReleaseOfCluster(t *testing.T) {
 				t.Errorf("got %+v, %v; want %+v, %v", got, ok, tt.want, tt.wantOK)
 			}
 		})
+	}
+}
+
+func TestReleaseUseChanged(t *testing.T) {
+	t.Parallel()
+	cluster := func(class string, ready bool) *clusterv1.Cluster {
+		c := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant", Name: "c"}}
+		c.Spec.Topology.ClassRef = clusterv1.ClusterClassRef{Name: class}
+		if ready {
+			c.Status.Initialization.ControlPlaneInitialized = ptr.To(true)
+			c.Status.Phase = "Provisioned"
+		}
+		return c
+	}
+	update := func(o, n *clusterv1.Cluster) event.UpdateEvent { return event.UpdateEvent{ObjectOld: o, ObjectNew: n} }
+	for _, creates := range []bool{true, false} {
+		p := ReleaseUseChanged(creates)
+		if got := p.Create(event.CreateEvent{Object: cluster("openstack-scs-1-32-v3", false)}); got != creates {
+			t.Errorf("creates=%v: a create passes: %v", creates, got)
+		}
+		if !p.Delete(event.DeleteEvent{Object: cluster("openstack-scs-1-32-v3", true)}) {
+			t.Errorf("creates=%v: a delete does not pass", creates)
+		}
+		for _, u := range []struct {
+			name string
+			e    event.UpdateEvent
+			want bool
+		}{
+			{"status only", update(cluster("openstack-scs-1-32-v3", false), cluster("openstack-scs-1-32-v3", true)), false},
+			{"upgrade", update(cluster("openstack-scs-1-32-v3", true), cluster("openstack-scs-1-32-v4", true)), true},
+			{"onto a cluster-stack class", update(cluster("my-class", true), cluster("openstack-scs-1-32-v4", true)), true},
+			{"off a cluster-stack class", update(cluster("openstack-scs-1-32-v3", true), cluster("my-class", true)), true},
+			{"between foreign classes", update(cluster("my-class", true), cluster("other-class", true)), false},
+		} {
+			if got := p.Update(u.e); got != u.want {
+				t.Errorf("creates=%v, update %s: passes %v, want %v", creates, u.name, got, u.want)
+			}
+		}
 	}
 }
 
