@@ -74,7 +74,9 @@ func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
 	stalled := map[stalledKey]int{}
 	for _, k := range kinds {
 		list := k.list()
-		if err := c.reader.List(ctx, list); err != nil {
+		// The objects are only read here: the cache's own copies serve, instead of a deep copy
+		// of every release, addon and node image on each scrape (4.5 MiB at 1000 Clusters).
+		if err := c.reader.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			if notStarted := (*cache.ErrCacheNotStarted)(nil); errors.As(err, &notStarted) {
 				log.V(4).Info("Not counting objects before the cache starts", "kind", k.kind)
 				continue

@@ -67,6 +67,19 @@ func TestFactoryCachesLogins(t *testing.T) {
 	if got := srv.Calls(openstackdouble.CallAuthTokens); got != 1 {
 		t.Fatalf("logins after 5 uses of the same Secret = %d, want 1", got)
 	}
+	// The cached login keeps its token's ID, not the whole decoded answer of the login.
+	slim := func(when string) {
+		t.Helper()
+		e, ok := f.clients.Get(types.NamespacedName{Namespace: "ns", Name: "creds"})
+		if !ok {
+			t.Fatalf("%s: no cached login", when)
+		}
+		p := e.(*entry).provider
+		if _, ok := p.GetAuthResult().(tokenID); !ok || p.Token() == "" {
+			t.Fatalf("%s: the cached login keeps %T, token %q", when, p.GetAuthResult(), p.Token())
+		}
+	}
+	slim("after the login")
 
 	// An expired token is renewed once by gophercloud, on the same cached client.
 	srv.ExpireTokens()
@@ -75,6 +88,7 @@ func TestFactoryCachesLogins(t *testing.T) {
 	if got := srv.Calls(openstackdouble.CallAuthTokens); got != 2 {
 		t.Fatalf("logins after token expiry = %d, want 2", got)
 	}
+	slim("after the renewal")
 
 	// A changed Secret is a new resourceVersion: one new login.
 	sec.ResourceVersion = "2"

@@ -5,7 +5,6 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
-	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 
 	infrav1 "github.com/seed-a720dd5e/clusterstack-operator/api/infrastructure/v1alpha1"
 	"github.com/seed-a720dd5e/clusterstack-operator/internal/openstack/clients"
@@ -49,16 +48,13 @@ func (f *Factory) ApplicationCredentials(ctx context.Context, namespace string, 
 		return nil, credErr(secretRef, ErrNoEndpoint, "the service catalog of cloud %q has no identity endpoint for region %q and interface %q",
 			e.creds.CloudName, e.creds.EndpointOpts.Region, e.creds.EndpointOpts.Availability)
 	}
-	res, ok := e.provider.GetAuthResult().(tokens.CreateResult)
-	if !ok {
+	if !e.scope.v3 {
 		return nil, credErr(secretRef, ErrInvalidCloud, "cloud %q does not log in with a Keystone v3 token", e.creds.CloudName)
 	}
-	user, err := res.ExtractUser()
-	if err != nil || user == nil || user.ID == "" {
+	if e.scope.userID == "" {
 		return nil, credErr(secretRef, ErrInvalidCloud, "the Keystone token of cloud %q names no user", e.creds.CloudName)
 	}
-	project, err := res.ExtractProject()
-	if err != nil || project == nil || project.ID == "" {
+	if e.scope.projectID == "" {
 		return nil, credErr(secretRef, ErrInvalidCloud, "cloud %q logs in without a project scope; set project_id or project_name in its auth section", e.creds.CloudName)
 	}
 	iface := string(e.creds.EndpointOpts.Availability)
@@ -66,7 +62,7 @@ func (f *Factory) ApplicationCredentials(ctx context.Context, namespace string, 
 		iface = string(gophercloud.AvailabilityPublic)
 	}
 	e.appCreds = &ApplicationCredentials{
-		Client: clients.NewApplicationCredentialClient(svc, user.ID, project.ID),
+		Client: clients.NewApplicationCredentialClient(svc, e.scope.userID, e.scope.projectID),
 		Cloud: Cloud{
 			AuthURL: e.creds.AuthOptions.IdentityEndpoint, Region: e.creds.EndpointOpts.Region, Interface: iface,
 			CACert: e.caPEM, Insecure: e.creds.TLSConfig != nil && e.creds.TLSConfig.InsecureSkipVerify,
