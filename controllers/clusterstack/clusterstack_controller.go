@@ -126,8 +126,8 @@ func (r *ClusterStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Its own status writes do not bring a ClusterStack back: nothing it computes depends
 		// on its status.
 		For(&clusterstackv1alpha1.ClusterStack{}, notOnlyStatusChanged).
-		// The releases it controls, their mere progress coalesced (progress.go).
-		Watches(&clusterstackv1alpha1.ClusterStackRelease{}, releaseToClusterStack{delay: progressCoalescing}).
+		// The releases it controls, their mere progress shown a moment later, coalesced.
+		Watches(&clusterstackv1alpha1.ClusterStackRelease{}, reconciler.EnqueueControllerOnProgress(clusterstackv1alpha1.GroupVersion.WithKind("ClusterStack").GroupKind(), reconciler.ProgressCoalescing)).
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(r.clusterStacksOfCluster), resolver.ReleaseUseChanged(true)).
 		Watches(&infrav1alpha1.OpenStackClusterStackReleaseTemplate{}, handler.EnqueueRequestsFromMapFunc(r.clusterStacksOfTemplate)).
 		Complete(r)

@@ -150,7 +150,9 @@ func (r *ClusterStackReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error
 		// Its own status writes do not bring a release back: what follows from them is on its
 		// way through the watches (the applied objects' events, the provider object's).
 		For(&clusterstackv1alpha1.ClusterStackRelease{}, notOnlyStatusChanged).
-		Owns(&infrav1alpha1.OpenStackClusterStackRelease{}).
+		// Its provider object, whose mere progress (repeated in the release's message) is shown
+		// a moment later, coalesced.
+		Watches(&infrav1alpha1.OpenStackClusterStackRelease{}, reconciler.EnqueueControllerOnProgress(clusterstackv1alpha1.GroupVersion.WithKind("ClusterStackRelease").GroupKind(), reconciler.ProgressCoalescing)).
 		// A new Cluster changes nothing a release does: it protects what it uses when a prune or
 		// the deletion reads the Clusters live. What a release waits for is a Cluster leaving it.
 		Watches(&clusterv1.Cluster{}, handler.EnqueueRequestsFromMapFunc(releaseOfClusterRequest), resolver.ReleaseUseChanged(false)).

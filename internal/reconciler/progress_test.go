@@ -1,4 +1,4 @@
-package clusterstack
+package reconciler
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	clusterstackv1alpha1 "github.com/seed-a720dd5e/clusterstack-operator/api/clusterstack/v1alpha1"
 )
 
-func TestReleaseProgressReachesItsClusterStackCoalesced(t *testing.T) {
+func TestProgressReachesTheControllerCoalesced(t *testing.T) {
 	t.Parallel()
 	release := func(owner string, ready bool, msg string) *clusterstackv1alpha1.ClusterStackRelease {
 		csr := &clusterstackv1alpha1.ClusterStackRelease{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant", Name: "openstack-scs-1-32-v1"}}
@@ -30,7 +30,7 @@ func TestReleaseProgressReachesItsClusterStackCoalesced(t *testing.T) {
 		return csr
 	}
 	const delay = 200 * time.Millisecond
-	h := releaseToClusterStack{delay: delay}
+	h := EnqueueControllerOnProgress(clusterstackv1alpha1.GroupVersion.WithKind("ClusterStack").GroupKind(), delay)
 	for _, tc := range []struct {
 		name            string
 		old, new        *clusterstackv1alpha1.ClusterStackRelease
@@ -43,6 +43,12 @@ func TestReleaseProgressReachesItsClusterStackCoalesced(t *testing.T) {
 		{name: "owner changed", old: release("old", false, "Applying"), new: release("new", false, "Applying"),
 			now: []string{"old", "new"}},
 		{name: "no owner", old: release("", false, "Applying"), new: release("", false, "Fetching")},
+		{name: "stalled", old: release("stack", false, "Applying"), new: stalled(release("stack", false, "Rendering failed")),
+			now: []string{"stack"}},
+		{name: "status.ready set after the Ready condition", old: readyCondition(release("stack", false, "All node images are active")),
+			new: release("stack", true, "All node images are active"), now: []string{"stack"}},
+		{name: "spec changed", old: release("stack", false, "Applying"), new: generation(release("stack", false, "Applying"), 2),
+			now: []string{"stack"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -58,6 +64,23 @@ func TestReleaseProgressReachesItsClusterStackCoalesced(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readyCondition is csr with its Ready condition True but status.ready not yet set: what Cluster
+// API's patch helper leaves between its status and its conditions request.
+func readyCondition(csr *clusterstackv1alpha1.ClusterStackRelease) *clusterstackv1alpha1.ClusterStackRelease {
+	csr.Status.Conditions[0].Status = metav1.ConditionTrue
+	return csr
+}
+
+func stalled(csr *clusterstackv1alpha1.ClusterStackRelease) *clusterstackv1alpha1.ClusterStackRelease {
+	csr.Status.Conditions = append(csr.Status.Conditions, metav1.Condition{Type: clusterstackv1alpha1.StalledCondition, Status: metav1.ConditionTrue, Reason: "R"})
+	return csr
+}
+
+func generation(csr *clusterstackv1alpha1.ClusterStackRelease, g int64) *clusterstackv1alpha1.ClusterStackRelease {
+	csr.Generation = g
+	return csr
 }
 
 func drain(q workqueue.TypedRateLimitingInterface[reconcile.Request]) []string {
