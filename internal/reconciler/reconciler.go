@@ -22,7 +22,6 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/cluster-api/util/annotations"
 	"sigs.k8s.io/cluster-api/util/conditions"
-	"sigs.k8s.io/cluster-api/util/patch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -118,7 +117,7 @@ func (k *Kind[T, R]) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 
 	before := obj.DeepCopyObject().(T)
-	w := &writer[T]{kind: k.Name, client: k.Client, owned: k.owned()}
+	w := &writer[T]{kind: k.Name, client: k.Client}
 	if k.Patch == nil {
 		if err := w.start(obj); err != nil {
 			return ctrl.Result{}, err
@@ -168,7 +167,8 @@ func (k *Kind[T, R]) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	return res, err
 }
 
-// owned returns the conditions the patch helper owns.
+// owned returns the conditions the kind's status owns: every other type is dropped before the
+// status is written.
 func (k *Kind[T, R]) owned() []string {
 	return append([]string{csv1alpha1.ReadyCondition, csv1alpha1.ReconcilingCondition, csv1alpha1.StalledCondition, csv1alpha1.PausedCondition}, k.Conditions...)
 }
@@ -214,35 +214,7 @@ func Persist(ctx context.Context) error {
 	return p(ctx)
 }
 
-// writer is the default status writer: Cluster API's patch helper.
-type writer[T Object] struct {
-	kind   string
-	client client.Client
-	owned  []string
-	helper *patch.Helper
-}
-
-func (w *writer[T]) start(obj T) error {
-	h, err := patch.NewHelper(obj, w.client)
-	if err != nil {
-		return fmt.Errorf("starting the patch of %s: %w", w.kind, err)
-	}
-	w.helper = h
-	return nil
-}
-
-func (w *writer[T]) patch(ctx context.Context, obj T, observed bool) error {
-	opts := []patch.Option{patch.WithOwnedConditions{Conditions: w.owned}}
-	if observed {
-		opts = append(opts, patch.WithStatusObservedGeneration{})
-	}
-	if err := w.helper.Patch(ctx, obj, opts...); err != nil {
-		return fmt.Errorf("patching %s: %w", w.kind, err)
-	}
-	return nil
-}
-
-// persist patches now and starts a new helper from what was written, so that the deferred patch
+// persist patches now and starts anew from what was written, so that the deferred patch
 // compares against the stored state (a field cleared after persist must be removed, not lost in
 // an empty diff).
 func (w *writer[T]) persist(ctx context.Context, obj T) error {
