@@ -1,6 +1,6 @@
 // Package reconciler is the one shape every reconciler of the operator has, as in Cluster API:
-// get the object (gone: done), a logger with it, the pause check, the finalizer, a patch helper
-// and a deferred status patch, then the kind's delete or normal steps, and last the kind's pure
+// get the object (gone: done), a logger with it, the pause check, the finalizer and a deferred
+// patch of what changed (writer.go), then the kind's delete or normal steps, and last the kind's pure
 // status function, which turns what the steps reported into conditions and the reconcile result.
 // A kind supplies its steps and its status function (a Kind); the skeleton does the rest, so
 // preamble, pause, observedGeneration and the stall and failure events are the same for every
@@ -51,9 +51,8 @@ type Kind[T Object, R any] struct {
 	// Finalizer is added before any step runs; empty adds none.
 	Finalizer string
 	// Conditions are the condition types the kind sets besides Ready, Reconciling, Stalled and
-	// Paused, which are always owned. The patch helper owns them for its conflict resolution, and
-	// every other type is removed before the status is written (kstatus.DropForeign): a kind
-	// must list every condition its status function sets.
+	// Paused, which are always owned. Every other type is removed before the status is written
+	// (kstatus.DropForeign): a kind must list every condition its status function sets.
 	Conditions []string
 	// Normal runs the steps of a live object. The steps report; they set no conditions.
 	Normal func(ctx context.Context, obj T) R
@@ -84,7 +83,7 @@ type Kind[T Object, R any] struct {
 	// patch: for kinds whose objects share something outside the API (a Glance image name), so
 	// that the next holder sees what this reconcile recorded.
 	Lock func(obj T) (unlock func())
-	// Patch, when set, replaces the patch helper: it writes what the reconcile changed between
+	// Patch, when set, replaces the default writer: it writes what the reconcile changed between
 	// before and obj, recording observedGeneration when observed. Persist is not available then.
 	Patch func(ctx context.Context, before, obj T, observed bool) error
 }
@@ -209,7 +208,7 @@ type persistKey struct{}
 func Persist(ctx context.Context) error {
 	p, ok := ctx.Value(persistKey{}).(func(context.Context) error)
 	if !ok {
-		return errors.New("persisting the status: the reconciler has no patch helper")
+		return errors.New("persisting the status: the reconciler brings its own Patch")
 	}
 	return p(ctx)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,5 +344,66 @@ func TestFailureEvents(t *testing.T) {
 	}
 	if got := f.events(); len(got) != 0 {
 		t.Errorf("20 retries of one failure: %d events (%q), want none", len(got), got)
+	}
+}
+
+// countingClient counts the patches of the object and of its status.
+type countingClient struct {
+	client.Client
+	patches, statusPatches atomic.Int32
+}
+
+func (c *countingClient) Patch(ctx context.Context, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+	c.patches.Add(1)
+	return c.Client.Patch(ctx, obj, p, opts...)
+}
+
+func (c *countingClient) Status() client.SubResourceWriter {
+	return countingStatus{SubResourceWriter: c.Client.Status(), c: c}
+}
+
+type countingStatus struct {
+	client.SubResourceWriter
+	c *countingClient
+}
+
+func (s countingStatus) Patch(ctx context.Context, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+	s.c.statusPatches.Add(1)
+	return s.SubResourceWriter.Patch(ctx, obj, p, opts...)
+}
+
+// TestOneStatusWritePerReconcile: conditions and the other status fields that one reconcile
+// changed are one status write (Cluster API's patch helper makes it two, and a watcher sees the
+// first without the second); a reconcile that changes nothing writes nothing.
+func TestOneStatusWritePerReconcile(t *testing.T) {
+	t.Parallel()
+	f := newFixture()
+	c := &countingClient{Client: env.Client}
+	f.kind.Client = c
+	f.kind.Normal = func(_ context.Context, cs *csv1alpha1.ClusterStack) error {
+		cs.Status.UsableVersions = "v1"
+		return nil
+	}
+	cs := newStack(t)
+	_, err, got := f.reconcile(t, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !conditions.IsTrue(got, csv1alpha1.ReadyCondition) || got.Status.UsableVersions != "v1" || got.Status.ObservedGeneration != got.Generation {
+		t.Fatalf("status not written: %+v", got.Status)
+	}
+	if n := c.statusPatches.Load(); n != 1 {
+		t.Errorf("status writes of a reconcile that set conditions and usableVersions: %d, want 1", n)
+	}
+	if n := c.patches.Load(); n != 1 {
+		t.Errorf("object patches: %d, want 1 (the finalizer)", n)
+	}
+	c.statusPatches.Store(0)
+	c.patches.Store(0)
+	if _, err, _ := f.reconcile(t, cs); err != nil {
+		t.Fatal(err)
+	}
+	if p, s := c.patches.Load(), c.statusPatches.Load(); p != 0 || s != 0 {
+		t.Errorf("a converged reconcile wrote %d patches and %d status patches, want none", p, s)
 	}
 }
