@@ -340,6 +340,8 @@ func setupControllers(mgr ctrl.Manager, opts options) error {
 		ClusterStackWorkers:  opts.concurrency.clusterStack,
 		ReleaseWorkers:       opts.concurrency.clusterStackRelease,
 		Webhooks:             opts.webhooks,
+		// The OpenStack controllers below remove it.
+		ProviderFinalizer: infrav1alpha1.OpenStackClusterStackReleaseFinalizer,
 	}); err != nil {
 		return err
 	}

@@ -75,6 +75,8 @@ type ClusterStackReconciler struct {
 	// CheckInterval is the default interval of source checks; zero means
 	// DefaultReleaseCheckInterval.
 	CheckInterval time.Duration
+	// ProviderFinalizer is given to the provider objects it creates (see Options).
+	ProviderFinalizer string
 	// Workers is how many ClusterStacks are reconciled at the same time; zero means the
 	// manager's default (one).
 	Workers int
@@ -601,6 +603,11 @@ func (r *ClusterStackReconciler) ensureProvider(ctx context.Context, csr *cluste
 		}
 		if err := controllerutil.SetControllerReference(csr, obj, r.Client.Scheme()); err != nil {
 			return err
+		}
+		if r.ProviderFinalizer != "" {
+			// Created with it: the provider controller would otherwise add it with a write of its
+			// own before it starts on the node images, a write on every release's way to ready.
+			controllerutil.AddFinalizer(obj, r.ProviderFinalizer)
 		}
 		if err := r.Client.Create(ctx, obj); err != nil {
 			return fmt.Errorf("creating %s %s: %w", providerKind, csr.Name, err)

@@ -34,6 +34,11 @@ type Options struct {
 	ReleaseWorkers int
 	// Webhooks also registers the validating webhooks with the manager's webhook server.
 	Webhooks bool
+	// ProviderFinalizer, when set, is given to the provider objects (OpenStackClusterStackReleases)
+	// the ClusterStack controller creates: the finalizer of the provider controller set up beside
+	// it, which would otherwise add it with a write of its own first. Leave it empty when no
+	// provider controller runs: nobody would remove it.
+	ProviderFinalizer string
 }
 
 // Setup registers the ClusterStack and ClusterStackRelease controllers (and, with
@@ -43,12 +48,13 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return errors.New("setting up the ClusterStack controllers: Options.Releases is required")
 	}
 	cs := &ClusterStackReconciler{
-		Client:        mgr.GetClient(),
-		APIReader:     mgr.GetAPIReader(),
-		Releases:      opts.Releases,
-		Recorder:      mgr.GetEventRecorder("clusterstack-controller"),
-		CheckInterval: opts.ReleaseCheckInterval,
-		Workers:       opts.ClusterStackWorkers,
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Releases:          opts.Releases,
+		Recorder:          mgr.GetEventRecorder("clusterstack-controller"),
+		CheckInterval:     opts.ReleaseCheckInterval,
+		Workers:           opts.ClusterStackWorkers,
+		ProviderFinalizer: opts.ProviderFinalizer,
 	}
 	if err := cs.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ClusterStack controller: %w", err)
