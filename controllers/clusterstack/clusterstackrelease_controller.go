@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -178,12 +177,7 @@ var notOnlyStatusChanged = predicate.Funcs{
 		if o == nil || n == nil {
 			return true
 		}
-		return o.GetGeneration() != n.GetGeneration() ||
-			!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
-			!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
-			!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
-			!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
-			!equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences())
+		return !reconciler.OnlyStatusChanged(o, n)
 	},
 }
 

@@ -94,17 +94,24 @@ func (h progressHandler) controllerOf(o client.Object) (reconcile.Request, bool)
 // field that moved (status.ready, an inventory, an image ID) is a change of state, as is a
 // condition that came, went or flipped. An object that cannot be compared never only progressed.
 func OnlyProgressed(o, n client.Object) bool {
-	if o.GetGeneration() != n.GetGeneration() ||
-		!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
-		!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
-		!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
-		!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
-		!equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences()) {
+	if !OnlyStatusChanged(o, n) {
 		return false
 	}
 	before, ok1 := stateOf(o)
 	after, ok2 := stateOf(n)
 	return ok1 && ok2 && equality.Semantic.DeepEqual(before, after)
+}
+
+// OnlyStatusChanged reports whether an update left the generation (the spec), the deletion, the
+// labels, annotations, finalizers and owners as they were: whatever moved is the status (with the
+// resourceVersion and managed fields that come with it).
+func OnlyStatusChanged(o, n client.Object) bool {
+	return o.GetGeneration() == n.GetGeneration() &&
+		o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) &&
+		equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) &&
+		equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) &&
+		equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) &&
+		equality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences())
 }
 
 // stateOf is an object's status with each condition reduced to its type and status.
